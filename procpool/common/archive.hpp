@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// cereal archives that write into a growable byte buffer and read from a
+// bounded span, without iostreams.
+//
+// InputArchive reads bytes that may come from an untrusted worker, so every
+// read is bounds-checked and every size prefix is capped by the bytes still
+// present: a forged length can neither read out of bounds nor make the host
+// allocate gigabytes (cereal issue #103). It registers no polymorphic types,
+// so nothing polymorphic can be loaded through it (cereal issue #870).
+#include <cereal/cereal.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+namespace procpool::detail {
+
+// A growable byte buffer that never zero-fills (unlike std::string::resize).
+class ByteBuffer {
+ public:
+  ByteBuffer() = default;
+  ByteBuffer(const ByteBuffer&) = delete;
+  ByteBuffer& operator=(const ByteBuffer&) = delete;
+  ByteBuffer(ByteBuffer&& o) noexcept : data_(o.data_), size_(o.size_), cap_(o.cap_) {
+    o.data_ = nullptr;
+    o.size_ = o.cap_ = 0;
+  }
+  ByteBuffer& operator=(ByteBuffer&& o) noexcept {
+    if (this != &o) {
+      std::free(data_);
+      data_ = o.data_;
+      size_ = o.size_;
+      cap_ = o.cap_;
+      o.data_ = nullptr;
+      o.size_ = o.cap_ = 0;
+    }
+    return *this;
+  }
+  ~ByteBuffer() { std::free(data_); }
+
+  std::byte* data() noexcept { return data_; }
+  const std::byte* data() const noexcept { return data_; }
+  size_t size() const noexcept { return size_; }
+  void clear() noexcept { size_ = 0; }
+  void reserve(size_t n) {
+    if (n <= cap_) return;
+    size_t cap = cap_ ? cap_ : 256;
+    while (cap < n) cap *= 2;
+    auto* p = static_cast<std::byte*>(std::realloc(data_, cap));
+    if (!p) throw std::bad_alloc();
+    data_ = p;
+    cap_ = cap;
+  }
+  // Grows by n uninitialised bytes and returns where they start.
+  std::byte* grow(size_t n) {
+    reserve(size_ + n);
+    std::byte* at = data_ + size_;
+    size_ += n;
+    return at;
+  }
+  void append(const void* p, size_t n) {
+    if (n) std::memcpy(grow(n), p, n);
+  }
+  void resize(size_t n) {
+    reserve(n);
+    size_ = n;
+  }
+
+ private:
+  std::byte* data_ = nullptr;
+  size_t size_ = 0;
+  size_t cap_ = 0;
+};
+
+// Thrown by InputArchive when the bytes run out or a size prefix is forged;
+// the pool turns it into a SerializationError or ProtocolError with context.
+class DecodeError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class OutputArchive : public cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision> {
+ public:
+  explicit OutputArchive(ByteBuffer& out)
+      : cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision>(this), out_(out) {}
+  void saveBinary(const void* data, std::streamsize size) { out_.append(data, static_cast<size_t>(size)); }
+
+ private:
+  ByteBuffer& out_;
+};
+
+class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision> {
+ public:
+  InputArchive(const std::byte* data, size_t size)
+      : cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision>(this), pos_(data), end_(data + size) {}
+  void loadBinary(void* const data, std::streamsize size) {
+    auto n = static_cast<size_t>(size);
+    if (n > remaining())
+      throw DecodeError("truncated data: needed " + std::to_string(n) + " bytes, " + std::to_string(remaining()) +
+                        " left");
+    std::memcpy(data, pos_, n);
+    pos_ += n;
+  }
+  size_t remaining() const noexcept { return static_cast<size_t>(end_ - pos_); }
+
+ private:
+  const std::byte* pos_;
+  const std::byte* end_;
+};
+
+template <class T>
+inline std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const T& t) {
+  ar.saveBinary(std::addressof(t), sizeof(t));
+}
+template <class T>
+inline std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, T& t) {
+  ar.loadBinary(std::addressof(t), sizeof(t));
+}
+template <class Archive, class T>
+inline CEREAL_ARCHIVE_RESTRICT(InputArchive, OutputArchive)
+    CEREAL_SERIALIZE_FUNCTION_NAME(Archive& ar, cereal::NameValuePair<T>& t) {
+  ar(t.value);
+}
+template <class T>
+inline void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const cereal::SizeTag<T>& t) {
+  ar(t.size);
+}
+// Every element of a sized container takes at least one byte on the wire, so
+// a count larger than the bytes left is a forgery, refused before cereal
+// resizes anything.
+template <class T>
+inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, cereal::SizeTag<T>& t) {
+  ar(t.size);
+  if (static_cast<unsigned long long>(t.size) > ar.remaining())
+    throw DecodeError("size prefix " + std::to_string(static_cast<unsigned long long>(t.size)) + " exceeds the " +
+                      std::to_string(ar.remaining()) + " bytes present");
+}
+template <class T>
+inline void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const cereal::BinaryData<T>& bd) {
+  ar.saveBinary(bd.data, static_cast<std::streamsize>(bd.size));
+}
+template <class T>
+inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, cereal::BinaryData<T>& bd) {
+  ar.loadBinary(bd.data, static_cast<std::streamsize>(bd.size));
+}
+
+}  // namespace procpool::detail
+
+CEREAL_REGISTER_ARCHIVE(procpool::detail::OutputArchive)
+CEREAL_REGISTER_ARCHIVE(procpool::detail::InputArchive)
+CEREAL_SETUP_ARCHIVE_TRAITS(procpool::detail::InputArchive, procpool::detail::OutputArchive)

@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: MIT
+#include <procpool/common/errors.hpp>
+
+#include <string.h>
+
+namespace procpool {
+namespace {
+
+std::string crash_message(const std::string& function, pid_t pid, int signal, int exit_code) {
+  std::string how;
+  if (signal != 0) {
+    const char* abbrev = sigabbrev_np(signal);
+    how = "killed by SIG" + std::string(abbrev ? abbrev : "?") + " (signal " + std::to_string(signal) +
+          ", " + strsignal(signal) + ")";
+  } else {
+    how = "exited with code " + std::to_string(exit_code);
+  }
+  return "worker " + std::to_string(pid) + " running '" + function + "' " + how;
+}
+
+std::string unknown_message(const std::string& name, const std::vector<std::string>& close) {
+  std::string m = "no function registered as '" + name + "'";
+  if (!close.empty()) {
+    m += "; did you mean ";
+    for (size_t i = 0; i < close.size(); ++i) m += (i ? ", '" : "'") + close[i] + "'";
+    m += "?";
+  }
+  return m;
+}
+
+}  // namespace
+
+WorkerCrashed::WorkerCrashed(std::string function, pid_t pid, int signal, int exit_code, std::string backtrace)
+    : Error(crash_message(function, pid, signal, exit_code)),
+      function_(std::move(function)),
+      pid_(pid),
+      signal_(signal),
+      exit_code_(exit_code),
+      backtrace_(std::move(backtrace)) {}
+
+UnknownFunction::UnknownFunction(std::string name, std::vector<std::string> close_matches)
+    : Error(unknown_message(name, close_matches)), name_(std::move(name)), close_(std::move(close_matches)) {}
+
+SerializationError::SerializationError(std::string function, const std::string& detail)
+    : Error("'" + function + "': " + detail), function_(std::move(function)), detail_(detail) {}
+
+ProtocolError::ProtocolError(pid_t pid, std::string function, const std::string& detail)
+    : Error("worker " + std::to_string(pid) + " broke the protocol while running '" + function + "': " + detail +
+            " (the worker was killed)"),
+      pid_(pid),
+      function_(std::move(function)) {}
+
+ResourceLimitExceeded::ResourceLimitExceeded(std::string limit, unsigned long long value,
+                                             unsigned long long maximum, const std::string& context)
+    : Error(context + ": " + std::to_string(value) + " bytes exceeds " + limit + " = " + std::to_string(maximum)),
+      limit_(std::move(limit)),
+      value_(value),
+      maximum_(maximum),
+      context_(context) {}
+
+SandboxViolation::SandboxViolation(std::string function, std::string syscall)
+    : Error("'" + function + "' made the forbidden system call " + syscall), syscall_(std::move(syscall)) {}
+
+RemoteError::RemoteError(std::string type_name, std::string message, std::string backtrace)
+    : Error(type_name + ": " + message), type_name_(std::move(type_name)), message_(std::move(message)),
+      backtrace_(std::move(backtrace)) {}
+
+}  // namespace procpool

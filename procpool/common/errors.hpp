@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// The errors procpool itself raises. Every one derives from procpool::Error
+// (itself a std::runtime_error) and carries what a user needs to act on it.
+#include <stdexcept>
+#include <string>
+#include <vector>
+#include <sys/types.h>
+
+namespace procpool {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The worker process running the task died (signal or exit) before answering.
+class WorkerCrashed : public Error {
+ public:
+  WorkerCrashed(std::string function, pid_t pid, int signal, int exit_code, std::string backtrace);
+  const std::string& function() const noexcept { return function_; }
+  pid_t pid() const noexcept { return pid_; }
+  int signal() const noexcept { return signal_; }        // 0 when the worker exited
+  int exit_code() const noexcept { return exit_code_; }  // -1 when it was killed by a signal
+  const std::string& backtrace() const noexcept { return backtrace_; }
+
+ private:
+  std::string function_;
+  pid_t pid_;
+  int signal_;
+  int exit_code_;
+  std::string backtrace_;
+};
+
+class TaskTimeout : public Error {
+ public:
+  using Error::Error;
+};
+
+class TaskCancelled : public Error {
+ public:
+  using Error::Error;
+};
+
+// The pool was shut down (or destroyed) before the task finished.
+class PoolShutdown : public Error {
+ public:
+  using Error::Error;
+};
+
+// No function is registered under that name (or that function pointer).
+class UnknownFunction : public Error {
+ public:
+  UnknownFunction(std::string name, std::vector<std::string> close_matches);
+  const std::string& name() const noexcept { return name_; }
+  const std::vector<std::string>& close_matches() const noexcept { return close_; }
+
+ private:
+  std::string name_;
+  std::vector<std::string> close_;
+};
+
+// Arguments or a result could not be encoded or decoded (including a call by
+// name whose argument types differ from the registered signature).
+class SerializationError : public Error {
+ public:
+  SerializationError(std::string function, const std::string& detail);
+  const std::string& function() const noexcept { return function_; }
+  const std::string& detail() const noexcept { return detail_; }
+
+ private:
+  std::string function_;
+  std::string detail_;
+};
+
+// A worker wrote something that is not a valid frame; it was killed.
+class ProtocolError : public Error {
+ public:
+  ProtocolError(pid_t pid, std::string function, const std::string& detail);
+  pid_t pid() const noexcept { return pid_; }
+  const std::string& function() const noexcept { return function_; }
+
+ private:
+  pid_t pid_;
+  std::string function_;
+};
+
+// A configured limit was exceeded (e.g. "max_message_bytes").
+class ResourceLimitExceeded : public Error {
+ public:
+  ResourceLimitExceeded(std::string limit, unsigned long long value, unsigned long long maximum,
+                        const std::string& context);
+  const std::string& limit() const noexcept { return limit_; }
+  unsigned long long value() const noexcept { return value_; }
+  unsigned long long maximum() const noexcept { return maximum_; }
+  const std::string& context() const noexcept { return context_; }
+
+ private:
+  std::string limit_;
+  unsigned long long value_;
+  unsigned long long maximum_;
+  std::string context_;
+};
+
+// Raised by the sandbox (seccomp) when a task makes a forbidden syscall.
+class SandboxViolation : public Error {
+ public:
+  SandboxViolation(std::string function, std::string syscall);
+  const std::string& syscall() const noexcept { return syscall_; }
+
+ private:
+  std::string syscall_;
+};
+
+// The task threw something that is neither a standard exception type nor a
+// registered one: its type name, message and the worker's backtrace survive.
+class RemoteError : public Error {
+ public:
+  RemoteError(std::string type_name, std::string message, std::string backtrace);
+  const std::string& type_name() const noexcept { return type_name_; }
+  const std::string& message() const noexcept { return message_; }
+  const std::string& backtrace() const noexcept { return backtrace_; }
+
+ private:
+  std::string type_name_;
+  std::string message_;
+  std::string backtrace_;
+};
+
+}  // namespace procpool

@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Wire frames. Every message in a ring is a FrameHeader followed by
+// `length` payload bytes; a payload longer than the ring streams through it
+// (the producer writes as space frees up, the consumer reads as bytes come).
+//
+//   host -> worker (request ring)
+//     Call   payload: u32 function id, u64 signature fingerprint, cereal args
+//     Stop   no payload: finish and exit cleanly
+//   worker -> host (response ring)
+//     Value      payload: cereal result (empty for void)
+//     Exception  payload: an ExceptionRecord (exception_codec.hpp)
+//
+// The host checks every header from a worker before using it: the magic,
+// a response kind, task_id equal to the oldest task in flight on that
+// worker, and length within max_message_bytes.
+#include <cstdint>
+
+namespace procpool::detail {
+
+using TaskId = uint64_t;
+
+enum class FrameKind : uint32_t { Call = 1, Stop = 2, Value = 3, Exception = 4 };
+
+struct FrameHeader {
+  uint32_t magic;
+  uint32_t kind;
+  TaskId task_id;
+  uint64_t length;
+};
+static_assert(sizeof(FrameHeader) == 24 && alignof(FrameHeader) == 8);
+
+inline constexpr uint32_t kFrameMagic = 0x50504631;  // "PPF1"
+
+inline bool is_response(uint32_t kind) noexcept {
+  return kind == static_cast<uint32_t>(FrameKind::Value) || kind == static_cast<uint32_t>(FrameKind::Exception);
+}
+
+}  // namespace procpool::detail

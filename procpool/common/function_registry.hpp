@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// The table of functions a worker may run, filled before any pool starts.
+// Forked workers inherit it, so a function id means the same on both sides.
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <cereal/types/tuple.hpp>
+
+#include <procpool/common/archive.hpp>
+#include <procpool/common/type_name.hpp>
+
+namespace procpool::detail {
+
+using ErasedFn = void (*)();
+
+struct FunctionEntry {
+  std::string name;
+  std::string signature;  // e.g. "long (int, std::string)"
+  uint64_t fingerprint;   // of `signature`; travels with every call
+  ErasedFn fn;
+  // Decodes the arguments, runs the function and encodes its result. Throws
+  // whatever the function throws; DecodeError for malformed arguments.
+  void (*invoke)(ErasedFn fn, InputArchive& args, OutputArchive& result);
+};
+
+class FunctionRegistry {
+ public:
+  static FunctionRegistry& instance();
+
+  // Throws procpool::Error on a duplicate name, or while a pool is running
+  // (its workers were forked with the old table and could not learn the new
+  // function).
+  uint32_t add(FunctionEntry entry);
+
+  // Lookups take no lock: entries are only added while no pool runs, and a
+  // pool's start (a thread launch) orders those writes before its reads.
+  const FunctionEntry* find(std::string_view name) const;
+  const FunctionEntry* find(ErasedFn fn, uint32_t* id) const;
+  const FunctionEntry* find(std::string_view name, uint32_t* id) const;
+  const FunctionEntry* at(uint32_t id) const noexcept { return id < entries_.size() ? &entries_[id] : nullptr; }
+  std::vector<std::string> close_matches(std::string_view name) const;
+
+  void pool_started() noexcept { live_pools_.fetch_add(1, std::memory_order_acq_rel); }
+  void pool_stopped() noexcept { live_pools_.fetch_sub(1, std::memory_order_acq_rel); }
+
+ private:
+  std::mutex add_mutex_;
+  std::vector<FunctionEntry> entries_;
+  std::unordered_map<std::string, uint32_t> by_name_;
+  std::unordered_map<ErasedFn, uint32_t> by_fn_;
+  std::atomic<int> live_pools_{0};
+};
+
+template <class R, class... A>
+std::string signature_of() {
+  std::string s = type_name<std::decay_t<R>>() + " (";
+  ((s += type_name<std::decay_t<A>>() + ", "), ...);
+  if constexpr (sizeof...(A) > 0) s.resize(s.size() - 2);
+  return s + ")";
+}
+
+// A function parameter takes its tuple element as an lvalue only when it is
+// a non-const lvalue reference; otherwise the element is moved in (no copy
+// of a large argument).
+template <class P, class T>
+decltype(auto) pass_argument(T& value) {
+  if constexpr (std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>) return (value);
+  else return std::move(value);
+}
+
+template <class R, class... A>
+void invoke_registered(ErasedFn erased, InputArchive& in, OutputArchive& out) {
+  auto fn = reinterpret_cast<R (*)(A...)>(erased);
+  std::tuple<std::decay_t<A>...> args;
+  in(args);
+  auto call = [&]<size_t... I>(std::index_sequence<I...>) -> decltype(auto) {
+    return fn(pass_argument<A>(std::get<I>(args))...);
+  };
+  if constexpr (std::is_void_v<R>) {
+    call(std::index_sequence_for<A...>{});
+  } else {
+    R result = call(std::index_sequence_for<A...>{});
+    out(result);
+  }
+}
+
+template <class R, class... A>
+uint32_t register_function(std::string name, R (*fn)(A...)) {
+  static_assert(!std::is_reference_v<R>, "a registered function must return by value (the result crosses processes)");
+  static_assert((std::is_default_constructible_v<std::decay_t<A>> && ...),
+                "argument types must be default-constructible (cereal loads into them in the worker)");
+  std::string signature = signature_of<R, A...>();
+  uint64_t fp = fingerprint(signature);
+  return FunctionRegistry::instance().add(FunctionEntry{std::move(name), std::move(signature), fp,
+                                                       reinterpret_cast<ErasedFn>(fn), &invoke_registered<R, A...>});
+}
+
+struct StaticRegistration {
+  template <class R, class... A>
+  StaticRegistration(const char* name, R (*fn)(A...)) {
+    register_function(name, fn);
+  }
+};
+
+}  // namespace procpool::detail
+
+namespace procpool {
+// Registers fn under `name` at run time; call before any ProcessPool starts.
+template <class R, class... A>
+void register_function(std::string name, R (*fn)(A...)) {
+  detail::register_function(std::move(name), fn);
+}
+}  // namespace procpool
+
+#define PROCPOOL_DETAIL_CONCAT2(a, b) a##b
+#define PROCPOOL_DETAIL_CONCAT(a, b) PROCPOOL_DETAIL_CONCAT2(a, b)
+// Registers a function under another name, at static initialisation.
+#define PROCPOOL_REGISTER_AS(name, fn)                                                             \
+  [[maybe_unused]] static const ::procpool::detail::StaticRegistration PROCPOOL_DETAIL_CONCAT( \
+      procpool_registration_, __COUNTER__) { name, fn }
+// Registers a function under its own name (as written, e.g. "ns::fn").
+#define PROCPOOL_REGISTER(fn) PROCPOOL_REGISTER_AS(#fn, fn)

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// The shared-memory segment of one worker: a control block and two rings.
+//
+//   offset 0                 ControlBlock (worker writes, host reads)
+//   sizeof(SegmentHeader)    request ring data  (host -> worker), capacity C
+//   ... + C                  response ring data (worker -> host), capacity C
+//
+// The segment is Boost.Interprocess anonymous shared memory: MAP_SHARED |
+// MAP_ANONYMOUS, inherited by the forked worker. It has no name, so no crash
+// and no shutdown path can leave anything behind in /dev/shm.
+#include <boost/interprocess/anonymous_shared_memory.hpp>
+#include <boost/interprocess/mapped_region.hpp>
+
+#include <atomic>
+#include <cstdint>
+
+#include <procpool/common/byte_ring.hpp>
+#include <procpool/common/frame.hpp>
+
+namespace procpool::detail {
+
+inline constexpr int kMaxCrashFrames = 48;
+
+// Written only by the worker; the host reads it after the worker died (its
+// death, seen through the pidfd, orders these writes before the reads), or
+// as a hint while it lives. Nothing here is trusted beyond a range check.
+struct ControlBlock {
+  // Number of Call frames the worker has begun to run. Stored (release)
+  // after the call is fully read and before the function runs, so a task
+  // counted here may have run (never re-dispatched) and one not counted
+  // never ran (safe to re-dispatch after a crash).
+  alignas(kCacheLine) std::atomic<uint64_t> started{0};
+  std::atomic<TaskId> running_task{0};
+  // Return addresses captured by the crash handler before it re-raised.
+  std::atomic<uint32_t> crash_frame_count{0};
+  void* crash_frames[kMaxCrashFrames];
+  // Why the worker could not start (it then exits with kExitSetupFailed).
+  char setup_error[256];
+};
+
+struct SegmentHeader {
+  ControlBlock control;
+  RingHeader request;
+  RingHeader response;
+};
+static_assert(std::is_standard_layout_v<SegmentHeader>);
+static_assert(sizeof(SegmentHeader) % kCacheLine == 0);
+
+class WorkerSegment {
+ public:
+  // ring_capacity must be a power of two.
+  explicit WorkerSegment(size_t ring_capacity)
+      : region_(boost::interprocess::anonymous_shared_memory(sizeof(SegmentHeader) + 2 * ring_capacity)),
+        capacity_(ring_capacity) {
+    new (region_.get_address()) SegmentHeader();
+  }
+  SegmentHeader& header() noexcept { return *static_cast<SegmentHeader*>(region_.get_address()); }
+  ControlBlock& control() noexcept { return header().control; }
+  ByteRing request_ring() noexcept { return ByteRing(&header().request, data(0), capacity_); }
+  ByteRing response_ring() noexcept { return ByteRing(&header().response, data(capacity_), capacity_); }
+
+ private:
+  std::byte* data(size_t offset) noexcept {
+    return static_cast<std::byte*>(region_.get_address()) + sizeof(SegmentHeader) + offset;
+  }
+  boost::interprocess::mapped_region region_;
+  size_t capacity_;
+};
+
+}  // namespace procpool::detail

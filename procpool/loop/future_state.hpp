@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// The shared state behind a Future: settled exactly once (value or
+// exception), waited on by any number of threads, with callbacks run once.
+//
+// status_ goes kPending -> kClaimed -> kReady. try_claim() is the single
+// CAS that decides who settles the state (a response, a crash, shutdown:
+// the first wins); the winner writes the value or error, then publish()
+// stores kReady (release) so a reader that loads kReady (acquire) sees them.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include <procpool/common/archive.hpp>
+
+namespace procpool::detail {
+
+// Something that can make progress on outstanding results from a waiting
+// thread (the pool: it drains response rings). Lets a blocked get() poll the
+// rings itself for a moment instead of paying for two thread wake-ups.
+class Poller {
+ public:
+  virtual ~Poller() = default;
+  virtual void poll_responses() = 0;
+  virtual std::chrono::nanoseconds poll_budget() const noexcept = 0;
+};
+
+class StateBase {
+ public:
+  StateBase() noexcept;
+  StateBase(const StateBase&) = delete;
+  StateBase& operator=(const StateBase&) = delete;
+  virtual ~StateBase();
+
+  bool ready() const noexcept { return status_.load(std::memory_order_acquire) == kReady; }
+  bool try_claim() noexcept;
+  // After a successful try_claim().
+  void set_error(std::exception_ptr error) noexcept { error_ = std::move(error); }
+  virtual void load_value(InputArchive& in) = 0;  // throws DecodeError
+  void publish();
+  // Claims, sets the error and publishes; false if someone settled first.
+  bool settle_error(std::exception_ptr error);
+
+  void wait();
+  bool wait_until(std::chrono::steady_clock::time_point deadline);
+  // Runs `callback` once when ready: at once on this thread if it already
+  // is, else on the thread that publishes.
+  void on_ready(std::function<void()> callback);
+  void set_poller(std::weak_ptr<Poller> poller) noexcept { poller_ = std::move(poller); }
+  void rethrow_if_error() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+  // Shared states alive in this process (tests check it returns to zero).
+  static long live_count() noexcept;
+
+ protected:
+  bool taken_ = false;  // the value was moved out by get()
+
+ private:
+  static constexpr uint32_t kPending = 0, kClaimed = 1, kReady = 2;
+  void poll_for_a_while(std::chrono::steady_clock::time_point deadline);
+
+  std::atomic<uint32_t> status_{kPending};
+  std::exception_ptr error_;
+  std::mutex callbacks_mutex_;  // guards callbacks_ and the kReady transition
+  std::condition_variable ready_cv_;
+  std::vector<std::function<void()>> callbacks_;
+  std::weak_ptr<Poller> poller_;
+};
+
+template <class T>
+class SharedState final : public StateBase {
+ public:
+  void load_value(InputArchive& in) override {
+    if constexpr (!std::is_void_v<T>) {
+      value_.emplace();
+      in(*value_);
+    }
+  }
+  // After ready(): the value, moved out once.
+  T take();
+
+ private:
+  struct Empty {};
+  std::conditional_t<std::is_void_v<T>, Empty, std::optional<T>> value_;
+};
+
+void throw_already_taken();
+
+template <class T>
+T SharedState<T>::take() {
+  rethrow_if_error();
+  if (taken_) throw_already_taken();
+  taken_ = true;
+  if constexpr (!std::is_void_v<T>) return std::move(*value_);
+}
+
+}  // namespace procpool::detail

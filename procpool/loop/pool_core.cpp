@@ -1,0 +1,413 @@
+// SPDX-License-Identifier: MIT
+#include <procpool/loop/pool_core.hpp>
+
+#include <boost/asio/post.hpp>
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cstring>
+#include <future>
+
+#include <procpool/common/backtrace.hpp>
+#include <procpool/common/errors.hpp>
+#include <procpool/common/function_registry.hpp>
+#include <procpool/worker/worker_process.hpp>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace procpool::detail {
+namespace {
+
+int send_signal(int pidfd, int sig) noexcept { return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0)); }
+
+// Reaps the worker behind `pidfd`; fills signal (or 0) and exit code (or -1).
+void reap(int pidfd, int& signal, int& exit_code) noexcept {
+  siginfo_t info{};
+  while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) != 0 && errno == EINTR) {
+  }
+  signal = (info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED) ? info.si_status : 0;
+  exit_code = info.si_code == CLD_EXITED ? info.si_status : -1;
+}
+
+}  // namespace
+
+PoolCore::PoolCore(PoolOptions options) : options_(options), work_(io_.get_executor()) {
+  if (options_.workers == 0) options_.workers = std::max(1u, std::thread::hardware_concurrency());
+  options_.ring_bytes = std::bit_ceil(std::max<size_t>(options_.ring_bytes, 4096));
+  options_.max_tasks_per_worker = std::max<size_t>(options_.max_tasks_per_worker, 1);
+}
+
+PoolCore::~PoolCore() { shutdown(false); }
+
+void PoolCore::start() {
+  int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (efd < 0) throw Error(std::string("cannot create the pool's doorbell: eventfd: ") + std::strerror(errno));
+  doorbell_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, efd);
+  worker_config_ = WorkerConfig{options_.max_message_bytes, options_.worker_spin, efd, options_.close_fds};
+  for (size_t i = 0; i < options_.workers; ++i) {
+    slots_.push_back(std::make_unique<WorkerSlot>());
+    slots_.back()->index = i;
+  }
+  FunctionRegistry::instance().pool_started();
+  counted_in_registry_ = true;
+  reactor_ = std::thread([this] { io_.run(); });
+
+  std::promise<void> started;
+  boost::asio::post(io_, [this, &started] {
+    try {
+      std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+      for (auto& slot : slots_) spawn(*slot);
+      accepting_ = true;
+      started.set_value();
+    } catch (...) {
+      started.set_exception(std::current_exception());
+    }
+    arm_doorbell();
+  });
+  try {
+    started.get_future().get();
+  } catch (...) {
+    shutdown(false);
+    throw;
+  }
+}
+
+std::vector<pid_t> PoolCore::worker_pids() {
+  std::lock_guard lock(dispatch_mutex_);
+  std::vector<pid_t> pids;
+  for (auto& slot : slots_)
+    if (slot->alive) pids.push_back(slot->pid);
+  return pids;
+}
+
+const char* PoolCore::function_name(uint32_t id) const {
+  const FunctionEntry* e = FunctionRegistry::instance().at(id);
+  return e ? e->name.c_str() : "?";
+}
+
+// ---- workers: start, death, replacement (reactor thread, both locks held) ----
+
+void PoolCore::spawn(WorkerSlot& slot) {
+  slot.segment = std::make_unique<WorkerSegment>(options_.ring_bytes);
+  slot.requests = slot.segment->request_ring();
+  slot.responses = slot.segment->response_ring();
+  // The reactor may be asleep when the first response comes: ask for the
+  // doorbell from the start.
+  announce_sleep(slot.segment->header().response.data_event);
+  SpawnedWorker w = spawn_worker(*slot.segment, worker_config_);
+  slot.pid = w.pid;
+  slot.pidfd = std::make_unique<boost::asio::posix::stream_descriptor>(io_, w.pidfd);
+  slot.alive = true;
+  slot.sent = slot.sent_bytes = 0;
+  slot.answered = 0;
+  slot.have_header = false;
+  slot.partial = ByteBuffer();
+  slot.condemned.clear();
+  slot.request_fault.clear();
+  watch_death(slot);
+}
+
+void PoolCore::watch_death(WorkerSlot& slot) {
+  slot.pidfd->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                         [this, &slot](const boost::system::error_code& ec) {
+                           if (!ec) on_death(slot);
+                         });
+}
+
+void PoolCore::on_death(WorkerSlot& slot) {
+  Published out;
+  {
+    std::lock_guard drain(drain_mutex_);
+    int sig = 0, code = -1;
+    reap(slot.pidfd->native_handle(), sig, code);
+    // Answers the worker completed before it died are valid: take them.
+    if (slot.condemned.empty()) drain_slot(slot, out);
+
+    std::lock_guard dispatch(dispatch_mutex_);
+    slot.alive = false;
+    ControlBlock& control = slot.segment->control();
+    uint64_t started = std::clamp<uint64_t>(control.started.load(std::memory_order_acquire), slot.answered,
+                                            slot.answered + slot.sent);
+    bool served = started > 0;
+    if (started > slot.answered && !slot.assigned.empty()) {
+      TaskRecord task = std::move(slot.assigned.front());
+      slot.assigned.pop_front();
+      std::exception_ptr error;
+      if (!slot.condemned.empty() || !slot.request_fault.empty()) {
+        const std::string& why = slot.condemned.empty() ? slot.request_fault : slot.condemned;
+        error = std::make_exception_ptr(ProtocolError(slot.pid, function_name(task.function_id), why));
+      } else {
+        uint32_t frames = std::min<uint32_t>(control.crash_frame_count.load(std::memory_order_acquire), kMaxCrashFrames);
+        std::string where = sig != 0 ? symbolize(control.crash_frames, static_cast<int>(frames)) : std::string();
+        error = std::make_exception_ptr(WorkerCrashed(function_name(task.function_id), slot.pid, sig, code, where));
+      }
+      if (task.state->try_claim()) {
+        task.state->set_error(error);
+        out.push_back(task.state);
+      }
+    }
+    // The rest never started: back to the head of the queue, in order.
+    while (!slot.assigned.empty()) {
+      pending_.push_front(std::move(slot.assigned.back()));
+      slot.assigned.pop_back();
+    }
+    slot.sent = slot.sent_bytes = 0;
+    slot.failed_starts = (!served && code == kExitSetupFailed) ? slot.failed_starts + 1 : 0;
+    std::string setup_error(control.setup_error, strnlen(control.setup_error, sizeof control.setup_error));
+    slot.pidfd.reset();
+    slot.segment.reset();
+
+    if (!stopping_) {
+      std::exception_ptr cannot_start;
+      if (slot.failed_starts >= 3) {
+        cannot_start = std::make_exception_ptr(
+            Error("workers fail to start (" + (setup_error.empty() ? std::string("exit code 121") : setup_error) + ")"));
+      } else {
+        try {
+          spawn(slot);
+        } catch (...) {
+          cannot_start = std::current_exception();
+        }
+      }
+      bool any_alive = std::any_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive; });
+      if (cannot_start && !any_alive) fail_all_pending(cannot_start, out);
+      dispatch_locked();
+    }
+  }
+  publish(out);
+}
+
+void PoolCore::fail_all_pending(std::exception_ptr error, Published& out) {
+  for (auto& task : pending_)
+    if (task.state->try_claim()) {
+      task.state->set_error(error);
+      out.push_back(task.state);
+    }
+  pending_.clear();
+}
+
+// ---- the doorbell: the reactor's wake-up for responses and freed space ----
+
+void PoolCore::arm_doorbell() {
+  doorbell_->async_wait(boost::asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
+    if (!ec) on_doorbell();
+  });
+}
+
+void PoolCore::on_doorbell() {
+  uint64_t count;
+  ssize_t r = ::read(doorbell_->native_handle(), &count, sizeof count);
+  (void)r;
+  do {
+    Published out;
+    {
+      std::lock_guard drain(drain_mutex_);
+      drain_locked(out);
+    }
+    {
+      std::lock_guard dispatch(dispatch_mutex_);
+      dispatch_locked();
+    }
+    publish(out);
+  } while (request_doorbells());
+  arm_doorbell();
+}
+
+bool PoolCore::request_doorbells() {
+  std::lock_guard drain(drain_mutex_);
+  bool more = false;
+  for (auto& slot : slots_) {
+    if (!slot->alive || !slot->condemned.empty()) continue;
+    announce_sleep(slot->segment->header().response.data_event);
+    try {
+      more |= slot->responses.readable() > 0;
+    } catch (const RingCorrupt&) {
+      more = true;  // the next drain condemns it
+    }
+  }
+  return more;
+}
+
+void PoolCore::poll_responses() {
+  Published out;
+  {
+    std::unique_lock drain(drain_mutex_, std::try_to_lock);
+    if (!drain) return;
+    drain_locked(out);
+  }
+  if (out.empty()) return;
+  {
+    std::lock_guard dispatch(dispatch_mutex_);
+    dispatch_locked();
+  }
+  publish(out);
+}
+
+void PoolCore::publish(Published& states) {
+  for (auto& s : states) s->publish();
+}
+
+// ---- dispatch ----
+
+void PoolCore::submit(ByteBuffer frame, uint32_t function_id, std::shared_ptr<StateBase> state) {
+  std::unique_lock lock(dispatch_mutex_);
+  if (!accepting_) {
+    lock.unlock();
+    state->settle_error(std::make_exception_ptr(PoolShutdown("the pool is shut down; no new calls are accepted")));
+    return;
+  }
+  FrameHeader header{kFrameMagic, static_cast<uint32_t>(FrameKind::Call), ++next_task_,
+                     frame.size() - sizeof(FrameHeader)};
+  std::memcpy(frame.data(), &header, sizeof header);
+  state->set_poller(weak_from_this());
+  pending_.push_back(TaskRecord{header.task_id, function_id, std::move(state), std::move(frame)});
+  dispatch_locked();
+}
+
+void PoolCore::dispatch_locked() {
+  auto usable = [](const WorkerSlot& s) { return s.alive && s.condemned.empty() && s.request_fault.empty(); };
+  while (!pending_.empty()) {
+    WorkerSlot* best = nullptr;
+    for (auto& slot : slots_)
+      if (usable(*slot) && slot->assigned.size() < options_.max_tasks_per_worker &&
+          (!best || slot->assigned.size() < best->assigned.size()))
+        best = slot.get();
+    if (!best) break;
+    best->assigned.push_back(std::move(pending_.front()));
+    pending_.pop_front();
+  }
+  for (auto& slot : slots_)
+    if (usable(*slot) && slot->sent < slot->assigned.size()) pump_locked(*slot);
+}
+
+void PoolCore::pump_locked(WorkerSlot& slot) {
+  bool wrote = false;
+  try {
+    while (slot.sent < slot.assigned.size()) {
+      ByteBuffer& frame = slot.assigned[slot.sent].frame;
+      size_t k = slot.requests.write_some(frame.data() + slot.sent_bytes, frame.size() - slot.sent_bytes);
+      wrote |= k > 0;
+      slot.sent_bytes += k;
+      if (slot.sent_bytes == frame.size()) {
+        ++slot.sent;
+        slot.sent_bytes = 0;
+        continue;
+      }
+      // The ring is full: the worker rings the doorbell when it frees space.
+      auto& event = slot.segment->header().request.space_event;
+      announce_sleep(event);
+      if (slot.requests.free_space(1) == 0) break;
+      withdraw_sleep(event);
+    }
+  } catch (const RingCorrupt& e) {
+    // The worker wrote a tail that cannot be: stop it; its death handler
+    // fails the call it was running.
+    slot.request_fault = std::string("it wrote ") + e.what();
+    send_signal(slot.pidfd->native_handle(), SIGKILL);
+    return;
+  }
+  if (wrote && slot.requests.publish()) futex_wake_all(slot.segment->header().request.data_event);
+}
+
+// ---- shutdown ----
+
+void PoolCore::shutdown(bool wait) {
+  std::lock_guard once(shutdown_mutex_);
+  if (stopped_) return;
+  if (reactor_.joinable() && std::this_thread::get_id() == reactor_.get_id())
+    throw Error("ProcessPool::shutdown() was called on the pool's own thread (from a callback or a coroutine the "
+                "pool resumed); call it from another thread");
+  std::vector<std::shared_ptr<StateBase>> outstanding;
+  {
+    std::lock_guard dispatch(dispatch_mutex_);
+    accepting_ = false;
+    if (wait) {
+      for (auto& t : pending_) outstanding.push_back(t.state);
+      for (auto& slot : slots_)
+        for (auto& t : slot->assigned) outstanding.push_back(t.state);
+    }
+  }
+  for (auto& s : outstanding) s->wait();
+  {
+    std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+    stopping_ = true;
+  }
+  work_.reset();
+  io_.stop();
+  if (reactor_.joinable()) reactor_.join();
+
+  Published out;
+  stop_workers(out);
+  if (counted_in_registry_) FunctionRegistry::instance().pool_stopped();
+  stopped_ = true;
+  publish(out);
+}
+
+void PoolCore::stop_workers(Published& out) {
+  std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+  drain_locked(out);  // answers that arrived meanwhile still count
+
+  // Idle workers get a Stop frame (a clean exit); busy ones SIGTERM; any
+  // left after the grace period SIGKILL. Everything is reaped.
+  std::vector<pollfd> waiting;
+  for (auto& slot : slots_) {
+    if (!slot->alive) continue;
+    if (slot->assigned.empty()) {
+      FrameHeader stop{kFrameMagic, static_cast<uint32_t>(FrameKind::Stop), 0, 0};
+      if (slot->requests.free_space(sizeof stop) >= sizeof stop) {
+        slot->requests.write_some(&stop, sizeof stop);
+        slot->requests.publish();
+        futex_wake_all(slot->segment->header().request.data_event);
+      } else {
+        send_signal(slot->pidfd->native_handle(), SIGTERM);
+      }
+    } else {
+      send_signal(slot->pidfd->native_handle(), SIGTERM);
+    }
+    waiting.push_back(pollfd{slot->pidfd->native_handle(), POLLIN, 0});
+  }
+  auto deadline = std::chrono::steady_clock::now() + options_.shutdown_grace;
+  for (;;) {
+    bool all_exited = true;
+    for (auto& p : waiting) {
+      if (p.fd < 0) continue;
+      pollfd one{p.fd, POLLIN, 0};
+      if (::poll(&one, 1, 0) > 0) p.fd = -1;
+      else all_exited = false;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (all_exited || left.count() <= 0) break;
+    ::poll(waiting.data(), waiting.size(), static_cast<int>(std::min<long long>(left.count(), 10)));
+  }
+  for (auto& slot : slots_) {
+    if (!slot->alive) continue;
+    send_signal(slot->pidfd->native_handle(), SIGKILL);  // a no-op for one already exited
+    int sig = 0, code = 0;
+    reap(slot->pidfd->native_handle(), sig, code);
+    slot->alive = false;
+  }
+
+  auto shut = std::make_exception_ptr(PoolShutdown("the pool was shut down before this call finished"));
+  fail_all_pending(shut, out);
+  for (auto& slot : slots_) {
+    for (auto& task : slot->assigned)
+      if (task.state->try_claim()) {
+        task.state->set_error(shut);
+        out.push_back(task.state);
+      }
+    slot->assigned.clear();
+    slot->pidfd.reset();
+    slot->segment.reset();
+  }
+  doorbell_.reset();
+}
+
+}  // namespace procpool::detail

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// The host side of a pool: dispatches calls into workers' request rings,
+// drains their response rings into futures, watches each worker's pidfd,
+// and replaces a worker that dies. ProcessPool is its public face.
+//
+// Threads and locks:
+//   - reactor thread: an Asio io_context the pool owns. It forks every
+//     worker (PR_SET_PDEATHSIG is tied to the forking thread, which must
+//     outlive the workers), waits on the doorbell eventfd and the pidfds.
+//   - dispatch_mutex_: pending_ and each slot's assigned/sent state, and
+//     writing into request rings. Taken by submitting threads and the reactor.
+//   - drain_mutex_: reading response rings. Taken by the reactor or by a
+//     thread polling from Future::wait (try_lock: one drainer at a time).
+//   Order: drain_mutex_ before dispatch_mutex_. States are published (and
+//   callbacks run) with neither held.
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <procpool/loop/pool_options.hpp>
+#include <procpool/loop/worker_slot.hpp>
+#include <procpool/worker/worker_config.hpp>
+
+namespace procpool::detail {
+
+class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCore> {
+ public:
+  explicit PoolCore(PoolOptions options);
+  ~PoolCore() override;
+  // Starts the reactor and the workers; throws if no worker can start.
+  void start();
+  // Queues an encoded call (frame holds header room + payload). Settles the
+  // state with PoolShutdown if the pool no longer accepts work.
+  void submit(ByteBuffer frame, uint32_t function_id, std::shared_ptr<StateBase> state);
+  void shutdown(bool wait);
+
+  void poll_responses() override;
+  std::chrono::nanoseconds poll_budget() const noexcept override { return options_.host_spin; }
+  size_t max_message_bytes() const noexcept { return options_.max_message_bytes; }
+  size_t worker_count() const noexcept { return slots_.size(); }
+  std::vector<pid_t> worker_pids();
+
+ private:
+  using Published = std::vector<std::shared_ptr<StateBase>>;
+
+  // Reactor side.
+  void spawn(WorkerSlot& slot);
+  void watch_death(WorkerSlot& slot);
+  void on_death(WorkerSlot& slot);
+  void arm_doorbell();
+  void on_doorbell();
+  void fail_all_pending(std::exception_ptr error, Published& out);
+  // Stop frame, SIGTERM, SIGKILL; reaps all; fails what is left.
+  void stop_workers(Published& out);
+
+  // Dispatch (dispatch_mutex_ held).
+  void dispatch_locked();
+  void pump_locked(WorkerSlot& slot);
+
+  // Draining (drain_mutex_ held), in response_reader.cpp.
+  void drain_locked(Published& out);
+  void drain_slot(WorkerSlot& slot, Published& out);
+  void take_response(WorkerSlot& slot, const FrameHeader& header, const std::byte* payload, Published& out);
+  void condemn(WorkerSlot& slot, const std::string& why);
+  // Asks every worker to ring the doorbell on its next response; true when
+  // a response arrived meanwhile (drain again before sleeping).
+  bool request_doorbells();
+
+  static void publish(Published& states);
+  const char* function_name(uint32_t id) const;
+
+  PoolOptions options_;
+  WorkerConfig worker_config_{};
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> doorbell_;
+  std::thread reactor_;
+  std::vector<std::unique_ptr<WorkerSlot>> slots_;
+
+  std::mutex drain_mutex_;
+  std::mutex dispatch_mutex_;
+  std::deque<TaskRecord> pending_;
+  TaskId next_task_ = 0;
+  bool accepting_ = false;
+  bool stopping_ = false;
+  bool stopped_ = false;
+  bool counted_in_registry_ = false;
+  std::mutex shutdown_mutex_;
+};
+
+}  // namespace procpool::detail

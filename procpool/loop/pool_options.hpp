@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+#include <chrono>
+#include <cstddef>
+#include <thread>
+
+namespace procpool {
+
+struct PoolOptions {
+  // Worker processes; 0 means one per CPU.
+  size_t workers = 0;
+  // Bytes in each of a worker's two rings (rounded up to a power of two). A
+  // call or result larger than this streams through the ring.
+  size_t ring_bytes = size_t{4} << 20;
+  // Largest encoded call or result; larger ones fail with
+  // ResourceLimitExceeded("max_message_bytes") on whichever side meets them.
+  size_t max_message_bytes = size_t{1} << 30;
+  // Calls handed to one worker ahead of time. More keeps workers busy under
+  // load; fewer lets a long task delay fewer queued ones (a queued call waits
+  // for the call ahead of it on its worker).
+  size_t max_tasks_per_worker = 16;
+  // How long a worker keeps polling for the next call before sleeping.
+  std::chrono::microseconds worker_spin{50};
+  // How long a thread blocked on a Future polls the response rings itself
+  // before sleeping (0: sleep at once and let the reactor thread wake it).
+  std::chrono::microseconds host_spin{50};
+  // On shutdown, how long workers get after SIGTERM before SIGKILL.
+  std::chrono::milliseconds shutdown_grace{2000};
+  // Close every inherited file descriptor in workers except 0, 1 and 2.
+  bool close_fds = true;
+};
+
+}  // namespace procpool

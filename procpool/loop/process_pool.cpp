@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: MIT
+#include <procpool/loop/process_pool.hpp>
+
+#include <cstdio>
+
+#include <procpool/loop/pool_core.hpp>
+
+namespace procpool {
+
+namespace detail {
+std::string describe_unregistered(ErasedFn fn) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "<function at %p>", reinterpret_cast<void*>(fn));
+  return std::string(buf) + " (not registered: add PROCPOOL_REGISTER(fn) next to its definition)";
+}
+}  // namespace detail
+
+ProcessPool::ProcessPool(PoolOptions options) : core_(std::make_shared<detail::PoolCore>(options)) { core_->start(); }
+
+ProcessPool::~ProcessPool() {
+  if (core_) core_->shutdown(false);
+}
+
+void ProcessPool::shutdown(bool wait) { core_->shutdown(wait); }
+
+size_t ProcessPool::worker_count() const noexcept { return core_->worker_count(); }
+
+std::vector<pid_t> ProcessPool::worker_pids() const { return core_->worker_pids(); }
+
+size_t ProcessPool::max_message_bytes() const noexcept { return core_->max_message_bytes(); }
+
+void ProcessPool::enqueue_frame(detail::ByteBuffer frame, uint32_t function_id,
+                                std::shared_ptr<detail::StateBase> state) {
+  core_->submit(std::move(frame), function_id, std::move(state));
+}
+
+}  // namespace procpool

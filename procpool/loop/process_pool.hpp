@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <procpool/common/archive.hpp>
+#include <procpool/common/errors.hpp>
+#include <procpool/common/frame.hpp>
+#include <procpool/common/function_registry.hpp>
+#include <procpool/loop/future.hpp>
+#include <procpool/loop/pool_options.hpp>
+
+namespace procpool {
+
+namespace detail {
+class PoolCore;
+}
+
+// A pool of forked worker processes that run registered functions.
+//
+// submit() and call() never block on a worker and are safe from any thread.
+// Every Future they return settles exactly once: with the result, with the
+// exception the task threw (same type for standard and registered types,
+// RemoteError otherwise), or with the pool's error: UnknownFunction and
+// SerializationError (at once, for a bad call), WorkerCrashed (the worker
+// died running it; the pool forks a replacement and other calls go on),
+// ProtocolError (the worker wrote garbage and was killed),
+// ResourceLimitExceeded (a call or result over max_message_bytes),
+// PoolShutdown (the pool stopped first).
+class ProcessPool {
+ public:
+  // Forks the workers; throws procpool::Error when none can be started.
+  explicit ProcessPool(PoolOptions options = {});
+  // shutdown(false): pending calls fail with PoolShutdown.
+  ~ProcessPool();
+  ProcessPool(const ProcessPool&) = delete;
+  ProcessPool& operator=(const ProcessPool&) = delete;
+
+  // Calls a registered function; arguments are checked against its
+  // signature at compile time and converted to its parameter types.
+  template <class R, class... A, class... Args>
+  Future<R> submit(R (*fn)(A...), Args&&... args);
+
+  // Calls a registered function by name. The argument types (decayed) and R
+  // must be exactly the registered ones, else SerializationError names both
+  // signatures.
+  template <class R, class... Args>
+  Future<R> call(std::string_view name, Args&&... args);
+
+  // Stops accepting calls. wait = true: lets queued and running calls finish
+  // first. wait = false: they fail with PoolShutdown. Then stops the workers
+  // (Stop frame, SIGTERM, SIGKILL after shutdown_grace) and reaps them all.
+  // Idempotent. Must not be called from a callback the pool runs.
+  void shutdown(bool wait = true);
+
+  size_t worker_count() const noexcept;
+  // Pids of the live workers (for diagnostics and tests).
+  std::vector<pid_t> worker_pids() const;
+
+ private:
+  template <class R, class Encode>
+  Future<R> enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode);
+  void enqueue_frame(detail::ByteBuffer frame, uint32_t function_id, std::shared_ptr<detail::StateBase> state);
+  size_t max_message_bytes() const noexcept;
+
+  std::shared_ptr<detail::PoolCore> core_;
+};
+
+// ---- implementation ----
+
+namespace detail {
+// Encodes one argument as the parameter type P: as is when the caller passed
+// that type, converted otherwise.
+template <class P, class Arg>
+void encode_argument(OutputArchive& ar, Arg&& arg) {
+  using Param = std::decay_t<P>;
+  if constexpr (std::is_same_v<std::decay_t<Arg>, Param>) ar(arg);
+  else ar(Param(std::forward<Arg>(arg)));
+}
+std::string describe_unregistered(ErasedFn fn);
+}  // namespace detail
+
+template <class R, class Encode>
+Future<R> ProcessPool::enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode) {
+  auto state = std::make_shared<detail::SharedState<R>>();
+  detail::ByteBuffer frame;
+  try {
+    frame.grow(sizeof(detail::FrameHeader));
+    detail::OutputArchive ar(frame);
+    ar(function_id, entry.fingerprint);
+    encode(ar);
+  } catch (const std::exception& e) {
+    state->settle_error(std::make_exception_ptr(
+        SerializationError(entry.name, std::string("the arguments could not be encoded: ") + e.what())));
+    return Future<R>(std::move(state));
+  }
+  size_t payload = frame.size() - sizeof(detail::FrameHeader);
+  if (payload > max_message_bytes()) {
+    state->settle_error(std::make_exception_ptr(ResourceLimitExceeded(
+        "max_message_bytes", payload, max_message_bytes(), "the call of '" + entry.name + "'")));
+    return Future<R>(std::move(state));
+  }
+  enqueue_frame(std::move(frame), function_id, state);
+  return Future<R>(std::move(state));
+}
+
+template <class R, class... A, class... Args>
+Future<R> ProcessPool::submit(R (*fn)(A...), Args&&... args) {
+  static_assert(sizeof...(A) == sizeof...(Args), "wrong number of arguments for this function");
+  static_assert((std::is_constructible_v<std::decay_t<A>, Args&&> && ...),
+                "an argument cannot be converted to the function's parameter type");
+  uint32_t id = 0;
+  const detail::FunctionEntry* entry =
+      detail::FunctionRegistry::instance().find(reinterpret_cast<detail::ErasedFn>(fn), &id);
+  if (!entry) {
+    auto state = std::make_shared<detail::SharedState<R>>();
+    state->settle_error(std::make_exception_ptr(
+        UnknownFunction(detail::describe_unregistered(reinterpret_cast<detail::ErasedFn>(fn)), {})));
+    return Future<R>(std::move(state));
+  }
+  return enqueue<R>(id, *entry, [&](detail::OutputArchive& ar) {
+    (detail::encode_argument<A>(ar, std::forward<Args>(args)), ...);
+  });
+}
+
+template <class R, class... Args>
+Future<R> ProcessPool::call(std::string_view name, Args&&... args) {
+  auto& registry = detail::FunctionRegistry::instance();
+  uint32_t id = 0;
+  const detail::FunctionEntry* entry = registry.find(name, &id);
+  if (!entry) {
+    auto state = std::make_shared<detail::SharedState<R>>();
+    state->settle_error(std::make_exception_ptr(UnknownFunction(std::string(name), registry.close_matches(name))));
+    return Future<R>(std::move(state));
+  }
+  static const std::string signature = detail::signature_of<R, std::decay_t<Args>...>();
+  static const uint64_t fingerprint = detail::fingerprint(signature);
+  if (fingerprint != entry->fingerprint) {
+    auto state = std::make_shared<detail::SharedState<R>>();
+    state->settle_error(std::make_exception_ptr(SerializationError(
+        entry->name, "called as " + signature + " but registered as " + entry->signature)));
+    return Future<R>(std::move(state));
+  }
+  return enqueue<R>(id, *entry, [&](detail::OutputArchive& ar) { (ar(args), ...); });
+}
+
+}  // namespace procpool

@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: MIT
+// Reading workers' response rings: the one place the host parses bytes a
+// worker wrote. Every header is checked (magic, kind, length, task id)
+// before it is used; a frame that fails a check condemns the worker.
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <procpool/common/errors.hpp>
+#include <procpool/common/exception_codec.hpp>
+#include <procpool/loop/pool_core.hpp>
+
+namespace procpool::detail {
+
+void PoolCore::drain_locked(Published& out) {
+  for (auto& slot : slots_)
+    if (slot->alive && slot->condemned.empty()) drain_slot(*slot, out);
+}
+
+void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
+  ByteRing& ring = slot.responses;
+  auto consume = [&](size_t n) {
+    if (ring.consume(n)) futex_wake_all(slot.segment->header().response.space_event);
+  };
+  try {
+    for (;;) {
+      size_t avail = ring.readable();
+      if (!slot.have_header) {
+        if (avail < sizeof(FrameHeader)) return;
+        FrameHeader h;
+        ring.peek(&h, sizeof h);
+        if (h.magic != kFrameMagic) return condemn(slot, "a response frame with a bad magic number");
+        if (!is_response(h.kind)) return condemn(slot, "a frame of unknown kind " + std::to_string(h.kind));
+        if (h.length > options_.max_message_bytes)
+          return condemn(slot, "a response of " + std::to_string(h.length) + " bytes, over max_message_bytes");
+        {
+          std::lock_guard dispatch(dispatch_mutex_);
+          if (slot.sent == 0 || slot.assigned.front().id != h.task_id)
+            return condemn(slot, "an answer to task " + std::to_string(h.task_id) +
+                                     (slot.sent == 0 ? std::string(", but it was running none")
+                                                     : ", but it was running task " +
+                                                           std::to_string(slot.assigned.front().id)));
+        }
+        size_t whole = sizeof h + static_cast<size_t>(h.length);
+        if (avail >= whole) {
+          if (const std::byte* p = ring.contiguous(whole)) {  // the common case: decode in place
+            take_response(slot, h, p + sizeof h, out);
+            consume(whole);
+            continue;
+          }
+        }
+        slot.header = h;
+        slot.have_header = true;
+        slot.partial.clear();
+        slot.partial.reserve(static_cast<size_t>(h.length));
+        consume(sizeof h);
+        continue;
+      }
+      // Reassembling a response that streams through the ring (or wraps).
+      size_t need = static_cast<size_t>(slot.header.length) - slot.partial.size();
+      size_t k = std::min(need, avail);
+      if (k > 0) {
+        ring.peek(slot.partial.grow(k), k);
+        consume(k);
+      }
+      if (k < need) return;
+      slot.have_header = false;
+      take_response(slot, slot.header, slot.partial.data(), out);
+      if (slot.partial.size() > ring.capacity()) slot.partial = ByteBuffer();  // give back a large buffer
+    }
+  } catch (const RingCorrupt& e) {
+    condemn(slot, e.what());
+  }
+}
+
+void PoolCore::take_response(WorkerSlot& slot, const FrameHeader& header, const std::byte* payload, Published& out) {
+  std::shared_ptr<StateBase> state;
+  uint32_t function_id;
+  {
+    std::lock_guard dispatch(dispatch_mutex_);
+    state = slot.assigned.front().state;
+    function_id = slot.assigned.front().function_id;
+  }
+  std::string malformed;
+  if (state->try_claim()) {
+    try {
+      InputArchive in(payload, static_cast<size_t>(header.length));
+      if (header.kind == static_cast<uint32_t>(FrameKind::Value)) state->load_value(in);
+      else state->set_error(decode_exception(in));
+      if (in.remaining() != 0) malformed = std::to_string(in.remaining()) + " stray bytes after the result";
+    } catch (const std::exception& e) {
+      malformed = std::string("a result that does not decode (") + e.what() + ")";
+    }
+    if (!malformed.empty()) state->set_error(std::make_exception_ptr(ProtocolError(slot.pid, function_name(function_id), malformed)));
+    out.push_back(std::move(state));
+  }
+  {
+    std::lock_guard dispatch(dispatch_mutex_);
+    slot.assigned.pop_front();
+    --slot.sent;
+    ++slot.answered;
+  }
+  if (!malformed.empty()) condemn(slot, malformed);
+}
+
+void PoolCore::condemn(WorkerSlot& slot, const std::string& why) {
+  {
+    std::lock_guard dispatch(dispatch_mutex_);
+    slot.condemned = "it wrote " + why;
+  }
+  ::syscall(SYS_pidfd_send_signal, slot.pidfd->native_handle(), SIGKILL, nullptr, 0);
+}
+
+}  // namespace procpool::detail

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// The host's record of one worker process and the calls it holds.
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include <deque>
+#include <memory>
+#include <string>
+
+#include <procpool/common/archive.hpp>
+#include <procpool/common/frame.hpp>
+#include <procpool/common/worker_segment.hpp>
+#include <procpool/loop/future_state.hpp>
+
+namespace procpool::detail {
+
+struct TaskRecord {
+  TaskId id = 0;
+  uint32_t function_id = 0;
+  std::shared_ptr<StateBase> state;
+  ByteBuffer frame;  // FrameHeader + payload, kept until answered so an
+                     // unstarted call can be re-sent after a crash
+};
+
+struct WorkerSlot {
+  size_t index = 0;
+  std::unique_ptr<WorkerSegment> segment;
+  ByteRing requests;   // the host produces
+  ByteRing responses;  // the host consumes
+  pid_t pid = -1;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> pidfd;
+  bool alive = false;
+  unsigned failed_starts = 0;  // consecutive workers that died before serving
+
+  // Guarded by the pool's dispatch mutex.
+  std::deque<TaskRecord> assigned;  // in ring order; front is the oldest unanswered
+  size_t sent = 0;                  // assigned[0, sent) are fully in the ring
+  size_t sent_bytes = 0;            // bytes of assigned[sent] already in the ring
+  uint64_t answered = 0;            // responses consumed from this process
+  std::string request_fault;        // the worker corrupted its request ring; being killed
+
+  // Guarded by the pool's drain mutex: a response being reassembled.
+  bool have_header = false;
+  FrameHeader header{};
+  ByteBuffer partial;
+  // Set when the worker broke the protocol: it is being killed, its rings
+  // are no longer read, and the call it was running fails with this.
+  std::string condemned;
+};
+
+}  // namespace procpool::detail

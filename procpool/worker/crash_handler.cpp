@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: MIT
+#include <procpool/worker/crash_handler.hpp>
+
+#include <execinfo.h>
+#include <signal.h>
+#include <sys/mman.h>
+
+namespace procpool::detail {
+namespace {
+
+ControlBlock* g_control = nullptr;
+constexpr int kFatalSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};
+constexpr size_t kAltStackBytes = 256 * 1024;
+
+void on_fatal_signal(int sig) {
+  // backtrace() is not formally async-signal-safe; it was called once at
+  // install time so that libgcc is loaded and it allocates nothing here.
+  void* frames[kMaxCrashFrames];
+  int n = backtrace(frames, kMaxCrashFrames);
+  for (int i = 0; i < n; ++i) g_control->crash_frames[i] = frames[i];
+  g_control->crash_frame_count.store(static_cast<uint32_t>(n), std::memory_order_release);
+  // SA_RESETHAND restored the default action; SA_NODEFER lets it fire now.
+  raise(sig);
+}
+
+}  // namespace
+
+bool install_crash_handlers(ControlBlock& control) noexcept {
+  g_control = &control;
+  void* warm[2];
+  backtrace(warm, 2);
+
+  void* stack = mmap(nullptr, kAltStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return false;
+  stack_t ss{};
+  ss.ss_sp = stack;
+  ss.ss_size = kAltStackBytes;
+  if (sigaltstack(&ss, nullptr) != 0) return false;
+
+  struct sigaction sa {};
+  sa.sa_handler = on_fatal_signal;
+  sa.sa_flags = SA_ONSTACK | SA_RESETHAND | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : kFatalSignals)
+    if (sigaction(sig, &sa, nullptr) != 0) return false;
+  return true;
+}
+
+}  // namespace procpool::detail

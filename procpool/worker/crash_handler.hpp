@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+#include <procpool/common/worker_segment.hpp>
+
+namespace procpool::detail {
+
+// Installs handlers for the fatal signals (SEGV, BUS, FPE, ILL, ABRT, TRAP,
+// SYS) on an alternate stack, so that even a stack overflow is caught: the
+// handler stores the backtrace in `control` and re-raises the signal with
+// its default action, so the host still sees the real cause of death.
+// Returns false (errno set) when the alternate stack cannot be set up.
+bool install_crash_handlers(ControlBlock& control) noexcept;
+
+}  // namespace procpool::detail

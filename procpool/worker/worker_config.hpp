@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+#include <chrono>
+#include <cstddef>
+
+namespace procpool::detail {
+
+// What a worker needs to know, fixed when it is forked.
+struct WorkerConfig {
+  size_t max_message_bytes;
+  // How long a worker polls its request ring after a task before it sleeps:
+  // back-to-back calls then cost no wake-up, an idle worker costs no CPU.
+  std::chrono::nanoseconds spin;
+  int doorbell_fd;  // the host's eventfd
+  bool close_fds;   // close every inherited fd but 0-2 and the doorbell
+};
+
+// Exit codes a worker uses for its own failures (a task's exit() is the
+// task's business and reported as is).
+inline constexpr int kExitSetupFailed = 121;
+inline constexpr int kExitProtocol = 122;
+
+}  // namespace procpool::detail

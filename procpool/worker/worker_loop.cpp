@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: MIT
+#include <procpool/worker/worker_loop.hpp>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+
+#include <procpool/common/archive.hpp>
+#include <procpool/common/backtrace.hpp>
+#include <procpool/common/errors.hpp>
+#include <procpool/common/exception_codec.hpp>
+#include <procpool/common/frame.hpp>
+#include <procpool/common/function_registry.hpp>
+
+namespace procpool::detail {
+namespace {
+
+inline void cpu_relax() noexcept { __builtin_ia32_pause(); }
+
+class WorkerLoop {
+ public:
+  WorkerLoop(WorkerSegment& segment, const WorkerConfig& config)
+      : control_(segment.control()), requests_(segment.request_ring()), responses_(segment.response_ring()),
+        config_(config) {}
+
+  [[noreturn]] void run() {
+    for (;;) {
+      FrameHeader header;
+      wait_readable(sizeof header, /*after_task=*/true);
+      requests_.peek(&header, sizeof header);
+      if (header.magic != kFrameMagic) _exit(kExitProtocol);
+      if (header.kind == static_cast<uint32_t>(FrameKind::Stop)) _exit(0);
+      if (header.kind != static_cast<uint32_t>(FrameKind::Call) || header.length > config_.max_message_bytes)
+        _exit(kExitProtocol);
+      release_request(sizeof header);
+      serve(header);
+    }
+  }
+
+ private:
+  void serve(const FrameHeader& call) {
+    // Small calls are decoded in place in the ring; a call that is larger
+    // than what is buffered right now streams into a private buffer.
+    const std::byte* payload = nullptr;
+    size_t length = static_cast<size_t>(call.length);
+    bool in_place = requests_.readable() >= length && (payload = requests_.contiguous(length)) != nullptr;
+    if (!in_place) {
+      request_.resize(length);
+      read_exact(request_.data(), length);
+      payload = request_.data();
+    }
+
+    control_.running_task.store(call.task_id, std::memory_order_relaxed);
+    control_.started.store(++started_, std::memory_order_release);
+
+    response_.clear();
+    response_.grow(sizeof(FrameHeader));
+    FrameKind kind = run_call(payload, length);
+    if (in_place) release_request(length);
+
+    FrameHeader out{kFrameMagic, static_cast<uint32_t>(kind), call.task_id, response_.size() - sizeof(FrameHeader)};
+    std::memcpy(response_.data(), &out, sizeof out);
+    write_response(response_.data(), response_.size());
+  }
+
+  FrameKind run_call(const std::byte* payload, size_t length) {
+    const FunctionEntry* entry = nullptr;
+    try {
+      InputArchive args(payload, length);
+      uint32_t id = 0;
+      uint64_t fp = 0;
+      args(id, fp);
+      entry = FunctionRegistry::instance().at(id);
+      if (!entry) throw UnknownFunction("#" + std::to_string(id), {});
+      if (fp != entry->fingerprint)
+        throw SerializationError(entry->name, "the call's signature fingerprint does not match the registered " +
+                                                  entry->signature);
+      OutputArchive result(response_);
+      record_throw_backtraces(true);
+      try {
+        entry->invoke(entry->fn, args, result);
+      } catch (const DecodeError& e) {
+        throw SerializationError(entry->name, std::string("the arguments do not decode: ") + e.what());
+      } catch (const cereal::Exception& e) {
+        throw SerializationError(entry->name, std::string("cereal: ") + e.what());
+      }
+      record_throw_backtraces(false);
+      size_t size = response_.size() - sizeof(FrameHeader);
+      if (size > config_.max_message_bytes)
+        throw ResourceLimitExceeded("max_message_bytes", size, config_.max_message_bytes,
+                                    "the result of '" + entry->name + "'");
+      return FrameKind::Value;
+    } catch (...) {
+      std::string where = last_throw_backtrace();
+      record_throw_backtraces(false);
+      response_.resize(sizeof(FrameHeader));
+      encode_current_exception(response_, where);
+      return FrameKind::Exception;
+    }
+  }
+
+  // Waits until n bytes are readable: spins for the configured budget (only
+  // right after a task, when another is likely to follow), then sleeps on
+  // the request ring's data_event.
+  void wait_readable(size_t n, bool after_task) {
+    if (requests_.readable() >= n) return;
+    if (after_task && config_.spin.count() > 0) {
+      auto until = std::chrono::steady_clock::now() + config_.spin;
+      do {
+        for (int i = 0; i < 64; ++i) {
+          if (requests_.readable() >= n) return;
+          cpu_relax();
+        }
+      } while (std::chrono::steady_clock::now() < until);
+    }
+    auto& event = requests_.header().data_event;
+    for (;;) {
+      uint32_t seen = announce_sleep(event);
+      if (requests_.readable() >= n) {
+        withdraw_sleep(event);
+        return;
+      }
+      futex_wait(event, seen, nullptr);
+    }
+  }
+
+  void read_exact(std::byte* dst, size_t n) {
+    while (n > 0) {
+      wait_readable(1, false);
+      size_t k = std::min(n, requests_.readable());
+      requests_.peek(dst, k);
+      release_request(k);
+      dst += k;
+      n -= k;
+    }
+  }
+
+  void release_request(size_t n) {
+    if (requests_.consume(n)) ring_doorbell();  // the host waits to stream more of a large call
+  }
+
+  void write_response(const std::byte* src, size_t n) {
+    auto& event = responses_.header().space_event;
+    while (n > 0) {
+      size_t k = responses_.write_some(src, n);
+      src += k;
+      n -= k;
+      if (k > 0 && responses_.publish()) ring_doorbell();
+      if (n == 0) break;
+      if (k > 0) continue;
+      uint32_t seen = announce_sleep(event);
+      if (responses_.free_space(1) > 0) {
+        withdraw_sleep(event);
+        continue;
+      }
+      futex_wait(event, seen, nullptr);
+    }
+  }
+
+  void ring_doorbell() noexcept {
+    uint64_t one = 1;
+    ssize_t r = ::write(config_.doorbell_fd, &one, sizeof one);
+    (void)r;  // EAGAIN means the counter is already non-zero: the host will look
+  }
+
+  ControlBlock& control_;
+  ByteRing requests_;
+  ByteRing responses_;
+  WorkerConfig config_;
+  uint64_t started_ = 0;
+  ByteBuffer request_;
+  ByteBuffer response_;
+};
+
+}  // namespace
+
+void run_worker(WorkerSegment& segment, const WorkerConfig& config) {
+  WorkerLoop loop(segment, config);
+  loop.run();
+}
+
+}  // namespace procpool::detail

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+#include <procpool/worker/worker_process.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include <procpool/common/errors.hpp>
+#include <procpool/worker/crash_handler.hpp>
+#include <procpool/worker/worker_loop.hpp>
+
+namespace procpool::detail {
+namespace {
+
+[[noreturn]] void fail_setup(ControlBlock& control, const char* step) noexcept {
+  std::snprintf(control.setup_error, sizeof control.setup_error, "%s: %s", step, std::strerror(errno));
+  _exit(kExitSetupFailed);
+}
+
+void close_inherited_fds(int keep) noexcept {
+  // close_range(2) is one syscall; on an old kernel fall back to a loop.
+  auto close_span = [](unsigned lo, unsigned hi) {
+    if (lo > hi) return;
+    if (::syscall(SYS_close_range, lo, hi, 0) == 0) return;
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = lo; fd <= static_cast<long>(hi) && fd < max; ++fd) ::close(static_cast<int>(fd));
+  };
+  close_span(3, static_cast<unsigned>(keep) - 1);
+  close_span(static_cast<unsigned>(keep) + 1, ~0u);
+}
+
+[[noreturn]] void become_worker(WorkerSegment& segment, const WorkerConfig& config, pid_t parent) noexcept {
+  ControlBlock& control = segment.control();
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail_setup(control, "prctl(PR_SET_PDEATHSIG)");
+  if (getppid() != parent) _exit(kExitSetupFailed);  // the host died before we could watch it
+
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    signal(sig, sig == SIGINT ? SIG_IGN : SIG_DFL);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  if (sigprocmask(SIG_SETMASK, &none, nullptr) != 0) fail_setup(control, "sigprocmask");
+
+  if (config.close_fds) close_inherited_fds(config.doorbell_fd);
+  if (!install_crash_handlers(control)) fail_setup(control, "sigaltstack");
+  try {
+    run_worker(segment, config);
+  } catch (...) {
+    _exit(kExitSetupFailed);
+  }
+}
+
+}  // namespace
+
+SpawnedWorker spawn_worker(WorkerSegment& segment, const WorkerConfig& config) {
+  pid_t parent = getpid();
+  std::fflush(nullptr);  // unflushed stdio would otherwise be written twice
+  pid_t pid = fork();
+  if (pid < 0) throw Error(std::string("cannot start a worker: fork: ") + std::strerror(errno));
+  if (pid == 0) become_worker(segment, config, parent);
+
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    int err = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    throw Error(std::string("cannot watch a worker: pidfd_open: ") + std::strerror(err));
+  }
+  return {pid, pidfd};
+}
+
+}  // namespace procpool::detail
