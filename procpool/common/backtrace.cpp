@@ -35,9 +35,10 @@ std::string symbolize(void* const* frames, int count) {
   std::unique_ptr<char*, void (*)(void*)> lines(backtrace_symbols(frames, count), std::free);
   std::string out;
   for (int i = 0; i < count; ++i) {
-    out += "  #" + std::to_string(i) + " ";
-    out += lines ? demangle_line(lines.get()[i]) : std::string("?");
-    out += '\n';
+    std::string line = lines ? demangle_line(lines.get()[i]) : std::string("?");
+    // Below the worker's loop are only the frames of the fork that made it.
+    if (line.find("procpool::detail::run_worker(") != std::string::npos) break;
+    out += "  #" + std::to_string(i) + " " + line + '\n';
   }
   return out;
 }

@@ -192,6 +192,8 @@ std::exception_ptr decode_exception(InputArchive& in) {
   std::string type, what, backtrace;
   bool has_fields = false;
   in(type, what, backtrace, has_fields);
+  // has_fields is false when no codec knew the type, or its fields failed
+  // to encode: either way only the name, message and backtrace are left.
   if (has_fields) {
     if (const ExceptionCodec* codec = ExceptionRegistry::instance().find(type)) {
       try {
@@ -200,12 +202,6 @@ std::exception_ptr decode_exception(InputArchive& in) {
         // The fields did not load, or the type's constructor threw: the
         // type name, message and backtrace still arrive, as RemoteError.
       }
-    }
-  } else if (const ExceptionCodec* codec = ExceptionRegistry::instance().find(type)) {
-    try {  // the worker could not encode the fields: rebuild from what() if the type allows
-      InputArchive none(nullptr, 0);
-      return codec->load(none, what);
-    } catch (...) {
     }
   }
   return std::make_exception_ptr(RemoteError(type, what, backtrace));

@@ -2,7 +2,10 @@
 #include <procpool/loop/future_state.hpp>
 
 
+#include <cstdio>
+
 #include <procpool/common/errors.hpp>
+#include <procpool/common/type_name.hpp>
 
 namespace procpool::detail {
 namespace {
@@ -30,7 +33,17 @@ void StateBase::publish() {
     callbacks.swap(callbacks_);
   }
   ready_cv_.notify_all();
-  for (auto& cb : callbacks) cb();
+  for (auto& cb : callbacks) {
+    try {
+      cb();
+    } catch (const std::exception& e) {
+      // A callback threw on the thread that settled the state (often the
+      // pool's own): nobody there can catch it, so say so and go on.
+      std::fprintf(stderr, "procpool: a Future callback threw %s: %s\n", demangle(typeid(e).name()).c_str(), e.what());
+    } catch (...) {
+      std::fprintf(stderr, "procpool: a Future callback threw a non-standard exception\n");
+    }
+  }
 }
 
 bool StateBase::settle_error(std::exception_ptr error) {

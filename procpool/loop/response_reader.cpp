@@ -33,14 +33,16 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
         if (!is_response(h.kind)) return condemn(slot, "a frame of unknown kind " + std::to_string(h.kind));
         if (h.length > options_.max_message_bytes)
           return condemn(slot, "a response of " + std::to_string(h.length) + " bytes, over max_message_bytes");
+        std::string mismatch;
         {
           std::lock_guard dispatch(dispatch_mutex_);
-          if (slot.sent == 0 || slot.assigned.front().id != h.task_id)
-            return condemn(slot, "an answer to task " + std::to_string(h.task_id) +
-                                     (slot.sent == 0 ? std::string(", but it was running none")
-                                                     : ", but it was running task " +
-                                                           std::to_string(slot.assigned.front().id)));
+          if (slot.sent == 0)
+            mismatch = "an answer to task " + std::to_string(h.task_id) + ", but it was running none";
+          else if (slot.assigned.front().id != h.task_id)
+            mismatch = "an answer to task " + std::to_string(h.task_id) + ", but it was running task " +
+                       std::to_string(slot.assigned.front().id);
         }
+        if (!mismatch.empty()) return condemn(slot, mismatch);
         size_t whole = sizeof h + static_cast<size_t>(h.length);
         if (avail >= whole) {
           if (const std::byte* p = ring.contiguous(whole)) {  // the common case: decode in place

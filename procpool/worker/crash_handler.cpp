@@ -15,10 +15,12 @@ constexpr size_t kAltStackBytes = 256 * 1024;
 void on_fatal_signal(int sig) {
   // backtrace() is not formally async-signal-safe; it was called once at
   // install time so that libgcc is loaded and it allocates nothing here.
-  void* frames[kMaxCrashFrames];
-  int n = backtrace(frames, kMaxCrashFrames);
-  for (int i = 0; i < n; ++i) g_control->crash_frames[i] = frames[i];
-  g_control->crash_frame_count.store(static_cast<uint32_t>(n), std::memory_order_release);
+  // Frames 0 and 1 are this handler and the kernel's signal trampoline.
+  constexpr int kSkip = 2;
+  void* frames[kMaxCrashFrames + kSkip];
+  int n = backtrace(frames, kMaxCrashFrames + kSkip);
+  for (int i = kSkip; i < n; ++i) g_control->crash_frames[i - kSkip] = frames[i];
+  g_control->crash_frame_count.store(static_cast<uint32_t>(n > kSkip ? n - kSkip : 0), std::memory_order_release);
   // SA_RESETHAND restored the default action; SA_NODEFER lets it fire now.
   raise(sig);
 }

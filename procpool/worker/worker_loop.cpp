@@ -158,11 +158,8 @@ class WorkerLoop {
     }
   }
 
-  void ring_doorbell() noexcept {
-    uint64_t one = 1;
-    ssize_t r = ::write(config_.doorbell_fd, &one, sizeof one);
-    (void)r;  // EAGAIN means the counter is already non-zero: the host will look
-  }
+  // EAGAIN means the counter is already non-zero: the host will look.
+  void ring_doorbell() noexcept { ring_host_doorbell(); }
 
   ControlBlock& control_;
   ByteRing requests_;
@@ -175,7 +172,21 @@ class WorkerLoop {
 
 }  // namespace
 
+namespace {
+WorkerSegment* g_segment = nullptr;
+int g_doorbell_fd = -1;
+}  // namespace
+
+WorkerSegment* current_worker_segment() noexcept { return g_segment; }
+
+void ring_host_doorbell() noexcept {
+  uint64_t one = 1;
+  if (g_doorbell_fd >= 0) (void)!::write(g_doorbell_fd, &one, sizeof one);
+}
+
 void run_worker(WorkerSegment& segment, const WorkerConfig& config) {
+  g_segment = &segment;
+  g_doorbell_fd = config.doorbell_fd;
   WorkerLoop loop(segment, config);
   loop.run();
 }

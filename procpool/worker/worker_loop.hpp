@@ -11,4 +11,10 @@ namespace procpool::detail {
 // with 0 on a Stop frame, kExitProtocol on a malformed request.
 [[noreturn]] void run_worker(WorkerSegment& segment, const WorkerConfig& config);
 
+// In a worker, its own segment; null in the host. Lets the test suite's
+// misbehaving tasks forge frames the way a buggy or hostile worker would.
+WorkerSegment* current_worker_segment() noexcept;
+// In a worker, rings the host's doorbell as a response would.
+void ring_host_doorbell() noexcept;
+
 }  // namespace procpool::detail

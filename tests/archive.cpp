@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: MIT
+#include <doctest/doctest.h>
+
+#include <cereal/types/map.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/vector.hpp>
+
+#include <procpool/common/archive.hpp>
+
+using namespace procpool::detail;
+
+TEST_CASE("Archive.RoundTripsContainers" * doctest::timeout(10)) {
+  ByteBuffer buf;
+  std::map<std::string, std::vector<int>> in{{"a", {1, 2, 3}}, {"bb", {}}}, out;
+  OutputArchive out_ar(buf);
+  out_ar(in);
+  InputArchive ar(buf.data(), buf.size());
+  ar(out);
+  CHECK(out == in);
+  CHECK(ar.remaining() == 0);
+}
+
+TEST_CASE("Archive.ForgedStringLengthIsRefusedWithoutAllocating" * doctest::timeout(10)) {
+  ByteBuffer buf;
+  uint64_t forged = uint64_t{1} << 40;  // a terabyte
+  buf.append(&forged, sizeof forged);
+  buf.append("abc", 3);
+  InputArchive ar(buf.data(), buf.size());
+  std::string s;
+  CHECK_THROWS_WITH_AS(ar(s), doctest::Contains("exceeds the 3 bytes present"), DecodeError);
+}
+
+TEST_CASE("Archive.ForgedVectorCountIsRefused" * doctest::timeout(10)) {
+  ByteBuffer buf;
+  uint64_t forged = uint64_t{1} << 50;
+  buf.append(&forged, sizeof forged);
+  InputArchive ar(buf.data(), buf.size());
+  std::vector<std::string> v;
+  CHECK_THROWS_AS(ar(v), DecodeError);
+}
+
+TEST_CASE("Archive.TruncatedInputIsRefused" * doctest::timeout(10)) {
+  ByteBuffer buf;
+  buf.append("ab", 2);
+  InputArchive ar(buf.data(), buf.size());
+  int64_t v = 0;
+  CHECK_THROWS_WITH_AS(ar(v), doctest::Contains("truncated"), DecodeError);
+}

@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: MIT
+#include <doctest/doctest.h>
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "support/census.hpp"
+#include "support/task_functions.hpp"
+
+namespace {
+size_t fds_of(pid_t pid) {
+  size_t n = 0;
+  if (DIR* d = opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
+    while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
+    closedir(d);
+  }
+  return n;
+}
+}  // namespace
+
+TEST_CASE("Lifecycle.StartsTheRequestedWorkers" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 3});
+  auto pids = pool.worker_pids();
+  CHECK(pool.worker_count() == 3);
+  REQUIRE(pids.size() == 3);
+  for (pid_t p : pids) CHECK(census::process_exists(p));
+  std::set<int> served;
+  for (int i = 0; i < 60; ++i) served.insert(pool.submit(tasks::pid_of_worker).get());
+  for (int p : served) CHECK(std::find(pids.begin(), pids.end(), p) != pids.end());
+}
+
+TEST_CASE("Lifecycle.WorkersInheritNoFdsButTheDoorbell" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  pool.submit(tasks::noop).get();  // the worker has finished its set-up
+  CHECK(fds_of(pool.worker_pids().at(0)) <= 4);  // stdin, stdout, stderr, doorbell
+}
+
+TEST_CASE("Lifecycle.WorkersIgnoreCtrlC" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  pid_t w = pool.worker_pids().at(0);
+  ::kill(w, SIGINT);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(census::process_exists(w));
+  CHECK(pool.submit(tasks::add, 2, 3).get() == 5);
+}
+
+TEST_CASE("Lifecycle.WorkersDieWithTheHost" * doctest::timeout(60)) {
+  // Become the subreaper so the orphaned workers come to us and can be
+  // reaped here; then kill a host that runs a pool.
+  REQUIRE(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  pid_t host = fork();
+  REQUIRE(host >= 0);
+  if (host == 0) {
+    close(fds[0]);
+    procpool::ProcessPool pool({.workers = 2});
+    auto pids = pool.worker_pids();
+    (void)!write(fds[1], pids.data(), pids.size() * sizeof(pid_t));
+    for (;;) pause();
+  }
+  close(fds[1]);
+  pid_t workers[2] = {0, 0};
+  REQUIRE(read(fds[0], workers, sizeof workers) == sizeof workers);
+  close(fds[0]);
+  ::kill(host, SIGKILL);
+  waitpid(host, nullptr, 0);
+  auto gone = [&] {
+    while (waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    return !census::process_exists(workers[0]) && !census::process_exists(workers[1]);
+  };
+  CHECK(census::eventually(gone));
+  prctl(PR_SET_CHILD_SUBREAPER, 0);
+}
+
+TEST_CASE("Lifecycle.ZeroWorkersMeansOnePerCpu" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 0});
+  CHECK(pool.worker_count() == std::max(1u, std::thread::hardware_concurrency()));
+}

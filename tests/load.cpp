@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+#include <doctest/doctest.h>
+
+#include <thread>
+
+#include "support/task_functions.hpp"
+
+TEST_CASE("Load.HundredThousandTasksAllResolve" * doctest::timeout(120)) {
+  procpool::ProcessPool pool({.workers = 2});
+  constexpr int kTasks = 100'000;
+  std::vector<procpool::Future<int>> fs;
+  fs.reserve(kTasks);
+  for (int i = 0; i < kTasks; ++i) fs.push_back(pool.submit(tasks::identity, i));
+  long long wrong = 0;
+  for (int i = 0; i < kTasks; ++i) wrong += fs[static_cast<size_t>(i)].get() != i;
+  CHECK(wrong == 0);
+}
+
+TEST_CASE("Load.EightThreadsSubmitAtOnce" * doctest::timeout(120)) {
+  procpool::ProcessPool pool({.workers = 2});
+  constexpr int kThreads = 8, kEach = 5'000;
+  std::vector<std::thread> threads;
+  std::atomic<long long> wrong{0}, done{0};
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      std::vector<procpool::Future<int>> fs;
+      for (int i = 0; i < kEach; ++i) fs.push_back(pool.submit(tasks::add, t * 1'000'000, i));
+      for (int i = 0; i < kEach; ++i) {
+        wrong += fs[static_cast<size_t>(i)].get() != t * 1'000'000 + i;
+        ++done;
+      }
+    });
+  for (auto& th : threads) th.join();
+  CHECK(wrong == 0);
+  CHECK(done == kThreads * kEach);
+}
+
+TEST_CASE("Load.MixedCrashesUnderLoadLoseNothing" * doctest::timeout(120)) {
+  procpool::ProcessPool pool({.workers = 2});
+  std::vector<procpool::Future<int>> fs;
+  for (int i = 0; i < 20'000; ++i)
+    fs.push_back(i % 2000 == 999 ? pool.submit(tasks::crash, std::string("segv")) : pool.submit(tasks::identity, i));
+  int crashed = 0, wrong = 0;
+  for (int i = 0; i < 20'000; ++i) {
+    try {
+      wrong += fs[static_cast<size_t>(i)].get() != i;
+    } catch (const procpool::WorkerCrashed&) {
+      ++crashed;
+      wrong += i % 2000 != 999;
+    }
+  }
+  CHECK(crashed == 10);
+  CHECK(wrong == 0);
+}

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: MIT
+#include <doctest/doctest.h>
+
+#include <random>
+
+#include "support/task_functions.hpp"
+
+TEST_CASE("Payloads.StandardAndUserTypesRoundTrip" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 2});
+  CHECK(pool.submit(tasks::move_point, tasks::Point{1, 2, "p"}, 0.5).get() == tasks::Point{1.5, 2, "p+moved"});
+  CHECK(pool.submit(tasks::swap_pair, "s", 4).get() == std::tuple<int, std::string>{4, "s"});
+  CHECK(pool.submit(tasks::half_if_even, 8).get() == 4);
+  CHECK(pool.submit(tasks::half_if_even, 7).get() == std::nullopt);
+  CHECK(std::get<int>(pool.submit(tasks::int_or_text, false).get()) == 42);
+  CHECK(std::get<std::string>(pool.submit(tasks::int_or_text, true).get()) == "text");
+  CHECK(pool.submit(tasks::split_words, "a bb  ccc").get() == std::vector<std::string>{"a", "bb", "ccc"});
+  CHECK(pool.submit(tasks::echo, std::string()).get().empty());
+}
+
+TEST_CASE("Payloads.VoidResultsComplete" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1});
+  auto f = pool.submit(tasks::noop);
+  f.get();
+  CHECK(f.ready());
+}
+
+TEST_CASE("Payloads.MoveOnlyResultsAreMovedOut" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1});
+  auto f = pool.submit(tasks::make_handle, 9);
+  tasks::Handle h = f.get();
+  CHECK(h.value == 9);
+  CHECK_THROWS_WITH_AS(f.get(), doctest::Contains("already taken"), procpool::Error);
+}
+
+TEST_CASE("Payloads.SixtyFourMebibytesRoundTripByteForByte" * doctest::timeout(120)) {
+  procpool::ProcessPool pool({.workers = 1});
+  std::vector<unsigned char> data(size_t{64} << 20);
+  std::mt19937_64 rng(7);
+  for (size_t i = 0; i < data.size(); i += 8) {
+    uint64_t v = rng();
+    std::memcpy(&data[i], &v, 8);
+  }
+  auto back = pool.submit(tasks::echo_bytes, data).get();
+  REQUIRE(back.size() == data.size());
+  CHECK(back == data);
+}
+
+TEST_CASE("Payloads.LargerThanTheRingStreamsThrough" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 2, .ring_bytes = 4096});
+  std::string text(1 << 20, 'x');
+  for (size_t i = 0; i < text.size(); ++i) text[i] = static_cast<char>('a' + i % 26);
+  std::vector<procpool::Future<std::string>> fs;
+  for (int i = 0; i < 8; ++i) fs.push_back(pool.submit(tasks::echo, text));
+  for (auto& f : fs) CHECK(f.get() == text);
+}
+
+TEST_CASE("Payloads.OversizedCallFailsAtOnceWithTheLimit" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1, .max_message_bytes = 1024});
+  try {
+    pool.submit(tasks::echo, std::string(2000, 'x')).get();
+    FAIL("expected ResourceLimitExceeded");
+  } catch (const procpool::ResourceLimitExceeded& e) {
+    CHECK(e.limit() == "max_message_bytes");
+    CHECK(e.maximum() == 1024);
+    CHECK(e.value() > 2000);
+    CHECK(std::string(e.what()).find("the call of 'echo'") != std::string::npos);
+  }
+  CHECK(pool.submit(tasks::echo, std::string(10, 'x')).get().size() == 10);
+}
+
+TEST_CASE("Payloads.OversizedResultFailsInTheWorkerWithTheLimit" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1, .max_message_bytes = 1024});
+  try {
+    pool.submit(tasks::make_text, size_t{5000}).get();
+    FAIL("expected ResourceLimitExceeded");
+  } catch (const procpool::ResourceLimitExceeded& e) {
+    CHECK(e.limit() == "max_message_bytes");
+    CHECK(std::string(e.what()).find("the result of 'make_text'") != std::string::npos);
+  }
+  CHECK(pool.submit(tasks::make_text, size_t{100}).get().size() == 100);
+}

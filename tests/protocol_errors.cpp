@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+// A worker that writes garbage into its response ring is killed and
+// replaced; the call it was running fails with ProtocolError, calls queued
+// behind it run on the replacement, and the host carries on.
+#include <doctest/doctest.h>
+
+#include "support/census.hpp"
+#include "support/task_functions.hpp"
+
+namespace {
+
+void garbage_fails_only_that_task(const char* how, const char* message, size_t ring_bytes = size_t{4} << 20) {
+  CAPTURE(how);
+  census::Snapshot before;
+  {
+    procpool::ProcessPool pool({.workers = 1, .ring_bytes = ring_bytes});
+    pid_t liar = pool.worker_pids().at(0);
+    auto bad = pool.submit(tasks::misbehave_text, std::string(how));
+    std::vector<procpool::Future<int>> queued;
+    for (int i = 0; i < 5; ++i) queued.push_back(pool.submit(tasks::identity, i));
+    try {
+      bad.get();
+      FAIL("expected ProtocolError");
+    } catch (const procpool::ProtocolError& e) {
+      CHECK(e.pid() == liar);
+      CHECK(e.function() == "misbehave_text");
+      CHECK(std::string(e.what()).find(message) != std::string::npos);
+      CHECK(std::string(e.what()).find("the worker was killed") != std::string::npos);
+    }
+    for (int i = 0; i < 5; ++i) CHECK(queued[static_cast<size_t>(i)].get() == i);
+    CHECK(pool.submit(tasks::add, 20, 22).get() == 42);
+    CHECK(pool.worker_pids().at(0) != liar);
+  }
+  CHECK(census::leaks_since(before) == "");
+}
+
+}  // namespace
+
+TEST_CASE("ProtocolErrors.BadMagicKillsTheWorker" * doctest::timeout(60)) {
+  garbage_fails_only_that_task("bad_magic", "bad magic number");
+}
+TEST_CASE("ProtocolErrors.UnknownFrameKindKillsTheWorker" * doctest::timeout(60)) {
+  garbage_fails_only_that_task("bad_kind", "unknown kind 99");
+}
+TEST_CASE("ProtocolErrors.AnswerToAnotherTaskKillsTheWorker" * doctest::timeout(60)) {
+  garbage_fails_only_that_task("wrong_task", "but it was running task");
+}
+TEST_CASE("ProtocolErrors.HugeLengthKillsTheWorker" * doctest::timeout(60)) {
+  garbage_fails_only_that_task("huge_length", "over max_message_bytes");
+}
+TEST_CASE("ProtocolErrors.ForgedRingHeadKillsTheWorker" * doctest::timeout(60)) {
+  garbage_fails_only_that_task("bad_head", "response ring head out of range");
+}
+TEST_CASE("ProtocolErrors.ForgedStringLengthKillsTheWorker" * doctest::timeout(60)) {
+  garbage_fails_only_that_task("garbage_value", "does not decode");
+}
+
+TEST_CASE("ProtocolErrors.ForgedRequestTailKillsTheWorker" * doctest::timeout(60)) {
+  // A small ring, so that the host must read the (forged) tail to find room
+  // for the calls queued behind.
+  census::Snapshot before;
+  {
+    procpool::ProcessPool pool({.workers = 1, .ring_bytes = 4096});
+    auto bad = pool.submit(tasks::misbehave_text, std::string("bad_tail"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::vector<procpool::Future<std::string>> queued;
+    for (int i = 0; i < 8; ++i) queued.push_back(pool.submit(tasks::echo, std::string(1000, 'a' + i)));
+    CHECK_THROWS_WITH_AS(bad.get(), doctest::Contains("request ring tail out of range"), procpool::ProtocolError);
+    for (int i = 0; i < 8; ++i) CHECK(queued[static_cast<size_t>(i)].get() == std::string(1000, 'a' + i));
+  }
+  CHECK(census::leaks_since(before) == "");
+}

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: MIT
+#include <doctest/doctest.h>
+
+#include "support/census.hpp"
+#include "support/task_functions.hpp"
+
+TEST_CASE("Shutdown.WaitLetsQueuedAndRunningCallsFinish" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 2});
+  std::vector<procpool::Future<double>> fs;
+  for (int i = 0; i < 6; ++i) fs.push_back(pool.submit(tasks::sleep_ms, 50));
+  pool.shutdown(true);
+  for (auto& f : fs) CHECK(f.get() == 50);
+}
+
+TEST_CASE("Shutdown.WithoutWaitFailsPendingCallsWithPoolShutdown" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1});
+  auto running = pool.submit(tasks::sleep_ms, 5000);
+  auto queued = pool.submit(tasks::add, 1, 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto t0 = std::chrono::steady_clock::now();
+  pool.shutdown(false);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(4));  // did not wait for the 5 s task
+  CHECK_THROWS_AS(running.get(), procpool::PoolShutdown);
+  CHECK_THROWS_AS(queued.get(), procpool::PoolShutdown);
+}
+
+TEST_CASE("Shutdown.DestructorFailsPendingCalls" * doctest::timeout(60)) {
+  procpool::Future<double> f;
+  {
+    procpool::ProcessPool pool({.workers = 1});
+    f = pool.submit(tasks::sleep_ms, 5000);
+  }
+  CHECK_THROWS_WITH_AS(f.get(), doctest::Contains("shut down"), procpool::PoolShutdown);
+}
+
+TEST_CASE("Shutdown.CallsAfterShutdownFailAtOnce" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1});
+  pool.shutdown();
+  pool.shutdown();  // idempotent
+  CHECK_THROWS_AS(pool.submit(tasks::add, 1, 2).get(), procpool::PoolShutdown);
+  CHECK_THROWS_AS(pool.call<int>("add", 1, 2).get(), procpool::PoolShutdown);
+}
+
+TEST_CASE("Shutdown.LeavesNoFdsShmNamesOrChildren" * doctest::timeout(60)) {
+  census::Snapshot before;
+  {
+    procpool::ProcessPool pool({.workers = 3});
+    std::vector<procpool::Future<int>> fs;
+    for (int i = 0; i < 200; ++i) fs.push_back(pool.submit(tasks::identity, i));
+    auto crashed = pool.submit(tasks::crash, std::string("abort"));
+    for (auto& f : fs) f.get();
+    CHECK_THROWS_AS(crashed.get(), procpool::WorkerCrashed);
+    pool.submit(tasks::sleep_ms, 2000);  // still running at shutdown
+  }
+  CHECK(census::leaks_since(before) == "");
+}
+
+TEST_CASE("Shutdown.IdleWorkersExitCleanly" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 2});
+  auto pids = pool.worker_pids();
+  auto t0 = std::chrono::steady_clock::now();
+  pool.shutdown();
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));  // no grace period spent
+  for (pid_t p : pids) CHECK_FALSE(census::process_exists(p));
+}
+
+TEST_CASE("Shutdown.FromACallbackIsRefusedNotDeadlocked" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1});
+  std::atomic<bool> refused{false};
+  pool.submit(tasks::sleep_ms, 20).then([&](procpool::Future<double>) {
+    try {
+      pool.shutdown();
+    } catch (const procpool::Error&) {
+      refused = true;
+    }
+  });
+  CHECK(census::eventually([&] { return refused.load(); }));
+}

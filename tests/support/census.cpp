@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: MIT
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include "census.hpp"
+
+#include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
+namespace census {
+
+std::set<int> open_fds() {
+  std::set<int> out;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    int self = dirfd(d);
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      int fd = std::stoi(e->d_name);
+      if (fd != self) out.insert(fd);
+    }
+    closedir(d);
+  }
+  return out;
+}
+
+std::set<std::string> shm_names() {
+  std::set<std::string> out;
+  if (DIR* d = opendir("/dev/shm")) {
+    while (dirent* e = readdir(d))
+      if (e->d_name[0] != '.') out.insert(e->d_name);
+    closedir(d);
+  }
+  return out;
+}
+
+std::vector<pid_t> children() {
+  std::vector<pid_t> out;
+  pid_t self = getpid();
+  if (DIR* d = opendir("/proc")) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+      std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
+      std::string line;
+      if (!std::getline(stat, line)) continue;
+      // pid (comm) state ppid ...: comm may hold spaces, so parse after ')'.
+      auto close = line.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream rest(line.substr(close + 2));
+      char state;
+      pid_t ppid;
+      rest >> state >> ppid;
+      if (ppid == self) out.push_back(static_cast<pid_t>(std::stoi(e->d_name)));
+    }
+    closedir(d);
+  }
+  return out;
+}
+
+bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+
+Snapshot::Snapshot() : fds(open_fds()), shm(shm_names()), kids(children()) {}
+
+std::string leaks_since(const Snapshot& before) {
+  std::string out;
+  for (int fd : open_fds())
+    if (!before.fds.count(fd)) out += "fd " + std::to_string(fd) + " still open; ";
+  for (auto& n : shm_names())
+    if (!before.shm.count(n)) out += "/dev/shm/" + n + " left behind; ";
+  for (pid_t p : children()) {
+    bool old = false;
+    for (pid_t q : before.kids) old |= p == q;
+    if (!old) out += "child " + std::to_string(p) + " not reaped; ";
+  }
+  return out;
+}
+
+}  // namespace census

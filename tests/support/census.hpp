@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Counting what a test could leave behind: open fds, /dev/shm names, child
+// processes (zombies included), live future states.
+#include <sys/types.h>
+
+#include <chrono>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace census {
+
+std::set<int> open_fds();
+std::set<std::string> shm_names();
+// Children of this process, zombies included.
+std::vector<pid_t> children();
+bool process_exists(pid_t pid);  // false once it is gone and reaped
+// Waits until `pred` holds or `timeout` passes; returns pred().
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+
+// Snapshot at construction; check() compares with now.
+struct Snapshot {
+  Snapshot();
+  std::set<int> fds;
+  std::set<std::string> shm;
+  std::vector<pid_t> kids;
+};
+// Fds and shm names opened since `before` and still open, children alive.
+std::string leaks_since(const Snapshot& before);
+
+}  // namespace census
+
+#include <thread>
+template <class Pred>
+bool census::eventually(Pred pred, std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > until) return pred();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}

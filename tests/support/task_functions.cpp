@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: MIT
+#include "task_functions.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <new>
+#include <sstream>
+#include <system_error>
+#include <thread>
+
+#include <procpool/common/frame.hpp>
+#include <procpool/common/worker_segment.hpp>
+#include <procpool/worker/worker_loop.hpp>
+
+namespace tasks {
+
+int add(int a, int b) { return a + b; }
+void noop() {}
+int identity(int x) { return x; }
+std::string echo(std::string s) { return s; }
+std::vector<unsigned char> echo_bytes(std::vector<unsigned char> b) { return b; }
+Point move_point(Point p, double dx) {
+  p.x += dx;
+  p.label += "+moved";
+  return p;
+}
+std::tuple<int, std::string> swap_pair(std::string s, int i) { return {i, s}; }
+std::optional<int> half_if_even(int x) { return x % 2 == 0 ? std::optional<int>(x / 2) : std::nullopt; }
+std::variant<int, std::string> int_or_text(bool text) {
+  if (text) return std::string("text");
+  return 42;
+}
+std::vector<std::string> split_words(const std::string& s) {
+  std::istringstream in(s);
+  std::vector<std::string> out;
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+Handle make_handle(int v) { return Handle(v); }
+std::string make_text(size_t bytes) { return std::string(bytes, 't'); }
+double sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+int pid_of_worker() { return static_cast<int>(getpid()); }
+int record_run(std::string path, int id) {
+  std::ofstream(path, std::ios::app) << id << "\n";
+  return id;
+}
+
+int throw_kind(std::string kind) {
+  if (kind == "invalid_argument") throw std::invalid_argument("bad argument");
+  if (kind == "out_of_range") throw std::out_of_range("index 9 out of range");
+  if (kind == "logic_error") throw std::logic_error("logic");
+  if (kind == "domain_error") throw std::domain_error("domain");
+  if (kind == "length_error") throw std::length_error("length");
+  if (kind == "runtime_error") throw std::runtime_error("runtime");
+  if (kind == "range_error") throw std::range_error("range");
+  if (kind == "overflow_error") throw std::overflow_error("overflow");
+  if (kind == "underflow_error") throw std::underflow_error("underflow");
+  if (kind == "bad_alloc") throw std::bad_alloc();
+  if (kind == "bad_cast") throw std::bad_cast();
+  if (kind == "system_error") throw std::system_error(ENOENT, std::generic_category(), "opening config");
+  if (kind == "quota") throw QuotaExceeded("quota exceeded", "alice", 42);
+  if (kind == "unregistered") throw UnregisteredError("not registered anywhere");
+  if (kind == "int") throw 42;
+  if (kind == "vector_at") return std::vector<int>{}.at(3);
+  return 0;
+}
+
+namespace {
+volatile bool g_bottom = false;  // never set: the recursion only ends in overflow
+int recurse(int depth) {
+  volatile char pad[4096];
+  pad[0] = static_cast<char>(depth);
+  if (g_bottom) return 0;
+  return recurse(depth + 1) + pad[0];
+}
+}  // namespace
+
+int crash(std::string how) {
+  if (how == "segv") {
+    volatile int* p = nullptr;
+    *p = 1;
+  }
+  if (how == "abort") std::abort();
+  if (how == "terminate") std::terminate();
+  if (how == "exit3") _exit(3);
+  if (how == "exit0") std::exit(0);
+  if (how == "stack_overflow") return recurse(0);
+  if (how == "sigkill_self") raise(SIGKILL);
+  if (how == "hang")
+    for (;;) pause();
+  return -1;
+}
+
+int misbehave(std::string how) {
+  using namespace procpool::detail;
+  WorkerSegment* seg = current_worker_segment();
+  if (!seg) return -1;
+  ByteRing ring = seg->response_ring();
+  FrameHeader h{kFrameMagic, static_cast<uint32_t>(FrameKind::Value), seg->control().running_task.load(), 0};
+  if (how == "bad_magic") h.magic = 0xdeadbeef;
+  if (how == "bad_kind") h.kind = 99;
+  if (how == "wrong_task") h.task_id += 1000;
+  if (how == "huge_length") h.length = uint64_t{1} << 62;
+  if (how == "bad_head") {
+    seg->header().response.head.store(uint64_t{1} << 40);
+  } else if (how == "bad_tail") {
+    // The host reads it when it next needs room in the request ring.
+    seg->header().request.tail.store(uint64_t{1} << 40);
+  } else if (how == "garbage_value") {
+    // A Value frame whose payload is a string of forged length.
+    uint64_t forged = uint64_t{1} << 40;
+    h.length = sizeof forged;
+    ring.write_some(&h, sizeof h);
+    ring.write_some(&forged, sizeof forged);
+    ring.publish();
+  } else {
+    ring.write_some(&h, sizeof h);
+    ring.publish();
+  }
+  ring_host_doorbell();
+  for (;;) pause();
+}
+
+int throw_broken_fields() { throw BrokenFields("broken fields"); }
+std::string misbehave_text(std::string how) { return std::to_string(misbehave(std::move(how))); }
+
+}  // namespace tasks
+
+PROCPOOL_REGISTER_AS("throw_broken_fields", tasks::throw_broken_fields);
+PROCPOOL_REGISTER_AS("misbehave_text", tasks::misbehave_text);
+PROCPOOL_REGISTER_EXCEPTION(tasks::BrokenFields);
+PROCPOOL_REGISTER_AS("add", tasks::add);
+PROCPOOL_REGISTER_AS("noop", tasks::noop);
+PROCPOOL_REGISTER_AS("identity", tasks::identity);
+PROCPOOL_REGISTER_AS("echo", tasks::echo);
+PROCPOOL_REGISTER_AS("echo_bytes", tasks::echo_bytes);
+PROCPOOL_REGISTER_AS("move_point", tasks::move_point);
+PROCPOOL_REGISTER_AS("swap_pair", tasks::swap_pair);
+PROCPOOL_REGISTER_AS("half_if_even", tasks::half_if_even);
+PROCPOOL_REGISTER_AS("int_or_text", tasks::int_or_text);
+PROCPOOL_REGISTER_AS("split_words", tasks::split_words);
+PROCPOOL_REGISTER_AS("make_handle", tasks::make_handle);
+PROCPOOL_REGISTER_AS("make_text", tasks::make_text);
+PROCPOOL_REGISTER_AS("sleep_ms", tasks::sleep_ms);
+PROCPOOL_REGISTER_AS("pid_of_worker", tasks::pid_of_worker);
+PROCPOOL_REGISTER_AS("record_run", tasks::record_run);
+PROCPOOL_REGISTER_AS("throw_kind", tasks::throw_kind);
+PROCPOOL_REGISTER_AS("crash", tasks::crash);
+PROCPOOL_REGISTER_AS("misbehave", tasks::misbehave);
+PROCPOOL_REGISTER_EXCEPTION(tasks::QuotaExceeded);
