@@ -352,8 +352,11 @@ void PoolCore::shutdown(bool wait) {
 }
 
 void PoolCore::stop_workers(Published& out) {
+  {
+    std::lock_guard drain(drain_mutex_);
+    drain_locked(out);  // answers that arrived meanwhile still count
+  }
   std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
-  drain_locked(out);  // answers that arrived meanwhile still count
 
   // Idle workers get a Stop frame (a clean exit); busy ones SIGTERM; any
   // left after the grace period SIGKILL. Everything is reaped.

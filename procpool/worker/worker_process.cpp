@@ -2,6 +2,7 @@
 #include <procpool/worker/worker_process.hpp>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -63,9 +64,18 @@ void close_inherited_fds(int keep) noexcept {
 SpawnedWorker spawn_worker(WorkerSegment& segment, const WorkerConfig& config) {
   pid_t parent = getpid();
   std::fflush(nullptr);  // unflushed stdio would otherwise be written twice
+  // Fork with every signal blocked: a signal that reaches the child before
+  // it has reset the host's handlers (a test framework's, an app's) would
+  // run that handler in the child. It stays pending until the child has
+  // installed its own dispositions and unblocks.
+  sigset_t all, previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
   pid_t pid = fork();
-  if (pid < 0) throw Error(std::string("cannot start a worker: fork: ") + std::strerror(errno));
   if (pid == 0) become_worker(segment, config, parent);
+  int fork_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  if (pid < 0) throw Error(std::string("cannot start a worker: fork: ") + std::strerror(fork_errno));
 
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) {
