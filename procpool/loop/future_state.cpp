@@ -67,7 +67,7 @@ void StateBase::on_ready(std::function<void()> callback) {
 void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline) {
   auto poller = poller_.lock();
   if (!poller) return;
-  auto until = std::min(deadline, std::chrono::steady_clock::now() + poller->poll_budget());
+  auto until = std::min(deadline, std::chrono::steady_clock::now() + poller->poll_budget(request_bytes_));
   while (!ready() && std::chrono::steady_clock::now() < until) poller->poll_responses();
 }
 

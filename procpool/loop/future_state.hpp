@@ -28,7 +28,9 @@ class Poller {
  public:
   virtual ~Poller() = default;
   virtual void poll_responses() = 0;
-  virtual std::chrono::nanoseconds poll_budget() const noexcept = 0;
+  // How long a waiting thread polls before it sleeps, for a call whose
+  // encoded request is `request_bytes` long.
+  virtual std::chrono::nanoseconds poll_budget(size_t request_bytes) const noexcept = 0;
 };
 
 class StateBase {
@@ -52,7 +54,10 @@ class StateBase {
   // Runs `callback` once when ready: at once on this thread if it already
   // is, else on the thread that publishes.
   void on_ready(std::function<void()> callback);
-  void set_poller(std::weak_ptr<Poller> poller) noexcept { poller_ = std::move(poller); }
+  void set_poller(std::weak_ptr<Poller> poller, size_t request_bytes) noexcept {
+    poller_ = std::move(poller);
+    request_bytes_ = request_bytes;
+  }
   void rethrow_if_error() const {
     if (error_) std::rethrow_exception(error_);
   }
@@ -73,6 +78,7 @@ class StateBase {
   std::condition_variable ready_cv_;
   std::vector<std::function<void()>> callbacks_;
   std::weak_ptr<Poller> poller_;
+  size_t request_bytes_ = 0;
 };
 
 template <class T>

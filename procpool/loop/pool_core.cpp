@@ -124,6 +124,7 @@ void PoolCore::watch_death(WorkerSlot& slot) {
 
 void PoolCore::on_death(WorkerSlot& slot) {
   Published out;
+  std::exception_ptr cannot_start;
   {
     std::lock_guard drain(drain_mutex_);
     int sig = 0, code = -1;
@@ -164,23 +165,26 @@ void PoolCore::on_death(WorkerSlot& slot) {
     std::string setup_error(control.setup_error, strnlen(control.setup_error, sizeof control.setup_error));
     slot.pidfd.reset();
     slot.segment.reset();
-
-    if (!stopping_) {
-      std::exception_ptr cannot_start;
-      if (slot.failed_starts >= 3) {
-        cannot_start = std::make_exception_ptr(
-            Error("workers fail to start (" + (setup_error.empty() ? std::string("exit code 121") : setup_error) + ")"));
-      } else {
-        try {
-          spawn(slot);
-        } catch (...) {
-          cannot_start = std::current_exception();
-        }
+    if (slot.failed_starts >= 3)
+      cannot_start = std::make_exception_ptr(
+          Error("workers fail to start (" + (setup_error.empty() ? std::string("exit code 121") : setup_error) + ")"));
+  }
+  // The crashed call fails now, not after the replacement's fork.
+  publish(out);
+  out.clear();
+  {
+    std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+    if (stopping_) return;
+    if (!cannot_start) {
+      try {
+        spawn(slot);
+      } catch (...) {
+        cannot_start = std::current_exception();
       }
-      bool any_alive = std::any_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive; });
-      if (cannot_start && !any_alive) fail_all_pending(cannot_start, out);
-      dispatch_locked();
     }
+    bool any_alive = std::any_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive; });
+    if (cannot_start && !any_alive) fail_all_pending(cannot_start, out);
+    dispatch_locked();
   }
   publish(out);
 }
@@ -251,6 +255,16 @@ void PoolCore::poll_responses() {
   publish(out);
 }
 
+std::chrono::nanoseconds PoolCore::poll_budget(size_t request_bytes) const noexcept {
+  // A large call costs at least two copies of its payload each way before
+  // its answer can arrive; sleeping meanwhile would add a worker -> reactor
+  // -> waiter relay of two wake-ups. So a waiter on a large call polls for
+  // about as long as those copies take (0.5 ns a byte: ~2 GB/s), up to 2 ms.
+  if (options_.host_spin.count() == 0) return {};
+  auto copies = std::chrono::nanoseconds(static_cast<long long>(request_bytes / 2));
+  return std::max<std::chrono::nanoseconds>(options_.host_spin, std::min<std::chrono::nanoseconds>(copies, std::chrono::milliseconds(2)));
+}
+
 void PoolCore::publish(Published& states) {
   for (auto& s : states) s->publish();
 }
@@ -267,7 +281,7 @@ void PoolCore::submit(ByteBuffer frame, uint32_t function_id, std::shared_ptr<St
   FrameHeader header{kFrameMagic, static_cast<uint32_t>(FrameKind::Call), ++next_task_,
                      frame.size() - sizeof(FrameHeader)};
   std::memcpy(frame.data(), &header, sizeof header);
-  state->set_poller(weak_from_this());
+  state->set_poller(weak_from_this(), frame.size());
   pending_.push_back(TaskRecord{header.task_id, function_id, std::move(state), std::move(frame)});
   dispatch_locked();
 }

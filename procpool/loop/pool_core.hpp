@@ -42,7 +42,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void shutdown(bool wait);
 
   void poll_responses() override;
-  std::chrono::nanoseconds poll_budget() const noexcept override { return options_.host_spin; }
+  std::chrono::nanoseconds poll_budget(size_t request_bytes) const noexcept override;
   size_t max_message_bytes() const noexcept { return options_.max_message_bytes; }
   size_t worker_count() const noexcept { return slots_.size(); }
   std::vector<pid_t> worker_pids();
