@@ -27,7 +27,11 @@ inline constexpr uint32_t kSleeperBit = 1;
 
 // Waiter side: announce; returns the value to pass to futex_wait.
 inline uint32_t announce_sleep(std::atomic<uint32_t>& word) noexcept {
-  return word.fetch_or(kSleeperBit, std::memory_order_seq_cst) | kSleeperBit;
+  uint32_t seen = word.fetch_or(kSleeperBit, std::memory_order_seq_cst) | kSleeperBit;
+  // Orders the caller's re-check of its condition (often only an acquire
+  // load) after the announcement, as the notifier's fence does on its side.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return seen;
 }
 
 // Waiter side: the condition became true after all; withdraw the request so

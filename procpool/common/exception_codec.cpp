@@ -5,7 +5,6 @@
 
 #include <any>
 #include <functional>
-#include <ios>
 #include <memory>
 #include <new>
 #include <optional>
@@ -136,7 +135,6 @@ void install_builtins() {
     add_plain<std::range_error>();
     add_plain<std::overflow_error>();
     add_plain<std::underflow_error>();
-    add_plain<std::ios_base::failure>();
     add_plain<std::bad_alloc>();
     add_plain<std::bad_array_new_length>();
     add_plain<std::bad_cast>();

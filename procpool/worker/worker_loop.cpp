@@ -62,6 +62,9 @@ class WorkerLoop {
     FrameHeader out{kFrameMagic, static_cast<uint32_t>(kind), call.task_id, response_.size() - sizeof(FrameHeader)};
     std::memcpy(response_.data(), &out, sizeof out);
     write_response(response_.data(), response_.size());
+    // Keep ring-sized buffers for the next call; give back a huge one.
+    if (response_.size() > requests_.capacity()) response_ = ByteBuffer();
+    if (request_.size() > requests_.capacity()) request_ = ByteBuffer();
   }
 
   FrameKind run_call(const std::byte* payload, size_t length) {
