@@ -79,3 +79,16 @@ TEST_CASE("Payloads.OversizedResultFailsInTheWorkerWithTheLimit" * doctest::time
   }
   CHECK(pool.submit(tasks::make_text, size_t{100}).get().size() == 100);
 }
+
+TEST_CASE("Payloads.ResultThatFailsToEncodeGivesSerializationError" * doctest::timeout(60)) {
+  // Small results fail inside the ring, large ones after spilling past it:
+  // either way the half-written response is dropped and the ring stays sound.
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = 4096});
+  for (size_t bytes : {size_t{10}, size_t{3000}, size_t{1} << 20}) {
+    CAPTURE(bytes);
+    CHECK_THROWS_WITH_AS(pool.submit(tasks::half_saved, bytes).get(),
+                         "'half_saved': the result could not be encoded: cannot save the rest",
+                         procpool::SerializationError);
+    CHECK(pool.submit(tasks::echo, std::string(5000, 'e')).get() == std::string(5000, 'e'));
+  }
+}

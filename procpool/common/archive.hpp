@@ -20,8 +20,17 @@
 
 namespace procpool::detail {
 
+// Where an OutputArchive writes.
+class ByteSink {
+ public:
+  virtual void write(const void* data, size_t size) = 0;
+
+ protected:
+  ~ByteSink() = default;
+};
+
 // A growable byte buffer that never zero-fills (unlike std::string::resize).
-class ByteBuffer {
+class ByteBuffer final : public ByteSink {
  public:
   ByteBuffer() = default;
   ByteBuffer(const ByteBuffer&) = delete;
@@ -66,6 +75,7 @@ class ByteBuffer {
   void append(const void* p, size_t n) {
     if (n) std::memcpy(grow(n), p, n);
   }
+  void write(const void* p, size_t n) override { append(p, n); }
   void resize(size_t n) {
     reserve(n);
     size_ = n;
@@ -84,14 +94,21 @@ class DecodeError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Thrown when a task's result cannot be encoded (its save threw); the worker
+// reports it as SerializationError naming the function.
+class EncodeError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 class OutputArchive : public cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision> {
  public:
-  explicit OutputArchive(ByteBuffer& out)
+  explicit OutputArchive(ByteSink& out)
       : cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision>(this), out_(out) {}
-  void saveBinary(const void* data, std::streamsize size) { out_.append(data, static_cast<size_t>(size)); }
+  void saveBinary(const void* data, std::streamsize size) { out_.write(data, static_cast<size_t>(size)); }
 
  private:
-  ByteBuffer& out_;
+  ByteSink& out_;
 };
 
 class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision> {

@@ -83,6 +83,12 @@ class ByteRing {
     head_ += n;
     return n;
   }
+  // Bytes written but not yet published may be overwritten or dropped: the
+  // consumer cannot see them. Lets a producer reserve room for a header it
+  // fills in once the payload after it is complete.
+  uint64_t write_position() const noexcept { return head_; }
+  void overwrite(uint64_t position, const void* src, size_t n) noexcept { copy_in(position, src, n); }
+  void rewind(uint64_t position) noexcept { head_ = position; }
   // Makes everything written so far visible; true when the consumer sleeps
   // and must be woken.
   bool publish() noexcept {

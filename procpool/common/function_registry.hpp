@@ -88,7 +88,11 @@ void invoke_registered(ErasedFn erased, InputArchive& in, OutputArchive& out) {
     call(std::index_sequence_for<A...>{});
   } else {
     R result = call(std::index_sequence_for<A...>{});
-    out(result);
+    try {
+      out(result);
+    } catch (const std::exception& e) {
+      throw EncodeError(e.what());
+    }
   }
 }
 

@@ -163,8 +163,6 @@ void PoolCore::on_death(WorkerSlot& slot) {
     slot.sent = slot.sent_bytes = 0;
     slot.failed_starts = (!served && code == kExitSetupFailed) ? slot.failed_starts + 1 : 0;
     std::string setup_error(control.setup_error, strnlen(control.setup_error, sizeof control.setup_error));
-    slot.pidfd.reset();
-    slot.segment.reset();
     if (slot.failed_starts >= 3)
       cannot_start = std::make_exception_ptr(
           Error("workers fail to start (" + (setup_error.empty() ? std::string("exit code 121") : setup_error) + ")"));
@@ -174,6 +172,8 @@ void PoolCore::on_death(WorkerSlot& slot) {
   out.clear();
   {
     std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+    slot.pidfd.reset();  // after the publish: unmapping is not free
+    slot.segment.reset();
     if (stopping_) return;
     if (!cannot_start) {
       try {

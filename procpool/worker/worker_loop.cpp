@@ -12,6 +12,7 @@
 #include <procpool/common/exception_codec.hpp>
 #include <procpool/common/frame.hpp>
 #include <procpool/common/function_registry.hpp>
+#include <procpool/worker/response_writer.hpp>
 
 namespace procpool::detail {
 namespace {
@@ -54,20 +55,20 @@ class WorkerLoop {
     control_.running_task.store(call.task_id, std::memory_order_relaxed);
     control_.started.store(++started_, std::memory_order_release);
 
-    response_.clear();
-    response_.grow(sizeof(FrameHeader));
-    FrameKind kind = run_call(payload, length);
+    ResponseWriter writer(responses_, spill_);
+    writer.begin();
+    FrameKind kind = run_call(payload, length, writer);
     if (in_place) release_request(length);
 
-    FrameHeader out{kFrameMagic, static_cast<uint32_t>(kind), call.task_id, response_.size() - sizeof(FrameHeader)};
-    std::memcpy(response_.data(), &out, sizeof out);
-    write_response(response_.data(), response_.size());
+    ResponseWriter::Rest rest = writer.finish(kind, call.task_id);
+    if (rest.wake) ring_doorbell();
+    write_response(rest.data, rest.size);
     // Keep ring-sized buffers for the next call; give back a huge one.
-    if (response_.size() > requests_.capacity()) response_ = ByteBuffer();
+    if (spill_.size() > requests_.capacity()) spill_ = ByteBuffer();
     if (request_.size() > requests_.capacity()) request_ = ByteBuffer();
   }
 
-  FrameKind run_call(const std::byte* payload, size_t length) {
+  FrameKind run_call(const std::byte* payload, size_t length, ResponseWriter& writer) {
     const FunctionEntry* entry = nullptr;
     try {
       InputArchive args(payload, length);
@@ -79,17 +80,19 @@ class WorkerLoop {
       if (fp != entry->fingerprint)
         throw SerializationError(entry->name, "the call's signature fingerprint does not match the registered " +
                                                   entry->signature);
-      OutputArchive result(response_);
+      OutputArchive result(writer);
       record_throw_backtraces(true);
       try {
         entry->invoke(entry->fn, args, result);
       } catch (const DecodeError& e) {
         throw SerializationError(entry->name, std::string("the arguments do not decode: ") + e.what());
+      } catch (const EncodeError& e) {
+        throw SerializationError(entry->name, std::string("the result could not be encoded: ") + e.what());
       } catch (const cereal::Exception& e) {
         throw SerializationError(entry->name, std::string("cereal: ") + e.what());
       }
       record_throw_backtraces(false);
-      size_t size = response_.size() - sizeof(FrameHeader);
+      size_t size = writer.payload_size();
       if (size > config_.max_message_bytes)
         throw ResourceLimitExceeded("max_message_bytes", size, config_.max_message_bytes,
                                     "the result of '" + entry->name + "'");
@@ -97,8 +100,10 @@ class WorkerLoop {
     } catch (...) {
       std::string where = last_throw_backtrace();
       record_throw_backtraces(false);
-      response_.resize(sizeof(FrameHeader));
-      encode_current_exception(response_, where);
+      writer.discard();
+      error_.clear();
+      encode_current_exception(error_, where);
+      writer.write(error_.data(), error_.size());
       return FrameKind::Exception;
     }
   }
@@ -169,8 +174,9 @@ class WorkerLoop {
   ByteRing responses_;
   WorkerConfig config_;
   uint64_t started_ = 0;
-  ByteBuffer request_;
-  ByteBuffer response_;
+  ByteBuffer request_;  // a call that did not arrive whole and contiguous
+  ByteBuffer spill_;    // the part of a response that did not fit in the ring
+  ByteBuffer error_;    // an encoded exception
 };
 
 }  // namespace

@@ -132,8 +132,11 @@ int misbehave(std::string how) {
 int throw_broken_fields() { throw BrokenFields("broken fields"); }
 std::string misbehave_text(std::string how) { return std::to_string(misbehave(std::move(how))); }
 
+HalfSaved half_saved(size_t bytes) { return HalfSaved{std::string(bytes, 'h')}; }
+
 }  // namespace tasks
 
+PROCPOOL_REGISTER_AS("half_saved", tasks::half_saved);
 PROCPOOL_REGISTER_AS("throw_broken_fields", tasks::throw_broken_fields);
 PROCPOOL_REGISTER_AS("misbehave_text", tasks::misbehave_text);
 PROCPOOL_REGISTER_EXCEPTION(tasks::BrokenFields);

@@ -98,3 +98,18 @@ int throw_broken_fields();
 // forged string length).
 std::string misbehave_text(std::string how);
 }  // namespace tasks
+
+namespace tasks {
+// A result whose encoding fails half-way, after `big` was written.
+struct HalfSaved {
+  std::string big;
+  template <class Archive>
+  void save(Archive& ar) const {
+    ar(big);
+    throw std::runtime_error("cannot save the rest");
+  }
+  template <class Archive>
+  void load(Archive& ar) { ar(big); }
+};
+HalfSaved half_saved(size_t bytes);
+}  // namespace tasks
