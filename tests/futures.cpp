@@ -107,3 +107,10 @@ TEST_CASE("Futures.NoSharedStateOutlivesItsFutures" * doctest::timeout(30)) {
   }
   CHECK(procpool::detail::StateBase::live_count() == before);
 }
+
+TEST_CASE("Futures.DefaultConstructedFutureThrowsInsteadOfCrashing" * doctest::timeout(30)) {
+  procpool::Future<int> f;
+  CHECK_FALSE(f.valid());
+  CHECK_THROWS_WITH_AS(f.ready(), doctest::Contains("no state"), procpool::Error);
+  CHECK_THROWS_AS(f.get(), procpool::Error);
+}

@@ -23,19 +23,19 @@ class Future {
 
   bool valid() const noexcept { return state_ != nullptr; }
   // True once the result (or error) is in; never blocks.
-  bool ready() const noexcept { return state_->ready(); }
+  bool ready() const { return state().ready(); }
   // Blocks until ready. The calling thread first polls the pool's response
   // rings for a moment (PoolOptions::host_spin), then sleeps.
-  void wait() const { state_->wait(); }
+  void wait() const { state().wait(); }
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
-    return state_->wait_until(std::chrono::steady_clock::now() +
+    return state().wait_until(std::chrono::steady_clock::now() +
                               std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
   }
   // Waits, then returns the value or rethrows the error. The value is moved
   // out: a second get() on the same state throws procpool::Error.
   T get() {
-    state_->wait();
+    state().wait();
     return state_->take();
   }
   // Calls callback(Future<T>) once the future is ready: at once on this
@@ -43,7 +43,7 @@ class Future {
   // pool's reactor thread, or a thread waiting in get()). Keep it short.
   template <class Callback>
   void then(Callback&& callback) {
-    state_->on_ready([self = *this, cb = std::forward<Callback>(callback)]() mutable { cb(std::move(self)); });
+    state().on_ready([self = *this, cb = std::forward<Callback>(callback)]() mutable { cb(std::move(self)); });
   }
 
   // co_await future: suspends until ready, resumes on the settling thread,
@@ -55,10 +55,15 @@ class Future {
       void await_suspend(std::coroutine_handle<> h) { future.state_->on_ready([h] { h.resume(); }); }
       T await_resume() { return future.state_->take(); }
     };
+    state();
     return Awaiter{*this};
   }
 
  private:
+  detail::SharedState<T>& state() const {
+    if (!state_) detail::throw_no_state();
+    return *state_;
+  }
   std::shared_ptr<detail::SharedState<T>> state_;
 };
 

@@ -16,6 +16,8 @@ StateBase::StateBase() noexcept { g_live_states.fetch_add(1, std::memory_order_r
 StateBase::~StateBase() { g_live_states.fetch_sub(1, std::memory_order_relaxed); }
 long StateBase::live_count() noexcept { return g_live_states.load(std::memory_order_relaxed); }
 
+void throw_no_state() { throw Error("procpool::Future has no state (it was default-constructed)"); }
+
 void throw_already_taken() { throw Error("Future::get(): the result was already taken (get() moves it out once)"); }
 
 bool StateBase::try_claim() noexcept {

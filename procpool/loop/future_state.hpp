@@ -98,7 +98,8 @@ class SharedState final : public StateBase {
   std::conditional_t<std::is_void_v<T>, Empty, std::optional<T>> value_;
 };
 
-void throw_already_taken();
+[[noreturn]] void throw_already_taken();
+[[noreturn]] void throw_no_state();
 
 template <class T>
 T SharedState<T>::take() {

@@ -163,6 +163,8 @@ void PoolCore::on_death(WorkerSlot& slot) {
     slot.sent = slot.sent_bytes = 0;
     slot.failed_starts = (!served && code == kExitSetupFailed) ? slot.failed_starts + 1 : 0;
     std::string setup_error(control.setup_error, strnlen(control.setup_error, sizeof control.setup_error));
+    // A worker that fails its own set-up will fail it again: after three in
+    // a row, stop forking them.
     if (slot.failed_starts >= 3)
       cannot_start = std::make_exception_ptr(
           Error("workers fail to start (" + (setup_error.empty() ? std::string("exit code 121") : setup_error) + ")"));
@@ -175,18 +177,45 @@ void PoolCore::on_death(WorkerSlot& slot) {
     slot.pidfd.reset();  // after the publish: unmapping is not free
     slot.segment.reset();
     if (stopping_) return;
-    if (!cannot_start) {
-      try {
-        spawn(slot);
-      } catch (...) {
-        cannot_start = std::current_exception();
-      }
+    if (cannot_start) {
+      slot.retired = true;
+      start_error_ = cannot_start;
+      if (std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive; }))
+        fail_all_pending(cannot_start, out);
+    } else {
+      respawn_locked(slot, out);
     }
-    bool any_alive = std::any_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive; });
-    if (cannot_start && !any_alive) fail_all_pending(cannot_start, out);
-    dispatch_locked();
   }
   publish(out);
+}
+
+void PoolCore::respawn_locked(WorkerSlot& slot, Published& out) {
+  std::exception_ptr error;
+  try {
+    spawn(slot);
+    slot.fork_failures = 0;
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (!error) {
+    dispatch_locked();
+    return;
+  }
+  // With no worker left, queued calls cannot wait for one: fail them now.
+  if (std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive; })) fail_all_pending(error, out);
+  // fork fails for passing reasons (EAGAIN, ENOMEM): try again, backing off.
+  auto delay = std::chrono::milliseconds(std::min(1000, 50 << std::min(slot.fork_failures++, 5u)));
+  slot.retry = std::make_unique<boost::asio::steady_timer>(io_, delay);
+  slot.retry->async_wait([this, &slot](const boost::system::error_code& ec) {
+    if (ec) return;
+    Published later;
+    {
+      std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+      if (stopping_ || slot.alive) return;
+      respawn_locked(slot, later);
+    }
+    publish(later);
+  });
 }
 
 void PoolCore::fail_all_pending(std::exception_ptr error, Published& out) {
@@ -276,6 +305,11 @@ void PoolCore::submit(ByteBuffer frame, uint32_t function_id, std::shared_ptr<St
   if (!accepting_) {
     lock.unlock();
     state->settle_error(std::make_exception_ptr(PoolShutdown("the pool is shut down; no new calls are accepted")));
+    return;
+  }
+  if (std::all_of(slots_.begin(), slots_.end(), [](auto& s) { return s->retired; })) {
+    lock.unlock();
+    state->settle_error(start_error_);  // no worker will ever take it
     return;
   }
   FrameHeader header{kFrameMagic, static_cast<uint32_t>(FrameKind::Call), ++next_task_,

@@ -17,6 +17,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <deque>
 #include <memory>
@@ -54,6 +55,9 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void spawn(WorkerSlot& slot);
   void watch_death(WorkerSlot& slot);
   void on_death(WorkerSlot& slot);
+  // Both locks held: forks a replacement into a dead slot, or schedules a
+  // retry if fork fails.
+  void respawn_locked(WorkerSlot& slot, Published& out);
   void arm_doorbell();
   void on_doorbell();
   void fail_all_pending(std::exception_ptr error, Published& out);
@@ -92,6 +96,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   bool stopping_ = false;
   bool stopped_ = false;
   bool counted_in_registry_ = false;
+  std::exception_ptr start_error_;  // why retired slots stopped forking
   std::mutex shutdown_mutex_;
 };
 

@@ -2,6 +2,7 @@
 #pragma once
 // The host's record of one worker process and the calls it holds.
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <deque>
 #include <memory>
@@ -31,6 +32,9 @@ struct WorkerSlot {
   std::unique_ptr<boost::asio::posix::stream_descriptor> pidfd;
   bool alive = false;
   unsigned failed_starts = 0;  // consecutive workers that died before serving
+  bool retired = false;         // its workers kept failing set-up: no more forks
+  unsigned fork_failures = 0;  // consecutive failed forks (retried on a timer)
+  std::unique_ptr<boost::asio::steady_timer> retry;
 
   // Guarded by the pool's dispatch mutex.
   std::deque<TaskRecord> assigned;  // in ring order; front is the oldest unanswered
