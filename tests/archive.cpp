@@ -46,3 +46,20 @@ TEST_CASE("Archive.TruncatedInputIsRefused" * doctest::timeout(10)) {
   int64_t v = 0;
   CHECK_THROWS_WITH_AS(ar(v), doctest::Contains("truncated"), DecodeError);
 }
+
+namespace {
+struct Tag {
+  template <class Archive>
+  void serialize(Archive&) {}
+};
+}  // namespace
+
+TEST_CASE("Archive.ContainersOfEmptyElementsRoundTrip" * doctest::timeout(10)) {
+  ByteBuffer buf;
+  std::vector<Tag> in(100), out;
+  OutputArchive out_ar(buf);
+  out_ar(in);
+  InputArchive ar(buf.data(), buf.size());
+  ar(out);
+  CHECK(out.size() == 100);
+}

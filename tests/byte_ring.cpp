@@ -106,6 +106,7 @@ TEST_CASE("ByteRing.ConsumeReportsAWaitingProducer" * doctest::timeout(10)) {
 TEST_CASE("ByteRing.StreamsAcrossProcessesWithFutexSleeps" * doctest::timeout(60)) {
   WorkerSegment seg(4096);
   constexpr size_t kTotal = size_t{16} << 20;
+  REQUIRE(seg.inherit_on_fork(true));
   pid_t child = fork();
   REQUIRE(child >= 0);
   if (child == 0) {

@@ -138,3 +138,22 @@ TEST_CASE("CrashIsolation.TasksOnOtherWorkersAreUntouched" * doctest::timeout(60
   CHECK_THROWS_AS(crashed.get(), procpool::WorkerCrashed);
   CHECK(slow.get() == 200);
 }
+
+TEST_CASE("CrashIsolation.IgnoredSigchldStillNamesTheSignal" * doctest::timeout(60)) {
+  // An application that ignores SIGCHLD has its children reaped by the
+  // kernel: the exit status is gone, the crash handler's record remains.
+  struct sigaction ignore {}, previous{};
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGCHLD, &ignore, &previous);
+  {
+    procpool::ProcessPool pool({.workers = 1});
+    try {
+      pool.submit(tasks::crash, std::string("segv")).get();
+      FAIL("expected WorkerCrashed");
+    } catch (const procpool::WorkerCrashed& e) {
+      CHECK(e.signal() == SIGSEGV);
+    }
+    CHECK(pool.submit(tasks::add, 1, 2).get() == 3);
+  }
+  sigaction(SIGCHLD, &previous, nullptr);
+}

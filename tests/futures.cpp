@@ -114,3 +114,31 @@ TEST_CASE("Futures.DefaultConstructedFutureThrowsInsteadOfCrashing" * doctest::t
   CHECK_THROWS_WITH_AS(f.ready(), doctest::Contains("no state"), procpool::Error);
   CHECK_THROWS_AS(f.get(), procpool::Error);
 }
+
+TEST_CASE("Futures.CallbacksRunOnThePoolThreadEvenWhenAWaiterSettles" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  std::atomic<bool> done{false};
+  std::thread::id ran_on;
+  auto f = pool.submit(tasks::add, 1, 2);
+  f.then([&](procpool::Future<int>) {
+    ran_on = std::this_thread::get_id();
+    done = true;
+  });
+  f.wait();  // this thread polls the rings and may be the one that settles it
+  CHECK(census::eventually([&] { return done.load(); }));
+  CHECK(ran_on != std::this_thread::get_id());
+}
+
+TEST_CASE("Futures.BlockingGetInACallbackIsRefusedNotDeadlocked" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  std::atomic<bool> refused{false};
+  pool.submit(tasks::add, 1, 2).then([&](procpool::Future<int>) {
+    try {
+      pool.submit(tasks::sleep_ms, 100).get();
+    } catch (const procpool::Error& e) {
+      refused = std::string(e.what()).find("would deadlock") != std::string::npos;
+    }
+  });
+  CHECK(census::eventually([&] { return refused.load(); }));
+  CHECK(pool.submit(tasks::add, 2, 2).get() == 4);
+}

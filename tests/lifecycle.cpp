@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <dirent.h>
+
+#include <fstream>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -80,4 +82,26 @@ TEST_CASE("Lifecycle.WorkersDieWithTheHost" * doctest::timeout(60)) {
 TEST_CASE("Lifecycle.ZeroWorkersMeansOnePerCpu" * doctest::timeout(60)) {
   procpool::ProcessPool pool({.workers = 0});
   CHECK(pool.worker_count() == std::max(1u, std::thread::hardware_concurrency()));
+}
+
+namespace {
+// The shared-memory mappings of a process (the rings show as /dev/zero
+// (deleted), the anonymous shared memory of Boost.Interprocess).
+size_t shared_zero_mappings(pid_t pid) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  size_t n = 0;
+  for (std::string line; std::getline(maps, line);)
+    n += line.find(" rw-s ") != std::string::npos && line.find("/dev/zero") != std::string::npos;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("Lifecycle.AWorkerMapsOnlyItsOwnRings" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 3});
+  for (int i = 0; i < 30; ++i) pool.submit(tasks::noop).get();
+  CHECK(shared_zero_mappings(getpid()) >= 3);
+  for (pid_t w : pool.worker_pids()) {
+    CAPTURE(w);
+    CHECK(shared_zero_mappings(w) == 1);
+  }
 }

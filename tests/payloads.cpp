@@ -92,3 +92,24 @@ TEST_CASE("Payloads.ResultThatFailsToEncodeGivesSerializationError" * doctest::t
     CHECK(pool.submit(tasks::echo, std::string(5000, 'e')).get() == std::string(5000, 'e'));
   }
 }
+
+TEST_CASE("Payloads.ContainersOfEmptyElementsRoundTrip" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1});
+  pid_t worker = pool.worker_pids().at(0);
+  CHECK(pool.submit(tasks::make_tags, 300).get().size() == 300);
+  CHECK(pool.worker_pids().at(0) == worker);  // a healthy worker is not blamed
+}
+
+TEST_CASE("Payloads.OversizedExceptionIsCutToTheLimit" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1, .max_message_bytes = 4096});
+  pid_t worker = pool.worker_pids().at(0);
+  try {
+    pool.submit(tasks::throw_long_message, size_t{5000}).get();
+    FAIL("expected std::runtime_error");
+  } catch (const std::runtime_error& e) {
+    CHECK(typeid(e) == typeid(std::runtime_error));
+    CHECK(std::string(e.what()).size() < 4096);
+    CHECK(std::string(e.what()).find("mmmm") == 0);
+  }
+  CHECK(pool.worker_pids().at(0) == worker);
+}

@@ -76,3 +76,17 @@ TEST_CASE("Shutdown.FromACallbackIsRefusedNotDeadlocked" * doctest::timeout(60))
   });
   CHECK(census::eventually([&] { return refused.load(); }));
 }
+
+TEST_CASE("Shutdown.DestroyingThePoolInItsOwnCallbackFinishesCleanly" * doctest::timeout(60)) {
+  census::Snapshot before;
+  auto pool = std::make_unique<procpool::ProcessPool>(procpool::PoolOptions{.workers = 2});
+  auto pending = pool->submit(tasks::sleep_ms, 5000);
+  std::atomic<bool> destroyed{false};
+  pool->submit(tasks::add, 1, 1).then([&](procpool::Future<int>) {
+    pool.reset();  // on the pool's own thread
+    destroyed = true;
+  });
+  CHECK(census::eventually([&] { return destroyed.load(); }));
+  CHECK_THROWS_AS(pending.get(), procpool::PoolShutdown);
+  CHECK(census::eventually([&] { return census::leaks_since(before).empty(); }));
+}

@@ -147,13 +147,16 @@ template <class T>
 inline void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const cereal::SizeTag<T>& t) {
   ar(t.size);
 }
-// Every element of a sized container takes at least one byte on the wire, so
-// a count larger than the bytes left is a forgery, refused before cereal
-// resizes anything.
+// An element of a sized container takes at least one byte on the wire unless
+// its type is empty (std::monostate, a tag struct). A count beyond the bytes
+// left plus a small allowance for such elements is a forgery, refused before
+// cereal resizes anything: a forged count can make the host allocate at most
+// kEmptyElementAllowance elements more than the message could describe.
+inline constexpr unsigned long long kEmptyElementAllowance = 4096;
 template <class T>
 inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, cereal::SizeTag<T>& t) {
   ar(t.size);
-  if (static_cast<unsigned long long>(t.size) > ar.remaining())
+  if (static_cast<unsigned long long>(t.size) > ar.remaining() + kEmptyElementAllowance)
     throw DecodeError("size prefix " + std::to_string(static_cast<unsigned long long>(t.size)) + " exceeds the " +
                       std::to_string(ar.remaining()) + " bytes present");
 }

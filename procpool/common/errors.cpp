@@ -12,8 +12,11 @@ std::string crash_message(const std::string& function, pid_t pid, int signal, in
     const char* abbrev = sigabbrev_np(signal);
     how = "killed by SIG" + std::string(abbrev ? abbrev : "?") + " (signal " + std::to_string(signal) +
           ", " + strsignal(signal) + ")";
-  } else {
+  } else if (exit_code >= 0) {
     how = "exited with code " + std::to_string(exit_code);
+  } else {
+    how = "died; its exit status was taken by someone else (is SIGCHLD ignored, or are children reaped "
+          "with waitpid(-1)?)";
   }
   return "worker " + std::to_string(pid) + " running '" + function + "' " + how;
 }

@@ -88,22 +88,41 @@ std::string current_type_name() {
   return t ? demangle(t->name()) : std::string("unknown");
 }
 
-void encode_record(ByteBuffer& out, const std::string& type, std::string what, const std::string& backtrace,
-                   const ExceptionCodec* codec, const std::exception* e) {
-  if (what.size() > kMaxWhat) what.resize(kMaxWhat);
+// Appends one record; false (and nothing appended) if it exceeds max_bytes.
+bool try_encode_record(ByteBuffer& out, const std::string& type, const std::string& what,
+                       const std::string& backtrace, const ExceptionCodec* codec, const std::exception* e,
+                       size_t max_bytes) {
+  size_t start = out.size();
   OutputArchive ar(out);
   ar(type, what, backtrace);
+  bool fields = false;
   if (codec && e) {
     size_t mark = out.size();
     try {
       ar(true);
       codec->save(ar, *e);
-      return;
+      fields = true;
     } catch (...) {
       out.resize(mark);  // the fields failed: send type and message only
     }
   }
-  ar(false);
+  if (!fields) ar(false);
+  if (out.size() - start <= max_bytes) return true;
+  out.resize(start);
+  return false;
+}
+
+void encode_record(ByteBuffer& out, const std::string& type, std::string what, std::string backtrace,
+                   const ExceptionCodec* codec, const std::exception* e, size_t max_bytes) {
+  if (what.size() > kMaxWhat) what.resize(kMaxWhat);
+  if (try_encode_record(out, type, what, backtrace, codec, e, max_bytes)) return;
+  // Too large for the response limit: cut the message and backtrace, then
+  // drop the fields too if that is still not enough.
+  size_t room = max_bytes > type.size() + 64 ? (max_bytes - type.size() - 64) / 2 : 0;
+  what.resize(std::min(what.size(), room));
+  backtrace.resize(std::min(backtrace.size(), room));
+  if (try_encode_record(out, type, what, backtrace, codec, e, max_bytes)) return;
+  try_encode_record(out, type, what, backtrace, nullptr, nullptr, ~size_t{0});
 }
 
 }  // namespace
@@ -164,16 +183,16 @@ const ExceptionCodec* ExceptionRegistry::find(const std::string& type_name) cons
   return it == by_name_.end() ? nullptr : it->second;
 }
 
-void encode_current_exception(ByteBuffer& out, const std::string& backtrace) noexcept {
+void encode_current_exception(ByteBuffer& out, const std::string& backtrace, size_t max_bytes) noexcept {
   size_t start = out.size();
   try {
     try {
       throw;
     } catch (const std::exception& e) {
       const ExceptionCodec* codec = ExceptionRegistry::instance().find(typeid(e));
-      encode_record(out, demangle(typeid(e).name()), e.what(), backtrace, codec, &e);
+      encode_record(out, demangle(typeid(e).name()), e.what(), backtrace, codec, &e, max_bytes);
     } catch (...) {
-      encode_record(out, current_type_name(), "", backtrace, nullptr, nullptr);
+      encode_record(out, current_type_name(), "", backtrace, nullptr, nullptr, max_bytes);
     }
   } catch (...) {
     // Even the fallback failed (out of memory): send the bare minimum.

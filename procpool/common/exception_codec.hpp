@@ -83,9 +83,11 @@ struct ExceptionRegistration {
   }
 };
 
-// Worker side, inside a catch block: encodes the exception being handled.
-// Never throws; falls back to type name and message when fields fail.
-void encode_current_exception(ByteBuffer& out, const std::string& backtrace) noexcept;
+// Worker side, inside a catch block: encodes the exception being handled
+// into at most max_bytes (cutting the message and backtrace, then dropping
+// the fields, when it would be larger). Never throws; falls back to type
+// name and message when fields fail to encode.
+void encode_current_exception(ByteBuffer& out, const std::string& backtrace, size_t max_bytes) noexcept;
 
 // Host side: rebuilds the exception from a record. Throws DecodeError when
 // the record itself is malformed.

@@ -12,6 +12,8 @@
 #include <boost/interprocess/anonymous_shared_memory.hpp>
 #include <boost/interprocess/mapped_region.hpp>
 
+#include <sys/mman.h>
+
 #include <atomic>
 #include <cstdint>
 
@@ -32,7 +34,10 @@ struct ControlBlock {
   // never ran (safe to re-dispatch after a crash).
   alignas(kCacheLine) std::atomic<uint64_t> started{0};
   std::atomic<TaskId> running_task{0};
-  // Return addresses captured by the crash handler before it re-raised.
+  // The fatal signal and the return addresses the crash handler captured
+  // before it re-raised (the signal is the fallback when the exit status
+  // cannot be had: an application that ignores SIGCHLD or reaps for itself).
+  std::atomic<int> crash_signal{0};
   std::atomic<uint32_t> crash_frame_count{0};
   void* crash_frames[kMaxCrashFrames];
   // Why the worker could not start (it then exits with kExitSetupFailed).
@@ -54,6 +59,13 @@ class WorkerSegment {
       : region_(boost::interprocess::anonymous_shared_memory(sizeof(SegmentHeader) + 2 * ring_capacity)),
         capacity_(ring_capacity) {
     new (region_.get_address()) SegmentHeader();
+    inherit_on_fork(false);
+  }
+  // Segments are not inherited by fork, but for the one being forked: a
+  // worker must not map its siblings' rings, where it could forge their
+  // answers. Returns false (errno set) if madvise fails.
+  bool inherit_on_fork(bool inherit) noexcept {
+    return ::madvise(region_.get_address(), region_.get_size(), inherit ? MADV_DOFORK : MADV_DONTFORK) == 0;
   }
   SegmentHeader& header() noexcept { return *static_cast<SegmentHeader*>(region_.get_address()); }
   ControlBlock& control() noexcept { return header().control; }

@@ -39,15 +39,16 @@ class Future {
     return state_->take();
   }
   // Calls callback(Future<T>) once the future is ready: at once on this
-  // thread if it already is, otherwise on the thread that settles it (the
-  // pool's reactor thread, or a thread waiting in get()). Keep it short.
+  // thread if it already is, otherwise on the pool's own thread. Keep it
+  // short, and do not block there on a future that is not ready (that
+  // throws procpool::Error instead of deadlocking).
   template <class Callback>
   void then(Callback&& callback) {
     state().on_ready([self = *this, cb = std::forward<Callback>(callback)]() mutable { cb(std::move(self)); });
   }
 
-  // co_await future: suspends until ready, resumes on the settling thread,
-  // and returns get().
+  // co_await future: suspends until ready, resumes on the pool's own
+  // thread, and returns get().
   auto operator co_await() {
     struct Awaiter {
       Future future;

@@ -26,7 +26,7 @@ bool StateBase::try_claim() noexcept {
 }
 
 void StateBase::publish() {
-  std::vector<std::function<void()>> callbacks;
+  Callbacks callbacks;
   {
     // Under the mutex so that on_ready() either sees kReady or has its
     // callback in the list we take here: never both, never neither.
@@ -35,12 +35,18 @@ void StateBase::publish() {
     callbacks.swap(callbacks_);
   }
   ready_cv_.notify_all();
+  if (callbacks.empty()) return;
+  // Whichever thread settled the state (perhaps one polling in get()),
+  // callbacks run on the pool's thread, as documented.
+  if (auto poller = poller_.lock()) poller->run_callbacks(std::move(callbacks));
+  else run_each(callbacks);
+}
+
+void StateBase::run_each(Callbacks& callbacks) noexcept {
   for (auto& cb : callbacks) {
     try {
       cb();
     } catch (const std::exception& e) {
-      // A callback threw on the thread that settled the state (often the
-      // pool's own): nobody there can catch it, so say so and go on.
       std::fprintf(stderr, "procpool: a Future callback threw %s: %s\n", demangle(typeid(e).name()).c_str(), e.what());
     } catch (...) {
       std::fprintf(stderr, "procpool: a Future callback threw a non-standard exception\n");
@@ -77,6 +83,9 @@ void StateBase::wait() { wait_until(std::chrono::steady_clock::time_point::max()
 
 bool StateBase::wait_until(std::chrono::steady_clock::time_point deadline) {
   if (ready()) return true;
+  if (auto poller = poller_.lock(); poller && poller->on_own_thread())
+    throw Error("a blocking wait on a Future from the pool's own thread (a then() callback or a coroutine the pool "
+                "resumed) would deadlock: chain with then() or co_await instead");
   poll_for_a_while(deadline);
   std::unique_lock lock(callbacks_mutex_);
   auto is_ready = [&] { return status_.load(std::memory_order_acquire) == kReady; };

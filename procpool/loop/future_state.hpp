@@ -24,10 +24,16 @@ namespace procpool::detail {
 // Something that can make progress on outstanding results from a waiting
 // thread (the pool: it drains response rings). Lets a blocked get() poll the
 // rings itself for a moment instead of paying for two thread wake-ups.
+using Callbacks = std::vector<std::function<void()>>;
+
 class Poller {
  public:
   virtual ~Poller() = default;
   virtual void poll_responses() = 0;
+  // True on the pool's own thread, where a blocking wait would deadlock.
+  virtual bool on_own_thread() const noexcept = 0;
+  // Runs a settled state's callbacks on the pool's own thread.
+  virtual void run_callbacks(Callbacks callbacks) = 0;
   // How long a waiting thread polls before it sleeps, for a call whose
   // encoded request is `request_bytes` long.
   virtual std::chrono::nanoseconds poll_budget(size_t request_bytes) const noexcept = 0;
@@ -64,9 +70,12 @@ class StateBase {
 
   // Shared states alive in this process (tests check it returns to zero).
   static long live_count() noexcept;
+  // Runs each callback; one that throws is reported on stderr (nobody on
+  // the thread that runs it could catch it) and the others still run.
+  static void run_each(Callbacks& callbacks) noexcept;
 
  protected:
-  bool taken_ = false;  // the value was moved out by get()
+  std::atomic<bool> taken_{false};  // the value was moved out by get()
 
  private:
   static constexpr uint32_t kPending = 0, kClaimed = 1, kReady = 2;
@@ -76,7 +85,7 @@ class StateBase {
   std::exception_ptr error_;
   std::mutex callbacks_mutex_;  // guards callbacks_ and the kReady transition
   std::condition_variable ready_cv_;
-  std::vector<std::function<void()>> callbacks_;
+  Callbacks callbacks_;
   std::weak_ptr<Poller> poller_;
   size_t request_bytes_ = 0;
 };
@@ -104,8 +113,7 @@ class SharedState final : public StateBase {
 template <class T>
 T SharedState<T>::take() {
   rethrow_if_error();
-  if (taken_) throw_already_taken();
-  taken_ = true;
+  if (taken_.exchange(true, std::memory_order_acq_rel)) throw_already_taken();
   if constexpr (!std::is_void_v<T>) return std::move(*value_);
 }
 

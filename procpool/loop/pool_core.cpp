@@ -11,12 +11,14 @@
 #include <unistd.h>
 
 #include <bit>
+#include <cstdio>
 #include <cstring>
 #include <future>
 
 #include <procpool/common/backtrace.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/function_registry.hpp>
+#include <procpool/common/type_name.hpp>
 #include <procpool/worker/worker_process.hpp>
 
 #ifndef P_PIDFD
@@ -28,13 +30,17 @@ namespace {
 
 int send_signal(int pidfd, int sig) noexcept { return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0)); }
 
-// Reaps the worker behind `pidfd`; fills signal (or 0) and exit code (or -1).
+// Reaps the worker behind `pidfd`; fills signal (or 0) and exit code (or
+// -1). Both stay unknown (0 and -1) when the status was taken elsewhere: the
+// application ignores SIGCHLD, or reaps every child itself.
 void reap(int pidfd, int& signal, int& exit_code) noexcept {
   siginfo_t info{};
-  while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) != 0 && errno == EINTR) {
+  int r;
+  while ((r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED)) != 0 &&
+         errno == EINTR) {
   }
-  signal = (info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED) ? info.si_status : 0;
-  exit_code = info.si_code == CLD_EXITED ? info.si_status : -1;
+  signal = r == 0 && (info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED) ? info.si_status : 0;
+  exit_code = r == 0 && info.si_code == CLD_EXITED ? info.si_status : -1;
 }
 
 }  // namespace
@@ -48,17 +54,41 @@ PoolCore::PoolCore(PoolOptions options) : options_(options), work_(io_.get_execu
 PoolCore::~PoolCore() { shutdown(false); }
 
 void PoolCore::start() {
-  int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (efd < 0) throw Error(std::string("cannot create the pool's doorbell: eventfd: ") + std::strerror(errno));
-  doorbell_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, efd);
-  worker_config_ = WorkerConfig{options_.max_message_bytes, options_.worker_spin, efd, options_.close_fds};
+  worker_config_ = WorkerConfig{options_.max_message_bytes, options_.worker_spin, -1, options_.close_fds};
   for (size_t i = 0; i < options_.workers; ++i) {
-    slots_.push_back(std::make_unique<WorkerSlot>());
-    slots_.back()->index = i;
+    auto slot = std::make_unique<WorkerSlot>();
+    slot->index = i;
+    // One doorbell per worker, for the slot's lifetime: a worker holds only
+    // its own, so it can neither ring nor silence another's.
+    int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd < 0) throw Error(std::string("cannot create a worker's doorbell: eventfd: ") + std::strerror(errno));
+    slot->doorbell = std::make_unique<boost::asio::posix::stream_descriptor>(io_, efd);
+    slots_.push_back(std::move(slot));
   }
   FunctionRegistry::instance().pool_started();
   counted_in_registry_ = true;
-  reactor_ = std::thread([this] { io_.run(); });
+  reactor_ = std::thread([this] {
+    // A handler that throws must not take the host down with it: report it
+    // and keep the reactor going (Asio allows run() again after a throw).
+    for (;;) {
+      try {
+        io_.run();
+        break;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "procpool: the pool's reactor caught %s: %s\n", demangle(typeid(e).name()).c_str(), e.what());
+      } catch (...) {
+        std::fprintf(stderr, "procpool: the pool's reactor caught a non-standard exception\n");
+      }
+    }
+    // Shut down from this thread (say, the pool destroyed in a callback):
+    // finish here, now that no handler of ours is on the stack.
+    if (auto self = std::move(finish_on_reactor_)) {
+      std::lock_guard once(shutdown_mutex_);
+      reactor_.detach();
+      finish_shutdown();
+    }
+  });
+  reactor_id_ = reactor_.get_id();
 
   std::promise<void> started;
   boost::asio::post(io_, [this, &started] {
@@ -70,7 +100,7 @@ void PoolCore::start() {
     } catch (...) {
       started.set_exception(std::current_exception());
     }
-    arm_doorbell();
+    for (auto& slot : slots_) arm_doorbell(*slot);
   });
   try {
     started.get_future().get();
@@ -102,7 +132,9 @@ void PoolCore::spawn(WorkerSlot& slot) {
   // The reactor may be asleep when the first response comes: ask for the
   // doorbell from the start.
   announce_sleep(slot.segment->header().response.data_event);
-  SpawnedWorker w = spawn_worker(*slot.segment, worker_config_);
+  WorkerConfig config = worker_config_;
+  config.doorbell_fd = slot.doorbell->native_handle();
+  SpawnedWorker w = spawn_worker(*slot.segment, config);
   slot.pid = w.pid;
   slot.pidfd = std::make_unique<boost::asio::posix::stream_descriptor>(io_, w.pidfd);
   slot.alive = true;
@@ -129,6 +161,7 @@ void PoolCore::on_death(WorkerSlot& slot) {
     std::lock_guard drain(drain_mutex_);
     int sig = 0, code = -1;
     reap(slot.pidfd->native_handle(), sig, code);
+    if (sig == 0 && code == -1) sig = slot.segment->control().crash_signal.load(std::memory_order_relaxed);
     // Answers the worker completed before it died are valid: take them.
     if (slot.condemned.empty()) drain_slot(slot, out);
 
@@ -229,15 +262,16 @@ void PoolCore::fail_all_pending(std::exception_ptr error, Published& out) {
 
 // ---- the doorbell: the reactor's wake-up for responses and freed space ----
 
-void PoolCore::arm_doorbell() {
-  doorbell_->async_wait(boost::asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
-    if (!ec) on_doorbell();
-  });
+void PoolCore::arm_doorbell(WorkerSlot& slot) {
+  slot.doorbell->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                            [this, &slot](const boost::system::error_code& ec) {
+                              if (!ec) on_doorbell(slot);
+                            });
 }
 
-void PoolCore::on_doorbell() {
+void PoolCore::on_doorbell(WorkerSlot& rung) {
   uint64_t count;
-  ssize_t r = ::read(doorbell_->native_handle(), &count, sizeof count);
+  ssize_t r = ::read(rung.doorbell->native_handle(), &count, sizeof count);
   (void)r;
   do {
     Published out;
@@ -251,7 +285,7 @@ void PoolCore::on_doorbell() {
     }
     publish(out);
   } while (request_doorbells());
-  arm_doorbell();
+  arm_doorbell(rung);
 }
 
 bool PoolCore::request_doorbells() {
@@ -358,7 +392,7 @@ void PoolCore::pump_locked(WorkerSlot& slot) {
   } catch (const RingCorrupt& e) {
     // The worker wrote a tail that cannot be: stop it; its death handler
     // fails the call it was running.
-    slot.request_fault = std::string("it wrote ") + e.what();
+    slot.request_fault = std::string("it wrote ") + e.what();  // e.g. a forged tail
     send_signal(slot.pidfd->native_handle(), SIGKILL);
     return;
   }
@@ -368,11 +402,12 @@ void PoolCore::pump_locked(WorkerSlot& slot) {
 // ---- shutdown ----
 
 void PoolCore::shutdown(bool wait) {
-  std::lock_guard once(shutdown_mutex_);
-  if (stopped_) return;
-  if (reactor_.joinable() && std::this_thread::get_id() == reactor_.get_id())
-    throw Error("ProcessPool::shutdown() was called on the pool's own thread (from a callback or a coroutine the "
-                "pool resumed); call it from another thread");
+  std::unique_lock once(shutdown_mutex_);
+  if (stopped_ || deferred_) return;
+  bool own_thread = on_own_thread();
+  if (own_thread && wait)
+    throw Error("ProcessPool::shutdown(wait = true) cannot wait on the pool's own thread (from a then() callback "
+                "or a coroutine the pool resumed); call it from another thread, or use shutdown(false)");
   std::vector<std::shared_ptr<StateBase>> outstanding;
   {
     std::lock_guard dispatch(dispatch_mutex_);
@@ -390,8 +425,22 @@ void PoolCore::shutdown(bool wait) {
   }
   work_.reset();
   io_.stop();
+  if (own_thread) {
+    // The reactor cannot join itself: it finishes once this handler returns.
+    finish_on_reactor_ = shared_from_this();
+    deferred_ = true;
+    return;
+  }
   if (reactor_.joinable()) reactor_.join();
+  finish_shutdown();
+}
 
+void PoolCore::finish_shutdown() {
+  {
+    std::lock_guard lock(callbacks_mutex_);
+    reactor_gone_ = true;
+  }
+  run_queued_callbacks();
   Published out;
   stop_workers(out);
   if (counted_in_registry_) FunctionRegistry::instance().pool_stopped();
@@ -399,53 +448,67 @@ void PoolCore::shutdown(bool wait) {
   publish(out);
 }
 
+void PoolCore::run_callbacks(Callbacks callbacks) {
+  if (on_own_thread()) return StateBase::run_each(callbacks);
+  {
+    std::lock_guard lock(callbacks_mutex_);
+    if (!reactor_gone_) {
+      queued_callbacks_.push_back(std::move(callbacks));
+      boost::asio::post(io_, [this] { run_queued_callbacks(); });
+      return;
+    }
+  }
+  StateBase::run_each(callbacks);  // the reactor is gone: run them here
+}
+
+void PoolCore::run_queued_callbacks() {
+  std::vector<Callbacks> batch;
+  {
+    std::lock_guard lock(callbacks_mutex_);
+    batch.swap(queued_callbacks_);
+  }
+  for (auto& callbacks : batch) StateBase::run_each(callbacks);
+}
+
 void PoolCore::stop_workers(Published& out) {
   {
     std::lock_guard drain(drain_mutex_);
     drain_locked(out);  // answers that arrived meanwhile still count
   }
-  std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
-
-  // Idle workers get a Stop frame (a clean exit); busy ones SIGTERM; any
-  // left after the grace period SIGKILL. Everything is reaped.
+  // The reactor has stopped and no call is accepted any more: only this
+  // thread changes the slots now. The locks are held only while touching
+  // them, not during the grace period.
   std::vector<pollfd> waiting;
-  for (auto& slot : slots_) {
-    if (!slot->alive) continue;
-    if (slot->assigned.empty()) {
-      FrameHeader stop{kFrameMagic, static_cast<uint32_t>(FrameKind::Stop), 0, 0};
-      if (slot->requests.free_space(sizeof stop) >= sizeof stop) {
-        slot->requests.write_some(&stop, sizeof stop);
-        slot->requests.publish();
-        futex_wake_all(slot->segment->header().request.data_event);
-      } else {
-        send_signal(slot->pidfd->native_handle(), SIGTERM);
-      }
-    } else {
-      send_signal(slot->pidfd->native_handle(), SIGTERM);
+  {
+    std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+    for (auto& slot : slots_) {
+      if (!slot->alive) continue;
+      int pidfd = slot->pidfd->native_handle();
+      // Idle workers get a Stop frame and exit cleanly; busy ones SIGTERM.
+      if (slot->assigned.empty() && request_stop(*slot)) futex_wake_all(slot->segment->header().request.data_event);
+      else send_signal(pidfd, SIGTERM);
+      waiting.push_back(pollfd{pidfd, POLLIN, 0});
     }
-    waiting.push_back(pollfd{slot->pidfd->native_handle(), POLLIN, 0});
   }
   auto deadline = std::chrono::steady_clock::now() + options_.shutdown_grace;
-  for (;;) {
-    bool all_exited = true;
-    for (auto& p : waiting) {
-      if (p.fd < 0) continue;
-      pollfd one{p.fd, POLLIN, 0};
-      if (::poll(&one, 1, 0) > 0) p.fd = -1;
-      else all_exited = false;
-    }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (all_exited || left.count() <= 0) break;
-    ::poll(waiting.data(), waiting.size(), static_cast<int>(std::min<long long>(left.count(), 10)));
+  for (size_t left = waiting.size(); left > 0;) {
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (ms <= 0 || ::poll(waiting.data(), waiting.size(), static_cast<int>(ms)) <= 0) break;
+    for (auto& p : waiting)
+      if (p.fd >= 0 && p.revents) {
+        p.fd = -1;  // exited; poll ignores it from now on
+        --left;
+      }
   }
+
+  std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
   for (auto& slot : slots_) {
     if (!slot->alive) continue;
-    send_signal(slot->pidfd->native_handle(), SIGKILL);  // a no-op for one already exited
+    send_signal(slot->pidfd->native_handle(), SIGKILL);  // a no-op for one that already exited
     int sig = 0, code = 0;
     reap(slot->pidfd->native_handle(), sig, code);
     slot->alive = false;
   }
-
   auto shut = std::make_exception_ptr(PoolShutdown("the pool was shut down before this call finished"));
   fail_all_pending(shut, out);
   for (auto& slot : slots_) {
@@ -455,10 +518,23 @@ void PoolCore::stop_workers(Published& out) {
         out.push_back(task.state);
       }
     slot->assigned.clear();
+    slot->retry.reset();
     slot->pidfd.reset();
     slot->segment.reset();
+    slot->doorbell.reset();
   }
-  doorbell_.reset();
+}
+
+bool PoolCore::request_stop(WorkerSlot& slot) noexcept {
+  FrameHeader stop{kFrameMagic, static_cast<uint32_t>(FrameKind::Stop), 0, 0};
+  try {
+    if (slot.requests.free_space(sizeof stop) < sizeof stop) return false;
+  } catch (const RingCorrupt&) {
+    return false;  // a forged tail: it gets SIGTERM instead
+  }
+  slot.requests.write_some(&stop, sizeof stop);
+  slot.requests.publish();
+  return true;
 }
 
 }  // namespace procpool::detail

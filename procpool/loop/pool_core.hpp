@@ -7,7 +7,7 @@
 // Threads and locks:
 //   - reactor thread: an Asio io_context the pool owns. It forks every
 //     worker (PR_SET_PDEATHSIG is tied to the forking thread, which must
-//     outlive the workers), waits on the doorbell eventfd and the pidfds.
+//     outlive the workers), waits on the workers' doorbell eventfds and pidfds.
 //   - dispatch_mutex_: pending_ and each slot's assigned/sent state, and
 //     writing into request rings. Taken by submitting threads and the reactor.
 //   - drain_mutex_: reading response rings. Taken by the reactor or by a
@@ -43,6 +43,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void shutdown(bool wait);
 
   void poll_responses() override;
+  bool on_own_thread() const noexcept override { return std::this_thread::get_id() == reactor_id_; }
+  void run_callbacks(Callbacks callbacks) override;
   std::chrono::nanoseconds poll_budget(size_t request_bytes) const noexcept override;
   size_t max_message_bytes() const noexcept { return options_.max_message_bytes; }
   size_t worker_count() const noexcept { return slots_.size(); }
@@ -58,11 +60,12 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // Both locks held: forks a replacement into a dead slot, or schedules a
   // retry if fork fails.
   void respawn_locked(WorkerSlot& slot, Published& out);
-  void arm_doorbell();
-  void on_doorbell();
+  void arm_doorbell(WorkerSlot& slot);
+  void on_doorbell(WorkerSlot& rung);
   void fail_all_pending(std::exception_ptr error, Published& out);
   // Stop frame, SIGTERM, SIGKILL; reaps all; fails what is left.
   void stop_workers(Published& out);
+  bool request_stop(WorkerSlot& slot) noexcept;  // writes a Stop frame if it fits
 
   // Dispatch (dispatch_mutex_ held).
   void dispatch_locked();
@@ -78,14 +81,26 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   bool request_doorbells();
 
   static void publish(Published& states);
+  void run_queued_callbacks();
+  // Stops the workers and settles what is left, after the reactor stopped;
+  // shutdown_mutex_ held.
+  void finish_shutdown();
   const char* function_name(uint32_t id) const;
 
   PoolOptions options_;
   WorkerConfig worker_config_{};
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::unique_ptr<boost::asio::posix::stream_descriptor> doorbell_;
   std::thread reactor_;
+  std::thread::id reactor_id_;
+  // Set when the pool is shut down from its own thread: keeps the core alive
+  // until that thread, leaving io_.run(), has finished the shutdown.
+  std::shared_ptr<PoolCore> finish_on_reactor_;
+  bool deferred_ = false;  // guarded by shutdown_mutex_, like stopped_
+
+  std::mutex callbacks_mutex_;
+  std::vector<Callbacks> queued_callbacks_;  // for the reactor to run
+  bool reactor_gone_ = false;                // then callbacks run where they are published
   std::vector<std::unique_ptr<WorkerSlot>> slots_;
 
   std::mutex drain_mutex_;

@@ -29,17 +29,17 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
         if (avail < sizeof(FrameHeader)) return;
         FrameHeader h;
         ring.peek(&h, sizeof h);
-        if (h.magic != kFrameMagic) return condemn(slot, "a response frame with a bad magic number");
-        if (!is_response(h.kind)) return condemn(slot, "a frame of unknown kind " + std::to_string(h.kind));
+        if (h.magic != kFrameMagic) return condemn(slot, "it wrote a response frame with a bad magic number");
+        if (!is_response(h.kind)) return condemn(slot, "it wrote a frame of unknown kind " + std::to_string(h.kind));
         if (h.length > options_.max_message_bytes)
-          return condemn(slot, "a response of " + std::to_string(h.length) + " bytes, over max_message_bytes");
+          return condemn(slot, "it wrote a response of " + std::to_string(h.length) + " bytes, over max_message_bytes");
         std::string mismatch;
         {
           std::lock_guard dispatch(dispatch_mutex_);
           if (slot.sent == 0)
-            mismatch = "an answer to task " + std::to_string(h.task_id) + ", but it was running none";
+            mismatch = "it wrote an answer to task " + std::to_string(h.task_id) + ", but it was running none";
           else if (slot.assigned.front().id != h.task_id)
-            mismatch = "an answer to task " + std::to_string(h.task_id) + ", but it was running task " +
+            mismatch = "it wrote an answer to task " + std::to_string(h.task_id) + ", but it was running task " +
                        std::to_string(slot.assigned.front().id);
         }
         if (!mismatch.empty()) return condemn(slot, mismatch);
@@ -53,8 +53,7 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
         }
         slot.header = h;
         slot.have_header = true;
-        slot.partial.clear();
-        slot.partial.reserve(static_cast<size_t>(h.length));
+        slot.partial.clear();  // grows as bytes arrive: the length is the worker's word
         consume(sizeof h);
         continue;
       }
@@ -71,7 +70,20 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
       if (slot.partial.size() > ring.capacity()) slot.partial = ByteBuffer();  // give back a large buffer
     }
   } catch (const RingCorrupt& e) {
-    condemn(slot, e.what());
+    condemn(slot, std::string("it wrote ") + e.what());
+  } catch (...) {
+    // The host could not take the response (out of memory): the call fails
+    // with that, and the worker, whose stream is now out of step, is replaced.
+    std::shared_ptr<StateBase> front;
+    {
+      std::lock_guard dispatch(dispatch_mutex_);
+      if (slot.sent > 0) front = slot.assigned.front().state;
+    }
+    if (front && front->try_claim()) {
+      front->set_error(std::current_exception());
+      out.push_back(std::move(front));
+    }
+    condemn(slot, "the host could not take its response");
   }
 }
 
@@ -87,13 +99,19 @@ void PoolCore::take_response(WorkerSlot& slot, const FrameHeader& header, const 
   if (state->try_claim()) {
     try {
       InputArchive in(payload, static_cast<size_t>(header.length));
-      if (header.kind == static_cast<uint32_t>(FrameKind::Value)) state->load_value(in);
-      else state->set_error(decode_exception(in));
-      if (in.remaining() != 0) malformed = std::to_string(in.remaining()) + " stray bytes after the result";
+      if (header.kind == static_cast<uint32_t>(FrameKind::Value)) {
+        state->load_value(in);
+        if (in.remaining() != 0) malformed = std::to_string(in.remaining()) + " stray bytes after the result";
+      } else {
+        state->set_error(decode_exception(in));  // may leave fields it could not load unread
+      }
     } catch (const std::exception& e) {
       malformed = std::string("a result that does not decode (") + e.what() + ")";
+    } catch (...) {
+      malformed = "a result whose loading threw a non-standard exception";
     }
-    if (!malformed.empty()) state->set_error(std::make_exception_ptr(ProtocolError(slot.pid, function_name(function_id), malformed)));
+    if (!malformed.empty())
+      state->set_error(std::make_exception_ptr(ProtocolError(slot.pid, function_name(function_id), "it wrote " + malformed)));
     out.push_back(std::move(state));
   }
   {
@@ -102,13 +120,13 @@ void PoolCore::take_response(WorkerSlot& slot, const FrameHeader& header, const 
     --slot.sent;
     ++slot.answered;
   }
-  if (!malformed.empty()) condemn(slot, malformed);
+  if (!malformed.empty()) condemn(slot, "it wrote " + malformed);
 }
 
 void PoolCore::condemn(WorkerSlot& slot, const std::string& why) {
   {
     std::lock_guard dispatch(dispatch_mutex_);
-    slot.condemned = "it wrote " + why;
+    slot.condemned = why;
   }
   ::syscall(SYS_pidfd_send_signal, slot.pidfd->native_handle(), SIGKILL, nullptr, 0);
 }

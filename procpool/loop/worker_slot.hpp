@@ -28,6 +28,7 @@ struct WorkerSlot {
   std::unique_ptr<WorkerSegment> segment;
   ByteRing requests;   // the host produces
   ByteRing responses;  // the host consumes
+  std::unique_ptr<boost::asio::posix::stream_descriptor> doorbell;  // eventfd the worker rings
   pid_t pid = -1;
   std::unique_ptr<boost::asio::posix::stream_descriptor> pidfd;
   bool alive = false;

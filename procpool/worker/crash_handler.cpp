@@ -20,6 +20,7 @@ void on_fatal_signal(int sig) {
   void* frames[kMaxCrashFrames + kSkip];
   int n = backtrace(frames, kMaxCrashFrames + kSkip);
   for (int i = kSkip; i < n; ++i) g_control->crash_frames[i - kSkip] = frames[i];
+  g_control->crash_signal.store(sig, std::memory_order_relaxed);
   g_control->crash_frame_count.store(static_cast<uint32_t>(n > kSkip ? n - kSkip : 0), std::memory_order_release);
   // SA_RESETHAND restored the default action; SA_NODEFER lets it fire now.
   raise(sig);

@@ -102,7 +102,7 @@ class WorkerLoop {
       record_throw_backtraces(false);
       writer.discard();
       error_.clear();
-      encode_current_exception(error_, where);
+      encode_current_exception(error_, where, config_.max_message_bytes);
       writer.write(error_.data(), error_.size());
       return FrameKind::Exception;
     }

@@ -70,11 +70,14 @@ SpawnedWorker spawn_worker(WorkerSegment& segment, const WorkerConfig& config) {
   // installed its own dispositions and unblocks.
   sigset_t all, previous;
   sigfillset(&all);
+  if (!segment.inherit_on_fork(true))
+    throw Error(std::string("cannot start a worker: madvise(MADV_DOFORK): ") + std::strerror(errno));
   pthread_sigmask(SIG_SETMASK, &all, &previous);
   pid_t pid = fork();
   if (pid == 0) become_worker(segment, config, parent);
   int fork_errno = errno;
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  segment.inherit_on_fork(false);
   if (pid < 0) throw Error(std::string("cannot start a worker: fork: ") + std::strerror(fork_errno));
 
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));

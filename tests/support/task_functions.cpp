@@ -134,8 +134,13 @@ std::string misbehave_text(std::string how) { return std::to_string(misbehave(st
 
 HalfSaved half_saved(size_t bytes) { return HalfSaved{std::string(bytes, 'h')}; }
 
+std::vector<Tag> make_tags(int n) { return std::vector<Tag>(static_cast<size_t>(n)); }
+int throw_long_message(size_t bytes) { throw std::runtime_error(std::string(bytes, 'm')); }
+
 }  // namespace tasks
 
+PROCPOOL_REGISTER_AS("make_tags", tasks::make_tags);
+PROCPOOL_REGISTER_AS("throw_long_message", tasks::throw_long_message);
 PROCPOOL_REGISTER_AS("half_saved", tasks::half_saved);
 PROCPOOL_REGISTER_AS("throw_broken_fields", tasks::throw_broken_fields);
 PROCPOOL_REGISTER_AS("misbehave_text", tasks::misbehave_text);

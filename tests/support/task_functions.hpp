@@ -113,3 +113,13 @@ struct HalfSaved {
 };
 HalfSaved half_saved(size_t bytes);
 }  // namespace tasks
+
+namespace tasks {
+struct Tag {  // an empty type: zero bytes on the wire
+  template <class Archive>
+  void serialize(Archive&) {}
+};
+std::vector<Tag> make_tags(int n);
+// Throws a std::runtime_error whose message is `bytes` long.
+int throw_long_message(size_t bytes);
+}  // namespace tasks
