@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: MIT
+// Shutdown: stop accepting, stop the reactor, stop and reap the workers,
+// settle what is left; and where settled callbacks run.
+#include <procpool/loop/pool_core.hpp>
+
+#include <boost/asio/post.hpp>
+
+#include <poll.h>
+#include <signal.h>
+
+#include <procpool/common/errors.hpp>
+#include <procpool/common/function_registry.hpp>
+#include <procpool/worker/pidfd.hpp>
+
+namespace procpool::detail {
+
+void PoolCore::shutdown(bool wait) {
+  std::unique_lock once(shutdown_mutex_);
+  if (stopped_ || deferred_) return;
+  bool own_thread = on_own_thread();
+  if (own_thread && wait)
+    throw Error("ProcessPool::shutdown(wait = true) cannot wait on the pool's own thread (from a then() callback "
+                "or a coroutine the pool resumed); call it from another thread, or use shutdown(false)");
+  std::vector<std::shared_ptr<StateBase>> outstanding;
+  {
+    std::lock_guard dispatch(dispatch_mutex_);
+    accepting_ = false;
+    if (wait) {
+      for (auto& t : pending_) outstanding.push_back(t.state);
+      for (auto& slot : slots_)
+        for (auto& t : slot->assigned) outstanding.push_back(t.state);
+    }
+  }
+  for (auto& s : outstanding) s->wait();
+  {
+    std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+    stopping_ = true;
+  }
+  work_.reset();
+  io_.stop();
+  if (own_thread) {
+    // The reactor cannot join itself: it finishes once this handler returns.
+    finish_on_reactor_ = shared_from_this();
+    deferred_ = true;
+    return;
+  }
+  if (reactor_.joinable()) reactor_.join();
+  finish_shutdown();
+}
+
+void PoolCore::finish_shutdown() {
+  {
+    std::lock_guard lock(callbacks_mutex_);
+    reactor_gone_ = true;
+  }
+  run_queued_callbacks();
+  Published out;
+  stop_workers(out);
+  if (counted_in_registry_) FunctionRegistry::instance().pool_stopped();
+  stopped_ = true;
+  publish(out);
+}
+
+void PoolCore::run_callbacks(Callbacks callbacks) {
+  if (on_own_thread()) return StateBase::run_each(callbacks);
+  {
+    std::lock_guard lock(callbacks_mutex_);
+    if (!reactor_gone_) {
+      queued_callbacks_.push_back(std::move(callbacks));
+      boost::asio::post(io_, [this] { run_queued_callbacks(); });
+      return;
+    }
+  }
+  StateBase::run_each(callbacks);  // the reactor is gone: run them here
+}
+
+void PoolCore::run_queued_callbacks() {
+  std::vector<Callbacks> batch;
+  {
+    std::lock_guard lock(callbacks_mutex_);
+    batch.swap(queued_callbacks_);
+  }
+  for (auto& callbacks : batch) StateBase::run_each(callbacks);
+}
+
+void PoolCore::stop_workers(Published& out) {
+  {
+    std::lock_guard drain(drain_mutex_);
+    drain_locked(out);  // answers that arrived meanwhile still count
+  }
+  // The reactor has stopped and no call is accepted any more: only this
+  // thread changes the slots now. The locks are held only while touching
+  // them, not during the grace period.
+  std::vector<pollfd> waiting;
+  {
+    std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+    for (auto& slot : slots_) {
+      if (!slot->alive) continue;
+      int pidfd = slot->pidfd->native_handle();
+      // Idle workers get a Stop frame and exit cleanly; busy ones SIGTERM.
+      if (slot->assigned.empty() && request_stop(*slot)) futex_wake_all(slot->segment->header().request.data_event);
+      else send_signal(pidfd, SIGTERM);
+      waiting.push_back(pollfd{pidfd, POLLIN, 0});
+    }
+  }
+  auto deadline = std::chrono::steady_clock::now() + options_.shutdown_grace;
+  for (size_t left = waiting.size(); left > 0;) {
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (ms <= 0 || ::poll(waiting.data(), waiting.size(), static_cast<int>(ms)) <= 0) break;
+    for (auto& p : waiting)
+      if (p.fd >= 0 && p.revents) {
+        p.fd = -1;  // exited; poll ignores it from now on
+        --left;
+      }
+  }
+
+  std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+  for (auto& slot : slots_) {
+    if (!slot->alive) continue;
+    send_signal(slot->pidfd->native_handle(), SIGKILL);  // a no-op for one that already exited
+    int sig = 0, code = 0;
+    reap(slot->pidfd->native_handle(), sig, code);
+    slot->alive = false;
+  }
+  auto shut = std::make_exception_ptr(PoolShutdown("the pool was shut down before this call finished"));
+  fail_all_pending(shut, out);
+  for (auto& slot : slots_) {
+    for (auto& task : slot->assigned)
+      if (task.state->try_claim()) {
+        task.state->set_error(shut);
+        out.push_back(task.state);
+      }
+    slot->assigned.clear();
+    slot->retry.reset();
+    slot->pidfd.reset();
+    slot->segment.reset();
+    slot->doorbell.reset();
+  }
+}
+
+bool PoolCore::request_stop(WorkerSlot& slot) noexcept {
+  FrameHeader stop{kFrameMagic, static_cast<uint32_t>(FrameKind::Stop), 0, 0};
+  try {
+    if (slot.requests.free_space(sizeof stop) < sizeof stop) return false;
+  } catch (const RingCorrupt&) {
+    return false;  // a forged tail: it gets SIGTERM instead
+  }
+  slot.requests.write_some(&stop, sizeof stop);
+  slot.requests.publish();
+  return true;
+}
+
+}  // namespace procpool::detail

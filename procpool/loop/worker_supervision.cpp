@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: MIT
+// Workers: fork, death, replacement (on the reactor thread).
+#include <procpool/loop/pool_core.hpp>
+
+#include <signal.h>
+
+#include <cstring>
+
+#include <procpool/common/backtrace.hpp>
+#include <procpool/common/errors.hpp>
+#include <procpool/worker/pidfd.hpp>
+#include <procpool/worker/worker_process.hpp>
+
+namespace procpool::detail {
+
+void PoolCore::spawn(WorkerSlot& slot) {
+  slot.segment = std::make_unique<WorkerSegment>(options_.ring_bytes);
+  slot.requests = slot.segment->request_ring();
+  slot.responses = slot.segment->response_ring();
+  // The reactor may be asleep when the first response comes: ask for the
+  // doorbell from the start.
+  announce_sleep(slot.segment->header().response.data_event);
+  WorkerConfig config = worker_config_;
+  config.doorbell_fd = slot.doorbell->native_handle();
+  SpawnedWorker w = spawn_worker(*slot.segment, config);
+  slot.pid = w.pid;
+  slot.pidfd = std::make_unique<boost::asio::posix::stream_descriptor>(io_, w.pidfd);
+  slot.alive = true;
+  slot.sent = slot.sent_bytes = 0;
+  slot.answered = 0;
+  slot.have_header = false;
+  slot.partial = ByteBuffer();
+  slot.condemned.clear();
+  slot.request_fault.clear();
+  watch_death(slot);
+}
+
+void PoolCore::watch_death(WorkerSlot& slot) {
+  slot.pidfd->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                         [this, &slot](const boost::system::error_code& ec) {
+                           if (!ec) on_death(slot);
+                         });
+}
+
+void PoolCore::on_death(WorkerSlot& slot) {
+  Published out;
+  std::exception_ptr cannot_start;
+  {
+    std::lock_guard drain(drain_mutex_);
+    int sig = 0, code = -1;
+    reap(slot.pidfd->native_handle(), sig, code);
+    if (sig == 0 && code == -1) sig = slot.segment->control().crash_signal.load(std::memory_order_relaxed);
+    // Answers the worker completed before it died are valid: take them.
+    if (slot.condemned.empty()) drain_slot(slot, out);
+
+    std::lock_guard dispatch(dispatch_mutex_);
+    slot.alive = false;
+    ControlBlock& control = slot.segment->control();
+    uint64_t started = std::clamp<uint64_t>(control.started.load(std::memory_order_acquire), slot.answered,
+                                            slot.answered + slot.sent);
+    bool served = started > 0;
+    if (started > slot.answered && !slot.assigned.empty()) {
+      TaskRecord task = std::move(slot.assigned.front());
+      slot.assigned.pop_front();
+      std::exception_ptr error;
+      if (!slot.condemned.empty() || !slot.request_fault.empty()) {
+        const std::string& why = slot.condemned.empty() ? slot.request_fault : slot.condemned;
+        error = std::make_exception_ptr(ProtocolError(slot.pid, function_name(task.function_id), why));
+      } else {
+        uint32_t frames = std::min<uint32_t>(control.crash_frame_count.load(std::memory_order_acquire), kMaxCrashFrames);
+        std::string where = sig != 0 ? symbolize(control.crash_frames, static_cast<int>(frames)) : std::string();
+        error = std::make_exception_ptr(WorkerCrashed(function_name(task.function_id), slot.pid, sig, code, where));
+      }
+      if (task.state->try_claim()) {
+        task.state->set_error(error);
+        out.push_back(task.state);
+      }
+    }
+    // The rest never started: back to the head of the queue, in order.
+    while (!slot.assigned.empty()) {
+      pending_.push_front(std::move(slot.assigned.back()));
+      slot.assigned.pop_back();
+    }
+    slot.sent = slot.sent_bytes = 0;
+    slot.failed_starts = (!served && code == kExitSetupFailed) ? slot.failed_starts + 1 : 0;
+    std::string setup_error(control.setup_error, strnlen(control.setup_error, sizeof control.setup_error));
+    // A worker that fails its own set-up will fail it again: after three in
+    // a row, stop forking them.
+    if (slot.failed_starts >= 3)
+      cannot_start = std::make_exception_ptr(
+          Error("workers fail to start (" + (setup_error.empty() ? std::string("exit code 121") : setup_error) + ")"));
+  }
+  // The crashed call fails now, not after the replacement's fork.
+  publish(out);
+  out.clear();
+  {
+    std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+    slot.pidfd.reset();  // after the publish: unmapping is not free
+    slot.segment.reset();
+    if (stopping_) return;
+    if (cannot_start) {
+      slot.retired = true;
+      start_error_ = cannot_start;
+      if (std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive; }))
+        fail_all_pending(cannot_start, out);
+    } else {
+      respawn_locked(slot, out);
+    }
+  }
+  publish(out);
+}
+
+void PoolCore::respawn_locked(WorkerSlot& slot, Published& out) {
+  std::exception_ptr error;
+  try {
+    spawn(slot);
+    slot.fork_failures = 0;
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (!error) {
+    dispatch_locked();
+    return;
+  }
+  // With no worker left, queued calls cannot wait for one: fail them now.
+  if (std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive; })) fail_all_pending(error, out);
+  // fork fails for passing reasons (EAGAIN, ENOMEM): try again, backing off.
+  auto delay = std::chrono::milliseconds(std::min(1000, 50 << std::min(slot.fork_failures++, 5u)));
+  slot.retry = std::make_unique<boost::asio::steady_timer>(io_, delay);
+  slot.retry->async_wait([this, &slot](const boost::system::error_code& ec) {
+    if (ec) return;
+    Published later;
+    {
+      std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+      if (stopping_ || slot.alive) return;
+      respawn_locked(slot, later);
+    }
+    publish(later);
+  });
+}
+
+void PoolCore::fail_all_pending(std::exception_ptr error, Published& out) {
+  for (auto& task : pending_)
+    if (task.state->try_claim()) {
+      task.state->set_error(error);
+      out.push_back(task.state);
+    }
+  pending_.clear();
+}
+
+}  // namespace procpool::detail

@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: MIT
+#include <procpool/worker/pidfd.hpp>
+
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace procpool::detail {
+
+int send_signal(int pidfd, int sig) noexcept {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+void reap(int pidfd, int& signal, int& exit_code) noexcept {
+  siginfo_t info{};
+  int r;
+  while ((r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED)) != 0 &&
+         errno == EINTR) {
+  }
+  signal = r == 0 && (info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED) ? info.si_status : 0;
+  exit_code = r == 0 && info.si_code == CLD_EXITED ? info.si_status : -1;
+}
+
+}  // namespace procpool::detail
