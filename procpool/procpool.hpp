@@ -25,6 +25,10 @@
 #include <procpool/common/errors.hpp>
 #include <procpool/common/exception_codec.hpp>
 #include <procpool/common/function_registry.hpp>
+#include <procpool/loop/event_loop.hpp>
 #include <procpool/loop/future.hpp>
+#include <procpool/loop/gather.hpp>
 #include <procpool/loop/pool_options.hpp>
 #include <procpool/loop/process_pool.hpp>
+#include <procpool/loop/task.hpp>
+#include <procpool/loop/thread_pool.hpp>

@@ -70,3 +70,12 @@ TEST_CASE("ProtocolErrors.ForgedRequestTailKillsTheWorker" * doctest::timeout(60
   }
   CHECK(census::leaks_since(before) == "");
 }
+
+TEST_CASE("ProtocolErrors.PartOfAHeaderThenDeathIsACrashNotAHang" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1});
+  auto bad = pool.submit(tasks::misbehave_text, std::string("partial_header_then_die"));
+  std::vector<procpool::Future<int>> queued;
+  for (int i = 0; i < 5; ++i) queued.push_back(pool.submit(tasks::identity, i));
+  CHECK_THROWS_WITH_AS(bad.get(), doctest::Contains("killed by SIGKILL"), procpool::WorkerCrashed);
+  for (int i = 0; i < 5; ++i) CHECK(queued[static_cast<size_t>(i)].get() == i);
+}

@@ -5,7 +5,9 @@
 #include <memory>
 #include <utility>
 
+#include <procpool/common/errors.hpp>
 #include <procpool/loop/future_state.hpp>
+#include <procpool/loop/task_context.hpp>
 
 namespace procpool {
 
@@ -18,6 +20,7 @@ namespace procpool {
 template <class T>
 class Future {
  public:
+  using value_type = T;
   Future() = default;
   explicit Future(std::shared_ptr<detail::SharedState<T>> state) : state_(std::move(state)) {}
 
@@ -47,20 +50,54 @@ class Future {
     state().on_ready([self = *this, cb = std::forward<Callback>(callback)]() mutable { cb(std::move(self)); });
   }
 
-  // co_await future: suspends until ready, resumes on the pool's own
-  // thread, and returns get().
+  // Asks the pool to drop the call if no worker has taken it yet; true if it
+  // was dropped (the future then fails with TaskCancelled). A call already in
+  // a worker runs to completion.
+  bool cancel() { return state().cancel(); }
+
+  // The exception it settled with, if it is ready and failed; else null.
+  std::exception_ptr error_if_failed() const { return state().ready() ? state().error() : nullptr; }
+  std::shared_ptr<detail::StateBase> shared_state() const { return state_; }
+
+  // co_await future. In a procpool::Task: resumes on the task's loop thread,
+  // and a cancellation of the task throws TaskCancelled here (and drops the
+  // call if no worker has it yet). In any other coroutine: resumes on the
+  // pool's own thread. Returns get().
   auto operator co_await() {
-    struct Awaiter {
-      Future future;
-      bool await_ready() const noexcept { return future.ready(); }
-      void await_suspend(std::coroutine_handle<> h) { future.state_->on_ready([h] { h.resume(); }); }
-      T await_resume() { return future.state_->take(); }
-    };
     state();
-    return Awaiter{*this};
+    return Awaiter{*this, nullptr};
   }
 
  private:
+  struct Awaiter {
+    Future future;
+    std::shared_ptr<detail::CancelScope> scope;
+    bool await_ready() const { return future.ready(); }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) {
+      if constexpr (detail::InTask<P>) {
+        scope = h.promise().scope;
+        if (scope && scope->cancelled) return false;
+        auto once = std::make_shared<detail::ResumeOnce>(h.promise().anchor, h);
+        if (scope) scope->interrupt = [once] { detail::ResumeOnce::post(once); };
+        future.state_->on_ready([once] { detail::ResumeOnce::post(once); });
+      } else {
+        future.state_->on_ready([h] { h.resume(); });
+      }
+      return true;
+    }
+    T await_resume() {
+      if (scope) {
+        scope->interrupt = nullptr;
+        if (scope->cancelled) {
+          scope->cancelled = false;  // delivered, as asyncio delivers CancelledError once
+          future.cancel();
+          throw TaskCancelled("the task was cancelled");
+        }
+      }
+      return future.state_->take();
+    }
+  };
   detail::SharedState<T>& state() const {
     if (!state_) detail::throw_no_state();
     return *state_;

@@ -26,6 +26,8 @@ namespace procpool::detail {
 // rings itself for a moment instead of paying for two thread wake-ups.
 using Callbacks = std::vector<std::function<void()>>;
 
+class StateBase;
+
 class Poller {
  public:
   virtual ~Poller() = default;
@@ -34,6 +36,9 @@ class Poller {
   virtual bool on_own_thread() const noexcept = 0;
   // Runs a settled state's callbacks on the pool's own thread.
   virtual void run_callbacks(Callbacks callbacks) = 0;
+  // Drops the call behind `state` if no worker has it yet; true if dropped
+  // (the state is then settled with TaskCancelled).
+  virtual bool cancel(StateBase& state) = 0;
   // How long a waiting thread polls before it sleeps, for a call whose
   // encoded request is `request_bytes` long.
   virtual std::chrono::nanoseconds poll_budget(size_t request_bytes) const noexcept = 0;
@@ -64,6 +69,14 @@ class StateBase {
     poller_ = std::move(poller);
     request_bytes_ = request_bytes;
   }
+  // Asks the pool to drop the call if it has not reached a worker yet.
+  bool cancel() {
+    auto poller = poller_.lock();
+    return poller && !ready() && poller->cancel(*this);
+  }
+  // After ready(): whether it settled with an error, and which.
+  bool failed() const noexcept { return error_ != nullptr; }
+  std::exception_ptr error() const noexcept { return error_; }
   void rethrow_if_error() const {
     if (error_) std::rethrow_exception(error_);
   }
@@ -94,10 +107,20 @@ template <class T>
 class SharedState final : public StateBase {
  public:
   void load_value(InputArchive& in) override {
-    if constexpr (!std::is_void_v<T>) {
+    if constexpr (std::is_void_v<T>) {
+    } else if constexpr (std::is_default_constructible_v<T> &&
+                         cereal::traits::is_input_serializable<T, InputArchive>::value) {
       value_.emplace();
       in(*value_);
+    } else {
+      (void)in;  // a result made in this process only (a task's, a thread's)
+      throw DecodeError("this type is not carried across processes");
     }
+  }
+  // After a successful try_claim(), for values made in this process.
+  template <class... U>
+  void set_value(U&&... v) {
+    if constexpr (!std::is_void_v<T>) value_.emplace(std::forward<U>(v)...);
   }
   // After ready(): the value, moved out once.
   T take();

@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstdio>
 #include <cstring>
@@ -132,7 +133,10 @@ bool PoolCore::request_doorbells() {
     if (!slot->alive || !slot->condemned.empty()) continue;
     announce_sleep(slot->segment->header().response.data_event);
     try {
-      more |= slot->responses.readable() > 0;
+      // Only bytes a drain can use count: a worker that published part of a
+      // header (and died, or stalls) must not keep the reactor spinning.
+      size_t readable = slot->responses.readable();
+      more |= slot->have_header ? readable > 0 : readable >= sizeof(FrameHeader);
     } catch (const RingCorrupt&) {
       more = true;  // the next drain condemns it
     }
@@ -189,6 +193,20 @@ void PoolCore::submit(ByteBuffer frame, uint32_t function_id, std::shared_ptr<St
   state->set_poller(weak_from_this(), frame.size());
   pending_.push_back(TaskRecord{header.task_id, function_id, std::move(state), std::move(frame)});
   dispatch_locked();
+}
+
+bool PoolCore::cancel(StateBase& state) {
+  std::shared_ptr<StateBase> dropped;
+  {
+    std::lock_guard dispatch(dispatch_mutex_);
+    // Only calls still in the pool's own queue can be taken back: one in a
+    // worker's ring may already be running.
+    auto it = std::find_if(pending_.begin(), pending_.end(), [&](const TaskRecord& t) { return t.state.get() == &state; });
+    if (it == pending_.end()) return false;
+    dropped = std::move(it->state);
+    pending_.erase(it);
+  }
+  return dropped->settle_error(std::make_exception_ptr(TaskCancelled("the call was cancelled before it started")));
 }
 
 void PoolCore::dispatch_locked() {

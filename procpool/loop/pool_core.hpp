@@ -45,6 +45,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void poll_responses() override;
   bool on_own_thread() const noexcept override { return std::this_thread::get_id() == reactor_id_; }
   void run_callbacks(Callbacks callbacks) override;
+  bool cancel(StateBase& state) override;
   std::chrono::nanoseconds poll_budget(size_t request_bytes) const noexcept override;
   size_t max_message_bytes() const noexcept { return options_.max_message_bytes; }
   size_t worker_count() const noexcept { return slots_.size(); }

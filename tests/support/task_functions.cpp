@@ -109,6 +109,14 @@ int misbehave(std::string how) {
   if (how == "bad_kind") h.kind = 99;
   if (how == "wrong_task") h.task_id += 1000;
   if (how == "huge_length") h.length = uint64_t{1} << 62;
+  if (how == "partial_header_then_die") {
+    // Three bytes of a header, published, then death: the host must not
+    // wait for the rest of it.
+    ring.write_some(&h, 3);
+    ring.publish();
+    ring_host_doorbell();
+    raise(SIGKILL);
+  }
   if (how == "bad_head") {
     seg->header().response.head.store(uint64_t{1} << 40);
   } else if (how == "bad_tail") {

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+#include <procpool/loop/event_loop.hpp>
+
+#include <boost/asio/post.hpp>
+
+namespace procpool {
+
+EventLoop::EventLoop() : anchor_(std::make_shared<detail::LoopAnchor>()) {
+  anchor_->io = &io_;
+  context_.io = &io_;
+  context_.anchor = anchor_;
+  context_.roots = &roots_;
+}
+
+EventLoop::~EventLoop() {
+  {
+    std::lock_guard lock(anchor_->mutex);
+    anchor_->io = nullptr;  // from now on, posts from other threads are dropped
+  }
+  // Handlers still queued hold references to task frames: drop them first,
+  // then destroy the frames of the tasks that never finished.
+  io_.stop();
+  roots_.abandon_all();
+}
+
+void EventLoop::run_forever() {
+  auto work = boost::asio::make_work_guard(io_);
+  io_.restart();
+  io_.run();
+}
+
+void EventLoop::stop() { io_.stop(); }
+
+void EventLoop::call_soon(std::function<void()> fn) { anchor_->post(std::move(fn)); }
+
+EventLoop::TimerHandle EventLoop::call_later(std::chrono::steady_clock::duration delay, std::function<void()> fn) {
+  auto timer = std::make_shared<boost::asio::steady_timer>(io_, delay);
+  timer->async_wait([timer, fn = std::move(fn)](const boost::system::error_code& ec) {
+    if (!ec) fn();
+  });
+  return TimerHandle(timer);
+}
+
+double EventLoop::time() const noexcept {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+ThreadPool& EventLoop::default_executor() {
+  std::lock_guard lock(default_executor_mutex_);
+  if (!default_executor_) default_executor_ = std::make_unique<ThreadPool>();
+  return *default_executor_;
+}
+
+}  // namespace procpool

@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// procpool::EventLoop: asyncio's event loop on a Boost.Asio io_context.
+//
+//   procpool::EventLoop loop;
+//   long v = loop.run_until_complete([&]() -> procpool::Task<long> {
+//     co_return co_await loop.run_in_executor(pool, lucky_number, 5);
+//   }());
+//
+// The loop runs on the thread that calls run_until_complete / run_forever;
+// every task and callback runs there. call_soon, stop and TaskHandle::cancel
+// are safe from any thread.
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string_view>
+#include <unordered_map>
+
+#include <procpool/loop/future.hpp>
+#include <procpool/loop/process_pool.hpp>
+#include <procpool/loop/task.hpp>
+#include <procpool/loop/thread_pool.hpp>
+
+namespace procpool {
+
+namespace detail {
+
+// The tasks a loop drives that have not finished: destroyed (and their
+// handles failed with TaskCancelled) if the loop goes away first.
+class RootTasks {
+ public:
+  void add(void* frame, std::function<void()> abandon) { live_.emplace(frame, std::move(abandon)); }
+  void remove(void* frame) { live_.erase(frame); }
+  void abandon_all() {
+    auto live = std::move(live_);
+    for (auto& [frame, abandon] : live) abandon();
+  }
+
+ private:
+  std::unordered_map<void*, std::function<void()>> live_;
+};
+
+// The coroutine that drives a root task: eager once posted, self-destroying.
+struct Driver {
+  struct promise_type : TaskContext {
+    Driver get_return_object() noexcept { return {std::coroutine_handle<promise_type>::from_promise(*this)}; }
+    std::suspend_always initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }  // drive() catches everything
+  };
+  std::coroutine_handle<promise_type> handle;
+};
+
+template <class T>
+Driver drive(Task<T> task, std::shared_ptr<SharedState<T>> state) {
+  std::exception_ptr error;
+  if constexpr (std::is_void_v<T>) {
+    try {
+      co_await std::move(task);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    if (state->try_claim()) {
+      if (error) state->set_error(error);
+      state->publish();
+    }
+  } else {
+    std::optional<T> value;
+    try {
+      value.emplace(co_await std::move(task));
+    } catch (...) {
+      error = std::current_exception();
+    }
+    if (state->try_claim()) {
+      if (error) state->set_error(error);
+      else state->set_value(std::move(*value));
+      state->publish();
+    }
+  }
+}
+
+}  // namespace detail
+
+// A task running on a loop: awaitable (gives its result or rethrows), and
+// cancellable from any thread.
+template <class T>
+class TaskHandle {
+ public:
+  TaskHandle(Future<T> result, std::shared_ptr<detail::CancelScope> scope, std::shared_ptr<detail::LoopAnchor> anchor)
+      : result_(std::move(result)), scope_(std::move(scope)), anchor_(std::move(anchor)) {}
+  bool done() const { return result_.ready(); }
+  // Requests cancellation: the task sees TaskCancelled thrown at the await
+  // point it is suspended in (or its first one, if it has not started).
+  void cancel() {
+    anchor_->post([scope = scope_] { scope->cancel(); });
+  }
+  Future<T>& future() noexcept { return result_; }
+  const std::shared_ptr<detail::CancelScope>& scope() const noexcept { return scope_; }
+  auto operator co_await() { return result_.operator co_await(); }
+
+ private:
+  Future<T> result_;
+  std::shared_ptr<detail::CancelScope> scope_;
+  std::shared_ptr<detail::LoopAnchor> anchor_;
+};
+
+class EventLoop {
+ public:
+  EventLoop();
+  // Tasks still running are abandoned: their handles fail with TaskCancelled.
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // Schedules `task` to run as a task of its own on this loop.
+  template <class T>
+  TaskHandle<T> create_task(Task<T> task);
+
+  // Runs the loop until `task` finishes; returns its result or rethrows.
+  template <class T>
+  T run_until_complete(Task<T> task);
+  // Runs the loop until stop().
+  void run_forever();
+  // Thread-safe: makes run_forever (or run_until_complete) return soon.
+  void stop();
+
+  // Thread-safe: runs fn on the loop's thread, soon.
+  void call_soon(std::function<void()> fn);
+  // Runs fn on the loop's thread after `delay`; the handle cancels it.
+  class TimerHandle {
+   public:
+    explicit TimerHandle(std::shared_ptr<boost::asio::steady_timer> timer) : timer_(std::move(timer)) {}
+    void cancel() { timer_->cancel(); }
+
+   private:
+    std::shared_ptr<boost::asio::steady_timer> timer_;
+  };
+  TimerHandle call_later(std::chrono::steady_clock::duration delay, std::function<void()> fn);
+  // Seconds on the loop's monotonic clock.
+  double time() const noexcept;
+
+  // Runs fn(args...) in a worker process of `pool` (asyncio's
+  // run_in_executor with a process pool): an awaitable Future.
+  template <class R, class... A, class... Args>
+  Future<R> run_in_executor(ProcessPool& pool, R (*fn)(A...), Args&&... args) {
+    return pool.submit(fn, std::forward<Args>(args)...);
+  }
+  // By registered name.
+  template <class R, class... Args>
+  Future<R> run_in_executor(ProcessPool& pool, std::string_view name, Args&&... args) {
+    return pool.call<R>(name, std::forward<Args>(args)...);
+  }
+  // On a thread pool (any callable; no isolation).
+  template <class F, class... Args>
+  auto run_in_executor(ThreadPool& threads, F&& fn, Args&&... args) {
+    return threads.submit(std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+  // On the loop's default executor, a ThreadPool made on first use
+  // (asyncio's run_in_executor(None, ...)).
+  template <class F, class... Args>
+  auto run_in_executor(std::nullptr_t, F&& fn, Args&&... args) {
+    return default_executor().submit(std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+  ThreadPool& default_executor();
+
+  boost::asio::io_context& context() noexcept { return io_; }
+
+ private:
+  boost::asio::io_context io_;
+  std::shared_ptr<detail::LoopAnchor> anchor_;
+  detail::RootTasks roots_;
+  detail::TaskContext context_;  // what tasks started here inherit
+  std::unique_ptr<ThreadPool> default_executor_;
+  std::mutex default_executor_mutex_;
+};
+
+namespace detail {
+// Starts `task` as a task of its own on the loop of `loop`, under `scope`.
+template <class T>
+TaskHandle<T> start_task(const TaskContext& loop, Task<T> task, std::shared_ptr<CancelScope> scope) {
+  auto state = std::make_shared<SharedState<T>>();
+  Driver driver = drive<T>(std::move(task), state);
+  auto& promise = driver.handle.promise();
+  promise.io = loop.io;
+  promise.anchor = loop.anchor;
+  promise.roots = loop.roots;
+  promise.scope = scope;
+  void* frame = driver.handle.address();
+  RootTasks* roots = loop.roots;
+  roots->add(frame, [h = driver.handle, state] {
+    if (state->try_claim()) {
+      state->set_error(std::make_exception_ptr(TaskCancelled("the event loop was destroyed before the task finished")));
+      state->publish();
+    }
+    h.destroy();
+  });
+  state->on_ready([roots, frame] { roots->remove(frame); });
+  boost::asio::post(*loop.io, [h = driver.handle] { h.resume(); });
+  return TaskHandle<T>(Future<T>(state), std::move(scope), loop.anchor);
+}
+
+// co_await current_context{}: the calling task's context, without suspending.
+struct current_context {
+  TaskContext context;
+  bool await_ready() const noexcept { return false; }
+  template <InTask P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    context = h.promise();
+    return false;
+  }
+  TaskContext await_resume() const noexcept { return context; }
+};
+}  // namespace detail
+
+template <class T>
+TaskHandle<T> EventLoop::create_task(Task<T> task) {
+  return detail::start_task(context_, std::move(task), std::make_shared<detail::CancelScope>());
+}
+
+template <class T>
+T EventLoop::run_until_complete(Task<T> task) {
+  TaskHandle<T> handle = create_task(std::move(task));
+  auto work = boost::asio::make_work_guard(io_);
+  io_.restart();
+  while (!handle.done() && io_.run_one() > 0) {
+  }
+  if (!handle.done()) throw Error("run_until_complete: the loop was stopped before the task finished");
+  return handle.future().get();
+}
+
+// co_await procpool::sleep(d): suspends the task for d on its loop's timer.
+class sleep {
+ public:
+  explicit sleep(std::chrono::steady_clock::duration d) : delay_(d) {}
+  bool await_ready() const noexcept { return false; }
+  template <detail::InTask P>
+  bool await_suspend(std::coroutine_handle<P> h) {
+    scope_ = h.promise().scope;
+    if (scope_ && scope_->cancelled) return false;
+    auto timer = std::make_shared<boost::asio::steady_timer>(*h.promise().io, delay_);
+    auto once = std::make_shared<detail::ResumeOnce>(h.promise().anchor, h);
+    if (scope_) scope_->interrupt = [timer] { timer->cancel(); };  // its handler resumes
+    timer->async_wait([once, timer](const boost::system::error_code&) { once->resume_here(); });
+    return true;
+  }
+  void await_resume() {
+    if (!scope_) return;
+    scope_->interrupt = nullptr;
+    if (scope_->cancelled) {
+      scope_->cancelled = false;
+      throw TaskCancelled("the task was cancelled");
+    }
+  }
+
+ private:
+  std::chrono::steady_clock::duration delay_;
+  std::shared_ptr<detail::CancelScope> scope_;
+};
+
+}  // namespace procpool

@@ -1,0 +1,316 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// asyncio's combinators for procpool::Task: gather and wait_for.
+//
+// Each awaitable given to them (a Task, a Future, a TaskHandle) runs as a
+// child task of its own, concurrently. Cancelling the task that awaits the
+// combinator cancels the children.
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <optional>
+#include <tuple>
+#include <variant>
+#include <vector>
+
+#include <procpool/loop/event_loop.hpp>
+
+namespace procpool {
+
+// A value or the exception that took its place (gather with
+// return_exceptions).
+template <class T>
+class Result {
+ public:
+  using value_type = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+  explicit Result(std::exception_ptr error) : error_(std::move(error)) {}
+  template <class... U>
+  explicit Result(std::in_place_t, U&&... v) : value_(std::in_place, std::forward<U>(v)...) {}
+  bool has_value() const noexcept { return !error_; }
+  std::exception_ptr error() const noexcept { return error_; }
+  // The value, or rethrows the exception.
+  value_type& value() {
+    if (error_) std::rethrow_exception(error_);
+    return *value_;
+  }
+
+ private:
+  std::optional<value_type> value_;
+  std::exception_ptr error_;
+};
+
+// Tag: gather(return_exceptions, ...) gives Results instead of propagating
+// the first exception.
+struct ReturnExceptions {};
+inline constexpr ReturnExceptions return_exceptions{};
+
+namespace detail {
+
+template <class A>
+struct AwaitResult;
+template <class T>
+struct AwaitResult<Task<T>> {
+  using type = T;
+};
+template <class T>
+struct AwaitResult<Future<T>> {
+  using type = T;
+};
+template <class T>
+struct AwaitResult<TaskHandle<T>> {
+  using type = T;
+};
+template <class A>
+using await_result_t = typename AwaitResult<std::decay_t<A>>::type;
+template <class T>
+using stored_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+
+// A pool call behind a Future can be dropped at once, before its child task
+// is next resumed (which may be after the loop stopped running).
+template <class A>
+std::function<void()> dropper(const A& awaitable) {
+  if constexpr (requires { typename std::decay_t<A>::value_type; } &&
+                std::is_same_v<std::decay_t<A>, Future<typename std::decay_t<A>::value_type>>)
+    return [f = awaitable]() mutable { f.cancel(); };
+  else
+    return {};
+}
+
+template <class A>
+Task<await_result_t<A>> as_task(A awaitable) {
+  if constexpr (std::is_void_v<await_result_t<A>>) co_await awaitable;
+  else co_return co_await awaitable;
+}
+template <class T>
+Task<T> as_task(Task<T> task) {
+  return task;
+}
+
+// Suspends until the given states settle: all of them, or the first one to
+// fail (FirstError), or any one (Any); optionally until a deadline. On
+// cancellation of the awaiting task, cancels `children` and throws
+// TaskCancelled.
+class WhenSettled {
+ public:
+  enum class Mode { All, FirstError, Any };
+  enum class Outcome { Done, Failed, TimedOut };
+
+  WhenSettled(std::vector<std::shared_ptr<StateBase>> states, Mode mode,
+              std::vector<std::shared_ptr<CancelScope>> children, std::vector<std::function<void()>> droppers,
+              std::optional<std::chrono::steady_clock::duration> timeout = std::nullopt)
+      : watch_(std::make_shared<Watch>(Watch{std::move(states), mode})), children_(std::move(children)),
+        droppers_(std::move(droppers)), timeout_(timeout) {}
+
+  bool await_ready() const { return watch_->satisfied().has_value(); }
+  template <InTask P>
+  bool await_suspend(std::coroutine_handle<P> h) {
+    scope_ = h.promise().scope;
+    if (scope_ && scope_->cancelled) return false;
+    auto once = std::make_shared<ResumeOnce>(h.promise().anchor, h);
+    // Each settlement re-checks on the loop's thread; the first that finds
+    // the condition met resumes. (The lambdas own what they use: they may
+    // run after this awaiter is gone.)
+    for (auto& s : watch_->states)
+      s->on_ready([once, watch = watch_, anchor = h.promise().anchor] {
+        anchor->post([once, watch] {
+          if (watch->satisfied()) once->resume_here();
+        });
+      });
+    if (timeout_) {
+      timer_ = std::make_shared<boost::asio::steady_timer>(*h.promise().io, *timeout_);
+      timer_->async_wait([once](const boost::system::error_code& ec) {
+        if (!ec) once->resume_here();
+      });
+    }
+    if (scope_) scope_->interrupt = [once] { ResumeOnce::post(once); };
+    return true;
+  }
+  Outcome await_resume() {
+    if (timer_) timer_->cancel();
+    if (scope_) {
+      scope_->interrupt = nullptr;
+      if (scope_->cancelled) {
+        scope_->cancelled = false;
+        cancel_children();
+        throw TaskCancelled("the task was cancelled");
+      }
+    }
+    if (auto s = watch_->satisfied()) return *s;
+    return Outcome::TimedOut;
+  }
+  void cancel_children() {
+    for (auto& drop : droppers_)
+      if (drop) drop();
+    for (auto& c : children_) c->cancel();
+  }
+
+ private:
+  struct Watch {
+    std::vector<std::shared_ptr<StateBase>> states;
+    Mode mode;
+    std::optional<Outcome> satisfied() const {
+      size_t ready = 0;
+      for (auto& s : states) {
+        if (!s->ready()) continue;
+        ++ready;
+        if (mode == Mode::FirstError && s->failed()) return Outcome::Failed;
+        if (mode == Mode::Any) return Outcome::Done;
+      }
+      if (ready == states.size()) return Outcome::Done;
+      return std::nullopt;
+    }
+  };
+
+  std::shared_ptr<Watch> watch_;
+  std::vector<std::shared_ptr<CancelScope>> children_;
+  std::vector<std::function<void()>> droppers_;
+  std::optional<std::chrono::steady_clock::duration> timeout_;
+  std::shared_ptr<boost::asio::steady_timer> timer_;
+  std::shared_ptr<CancelScope> scope_;
+};
+
+template <class T>
+TaskHandle<T> start_child(const TaskContext& ctx, Task<T> task) {
+  return start_task(ctx, std::move(task), std::make_shared<CancelScope>());
+}
+
+template <class T>
+stored_t<T> take_value(TaskHandle<T>& h) {
+  if constexpr (std::is_void_v<T>) {
+    h.future().get();
+    return {};
+  } else {
+    return h.future().get();
+  }
+}
+
+template <class T>
+Result<T> take_result(TaskHandle<T>& h) {
+  try {
+    if constexpr (std::is_void_v<T>) {
+      h.future().get();
+      return Result<T>(std::in_place);
+    } else {
+      return Result<T>(std::in_place, h.future().get());
+    }
+  } catch (...) {
+    return Result<T>(std::current_exception());
+  }
+}
+
+// Rethrows the first error among the settled children (in settling order
+// as far as the loop saw it: the first failed one found).
+template <class Handles>
+[[noreturn]] void rethrow_first_error(Handles& handles, WhenSettled& wait) {
+  std::exception_ptr first;
+  std::apply([&](auto&... h) { ((first = first ? first : h.future().error_if_failed()), ...); }, handles);
+  wait.cancel_children();  // they stop at their next await point, later
+  std::rethrow_exception(first);
+}
+
+}  // namespace detail
+
+// Runs the awaitables concurrently; gives their results in order. The first
+// exception propagates and the other children are cancelled.
+template <class... A>
+Task<std::tuple<detail::stored_t<detail::await_result_t<A>>...>> gather(A... awaitables) {
+  detail::TaskContext ctx = co_await detail::current_context{};
+  std::vector<std::function<void()>> droppers{detail::dropper(awaitables)...};
+  auto handles = std::make_tuple(detail::start_child(ctx, detail::as_task(std::move(awaitables)))...);
+  std::vector<std::shared_ptr<detail::StateBase>> states;
+  std::vector<std::shared_ptr<detail::CancelScope>> scopes;
+  std::apply([&](auto&... h) { ((states.push_back(h.future().shared_state()), scopes.push_back(h.scope())), ...); },
+             handles);
+  detail::WhenSettled wait(std::move(states), detail::WhenSettled::Mode::FirstError, std::move(scopes),
+                           std::move(droppers));
+  if (co_await wait == detail::WhenSettled::Outcome::Failed) detail::rethrow_first_error(handles, wait);
+  co_return std::apply([](auto&... h) { return std::make_tuple(detail::take_value(h)...); }, handles);
+}
+
+// Runs the awaitables concurrently; gives each one's Result, in order.
+template <class... A>
+Task<std::tuple<Result<detail::await_result_t<A>>...>> gather(ReturnExceptions, A... awaitables) {
+  detail::TaskContext ctx = co_await detail::current_context{};
+  std::vector<std::function<void()>> droppers{detail::dropper(awaitables)...};
+  auto handles = std::make_tuple(detail::start_child(ctx, detail::as_task(std::move(awaitables)))...);
+  std::vector<std::shared_ptr<detail::StateBase>> states;
+  std::vector<std::shared_ptr<detail::CancelScope>> scopes;
+  std::apply([&](auto&... h) { ((states.push_back(h.future().shared_state()), scopes.push_back(h.scope())), ...); },
+             handles);
+  co_await detail::WhenSettled(std::move(states), detail::WhenSettled::Mode::All, std::move(scopes),
+                               std::move(droppers));
+  co_return std::apply([](auto&... h) { return std::make_tuple(detail::take_result(h)...); }, handles);
+}
+
+// A range of awaitables of one type (e.g. std::vector<Future<long>>):
+// results in order; the first exception propagates, the rest are cancelled.
+template <class Range, class T = detail::await_result_t<typename std::decay_t<Range>::value_type>>
+Task<std::vector<detail::stored_t<T>>> gather(Range awaitables) {
+  detail::TaskContext ctx = co_await detail::current_context{};
+  std::vector<TaskHandle<T>> handles;
+  std::vector<std::shared_ptr<detail::StateBase>> states;
+  std::vector<std::shared_ptr<detail::CancelScope>> scopes;
+  std::vector<std::function<void()>> droppers;
+  for (auto& a : awaitables) {
+    droppers.push_back(detail::dropper(a));
+    handles.push_back(detail::start_child(ctx, detail::as_task(std::move(a))));
+    states.push_back(handles.back().future().shared_state());
+    scopes.push_back(handles.back().scope());
+  }
+  detail::WhenSettled wait(std::move(states), detail::WhenSettled::Mode::FirstError, std::move(scopes),
+                           std::move(droppers));
+  if (co_await wait == detail::WhenSettled::Outcome::Failed) {
+    std::exception_ptr first;
+    for (auto& h : handles)
+      if (!first) first = h.future().error_if_failed();
+    wait.cancel_children();
+    std::rethrow_exception(first);
+  }
+  std::vector<detail::stored_t<T>> out;
+  out.reserve(handles.size());
+  for (auto& h : handles) out.push_back(detail::take_value(h));
+  co_return out;
+}
+
+// The same, giving each one's Result.
+template <class Range, class T = detail::await_result_t<typename std::decay_t<Range>::value_type>>
+Task<std::vector<Result<T>>> gather(ReturnExceptions, Range awaitables) {
+  detail::TaskContext ctx = co_await detail::current_context{};
+  std::vector<TaskHandle<T>> handles;
+  std::vector<std::shared_ptr<detail::StateBase>> states;
+  std::vector<std::shared_ptr<detail::CancelScope>> scopes;
+  std::vector<std::function<void()>> droppers;
+  for (auto& a : awaitables) {
+    droppers.push_back(detail::dropper(a));
+    handles.push_back(detail::start_child(ctx, detail::as_task(std::move(a))));
+    states.push_back(handles.back().future().shared_state());
+    scopes.push_back(handles.back().scope());
+  }
+  co_await detail::WhenSettled(std::move(states), detail::WhenSettled::Mode::All, std::move(scopes),
+                               std::move(droppers));
+  std::vector<Result<T>> out;
+  out.reserve(handles.size());
+  for (auto& h : handles) out.push_back(detail::take_result(h));
+  co_return out;
+}
+
+// Awaits `awaitable` for at most `timeout`: on expiry cancels it and throws
+// TaskTimeout. (A pool call that a worker already runs goes on to the end;
+// its result is dropped. One still queued in the pool is dropped.)
+template <class A, class Rep, class Period>
+Task<detail::await_result_t<A>> wait_for(A awaitable, std::chrono::duration<Rep, Period> timeout) {
+  using T = detail::await_result_t<A>;
+  detail::TaskContext ctx = co_await detail::current_context{};
+  auto drop = detail::dropper(awaitable);
+  TaskHandle<T> child = detail::start_child(ctx, detail::as_task(std::move(awaitable)));
+  detail::WhenSettled wait({child.future().shared_state()}, detail::WhenSettled::Mode::All, {child.scope()}, {drop},
+                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
+  if (co_await wait == detail::WhenSettled::Outcome::TimedOut) {
+    wait.cancel_children();
+    throw TaskTimeout("wait_for: no result within " +
+                      std::to_string(std::chrono::duration<double, std::milli>(timeout).count()) + " ms");
+  }
+  co_return child.future().get();
+}
+
+}  // namespace procpool

@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: MIT
+#include <doctest/doctest.h>
+
+#include <fstream>
+
+#include "support/census.hpp"
+#include "support/task_functions.hpp"
+
+using namespace std::chrono_literals;
+using procpool::Task;
+
+namespace {
+
+Task<int> add_in_pool(procpool::EventLoop& loop, procpool::ProcessPool& pool, int a, int b) {
+  co_return co_await loop.run_in_executor(pool, tasks::add, a, b);
+}
+
+Task<int> inner_throws() {
+  co_await procpool::sleep(1ms);
+  throw std::domain_error("from the inner task");
+}
+Task<int> middle() { co_return co_await inner_throws() + 1; }
+
+Task<void> sleeper(std::atomic<int>& stage) {
+  stage = 1;
+  co_await procpool::sleep(10s);
+  stage = 2;
+}
+
+}  // namespace
+
+TEST_CASE("EventLoop.RunUntilCompleteReturnsThePoolResult" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 2});
+  procpool::EventLoop loop;
+  CHECK(loop.run_until_complete(add_in_pool(loop, pool, 20, 22)) == 42);
+  CHECK(loop.run_until_complete([&]() -> Task<int> {
+    co_return co_await loop.run_in_executor<int>(pool, "add", 1, 2);
+  }()) == 3);
+}
+
+TEST_CASE("EventLoop.ExceptionsPropagateThroughNestedTasks" * doctest::timeout(30)) {
+  procpool::EventLoop loop;
+  CHECK_THROWS_WITH_AS(loop.run_until_complete(middle()), "from the inner task", std::domain_error);
+}
+
+TEST_CASE("EventLoop.PoolExceptionsArriveInTheCoroutine" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  procpool::EventLoop loop;
+  auto task = [&]() -> Task<std::string> {
+    try {
+      co_await loop.run_in_executor(pool, tasks::throw_kind, std::string("invalid_argument"));
+    } catch (const std::invalid_argument& e) {
+      co_return e.what();
+    }
+    co_return "no exception";
+  };
+  CHECK(loop.run_until_complete(task()) == "bad argument");
+}
+
+TEST_CASE("EventLoop.CoroutinesResumeOnTheLoopThread" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  procpool::EventLoop loop;
+  auto task = [&]() -> Task<bool> {
+    co_await loop.run_in_executor(pool, tasks::sleep_ms, 20);
+    co_return std::this_thread::get_id() == std::this_thread::get_id();
+  };
+  std::thread::id resumed_on;
+  loop.run_until_complete([&]() -> Task<void> {
+    co_await loop.run_in_executor(pool, tasks::sleep_ms, 20);
+    resumed_on = std::this_thread::get_id();
+  }());
+  CHECK(resumed_on == std::this_thread::get_id());
+  CHECK(loop.run_until_complete(task()));
+}
+
+TEST_CASE("EventLoop.DefaultExecutorRunsBlockingCallablesOnThreads" * doctest::timeout(30)) {
+  procpool::EventLoop loop;
+  auto main_thread = std::this_thread::get_id();
+  auto ran_on = loop.run_until_complete([&]() -> Task<std::thread::id> {
+    co_return co_await loop.run_in_executor(nullptr, [] {
+      std::this_thread::sleep_for(10ms);
+      return std::this_thread::get_id();
+    });
+  }());
+  CHECK(ran_on != main_thread);
+  CHECK_THROWS_AS(loop.run_until_complete([&]() -> Task<int> {
+    co_return co_await loop.run_in_executor(nullptr, []() -> int { throw std::range_error("thread"); });
+  }()),
+                  std::range_error);
+}
+
+TEST_CASE("EventLoop.CreateTaskAndCancelThrowsAtTheAwaitPoint" * doctest::timeout(30)) {
+  procpool::EventLoop loop;
+  std::atomic<int> stage{0};
+  auto outcome = loop.run_until_complete([&]() -> Task<std::string> {
+    auto handle = loop.create_task(sleeper(stage));
+    co_await procpool::sleep(20ms);
+    CHECK(stage == 1);
+    handle.cancel();
+    try {
+      co_await handle;
+    } catch (const procpool::TaskCancelled&) {
+      co_return "cancelled";
+    }
+    co_return "finished";
+  }());
+  CHECK(outcome == "cancelled");
+  CHECK(stage == 1);
+}
+
+TEST_CASE("EventLoop.GatherGivesResultsInOrder" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 2});
+  procpool::EventLoop loop;
+  auto [a, b, c] = loop.run_until_complete(
+      procpool::gather(pool.submit(tasks::sleep_ms, 60), pool.submit(tasks::add, 1, 2), add_in_pool(loop, pool, 3, 4)));
+  CHECK(a == 60);
+  CHECK(b == 3);
+  CHECK(c == 7);
+  std::vector<procpool::Future<int>> fs;
+  for (int i = 0; i < 50; ++i) fs.push_back(pool.submit(tasks::identity, i));
+  auto all = loop.run_until_complete(procpool::gather(std::move(fs)));
+  REQUIRE(all.size() == 50);
+  for (int i = 0; i < 50; ++i) CHECK(all[static_cast<size_t>(i)] == i);
+}
+
+TEST_CASE("EventLoop.GatherPropagatesTheFirstErrorAndCancelsTheRest" * doctest::timeout(30)) {
+  procpool::EventLoop loop;
+  std::atomic<int> stage{0};
+  auto fails = []() -> Task<int> {
+    co_await procpool::sleep(10ms);
+    throw std::out_of_range("first failure");
+  };
+  CHECK_THROWS_WITH_AS(loop.run_until_complete(procpool::gather(sleeper(stage), fails())), "first failure",
+                       std::out_of_range);
+  // The sleeper was cancelled at its 10 s sleep: it never reached stage 2,
+  // and run_until_complete did not wait 10 s for it.
+  loop.run_until_complete([]() -> Task<void> { co_await procpool::sleep(10ms); }());
+  CHECK(stage == 1);
+}
+
+TEST_CASE("EventLoop.GatherWithReturnExceptionsGivesEachOutcome" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 2});
+  procpool::EventLoop loop;
+  auto [ok, failed, crashed] = loop.run_until_complete(procpool::gather(
+      procpool::return_exceptions, pool.submit(tasks::add, 2, 3), pool.submit(tasks::throw_kind, std::string("quota")),
+      pool.submit(tasks::crash, std::string("segv"))));
+  CHECK(ok.value() == 5);
+  CHECK_THROWS_AS(failed.value(), tasks::QuotaExceeded);
+  CHECK_THROWS_AS(crashed.value(), procpool::WorkerCrashed);
+}
+
+TEST_CASE("EventLoop.WaitForTimesOutAndDropsAQueuedCall" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1, .max_tasks_per_worker = 1});
+  procpool::EventLoop loop;
+  std::string path = "/tmp/procpool-test-wait-for-" + std::to_string(getpid());
+  std::remove(path.c_str());
+  auto busy = pool.submit(tasks::sleep_ms, 300);          // the worker is busy...
+  auto queued = pool.submit(tasks::record_run, path, 7);  // ...so this waits in the pool's queue
+  CHECK_THROWS_AS(loop.run_until_complete(procpool::wait_for(queued, 50ms)), procpool::TaskTimeout);
+  CHECK_THROWS_AS(queued.get(), procpool::TaskCancelled);  // dropped before it started
+  CHECK(busy.get() == 300);
+  CHECK(pool.submit(tasks::add, 1, 1).get() == 2);
+  CHECK_FALSE(std::ifstream(path).good());  // never ran
+}
+
+TEST_CASE("EventLoop.WaitForOnARunningCallTimesOut" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  procpool::EventLoop loop;
+  auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_AS(loop.run_until_complete(procpool::wait_for(pool.submit(tasks::sleep_ms, 500), 30ms)),
+                  procpool::TaskTimeout);
+  CHECK(std::chrono::steady_clock::now() - start < 400ms);
+  CHECK(loop.run_until_complete(procpool::wait_for(pool.submit(tasks::add, 1, 2), 5s)) == 3);
+}
+
+TEST_CASE("EventLoop.CallSoonCallLaterAndTime" * doctest::timeout(30)) {
+  procpool::EventLoop loop;
+  std::vector<int> order;
+  double t0 = loop.time();
+  loop.call_later(30ms, [&] {
+    order.push_back(2);
+    loop.stop();
+  });
+  auto cancelled = loop.call_later(10ms, [&] { order.push_back(99); });
+  cancelled.cancel();
+  std::thread([&] { loop.call_soon([&] { order.push_back(1); }); }).join();
+  loop.run_forever();
+  CHECK(order == std::vector<int>{1, 2});
+  CHECK(loop.time() - t0 >= 0.025);
+}
+
+TEST_CASE("EventLoop.DestroyingTheLoopFailsUnfinishedTasks" * doctest::timeout(30)) {
+  procpool::Future<void> orphan;
+  std::atomic<int> stage{0};
+  {
+    procpool::EventLoop loop;
+    auto handle = loop.create_task(sleeper(stage));
+    orphan = handle.future();
+    loop.run_until_complete([]() -> Task<void> { co_await procpool::sleep(5ms); }());
+  }
+  CHECK(stage == 1);
+  CHECK_THROWS_AS(orphan.get(), procpool::TaskCancelled);
+}
