@@ -62,6 +62,32 @@ bool parse_unsigned(const char* text, unsigned long long max, unsigned long long
   return *end == '\0' && errno == 0 && out <= max;
 }
 
+// Python's list format: [1, 2, 3].
+std::string python_list(const std::vector<long>& values) {
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i) out += (i ? ", " : "") + std::to_string(values[i]);
+  return out + "]";
+}
+
+// async def main(): the article's coroutine, line for line.
+procpool::Task<void> async_main(procpool::EventLoop& loop, uint32_t seed, size_t workers) {
+  double start = loop.time();
+  {
+    procpool::ProcessPool pool({.workers = workers});  // with ProcessPoolExecutor() as pool:
+    std::mt19937 rng(seed);
+    std::vector<procpool::Future<long>> tasks;
+    for (int k = 0; k < 5; ++k) tasks.push_back(loop.run_in_executor(pool, lucky_number, draw_1_to_10(rng)));
+    try {
+      std::vector<long> results = co_await procpool::gather(std::move(tasks));
+      std::cout << "The lucky numbers are " << python_list(results) << '\n';
+    } catch (const std::invalid_argument& e) {
+      std::cout << "An exception occurred: " << e.what() << '\n';
+    }
+  }
+  double end = loop.time();
+  std::printf("Total execution time: %.2f second(s)\n", end - start);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -85,25 +111,12 @@ int main(int argc, char** argv) {
     }
   }
 
-  auto start = std::chrono::steady_clock::now();
   try {
-    std::mt19937 rng(static_cast<uint32_t>(seed));
-    procpool::ProcessPool pool({.workers = workers});
-    std::vector<procpool::Future<long>> futures;
-    for (int k = 0; k < 5; ++k) futures.push_back(pool.submit(lucky_number, draw_1_to_10(rng)));
-    try {
-      // Like asyncio.gather(): the first exception (in submission order) wins.
-      std::string list;
-      for (auto& f : futures) list += (list.empty() ? "" : ", ") + std::to_string(f.get());
-      std::cout << "The lucky numbers are [" << list << "]\n";
-    } catch (const std::invalid_argument& e) {
-      std::cout << "An exception occurred: " << e.what() << '\n';
-    }
+    procpool::EventLoop loop;
+    loop.run_until_complete(async_main(loop, static_cast<uint32_t>(seed), workers));
   } catch (const std::exception& e) {
     std::cerr << argv[0] << ": " << e.what() << '\n';
     return 1;
   }
-  std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
-  std::printf("Total execution time: %.2f second(s)\n", elapsed.count());
   return 0;
 }

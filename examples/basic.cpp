@@ -36,6 +36,18 @@ void usage(std::ostream& out, const char* prog) {
       << "  -h, --help       show this help\n";
 }
 
+// async def main(): the article's coroutine, line for line.
+procpool::Task<void> async_main(procpool::EventLoop& loop, double seconds) {
+  std::cout << "Started at " << now_hms() << std::endl;
+  std::string result;
+  {
+    procpool::ProcessPool pool({.workers = 1});  // with ProcessPoolExecutor() as pool:
+    result = co_await loop.run_in_executor(pool, blocking_func, seconds);
+  }
+  std::cout << result << std::endl;
+  std::cout << "Finished at " << now_hms() << std::endl;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -61,10 +73,8 @@ int main(int argc, char** argv) {
   }
 
   try {
-    std::cout << "Started at " << now_hms() << std::endl;
-    procpool::ProcessPool pool({.workers = 1});
-    std::cout << pool.submit(blocking_func, seconds).get() << std::endl;
-    std::cout << "Finished at " << now_hms() << std::endl;
+    procpool::EventLoop loop;
+    loop.run_until_complete(async_main(loop, seconds));
   } catch (const std::exception& e) {
     std::cerr << argv[0] << ": " << e.what() << '\n';
     return 1;

@@ -32,3 +32,4 @@
 #include <procpool/loop/process_pool.hpp>
 #include <procpool/loop/task.hpp>
 #include <procpool/loop/thread_pool.hpp>
+#include <procpool/loop/wait.hpp>

@@ -201,3 +201,69 @@ TEST_CASE("EventLoop.DestroyingTheLoopFailsUnfinishedTasks" * doctest::timeout(3
   CHECK(stage == 1);
   CHECK_THROWS_AS(orphan.get(), procpool::TaskCancelled);
 }
+
+TEST_CASE("EventLoop.WaitFirstCompletedSplitsDoneAndPending" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 2});
+  procpool::EventLoop loop;
+  std::vector<procpool::Future<double>> fs{pool.submit(tasks::sleep_ms, 400), pool.submit(tasks::sleep_ms, 10)};
+  auto result = loop.run_until_complete(procpool::wait(fs, procpool::FIRST_COMPLETED));
+  REQUIRE(result.done.size() == 1);
+  REQUIRE(result.pending.size() == 1);
+  CHECK(result.done[0].get() == 10);
+  auto all = loop.run_until_complete(procpool::wait(result.pending, procpool::ALL_COMPLETED));
+  CHECK(all.done.size() == 1);
+  CHECK(all.pending.empty());
+  auto timed = loop.run_until_complete(procpool::wait(std::vector{pool.submit(tasks::sleep_ms, 300)},
+                                                      procpool::ALL_COMPLETED, std::chrono::milliseconds(20)));
+  CHECK(timed.done.empty());
+  CHECK(timed.pending.size() == 1);
+}
+
+TEST_CASE("EventLoop.WaitFirstExceptionReturnsOnTheFailure" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 2});
+  procpool::EventLoop loop;
+  std::vector<procpool::Future<int>> fs{pool.submit(tasks::crash, std::string("hang")),
+                                        pool.submit(tasks::throw_kind, std::string("runtime_error"))};
+  auto result = loop.run_until_complete(procpool::wait(fs, procpool::FIRST_EXCEPTION));
+  REQUIRE(result.done.size() == 1);
+  CHECK_THROWS_AS(result.done[0].get(), std::runtime_error);
+  CHECK(result.pending.size() == 1);
+}
+
+TEST_CASE("EventLoop.AsCompletedYieldsInCompletionOrder" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 3});
+  procpool::EventLoop loop;
+  auto order = loop.run_until_complete([&]() -> Task<std::vector<double>> {
+    procpool::as_completed completed(std::vector{pool.submit(tasks::sleep_ms, 300), pool.submit(tasks::sleep_ms, 10),
+                                                 pool.submit(tasks::sleep_ms, 150)});
+    std::vector<double> seen;
+    while (!completed.empty()) seen.push_back((co_await completed.next()).get());
+    co_return seen;
+  }());
+  CHECK(order == std::vector<double>{10, 150, 300});
+}
+
+TEST_CASE("EventLoop.ShieldKeepsTheInnerWorkGoing" * doctest::timeout(30)) {
+  procpool::EventLoop loop;
+  std::atomic<int> stage{0};
+  auto inner = [&]() -> Task<int> {
+    co_await procpool::sleep(std::chrono::milliseconds(50));
+    stage = 2;
+    co_return 7;
+  };
+  auto outer = loop.create_task(procpool::shield(inner()));
+  auto outcome = loop.run_until_complete([&]() -> Task<std::string> {
+    co_await procpool::sleep(std::chrono::milliseconds(5));
+    outer.cancel();
+    bool cancelled = false;
+    try {
+      co_await outer;
+    } catch (const procpool::TaskCancelled&) {
+      cancelled = true;
+    }
+    co_await procpool::sleep(std::chrono::milliseconds(100));  // the inner task goes on meanwhile
+    co_return cancelled ? "outer cancelled" : "outer finished";
+  }());
+  CHECK(outcome == "outer cancelled");
+  CHECK(stage == 2);
+}

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// asyncio's wait, as_completed and shield for procpool::Task.
+#include <optional>
+#include <vector>
+
+#include <procpool/loop/gather.hpp>
+
+namespace procpool {
+
+enum class ReturnWhen { FirstCompleted, FirstException, AllCompleted };
+inline constexpr ReturnWhen FIRST_COMPLETED = ReturnWhen::FirstCompleted;
+inline constexpr ReturnWhen FIRST_EXCEPTION = ReturnWhen::FirstException;
+inline constexpr ReturnWhen ALL_COMPLETED = ReturnWhen::AllCompleted;
+
+template <class T>
+struct WaitResult {
+  std::vector<Future<T>> done;
+  std::vector<Future<T>> pending;
+};
+
+// Waits until `when` holds for `futures` (or the timeout passes; no
+// exception then) and splits them into done and pending. Cancels nothing.
+template <class T>
+Task<WaitResult<T>> wait(std::vector<Future<T>> futures, ReturnWhen when = ALL_COMPLETED,
+                         std::optional<std::chrono::steady_clock::duration> timeout = std::nullopt) {
+  std::vector<std::shared_ptr<detail::StateBase>> states;
+  for (auto& f : futures) states.push_back(f.shared_state());
+  auto mode = when == FIRST_COMPLETED   ? detail::WhenSettled::Mode::Any
+              : when == FIRST_EXCEPTION ? detail::WhenSettled::Mode::FirstError
+                                        : detail::WhenSettled::Mode::All;
+  co_await detail::WhenSettled(std::move(states), mode, {}, {}, timeout);
+  WaitResult<T> out;
+  for (auto& f : futures) (f.ready() ? out.done : out.pending).push_back(std::move(f));
+  co_return out;
+}
+
+// Yields the futures as they complete:
+//   auto completed = procpool::as_completed(std::move(futures));
+//   while (!completed.empty()) { auto f = co_await completed.next(); use(f.get()); }
+template <class T>
+class as_completed {
+ public:
+  explicit as_completed(std::vector<Future<T>> futures) : remaining_(std::move(futures)) {}
+  bool empty() const noexcept { return remaining_.empty(); }
+  size_t size() const noexcept { return remaining_.size(); }
+  // The next future to complete (already ready when it is returned).
+  Task<Future<T>> next() {
+    if (remaining_.empty()) throw Error("as_completed::next(): no futures left");
+    std::vector<std::shared_ptr<detail::StateBase>> states;
+    for (auto& f : remaining_) states.push_back(f.shared_state());
+    co_await detail::WhenSettled(std::move(states), detail::WhenSettled::Mode::Any, {}, {});
+    for (size_t i = 0; i < remaining_.size(); ++i)
+      if (remaining_[i].ready()) {
+        Future<T> f = std::move(remaining_[i]);
+        remaining_.erase(remaining_.begin() + static_cast<std::ptrdiff_t>(i));
+        co_return f;
+      }
+    throw Error("as_completed::next(): woken with nothing ready");  // cannot happen: Any waited for one
+  }
+
+ private:
+  std::vector<Future<T>> remaining_;
+};
+
+// Runs `awaitable` as a task of its own that a cancellation of the awaiting
+// task does not reach: the awaiter gets TaskCancelled, the inner work goes on.
+template <class A>
+Task<detail::await_result_t<A>> shield(A awaitable) {
+  detail::TaskContext ctx = co_await detail::current_context{};
+  auto inner = detail::start_child(ctx, detail::as_task(std::move(awaitable)));
+  co_return co_await inner.future();
+}
+
+}  // namespace procpool
