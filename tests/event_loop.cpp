@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <fstream>
 
 #include "support/census.hpp"
@@ -266,4 +271,57 @@ TEST_CASE("EventLoop.ShieldKeepsTheInnerWorkGoing" * doctest::timeout(30)) {
   }());
   CHECK(outcome == "outer cancelled");
   CHECK(stage == 2);
+}
+
+namespace {
+Task<void> pool_owner(procpool::EventLoop& loop, int report_fd) {
+  procpool::ProcessPool pool({.workers = 2});
+  auto pids = pool.worker_pids();
+  (void)!write(report_fd, pids.data(), pids.size() * sizeof(pid_t));
+  co_await loop.run_in_executor(pool, tasks::sleep_ms, 60'000);
+}
+}  // namespace
+
+TEST_CASE("EventLoop.CtrlCCancelsTheMainTaskAndStopsThePool" * doctest::timeout(60)) {
+  // A child process runs a loop whose main task owns a pool busy for a
+  // minute; SIGINT must end it promptly, with KeyboardInterrupt, and leave
+  // no worker behind.
+  REQUIRE(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    close(fds[0]);
+    int code = 3;
+    try {
+      procpool::EventLoop loop;
+      loop.run_until_complete(pool_owner(loop, fds[1]));
+    } catch (const procpool::KeyboardInterrupt&) {
+      code = 0;
+    } catch (...) {
+      code = 4;
+    }
+    _exit(code);
+  }
+  close(fds[1]);
+  pid_t workers[2] = {0, 0};
+  REQUIRE(read(fds[0], workers, sizeof workers) == sizeof workers);
+  close(fds[0]);
+  std::this_thread::sleep_for(50ms);  // the task is now awaiting the minute-long call
+  auto sent = std::chrono::steady_clock::now();
+  ::kill(child, SIGINT);
+  int status = -1;
+  bool exited = census::eventually([&] { return waitpid(child, &status, WNOHANG) == child; }, 10s);
+  REQUIRE(exited);
+  CHECK(std::chrono::steady_clock::now() - sent < 5s);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  auto gone = [&] {
+    while (waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    return !census::process_exists(workers[0]) && !census::process_exists(workers[1]);
+  };
+  CHECK(census::eventually(gone));
+  prctl(PR_SET_CHILD_SUBREAPER, 0);
 }

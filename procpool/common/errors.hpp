@@ -42,6 +42,13 @@ class TaskCancelled : public Error {
   using Error::Error;
 };
 
+// The event loop's main task was cancelled by SIGINT (Ctrl-C), as Python's
+// asyncio.run raises KeyboardInterrupt.
+class KeyboardInterrupt : public TaskCancelled {
+ public:
+  using TaskCancelled::TaskCancelled;
+};
+
 // The pool was shut down (or destroyed) before the task finished.
 class PoolShutdown : public Error {
  public:

@@ -2,8 +2,46 @@
 #include <procpool/loop/event_loop.hpp>
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <csignal>
 
 namespace procpool {
+
+namespace detail {
+
+struct InterruptWatch::Impl {
+  Impl(boost::asio::io_context& io, std::shared_ptr<CancelScope> scope, int& count)
+      : io(io), signals(io, SIGINT), scope(std::move(scope)), count(count) {}
+  void arm() {
+    signals.async_wait([this](const boost::system::error_code& ec, int) {
+      if (ec) return;  // cancelled: this may be gone
+      if (++count == 1) {
+        scope->cancel();
+        arm();
+      } else {
+        io.stop();
+      }
+    });
+  }
+  boost::asio::io_context& io;
+  boost::asio::signal_set signals;
+  std::shared_ptr<CancelScope> scope;
+  int& count;
+};
+
+InterruptWatch::InterruptWatch(boost::asio::io_context& io, std::shared_ptr<CancelScope> scope)
+    : impl_(std::make_unique<Impl>(io, std::move(scope), count_)) {
+  impl_->arm();
+}
+
+InterruptWatch::~InterruptWatch() {
+  boost::system::error_code ignored;
+  impl_->signals.cancel(ignored);
+  impl_->signals.clear(ignored);
+}
+
+}  // namespace detail
 
 EventLoop::EventLoop() : anchor_(std::make_shared<detail::LoopAnchor>()) {
   anchor_->io = &io_;

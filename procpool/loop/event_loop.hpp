@@ -44,6 +44,20 @@ class RootTasks {
   std::unordered_map<void*, std::function<void()>> live_;
 };
 
+// While it lives, SIGINT cancels `scope` (the main task) the first time and
+// stops the loop the second time.
+class InterruptWatch {
+ public:
+  InterruptWatch(boost::asio::io_context& io, std::shared_ptr<CancelScope> scope);
+  ~InterruptWatch();
+  int count() const noexcept { return count_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int count_ = 0;
+};
+
 // The coroutine that drives a root task: eager once posted, self-destroying.
 struct Driver {
   struct promise_type : TaskContext {
@@ -109,6 +123,20 @@ class TaskHandle {
   std::shared_ptr<detail::LoopAnchor> anchor_;
 };
 
+// True if `f` is ready and failed with an E.
+template <class E, class T>
+bool dynamic_cast_error(const Future<T>& f) {
+  auto e = f.error_if_failed();
+  if (!e) return false;
+  try {
+    std::rethrow_exception(e);
+  } catch (const E&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
 class EventLoop {
  public:
   EventLoop();
@@ -122,6 +150,10 @@ class EventLoop {
   TaskHandle<T> create_task(Task<T> task);
 
   // Runs the loop until `task` finishes; returns its result or rethrows.
+  // Meanwhile SIGINT (Ctrl-C) cancels the task (it sees TaskCancelled at
+  // its await point, so a ProcessPool it owns shuts down as the stack
+  // unwinds) and this throws KeyboardInterrupt; a second SIGINT stops the
+  // loop at once.
   template <class T>
   T run_until_complete(Task<T> task);
   // Runs the loop until stop().
@@ -227,8 +259,11 @@ T EventLoop::run_until_complete(Task<T> task) {
   TaskHandle<T> handle = create_task(std::move(task));
   auto work = boost::asio::make_work_guard(io_);
   io_.restart();
+  detail::InterruptWatch interrupt(io_, handle.scope());
   while (!handle.done() && io_.run_one() > 0) {
   }
+  if (interrupt.count() > 0 && (!handle.done() || dynamic_cast_error<TaskCancelled>(handle.future())))
+    throw KeyboardInterrupt("interrupted by SIGINT (Ctrl-C): the main task was cancelled");
   if (!handle.done()) throw Error("run_until_complete: the loop was stopped before the task finished");
   return handle.future().get();
 }
