@@ -50,6 +50,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   size_t max_message_bytes() const noexcept { return options_.max_message_bytes; }
   size_t worker_count() const noexcept { return slots_.size(); }
   std::vector<pid_t> worker_pids();
+  boost::asio::io_context::executor_type executor() noexcept { return io_.get_executor(); }
 
  private:
   using Published = std::vector<std::shared_ptr<StateBase>>;

@@ -1,5 +1,12 @@
 // SPDX-License-Identifier: MIT
 #pragma once
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include <exception>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -51,6 +58,24 @@ class ProcessPool {
   template <class R, class... Args>
   Future<R> call(std::string_view name, Args&&... args);
 
+  // The Asio asynchronous form of submit: pool.async_call(fn, args..., token).
+  //
+  // Completion signature: void(std::exception_ptr, R), or
+  // void(std::exception_ptr) when R is void; the exception_ptr carries what
+  // get() would throw. Works with any completion token (a callback,
+  // use_future, use_awaitable, ...). The handler runs through its associated
+  // executor, by default the pool's own (get_executor()), never inline. An
+  // outstanding call keeps the handler's executor busy (a work guard), so
+  // the io_context running it does not return early. Per-operation
+  // cancellation slots need Boost 1.77; with Boost 1.74 there are none.
+  // Thread safety: as submit.
+  template <class Fn, class... ArgsAndToken>
+  auto async_call(Fn fn, ArgsAndToken&&... args_and_token);
+
+  using executor_type = boost::asio::io_context::executor_type;
+  // The pool's reactor: where handlers without an executor of their own run.
+  executor_type get_executor() const noexcept;
+
   // Stops accepting calls. wait = true: lets queued and running calls finish
   // first. wait = false: they fail with PoolShutdown. Then stops the workers
   // (Stop frame, SIGTERM, SIGKILL after shutdown_grace) and reaps them all.
@@ -64,6 +89,8 @@ class ProcessPool {
  private:
   template <class R, class Encode>
   Future<R> enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode);
+  template <class R, class... A, class Token, class... Args>
+  auto async_call_with(R (*fn)(A...), Token&& token, Args&&... args);
   void enqueue_frame(detail::ByteBuffer frame, uint32_t function_id, std::shared_ptr<detail::StateBase> state);
   size_t max_message_bytes() const noexcept;
 
@@ -146,6 +173,72 @@ Future<R> ProcessPool::call(std::string_view name, Args&&... args) {
     return Future<R>(std::move(state));
   }
   return enqueue<R>(id, *entry, [&](detail::OutputArchive& ar) { (ar(args), ...); });
+}
+
+namespace detail {
+template <class R>
+struct CallSignature {
+  using type = void(std::exception_ptr, R);
+};
+template <>
+struct CallSignature<void> {
+  using type = void(std::exception_ptr);
+};
+}  // namespace detail
+
+template <class Fn, class... ArgsAndToken>
+auto ProcessPool::async_call(Fn fn, ArgsAndToken&&... args_and_token) {
+  static_assert(sizeof...(ArgsAndToken) >= 1, "usage: pool.async_call(fn, args..., completion_token)");
+  constexpr size_t kArgs = sizeof...(ArgsAndToken) - 1;
+  auto all = std::forward_as_tuple(std::forward<ArgsAndToken>(args_and_token)...);
+  return [&]<size_t... I>(std::index_sequence<I...>) {
+    return async_call_with(fn, std::get<kArgs>(std::move(all)), std::get<I>(std::move(all))...);
+  }(std::make_index_sequence<kArgs>{});
+}
+
+template <class R, class... A, class Token, class... Args>
+auto ProcessPool::async_call_with(R (*fn)(A...), Token&& token, Args&&... args) {
+  static_assert(std::is_void_v<R> || std::is_default_constructible_v<R>,
+                "async_call needs a default-constructible result type (the error path passes R{})");
+  using Signature = typename detail::CallSignature<R>::type;
+  // The call is submitted when Asio initiates the operation (at once for a
+  // callback or use_future, when awaited for use_awaitable).
+  auto initiation = [this, fn](auto handler, auto&&... call_args) {
+    using Handler = decltype(handler);
+    Future<R> future = submit(fn, std::forward<decltype(call_args)>(call_args)...);
+    auto pool_executor = get_executor();
+    auto executor = boost::asio::get_associated_executor(handler, pool_executor);
+    // Shared: std::function (under Future::then) needs a copyable callable,
+    // and Asio handlers may be move-only.
+    auto shared = std::make_shared<Handler>(std::move(handler));
+    auto work = std::make_shared<boost::asio::executor_work_guard<decltype(executor)>>(executor);
+    future.then([shared, work](Future<R> done) {
+      std::exception_ptr error;
+      if constexpr (std::is_void_v<R>) {
+        try {
+          done.get();
+        } catch (...) {
+          error = std::current_exception();
+        }
+        boost::asio::post(work->get_executor(), [shared, work, error]() mutable {
+          (*shared)(error);
+          work->reset();
+        });
+      } else {
+        auto value = std::make_shared<R>();
+        try {
+          *value = done.get();
+        } catch (...) {
+          error = std::current_exception();
+        }
+        boost::asio::post(work->get_executor(), [shared, work, error, value]() mutable {
+          (*shared)(error, std::move(*value));
+          work->reset();
+        });
+      }
+    });
+  };
+  return boost::asio::async_initiate<Token, Signature>(std::move(initiation), token, std::forward<Args>(args)...);
 }
 
 }  // namespace procpool
