@@ -174,6 +174,31 @@ TaskHandle<T> start_child(const TaskContext& ctx, Task<T> task) {
   return start_task(ctx, std::move(task), std::make_shared<CancelScope>());
 }
 
+// The child tasks a combinator starts, and what it needs to wait for and
+// cancel them.
+class Children {
+ public:
+  explicit Children(TaskContext ctx) : ctx_(std::move(ctx)) {}
+  template <class A>
+  TaskHandle<await_result_t<A>> start(A awaitable) {
+    droppers_.push_back(dropper(awaitable));
+    auto handle = start_child(ctx_, as_task(std::move(awaitable)));
+    states_.push_back(handle.future().shared_state());
+    scopes_.push_back(handle.scope());
+    return handle;
+  }
+  WhenSettled settled(WhenSettled::Mode mode,
+                      std::optional<std::chrono::steady_clock::duration> timeout = std::nullopt) {
+    return WhenSettled(std::move(states_), mode, std::move(scopes_), std::move(droppers_), timeout);
+  }
+
+ private:
+  TaskContext ctx_;
+  std::vector<std::shared_ptr<StateBase>> states_;
+  std::vector<std::shared_ptr<CancelScope>> scopes_;
+  std::vector<std::function<void()>> droppers_;
+};
+
 template <class T>
 stored_t<T> take_value(TaskHandle<T>& h) {
   if constexpr (std::is_void_v<T>) {
@@ -198,14 +223,9 @@ Result<T> take_result(TaskHandle<T>& h) {
   }
 }
 
-// Rethrows the first error among the settled children (in settling order
-// as far as the loop saw it: the first failed one found).
-template <class Handles>
-[[noreturn]] void rethrow_first_error(Handles& handles, WhenSettled& wait) {
-  std::exception_ptr first;
-  std::apply([&](auto&... h) { ((first = first ? first : h.future().error_if_failed()), ...); }, handles);
-  wait.cancel_children();  // they stop at their next await point, later
-  std::rethrow_exception(first);
+template <class Handle>
+void note_first_error(std::exception_ptr& first, Handle& h) {
+  if (!first) first = h.future().error_if_failed();
 }
 
 }  // namespace detail
@@ -214,55 +234,46 @@ template <class Handles>
 // exception propagates and the other children are cancelled.
 template <class... A>
 Task<std::tuple<detail::stored_t<detail::await_result_t<A>>...>> gather(A... awaitables) {
-  detail::TaskContext ctx = co_await detail::current_context{};
-  std::vector<std::function<void()>> droppers{detail::dropper(awaitables)...};
-  auto handles = std::make_tuple(detail::start_child(ctx, detail::as_task(std::move(awaitables)))...);
-  std::vector<std::shared_ptr<detail::StateBase>> states;
-  std::vector<std::shared_ptr<detail::CancelScope>> scopes;
-  std::apply([&](auto&... h) { ((states.push_back(h.future().shared_state()), scopes.push_back(h.scope())), ...); },
-             handles);
-  detail::WhenSettled wait(std::move(states), detail::WhenSettled::Mode::FirstError, std::move(scopes),
-                           std::move(droppers));
-  if (co_await wait == detail::WhenSettled::Outcome::Failed) detail::rethrow_first_error(handles, wait);
+  detail::Children children(co_await detail::current_context{});
+  std::tuple handles{children.start(std::move(awaitables))...};  // braces: started left to right
+  auto wait = children.settled(detail::WhenSettled::Mode::FirstError);
+  if (co_await wait == detail::WhenSettled::Outcome::Failed) {
+    std::exception_ptr first;
+    std::apply([&](auto&... h) { (detail::note_first_error(first, h), ...); }, handles);
+    wait.cancel_children();  // they stop at their next await point
+    std::rethrow_exception(first);
+  }
   co_return std::apply([](auto&... h) { return std::make_tuple(detail::take_value(h)...); }, handles);
 }
 
 // Runs the awaitables concurrently; gives each one's Result, in order.
 template <class... A>
 Task<std::tuple<Result<detail::await_result_t<A>>...>> gather(ReturnExceptions, A... awaitables) {
-  detail::TaskContext ctx = co_await detail::current_context{};
-  std::vector<std::function<void()>> droppers{detail::dropper(awaitables)...};
-  auto handles = std::make_tuple(detail::start_child(ctx, detail::as_task(std::move(awaitables)))...);
-  std::vector<std::shared_ptr<detail::StateBase>> states;
-  std::vector<std::shared_ptr<detail::CancelScope>> scopes;
-  std::apply([&](auto&... h) { ((states.push_back(h.future().shared_state()), scopes.push_back(h.scope())), ...); },
-             handles);
-  co_await detail::WhenSettled(std::move(states), detail::WhenSettled::Mode::All, std::move(scopes),
-                               std::move(droppers));
+  detail::Children children(co_await detail::current_context{});
+  std::tuple handles{children.start(std::move(awaitables))...};
+  co_await children.settled(detail::WhenSettled::Mode::All);
   co_return std::apply([](auto&... h) { return std::make_tuple(detail::take_result(h)...); }, handles);
 }
+
+namespace detail {
+template <class Range, class T = await_result_t<typename std::decay_t<Range>::value_type>>
+std::vector<TaskHandle<T>> start_all(Children& children, Range& awaitables) {
+  std::vector<TaskHandle<T>> handles;
+  for (auto& a : awaitables) handles.push_back(children.start(std::move(a)));
+  return handles;
+}
+}  // namespace detail
 
 // A range of awaitables of one type (e.g. std::vector<Future<long>>):
 // results in order; the first exception propagates, the rest are cancelled.
 template <class Range, class T = detail::await_result_t<typename std::decay_t<Range>::value_type>>
 Task<std::vector<detail::stored_t<T>>> gather(Range awaitables) {
-  detail::TaskContext ctx = co_await detail::current_context{};
-  std::vector<TaskHandle<T>> handles;
-  std::vector<std::shared_ptr<detail::StateBase>> states;
-  std::vector<std::shared_ptr<detail::CancelScope>> scopes;
-  std::vector<std::function<void()>> droppers;
-  for (auto& a : awaitables) {
-    droppers.push_back(detail::dropper(a));
-    handles.push_back(detail::start_child(ctx, detail::as_task(std::move(a))));
-    states.push_back(handles.back().future().shared_state());
-    scopes.push_back(handles.back().scope());
-  }
-  detail::WhenSettled wait(std::move(states), detail::WhenSettled::Mode::FirstError, std::move(scopes),
-                           std::move(droppers));
+  detail::Children children(co_await detail::current_context{});
+  auto handles = detail::start_all(children, awaitables);
+  auto wait = children.settled(detail::WhenSettled::Mode::FirstError);
   if (co_await wait == detail::WhenSettled::Outcome::Failed) {
     std::exception_ptr first;
-    for (auto& h : handles)
-      if (!first) first = h.future().error_if_failed();
+    for (auto& h : handles) detail::note_first_error(first, h);
     wait.cancel_children();
     std::rethrow_exception(first);
   }
@@ -275,19 +286,9 @@ Task<std::vector<detail::stored_t<T>>> gather(Range awaitables) {
 // The same, giving each one's Result.
 template <class Range, class T = detail::await_result_t<typename std::decay_t<Range>::value_type>>
 Task<std::vector<Result<T>>> gather(ReturnExceptions, Range awaitables) {
-  detail::TaskContext ctx = co_await detail::current_context{};
-  std::vector<TaskHandle<T>> handles;
-  std::vector<std::shared_ptr<detail::StateBase>> states;
-  std::vector<std::shared_ptr<detail::CancelScope>> scopes;
-  std::vector<std::function<void()>> droppers;
-  for (auto& a : awaitables) {
-    droppers.push_back(detail::dropper(a));
-    handles.push_back(detail::start_child(ctx, detail::as_task(std::move(a))));
-    states.push_back(handles.back().future().shared_state());
-    scopes.push_back(handles.back().scope());
-  }
-  co_await detail::WhenSettled(std::move(states), detail::WhenSettled::Mode::All, std::move(scopes),
-                               std::move(droppers));
+  detail::Children children(co_await detail::current_context{});
+  auto handles = detail::start_all(children, awaitables);
+  co_await children.settled(detail::WhenSettled::Mode::All);
   std::vector<Result<T>> out;
   out.reserve(handles.size());
   for (auto& h : handles) out.push_back(detail::take_result(h));
@@ -299,12 +300,10 @@ Task<std::vector<Result<T>>> gather(ReturnExceptions, Range awaitables) {
 // its result is dropped. One still queued in the pool is dropped.)
 template <class A, class Rep, class Period>
 Task<detail::await_result_t<A>> wait_for(A awaitable, std::chrono::duration<Rep, Period> timeout) {
-  using T = detail::await_result_t<A>;
-  detail::TaskContext ctx = co_await detail::current_context{};
-  auto drop = detail::dropper(awaitable);
-  TaskHandle<T> child = detail::start_child(ctx, detail::as_task(std::move(awaitable)));
-  detail::WhenSettled wait({child.future().shared_state()}, detail::WhenSettled::Mode::All, {child.scope()}, {drop},
-                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
+  detail::Children children(co_await detail::current_context{});
+  auto child = children.start(std::move(awaitable));
+  auto wait = children.settled(detail::WhenSettled::Mode::All,
+                               std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
   if (co_await wait == detail::WhenSettled::Outcome::TimedOut) {
     wait.cancel_children();
     throw TaskTimeout("wait_for: no result within " +
