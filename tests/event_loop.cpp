@@ -195,16 +195,21 @@ TEST_CASE("EventLoop.CallSoonCallLaterAndTime" * doctest::timeout(30)) {
 }
 
 TEST_CASE("EventLoop.DestroyingTheLoopFailsUnfinishedTasks" * doctest::timeout(30)) {
-  procpool::Future<void> orphan;
   std::atomic<int> stage{0};
+  std::optional<procpool::TaskHandle<void>> orphan;  // outlives the loop
+  std::optional<procpool::EventLoop::TimerHandle> timer;
   {
     procpool::EventLoop loop;
-    auto handle = loop.create_task(sleeper(stage));
-    orphan = handle.future();
+    orphan.emplace(loop.create_task(sleeper(stage)));
+    timer.emplace(loop.call_later(10s, [] {}));
     loop.run_until_complete([]() -> Task<void> { co_await procpool::sleep(5ms); }());
   }
   CHECK(stage == 1);
-  CHECK_THROWS_AS(orphan.get(), procpool::TaskCancelled);
+  CHECK_THROWS_AS(orphan->future().get(), procpool::TaskCancelled);
+  orphan->cancel();  // harmless once the loop is gone
+  timer->cancel();
+  orphan.reset();
+  timer.reset();
 }
 
 TEST_CASE("EventLoop.WaitFirstCompletedSplitsDoneAndPending" * doctest::timeout(30)) {

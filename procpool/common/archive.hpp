@@ -120,6 +120,7 @@ class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmpt
     if (n > remaining())
       throw DecodeError("truncated data: needed " + std::to_string(n) + " bytes, " + std::to_string(remaining()) +
                         " left");
+    if (n == 0) return;  // data may be null (an empty container's)
     std::memcpy(data, pos_, n);
     pos_ += n;
   }

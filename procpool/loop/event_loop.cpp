@@ -55,9 +55,8 @@ EventLoop::~EventLoop() {
     std::lock_guard lock(anchor_->mutex);
     anchor_->io = nullptr;  // from now on, posts from other threads are dropped
   }
-  // Handlers still queued hold references to task frames: drop them first,
-  // then destroy the frames of the tasks that never finished.
-  io_.stop();
+  // Destroy the frames of the tasks that never finished (failing their
+  // handles); the handlers still queued are destroyed, unrun, with io_.
   roots_.abandon_all();
 }
 

@@ -166,11 +166,14 @@ class EventLoop {
   // Runs fn on the loop's thread after `delay`; the handle cancels it.
   class TimerHandle {
    public:
-    explicit TimerHandle(std::shared_ptr<boost::asio::steady_timer> timer) : timer_(std::move(timer)) {}
-    void cancel() { timer_->cancel(); }
+    explicit TimerHandle(std::weak_ptr<boost::asio::steady_timer> timer) : timer_(std::move(timer)) {}
+    // Does nothing once the callback ran, or the loop is gone.
+    void cancel() {
+      if (auto t = timer_.lock()) t->cancel();
+    }
 
    private:
-    std::shared_ptr<boost::asio::steady_timer> timer_;
+    std::weak_ptr<boost::asio::steady_timer> timer_;  // owned by the pending wait
   };
   TimerHandle call_later(std::chrono::steady_clock::duration delay, std::function<void()> fn);
   // Seconds on the loop's monotonic clock.
@@ -224,7 +227,8 @@ TaskHandle<T> start_task(const TaskContext& loop, Task<T> task, std::shared_ptr<
   promise.scope = scope;
   void* frame = driver.handle.address();
   RootTasks* roots = loop.roots;
-  roots->add(frame, [h = driver.handle, state] {
+  roots->add(frame, [h = driver.handle, state, scope] {
+    scope->interrupt = nullptr;  // it may hold on to the dying loop's objects
     if (state->try_claim()) {
       state->set_error(std::make_exception_ptr(TaskCancelled("the event loop was destroyed before the task finished")));
       state->publish();
@@ -279,7 +283,11 @@ class sleep {
     if (scope_ && scope_->cancelled) return false;
     auto timer = std::make_shared<boost::asio::steady_timer>(*h.promise().io, delay_);
     auto once = std::make_shared<detail::ResumeOnce>(h.promise().anchor, h);
-    if (scope_) scope_->interrupt = [timer] { timer->cancel(); };  // its handler resumes
+    // Weak: the scope may outlive the loop (a TaskHandle kept after it), and
+    // a timer must not outlive its io_context. The pending wait owns it.
+    if (scope_) scope_->interrupt = [weak = std::weak_ptr(timer)] {
+      if (auto t = weak.lock()) t->cancel();  // its handler resumes the task
+    };
     timer->async_wait([once, timer](const boost::system::error_code&) { once->resume_here(); });
     return true;
   }
