@@ -127,6 +127,17 @@ double await_each_throughput(procpool::EventLoop& loop, procpool::ProcessPool& p
   return n / loop.run_until_complete(await_each(loop, pool, n));
 }
 
+// 2d. (Diagnostic) How long the loop stays busy after gather returned: the
+// time one empty task then takes to run on it (handlers gather left queued
+// run first).
+procpool::Task<void> nothing() { co_return; }
+
+double loop_backlog_ms(procpool::EventLoop& loop) {
+  auto t0 = Clock::now();
+  loop.run_until_complete(nothing());
+  return micros(Clock::now() - t0) / 1e3;
+}
+
 procpool::Task<void> awaited_warmup(procpool::EventLoop& loop, procpool::ProcessPool& pool, int n) {
   for (int i = 0; i < n; ++i) co_await loop.run_in_executor(pool, noop);
 }
@@ -174,6 +185,7 @@ int main(int argc, char** argv) {
   Figure raw{"2a. raw submit all + get()", "tasks/s", {}, 0, false, 0};
   Figure gath{"2b. submit all + co_await gather", "tasks/s", {}, 0, false, 0};
   Figure share{"2.  gather / raw", "%", {}, 100 * kGatherShare, false, 0};
+  Figure backlog{"2d. loop busy after gather returned", "ms", {}, 0, true, 0};
   Figure each{"2c. submit all + co_await each (diag)", "tasks/s", {}, 0, false, 0};
 
   std::printf("procpool loop bench: %d round(s)%s; %d round trips and %d throughput tasks per round, each way; "
@@ -200,34 +212,47 @@ int main(int argc, char** argv) {
       await99.rounds.push_back(a.p99);
       diff.rounds.push_back(a.p50 - b.p50);
 
-      double rt = 0, gt = 0;
+      double rt = 0, gt = 0, bl = 0;
       if (blocking_first) {
         rt = raw_throughput(pool, c.throughput_tasks);
         gt = gather_throughput(loop, pool, c.throughput_tasks);
+        bl = loop_backlog_ms(loop);
       } else {
         gt = gather_throughput(loop, pool, c.throughput_tasks);
+        bl = loop_backlog_ms(loop);
         rt = raw_throughput(pool, c.throughput_tasks);
       }
+      backlog.rounds.push_back(bl);
       raw.rounds.push_back(rt);
       gath.rounds.push_back(gt);
       share.rounds.push_back(100 * gt / rt);
       each.rounds.push_back(await_each_throughput(loop, pool, c.throughput_tasks));
       std::fprintf(stderr, "round %d/%d: blocking p50 %.2f us, awaited p50 %.2f us, raw %.0f tasks/s, gather %.0f "
-                   "tasks/s\n",
-                   r + 1, c.rounds, b.p50, a.p50, rt, gt);
+                   "tasks/s, loop busy %.0f ms after gather\n",
+                   r + 1, c.rounds, b.p50, a.p50, rt, gt, bl);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
     return 1;
   }
 
-  bench::print_table({block50, block99, await50, await99, diff, raw, gath, share, each}, c.rounds);
+  bench::print_table({block50, block99, await50, await99, diff, raw, gath, share, backlog, each}, c.rounds);
   bool latency_ok = diff.med() <= kLatencyBudgetUs;
   bool gather_ok = share.med() >= 100 * kGatherShare;
   std::printf("awaited call costs %+.2f us over the blocking one (median of per-round p50 differences; target "
               "<= %.0f us): %s\n",
-              diff.med(), kLatencyBudgetUs, latency_ok ? "ok" : "MISS");
+              diff.med(), kLatencyBudgetUs,
+              block50.med() > 10 ? "INCONCLUSIVE (the blocking reference is above its own 10 us target)"
+                                 : latency_ok ? "ok" : "MISS");
   std::printf("gather reaches %.1f%% of raw throughput (median of per-round ratios; target >= %.0f%%): %s\n",
               share.med(), 100 * kGatherShare, gather_ok ? "ok" : "MISS");
+  // On a small machine (2 CPUs: 2 spinning workers, the waiting thread and
+  // the pool's reactor) the blocking reference can settle into a slow mode
+  // for a whole process (~100 us instead of ~1 us): then the difference
+  // above compares against that, so say so.
+  if (block50.max() > 10 * block50.min())
+    std::printf("WARNING: the blocking p50 varied %.2f - %.2f us across rounds (bimodal scheduling); compare within "
+                "a round (stderr) rather than the medians\n",
+                block50.min(), block50.max());
   return 0;
 }

@@ -330,3 +330,33 @@ TEST_CASE("EventLoop.CtrlCCancelsTheMainTaskAndStopsThePool" * doctest::timeout(
   CHECK(census::eventually(gone));
   prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
+
+TEST_CASE("EventLoop.ShieldedPoolCallIsNotDropped" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1, .max_tasks_per_worker = 1});
+  procpool::EventLoop loop;
+  auto busy = pool.submit(tasks::sleep_ms, 100);
+  auto queued = pool.submit(tasks::add, 2, 3);  // still in the pool's queue
+  auto outer = loop.create_task(procpool::shield(queued));
+  loop.run_until_complete([&]() -> Task<void> {
+    co_await procpool::sleep(std::chrono::milliseconds(5));
+    outer.cancel();
+    try {
+      co_await outer;
+    } catch (const procpool::TaskCancelled&) {
+    }
+  }());
+  CHECK(queued.get() == 5);  // the shielded call still ran
+  CHECK(busy.get() == 100);
+}
+
+TEST_CASE("EventLoop.GatherOfTwentyThousandFutures" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 2});
+  procpool::EventLoop loop;
+  std::vector<procpool::Future<int>> fs;
+  for (int i = 0; i < 20'000; ++i) fs.push_back(pool.submit(tasks::identity, i));
+  auto all = loop.run_until_complete(procpool::gather(std::move(fs)));
+  CHECK(all.size() == 20'000);
+  long long wrong = 0;
+  for (int i = 0; i < 20'000; ++i) wrong += all[static_cast<size_t>(i)] != i;
+  CHECK(wrong == 0);
+}

@@ -65,12 +65,16 @@ using await_result_t = typename AwaitResult<std::decay_t<A>>::type;
 template <class T>
 using stored_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
+template <class A>
+inline constexpr bool is_future_v = false;
+template <class T>
+inline constexpr bool is_future_v<Future<T>> = true;
+
 // A pool call behind a Future can be dropped at once, before its child task
 // is next resumed (which may be after the loop stopped running).
 template <class A>
 std::function<void()> dropper(const A& awaitable) {
-  if constexpr (requires { typename std::decay_t<A>::value_type; } &&
-                std::is_same_v<std::decay_t<A>, Future<typename std::decay_t<A>::value_type>>)
+  if constexpr (is_future_v<std::decay_t<A>>)
     return [f = awaitable]() mutable { f.cancel(); };
   else
     return {};
@@ -111,9 +115,10 @@ class WhenSettled {
     // the condition met resumes. (The lambdas own what they use: they may
     // run after this awaiter is gone.)
     for (auto& s : watch_->states)
-      s->on_ready([once, watch = watch_, anchor = h.promise().anchor] {
-        anchor->post([once, watch] {
-          if (watch->satisfied()) once->resume_here();
+      s->on_ready([once, watch = watch_, anchor = h.promise().anchor, failed_state = s.get()] {
+        bool failed = failed_state->failed();
+        anchor->post([once, watch, failed] {
+          if (watch->note_settled(failed)) once->resume_here();
         });
       });
     if (timeout_) {
@@ -148,6 +153,16 @@ class WhenSettled {
   struct Watch {
     std::vector<std::shared_ptr<StateBase>> states;
     Mode mode;
+    size_t settled = 0;  // counted on the loop's thread, one per state
+    bool any_failed = false;
+    // O(1) per settlement: a gather of 100,000 futures must not rescan them
+    // all each time one settles.
+    bool note_settled(bool failed) {
+      ++settled;
+      any_failed |= failed;
+      return mode == Mode::Any || settled == states.size() || (mode == Mode::FirstError && any_failed);
+    }
+    // A full scan: only before suspending and once after resuming.
     std::optional<Outcome> satisfied() const {
       size_t ready = 0;
       for (auto& s : states) {
@@ -174,18 +189,32 @@ TaskHandle<T> start_child(const TaskContext& ctx, Task<T> task) {
   return start_task(ctx, std::move(task), std::make_shared<CancelScope>());
 }
 
+template <class T>
+struct FutureChild {
+  Future<T> f;
+  Future<T>& future() noexcept { return f; }
+};
+
 // The child tasks a combinator starts, and what it needs to wait for and
 // cancel them.
 class Children {
  public:
   explicit Children(TaskContext ctx) : ctx_(std::move(ctx)) {}
+  // A Future is watched as it is (a pool call needs no task around it); any
+  // other awaitable runs as a child task. Either way the result is reached
+  // through .future().
   template <class A>
-  TaskHandle<await_result_t<A>> start(A awaitable) {
+  auto start(A awaitable) {
     droppers_.push_back(dropper(awaitable));
-    auto handle = start_child(ctx_, as_task(std::move(awaitable)));
-    states_.push_back(handle.future().shared_state());
-    scopes_.push_back(handle.scope());
-    return handle;
+    if constexpr (is_future_v<A>) {
+      states_.push_back(awaitable.shared_state());
+      return FutureChild<await_result_t<A>>{std::move(awaitable)};
+    } else {
+      auto handle = start_child(ctx_, as_task(std::move(awaitable)));
+      states_.push_back(handle.future().shared_state());
+      scopes_.push_back(handle.scope());
+      return handle;
+    }
   }
   WhenSettled settled(WhenSettled::Mode mode,
                       std::optional<std::chrono::steady_clock::duration> timeout = std::nullopt) {
@@ -199,8 +228,8 @@ class Children {
   std::vector<std::function<void()>> droppers_;
 };
 
-template <class T>
-stored_t<T> take_value(TaskHandle<T>& h) {
+template <class H, class T = typename std::decay_t<decltype(std::declval<H&>().future())>::value_type>
+stored_t<T> take_value(H& h) {
   if constexpr (std::is_void_v<T>) {
     h.future().get();
     return {};
@@ -209,8 +238,8 @@ stored_t<T> take_value(TaskHandle<T>& h) {
   }
 }
 
-template <class T>
-Result<T> take_result(TaskHandle<T>& h) {
+template <class H, class T = typename std::decay_t<decltype(std::declval<H&>().future())>::value_type>
+Result<T> take_result(H& h) {
   try {
     if constexpr (std::is_void_v<T>) {
       h.future().get();
@@ -256,9 +285,10 @@ Task<std::tuple<Result<detail::await_result_t<A>>...>> gather(ReturnExceptions, 
 }
 
 namespace detail {
-template <class Range, class T = await_result_t<typename std::decay_t<Range>::value_type>>
-std::vector<TaskHandle<T>> start_all(Children& children, Range& awaitables) {
-  std::vector<TaskHandle<T>> handles;
+template <class Range>
+auto start_all(Children& children, Range& awaitables) {
+  std::vector<decltype(children.start(std::move(*awaitables.begin())))> handles;
+  handles.reserve(awaitables.size());
   for (auto& a : awaitables) handles.push_back(children.start(std::move(a)));
   return handles;
 }

@@ -67,8 +67,9 @@ class as_completed {
 // task does not reach: the awaiter gets TaskCancelled, the inner work goes on.
 template <class A>
 Task<detail::await_result_t<A>> shield(A awaitable) {
-  detail::Children children(co_await detail::current_context{});
-  auto inner = children.start(std::move(awaitable));
+  // Always a task of its own, even for a Future: awaiting the Future itself
+  // would drop its pool call when we are cancelled.
+  auto inner = detail::start_child(co_await detail::current_context{}, detail::as_task(std::move(awaitable)));
   co_return co_await inner.future();  // our cancellation stops here, not in `inner`
 }
 
