@@ -60,10 +60,33 @@ EventLoop::~EventLoop() {
   roots_.abandon_all();
 }
 
+bool EventLoop::run_one() {
+  if (io_.poll_one() > 0) return true;
+  if (io_.stopped()) return false;
+  if (!anchor_->awaited.empty()) {
+    // Like a thread blocked in Future::get(): a response that arrives within
+    // the pool's host_spin costs no wake-up of this thread.
+    std::vector<std::shared_ptr<detail::Poller>> pools;
+    std::chrono::nanoseconds budget{0};
+    for (auto& [weak, count] : anchor_->awaited)
+      if (auto p = weak.lock()) {
+        budget = std::max(budget, p->poll_budget(0));
+        pools.push_back(std::move(p));
+      }
+    auto until = std::chrono::steady_clock::now() + budget;
+    while (std::chrono::steady_clock::now() < until) {
+      for (auto& p : pools) p->poll_responses();
+      if (io_.poll_one() > 0) return true;
+    }
+  }
+  return io_.run_one() > 0;
+}
+
 void EventLoop::run_forever() {
   auto work = boost::asio::make_work_guard(io_);
   io_.restart();
-  io_.run();
+  while (run_one()) {
+  }
 }
 
 void EventLoop::stop() { io_.stop(); }

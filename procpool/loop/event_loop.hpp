@@ -206,6 +206,10 @@ class EventLoop {
   boost::asio::io_context& context() noexcept { return io_; }
 
  private:
+  // Runs one handler; false when the loop was stopped. While tasks await
+  // pool calls, first polls those pools' response rings for a moment.
+  bool run_one();
+
   boost::asio::io_context io_;
   std::shared_ptr<detail::LoopAnchor> anchor_;
   detail::RootTasks roots_;
@@ -264,7 +268,7 @@ T EventLoop::run_until_complete(Task<T> task) {
   auto work = boost::asio::make_work_guard(io_);
   io_.restart();
   detail::InterruptWatch interrupt(io_, handle.scope());
-  while (!handle.done() && io_.run_one() > 0) {
+  while (!handle.done() && run_one()) {
   }
   if (interrupt.count() > 0 && (!handle.done() || dynamic_cast_error<TaskCancelled>(handle.future())))
     throw KeyboardInterrupt("interrupted by SIGINT (Ctrl-C): the main task was cancelled");

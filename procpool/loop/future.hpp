@@ -65,13 +65,15 @@ class Future {
   // pool's own thread. Returns get().
   auto operator co_await() {
     state();
-    return Awaiter{*this, nullptr};
+    return Awaiter{*this, nullptr, nullptr, nullptr};
   }
 
  private:
   struct Awaiter {
     Future future;
     std::shared_ptr<detail::CancelScope> scope;
+    std::shared_ptr<detail::Poller> poller;  // the pool, polled by the loop meanwhile
+    std::shared_ptr<detail::LoopAnchor> anchor;
     bool await_ready() const { return future.ready(); }
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) {
@@ -80,13 +82,19 @@ class Future {
         if (scope && scope->cancelled) return false;
         auto once = std::make_shared<detail::ResumeOnce>(h.promise().anchor, h);
         if (scope) scope->interrupt = [once] { detail::ResumeOnce::post(once); };
-        future.state_->on_ready([once] { detail::ResumeOnce::post(once); });
+        // Straight from the settling thread to the loop: no stop on the pool's.
+        future.state_->on_ready_anywhere([once] { detail::ResumeOnce::post(once); });
+        if ((poller = future.state_->poller())) {
+          anchor = h.promise().anchor;
+          anchor->await_begin(poller);
+        }
       } else {
         future.state_->on_ready([h] { h.resume(); });
       }
       return true;
     }
     T await_resume() {
+      if (poller) anchor->await_end(poller);
       if (scope) {
         scope->interrupt = nullptr;
         if (scope->cancelled) {

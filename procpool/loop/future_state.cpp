@@ -26,15 +26,17 @@ bool StateBase::try_claim() noexcept {
 }
 
 void StateBase::publish() {
-  Callbacks callbacks;
+  Callbacks callbacks, anywhere;
   {
     // Under the mutex so that on_ready() either sees kReady or has its
     // callback in the list we take here: never both, never neither.
     std::lock_guard lock(callbacks_mutex_);
     status_.store(kReady, std::memory_order_release);
     callbacks.swap(callbacks_);
+    anywhere.swap(anywhere_callbacks_);
   }
   ready_cv_.notify_all();
+  run_each(anywhere);
   if (callbacks.empty()) return;
   // Whichever thread settled the state (perhaps one polling in get()),
   // callbacks run on the pool's thread, as documented.
@@ -59,6 +61,17 @@ bool StateBase::settle_error(std::exception_ptr error) {
   set_error(std::move(error));
   publish();
   return true;
+}
+
+void StateBase::on_ready_anywhere(std::function<void()> callback) {
+  {
+    std::lock_guard lock(callbacks_mutex_);
+    if (status_.load(std::memory_order_acquire) != kReady) {
+      anywhere_callbacks_.push_back(std::move(callback));
+      return;
+    }
+  }
+  callback();
 }
 
 void StateBase::on_ready(std::function<void()> callback) {

@@ -65,6 +65,11 @@ class StateBase {
   // Runs `callback` once when ready: at once on this thread if it already
   // is, else on the thread that publishes.
   void on_ready(std::function<void()> callback);
+  // The same for a callback that is safe on any thread and quick (it only
+  // posts somewhere): it runs on the thread that settles the state, saving
+  // the hop to the pool's thread.
+  void on_ready_anywhere(std::function<void()> callback);
+  std::shared_ptr<Poller> poller() const noexcept { return poller_.lock(); }
   void set_poller(std::weak_ptr<Poller> poller, size_t request_bytes) noexcept {
     poller_ = std::move(poller);
     request_bytes_ = request_bytes;
@@ -99,6 +104,7 @@ class StateBase {
   std::mutex callbacks_mutex_;  // guards callbacks_ and the kReady transition
   std::condition_variable ready_cv_;
   Callbacks callbacks_;
+  Callbacks anywhere_callbacks_;
   std::weak_ptr<Poller> poller_;
   size_t request_bytes_ = 0;
 };

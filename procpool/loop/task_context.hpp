@@ -10,10 +10,14 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <utility>
+#include <vector>
 #include <type_traits>
 #include <utility>
 
 namespace procpool::detail {
+
+class Poller;
 
 // One per task created on a loop (create_task, run_until_complete, each
 // child of gather); shared by the coroutines it awaits inline. Only touched
@@ -35,6 +39,25 @@ struct CancelScope {
 struct LoopAnchor {
   std::mutex mutex;
   boost::asio::io_context* io = nullptr;
+  // Pools whose calls tasks of this loop are suspended on (loop thread
+  // only): while there are any, the loop polls their response rings for a
+  // moment before it sleeps, as a thread blocked in Future::get() does.
+  std::vector<std::pair<std::weak_ptr<Poller>, int>> awaited;
+  void await_begin(const std::shared_ptr<Poller>& p) {
+    for (auto& [w, n] : awaited)
+      if (w.lock() == p) {
+        ++n;
+        return;
+      }
+    awaited.emplace_back(p, 1);
+  }
+  void await_end(const std::shared_ptr<Poller>& p) {
+    for (size_t i = 0; i < awaited.size(); ++i)
+      if (awaited[i].first.lock() == p && --awaited[i].second == 0) {
+        awaited.erase(awaited.begin() + static_cast<std::ptrdiff_t>(i));
+        return;
+      }
+  }
   template <class F>
   void post(F&& f) {
     std::lock_guard lock(mutex);
