@@ -360,3 +360,24 @@ TEST_CASE("EventLoop.GatherOfTwentyThousandFutures" * doctest::timeout(60)) {
   for (int i = 0; i < 20'000; ++i) wrong += all[static_cast<size_t>(i)] != i;
   CHECK(wrong == 0);
 }
+
+TEST_CASE("EventLoop.CallSoonFromManyThreadsRunsEveryCallbackOnTheLoop" * doctest::timeout(30)) {
+  procpool::EventLoop loop;
+  constexpr int kThreads = 8, kEach = 1000;
+  int count = 0;  // only touched on the loop thread
+  bool all_on_loop = true;
+  auto loop_thread = std::this_thread::get_id();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < kEach; ++i)
+        loop.call_soon([&] {
+          all_on_loop &= std::this_thread::get_id() == loop_thread;
+          if (++count == kThreads * kEach) loop.stop();
+        });
+    });
+  loop.run_forever();
+  for (auto& t : threads) t.join();
+  CHECK(count == kThreads * kEach);
+  CHECK(all_on_loop);
+}

@@ -9,7 +9,8 @@
 //
 // The loop runs on the thread that calls run_until_complete / run_forever;
 // every task and callback runs there. call_soon, stop and TaskHandle::cancel
-// are safe from any thread.
+// are safe from any thread; create_task and the rest belong to the loop's
+// thread (or to the thread about to run it), as in asyncio.
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
