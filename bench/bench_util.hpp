@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -88,6 +90,33 @@ inline void print_table(const std::vector<Figure>& figures, int rounds) {
   }
   std::printf("(median of %d round%s; spread = min-max over rounds; MB = 10^6 bytes, GB = 10^9)\n", rounds,
               rounds == 1 ? "" : "s");
+}
+
+// The options every benchmark takes: --rounds N, --quick, --help. Returns
+// an exit code when the program should end now (help printed, bad option).
+inline std::optional<int> parse_options(int argc, char** argv, int& rounds, bool& quick) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--quick") {
+      quick = true;
+    } else if (arg == "--rounds") {
+      rounds = i + 1 < argc ? std::atoi(argv[++i]) : 0;
+      if (rounds < 1) {
+        std::fprintf(stderr, "%s: --rounds needs a positive number\n", argv[0]);
+        return 2;
+      }
+    } else if (arg == "-h" || arg == "--help") {
+      std::printf("Usage: %s [--rounds N] [--quick]\n"
+                  "  --rounds N  rounds per figure (default 5); each figure is the median over rounds\n"
+                  "  --quick     one tiny round of everything (a smoke test of a few seconds)\n",
+                  argv[0]);
+      return 0;
+    } else {
+      std::fprintf(stderr, "%s: unknown option '%s' (try --help)\n", argv[0], arg.c_str());
+      return 2;
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace bench

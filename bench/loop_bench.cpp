@@ -142,37 +142,13 @@ procpool::Task<void> awaited_warmup(procpool::EventLoop& loop, procpool::Process
   for (int i = 0; i < n; ++i) co_await loop.run_in_executor(pool, noop);
 }
 
-void usage(const char* prog) {
-  std::printf("Usage: %s [--rounds N] [--quick]\n"
-              "  --rounds N  rounds per figure (default 5); each figure is the median over rounds\n"
-              "  --quick     one tiny round of everything (a smoke test of a few seconds)\n",
-              prog);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   Config c;
   bool quick = false;
   int rounds = -1;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--quick") {
-      quick = true;
-    } else if (arg == "--rounds") {
-      rounds = i + 1 < argc ? std::atoi(argv[++i]) : 0;
-      if (rounds < 1) {
-        std::fprintf(stderr, "%s: --rounds needs a positive number\n", argv[0]);
-        return 2;
-      }
-    } else if (arg == "-h" || arg == "--help") {
-      usage(argv[0]);
-      return 0;
-    } else {
-      std::fprintf(stderr, "%s: unknown option '%s' (try --help)\n", argv[0], arg.c_str());
-      return 2;
-    }
-  }
+  if (auto exit_code = bench::parse_options(argc, argv, rounds, quick)) return *exit_code;
   if (quick) c = Config{1, 100, 500, 5000};
   if (rounds > 0) c.rounds = rounds;
 

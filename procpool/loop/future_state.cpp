@@ -63,27 +63,20 @@ bool StateBase::settle_error(std::exception_ptr error) {
   return true;
 }
 
-void StateBase::on_ready_anywhere(std::function<void()> callback) {
+void StateBase::add_callback(Callbacks& list, std::function<void()> callback) {
   {
     std::lock_guard lock(callbacks_mutex_);
     if (status_.load(std::memory_order_acquire) != kReady) {
-      anywhere_callbacks_.push_back(std::move(callback));
+      list.push_back(std::move(callback));
       return;
     }
   }
   callback();
 }
 
-void StateBase::on_ready(std::function<void()> callback) {
-  {
-    std::lock_guard lock(callbacks_mutex_);
-    if (status_.load(std::memory_order_acquire) != kReady) {
-      callbacks_.push_back(std::move(callback));
-      return;
-    }
-  }
-  callback();
-}
+void StateBase::on_ready_anywhere(std::function<void()> callback) { add_callback(anywhere_callbacks_, std::move(callback)); }
+
+void StateBase::on_ready(std::function<void()> callback) { add_callback(callbacks_, std::move(callback)); }
 
 void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline) {
   auto poller = poller_.lock();

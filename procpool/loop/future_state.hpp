@@ -98,6 +98,8 @@ class StateBase {
  private:
   static constexpr uint32_t kPending = 0, kClaimed = 1, kReady = 2;
   void poll_for_a_while(std::chrono::steady_clock::time_point deadline);
+  // Appends to `list`, or runs the callback now if the state is ready.
+  void add_callback(Callbacks& list, std::function<void()> callback);
 
   std::atomic<uint32_t> status_{kPending};
   std::exception_ptr error_;
