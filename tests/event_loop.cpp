@@ -166,6 +166,7 @@ TEST_CASE("EventLoop.WaitForTimesOutAndDropsAQueuedCall" * doctest::timeout(30))
   CHECK(busy.get() == 300);
   CHECK(pool.submit(tasks::add, 1, 1).get() == 2);
   CHECK_FALSE(std::ifstream(path).good());  // never ran
+  std::remove(path.c_str());
 }
 
 TEST_CASE("EventLoop.WaitForOnARunningCallTimesOut" * doctest::timeout(30)) {
