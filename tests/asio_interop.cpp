@@ -13,6 +13,7 @@
 
 #include <future>
 
+#include "support/census.hpp"
 #include "support/task_functions.hpp"
 
 namespace asio = boost::asio;
@@ -82,4 +83,74 @@ TEST_CASE("AsioInterop.UseAwaitableInAUsersCoroutine" * doctest::timeout(30)) {
   io.run();
   CHECK(sum == 10);
   CHECK(caught);
+}
+
+namespace {
+// An io_context run by a thread of the test, as a user's application would.
+struct UserContext {
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+  std::thread thread{[this] { io.run(); }};
+  ~UserContext() {
+    work.reset();
+    io.stop();
+    thread.join();
+  }
+};
+}  // namespace
+
+TEST_CASE("AsioInterop.PoolRunsItsReactorOnAUsersIoContext" * doctest::timeout(60)) {
+  census::Snapshot before;
+  {
+    UserContext user;
+    procpool::ProcessPool pool({.workers = 2, .io_context = &user.io});
+    CHECK(pool.submit(tasks::add, 1, 2).get() == 3);
+    std::promise<std::thread::id> callback_thread;
+    pool.submit(tasks::sleep_ms, 20).then([&](procpool::Future<double>) {
+      callback_thread.set_value(std::this_thread::get_id());
+    });
+    CHECK(callback_thread.get_future().get() == user.thread.get_id());
+    // Crashes are noticed and workers replaced by the user's thread.
+    CHECK_THROWS_AS(pool.submit(tasks::crash, std::string("segv")).get(), procpool::WorkerCrashed);
+    std::vector<procpool::Future<int>> fs;
+    for (int i = 0; i < 1000; ++i) fs.push_back(pool.submit(tasks::identity, i));
+    long long wrong = 0;
+    for (int i = 0; i < 1000; ++i) wrong += fs[static_cast<size_t>(i)].get() != i;
+    CHECK(wrong == 0);
+    CHECK(census::eventually([&] { return pool.worker_pids().size() == 2; }));
+    // async_call's default executor is that io_context too.
+    std::future<int> f = pool.async_call(tasks::add, 20, 22, asio::use_future);
+    CHECK(f.get() == 42);
+  }
+  CHECK(census::leaks_since(before) == "");
+}
+
+TEST_CASE("AsioInterop.PoolOnAUsersIoContextShutsDownWithCallsPending" * doctest::timeout(60)) {
+  census::Snapshot before;
+  {
+    UserContext user;
+    procpool::Future<double> pending;
+    {
+      procpool::ProcessPool pool({.workers = 1, .io_context = &user.io});
+      pending = pool.submit(tasks::sleep_ms, 5000);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the worker has it
+    }
+    CHECK_THROWS_AS(pending.get(), procpool::PoolShutdown);
+  }
+  CHECK(census::leaks_since(before) == "");
+}
+
+TEST_CASE("AsioInterop.PoolOnAUsersIoContextCanBeDestroyedInItsCallback" * doctest::timeout(60)) {
+  census::Snapshot before;
+  {
+    UserContext user;
+    auto pool = std::make_unique<procpool::ProcessPool>(procpool::PoolOptions{.workers = 1, .io_context = &user.io});
+    std::promise<void> destroyed;
+    pool->submit(tasks::add, 1, 1).then([&](procpool::Future<int>) {
+      pool.reset();
+      destroyed.set_value();
+    });
+    destroyed.get_future().get();
+  }
+  CHECK(census::eventually([&] { return census::leaks_since(before).empty(); }));
 }

@@ -20,7 +20,11 @@
 
 namespace procpool::detail {
 
-PoolCore::PoolCore(PoolOptions options) : options_(options), work_(io_.get_executor()) {
+PoolCore::PoolCore(PoolOptions options)
+    : options_(options),
+      own_io_(options.io_context ? nullptr : std::make_unique<boost::asio::io_context>()),
+      io_(options.io_context ? *options.io_context : *own_io_) {
+  if (own_io_) work_.emplace(io_.get_executor());
   if (options_.workers == 0) options_.workers = std::max(1u, std::thread::hardware_concurrency());
   options_.ring_bytes = std::bit_ceil(std::max<size_t>(options_.ring_bytes, 4096));
   options_.max_tasks_per_worker = std::max<size_t>(options_.max_tasks_per_worker, 1);
@@ -42,6 +46,21 @@ void PoolCore::start() {
   }
   FunctionRegistry::instance().pool_started();
   counted_in_registry_ = true;
+  if (!own_io_) {
+    // The user's io_context: fork the first workers from this thread.
+    try {
+      {
+        std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+        for (auto& slot : slots_) spawn(*slot);
+        accepting_ = true;
+      }
+      for (auto& slot : slots_) arm_doorbell(*slot);
+    } catch (...) {
+      shutdown(false);
+      throw;
+    }
+    return;
+  }
   reactor_ = std::thread([this] {
     // A handler that throws must not take the host down with it: report it
     // and keep the reactor going (Asio allows run() again after a throw).
@@ -100,17 +119,32 @@ const char* PoolCore::function_name(uint32_t id) const {
 
 // ---- the doorbell: the reactor's wake-up for responses and freed space ----
 
+bool PoolCore::on_own_thread() const noexcept {
+  return own_io_ ? std::this_thread::get_id() == reactor_id_ : io_.get_executor().running_in_this_thread();
+}
+
 void PoolCore::arm_doorbell(WorkerSlot& slot) {
+  // Under the drain lock, so that shutdown (which closes the doorbells under
+  // it, after setting stopping_) cannot close one while it is being armed.
+  std::lock_guard drain(drain_mutex_);
+  if (stopping_ || !slot.doorbell) return;
+  // Handlers hold the core only weakly: on a user's io_context they may run
+  // after the pool is gone (cancelled), and while one runs it keeps the core.
   slot.doorbell->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                            [this, &slot](const boost::system::error_code& ec) {
-                              if (!ec) on_doorbell(slot);
+                            [weak = weak_from_this(), &slot](const boost::system::error_code& ec) {
+                              auto self = weak.lock();
+                              if (!ec && self) self->on_doorbell(slot);
                             });
 }
 
 void PoolCore::on_doorbell(WorkerSlot& rung) {
-  uint64_t count;
-  ssize_t r = ::read(rung.doorbell->native_handle(), &count, sizeof count);
-  (void)r;
+  {
+    std::lock_guard drain(drain_mutex_);
+    if (stopping_ || !rung.doorbell) return;
+    uint64_t count;
+    ssize_t r = ::read(rung.doorbell->native_handle(), &count, sizeof count);
+    (void)r;
+  }
   do {
     Published out;
     {

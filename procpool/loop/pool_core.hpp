@@ -20,6 +20,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <deque>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -43,7 +44,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void shutdown(bool wait);
 
   void poll_responses() override;
-  bool on_own_thread() const noexcept override { return std::this_thread::get_id() == reactor_id_; }
+  bool on_own_thread() const noexcept override;
   void run_callbacks(Callbacks callbacks) override;
   bool cancel(StateBase& state) override;
   std::chrono::nanoseconds poll_budget(size_t request_bytes) const noexcept override;
@@ -91,8 +92,9 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
 
   PoolOptions options_;
   WorkerConfig worker_config_{};
-  boost::asio::io_context io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::unique_ptr<boost::asio::io_context> own_io_;  // null with PoolOptions::io_context
+  boost::asio::io_context& io_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::thread reactor_;
   std::thread::id reactor_id_;
   // Set when the pool is shut down from its own thread: keeps the core alive

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
+#include <boost/asio/io_context.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <thread>
@@ -28,6 +30,15 @@ struct PoolOptions {
   std::chrono::milliseconds shutdown_grace{2000};
   // Close every inherited file descriptor in workers except 0, 1 and 2.
   bool close_fds = true;
+  // Run the pool's reactor (doorbells, worker deaths, callbacks) on this
+  // io_context instead of a thread of the pool's own. Someone must run it:
+  // results are drained by waiting threads, but callbacks, co_await
+  // resumptions and worker replacement happen only while it runs. It must
+  // outlive the pool. The first workers are forked by the thread that
+  // constructs the pool, replacements by a thread running the context; a
+  // worker dies with the thread that forked it (PR_SET_PDEATHSIG), so these
+  // threads should live as long as the pool.
+  boost::asio::io_context* io_context = nullptr;
 };
 
 }  // namespace procpool

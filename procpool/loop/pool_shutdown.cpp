@@ -36,6 +36,12 @@ void PoolCore::shutdown(bool wait) {
     std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
     stopping_ = true;
   }
+  if (!own_io_) {
+    // The user's io_context goes on running: our handlers find stopping_
+    // set, and the descriptors closed below cancel the waits still pending.
+    finish_shutdown();
+    return;
+  }
   work_.reset();
   io_.stop();
   if (own_thread) {
@@ -67,7 +73,9 @@ void PoolCore::run_callbacks(Callbacks callbacks) {
     std::lock_guard lock(callbacks_mutex_);
     if (!reactor_gone_) {
       queued_callbacks_.push_back(std::move(callbacks));
-      boost::asio::post(io_, [this] { run_queued_callbacks(); });
+      boost::asio::post(io_, [weak = weak_from_this()] {
+        if (auto self = weak.lock()) self->run_queued_callbacks();
+      });
       return;
     }
   }

@@ -37,8 +37,9 @@ void PoolCore::spawn(WorkerSlot& slot) {
 
 void PoolCore::watch_death(WorkerSlot& slot) {
   slot.pidfd->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                         [this, &slot](const boost::system::error_code& ec) {
-                           if (!ec) on_death(slot);
+                         [weak = weak_from_this(), &slot](const boost::system::error_code& ec) {
+                           auto self = weak.lock();
+                           if (!ec && self) self->on_death(slot);
                          });
 }
 
@@ -47,6 +48,7 @@ void PoolCore::on_death(WorkerSlot& slot) {
   std::exception_ptr cannot_start;
   {
     std::lock_guard drain(drain_mutex_);
+    if (stopping_ || !slot.alive) return;  // shutdown reaps it
     int sig = 0, code = -1;
     reap(slot.pidfd->native_handle(), sig, code);
     if (sig == 0 && code == -1) sig = slot.segment->control().crash_signal.load(std::memory_order_relaxed);
@@ -127,13 +129,14 @@ void PoolCore::respawn_locked(WorkerSlot& slot, Published& out) {
   // fork fails for passing reasons (EAGAIN, ENOMEM): try again, backing off.
   auto delay = std::chrono::milliseconds(std::min(1000, 50 << std::min(slot.fork_failures++, 5u)));
   slot.retry = std::make_unique<boost::asio::steady_timer>(io_, delay);
-  slot.retry->async_wait([this, &slot](const boost::system::error_code& ec) {
-    if (ec) return;
+  slot.retry->async_wait([weak = weak_from_this(), &slot](const boost::system::error_code& ec) {
+    auto self = weak.lock();
+    if (ec || !self) return;
     Published later;
     {
-      std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
-      if (stopping_ || slot.alive) return;
-      respawn_locked(slot, later);
+      std::scoped_lock lock(self->drain_mutex_, self->dispatch_mutex_);
+      if (self->stopping_ || slot.alive) return;
+      self->respawn_locked(slot, later);
     }
     publish(later);
   });
