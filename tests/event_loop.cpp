@@ -382,3 +382,27 @@ TEST_CASE("EventLoop.CallSoonFromManyThreadsRunsEveryCallbackOnTheLoop" * doctes
   CHECK(count == kThreads * kEach);
   CHECK(all_on_loop);
 }
+
+TEST_CASE("EventLoop.WaitForDropsACallAlreadyInTheWorkersRing" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});  // calls go to the worker's ring at once
+  procpool::EventLoop loop;
+  std::string path = "/tmp/procpool-test-withdrawn-" + std::to_string(getpid());
+  std::remove(path.c_str());
+  auto busy = pool.submit(tasks::sleep_ms, 200);
+  auto queued = pool.submit(tasks::record_run, path, 7);  // behind it, in the ring
+  auto after = pool.submit(tasks::add, 2, 2);             // after it, still runs
+  CHECK_THROWS_AS(loop.run_until_complete(procpool::wait_for(queued, 30ms)), procpool::TaskTimeout);
+  CHECK_THROWS_WITH_AS(queued.get(), "the call was cancelled before it started", procpool::TaskCancelled);
+  CHECK(busy.get() == 200);
+  CHECK(after.get() == 4);
+  CHECK_FALSE(std::ifstream(path).good());  // skipped by the worker: never ran
+  std::remove(path.c_str());
+}
+
+TEST_CASE("EventLoop.CancellingARunningCallLetsItFinish" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  auto running = pool.submit(tasks::sleep_ms, 100);
+  std::this_thread::sleep_for(20ms);  // the worker has started it
+  CHECK_FALSE(running.cancel());
+  CHECK(running.get() == 100);  // too late to withdraw: it ran to its end
+}

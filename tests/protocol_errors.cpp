@@ -45,6 +45,9 @@ TEST_CASE("ProtocolErrors.UnknownFrameKindKillsTheWorker" * doctest::timeout(60)
 TEST_CASE("ProtocolErrors.AnswerToAnotherTaskKillsTheWorker" * doctest::timeout(60)) {
   garbage_fails_only_that_task("wrong_task", "but it was running task");
 }
+TEST_CASE("ProtocolErrors.SkippingACallNobodyWithdrewKillsTheWorker" * doctest::timeout(60)) {
+  garbage_fails_only_that_task("unasked_skip", "a Skipped answer to a call the host never withdrew");
+}
 TEST_CASE("ProtocolErrors.HugeLengthKillsTheWorker" * doctest::timeout(60)) {
   garbage_fails_only_that_task("huge_length", "over max_message_bytes");
 }

@@ -10,6 +10,7 @@
 //   worker -> host (response ring)
 //     Value      payload: cereal result (empty for void)
 //     Exception  payload: an ExceptionRecord (exception_codec.hpp)
+//     Skipped    no payload: the call was withdrawn (CancelList) before it ran
 //
 // The host checks every header from a worker before using it: the magic,
 // a response kind, task_id equal to the oldest task in flight on that
@@ -20,7 +21,7 @@ namespace procpool::detail {
 
 using TaskId = uint64_t;
 
-enum class FrameKind : uint32_t { Call = 1, Stop = 2, Value = 3, Exception = 4 };
+enum class FrameKind : uint32_t { Call = 1, Stop = 2, Value = 3, Exception = 4, Skipped = 5 };
 
 struct FrameHeader {
   uint32_t magic;
@@ -33,7 +34,8 @@ static_assert(sizeof(FrameHeader) == 24 && alignof(FrameHeader) == 8);
 inline constexpr uint32_t kFrameMagic = 0x50504631;  // "PPF1"
 
 inline bool is_response(uint32_t kind) noexcept {
-  return kind == static_cast<uint32_t>(FrameKind::Value) || kind == static_cast<uint32_t>(FrameKind::Exception);
+  return kind == static_cast<uint32_t>(FrameKind::Value) || kind == static_cast<uint32_t>(FrameKind::Exception) ||
+         kind == static_cast<uint32_t>(FrameKind::Skipped);
 }
 
 }  // namespace procpool::detail

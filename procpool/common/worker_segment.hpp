@@ -44,8 +44,22 @@ struct ControlBlock {
   char setup_error[256];
 };
 
+inline constexpr uint32_t kCancelSlots = 32;
+
+// Calls the host withdrew after handing them to this worker (host writes,
+// worker reads). The host stores a task id in slot (count % kCancelSlots),
+// then count (release); before starting a call the worker looks for its id
+// among the last kCancelSlots entries (acquire on count). A withdrawal that
+// arrives after the worker's look is too late: the call runs. One older than
+// the last kCancelSlots is forgotten: the call runs. Both are safe outcomes.
+struct CancelList {
+  alignas(kCacheLine) std::atomic<uint32_t> count{0};
+  std::atomic<TaskId> ids[kCancelSlots];
+};
+
 struct SegmentHeader {
   ControlBlock control;
+  CancelList cancelled;
   RingHeader request;
   RingHeader response;
 };

@@ -233,10 +233,24 @@ bool PoolCore::cancel(StateBase& state) {
   std::shared_ptr<StateBase> dropped;
   {
     std::lock_guard dispatch(dispatch_mutex_);
-    // Only calls still in the pool's own queue can be taken back: one in a
-    // worker's ring may already be running.
     auto it = std::find_if(pending_.begin(), pending_.end(), [&](const TaskRecord& t) { return t.state.get() == &state; });
-    if (it == pending_.end()) return false;
+    if (it == pending_.end()) {
+      // Already handed to a worker: put it on that worker's CancelList. If
+      // the worker has not started it, it answers Skipped and the future
+      // fails with TaskCancelled; if it has, the call runs to its end.
+      for (auto& slot : slots_) {
+        if (!slot->alive) continue;
+        for (auto& task : slot->assigned)
+          if (task.state.get() == &state && !task.withdrawn) {
+            task.withdrawn = true;
+            CancelList& list = slot->segment->header().cancelled;
+            uint32_t n = list.count.load(std::memory_order_relaxed);
+            list.ids[n % kCancelSlots].store(task.id, std::memory_order_relaxed);
+            list.count.store(n + 1, std::memory_order_release);
+          }
+      }
+      return false;
+    }
     dropped = std::move(it->state);
     pending_.erase(it);
   }

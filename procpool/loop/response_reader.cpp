@@ -90,28 +90,39 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
 void PoolCore::take_response(WorkerSlot& slot, const FrameHeader& header, const std::byte* payload, Published& out) {
   std::shared_ptr<StateBase> state;
   uint32_t function_id;
+  bool withdrawn;
   {
     std::lock_guard dispatch(dispatch_mutex_);
     state = slot.assigned.front().state;
     function_id = slot.assigned.front().function_id;
+    withdrawn = slot.assigned.front().withdrawn;
   }
   std::string malformed;
+  std::exception_ptr outcome;
+  bool skipped = header.kind == static_cast<uint32_t>(FrameKind::Skipped);
+  if (skipped) {
+    if (!withdrawn || header.length != 0) malformed = "a Skipped answer to a call the host never withdrew";
+    else outcome = std::make_exception_ptr(TaskCancelled("the call was cancelled before it started"));
+  }
   if (state->try_claim()) {
-    try {
-      InputArchive in(payload, static_cast<size_t>(header.length));
-      if (header.kind == static_cast<uint32_t>(FrameKind::Value)) {
-        state->load_value(in);
-        if (in.remaining() != 0) malformed = std::to_string(in.remaining()) + " stray bytes after the result";
-      } else {
-        state->set_error(decode_exception(in));  // may leave fields it could not load unread
+    if (!skipped) {
+      try {
+        InputArchive in(payload, static_cast<size_t>(header.length));
+        if (header.kind == static_cast<uint32_t>(FrameKind::Value)) {
+          state->load_value(in);
+          if (in.remaining() != 0) malformed = std::to_string(in.remaining()) + " stray bytes after the result";
+        } else {
+          outcome = decode_exception(in);  // may leave fields it could not load unread
+        }
+      } catch (const std::exception& e) {
+        malformed = std::string("a result that does not decode (") + e.what() + ")";
+      } catch (...) {
+        malformed = "a result whose loading threw a non-standard exception";
       }
-    } catch (const std::exception& e) {
-      malformed = std::string("a result that does not decode (") + e.what() + ")";
-    } catch (...) {
-      malformed = "a result whose loading threw a non-standard exception";
     }
     if (!malformed.empty())
-      state->set_error(std::make_exception_ptr(ProtocolError(slot.pid, function_name(function_id), "it wrote " + malformed)));
+      outcome = std::make_exception_ptr(ProtocolError(slot.pid, function_name(function_id), "it wrote " + malformed));
+    if (outcome) state->set_error(outcome);
     out.push_back(std::move(state));
   }
   {

@@ -22,7 +22,8 @@ inline void cpu_relax() noexcept { __builtin_ia32_pause(); }
 class WorkerLoop {
  public:
   WorkerLoop(WorkerSegment& segment, const WorkerConfig& config)
-      : control_(segment.control()), requests_(segment.request_ring()), responses_(segment.response_ring()),
+      : control_(segment.control()), cancelled_(segment.header().cancelled), requests_(segment.request_ring()),
+        responses_(segment.response_ring()),
         config_(config) {}
 
   [[noreturn]] void run() {
@@ -57,7 +58,7 @@ class WorkerLoop {
 
     ResponseWriter writer(responses_, spill_);
     writer.begin();
-    FrameKind kind = run_call(payload, length, writer);
+    FrameKind kind = withdrawn(call.task_id) ? FrameKind::Skipped : run_call(payload, length, writer);
     if (in_place) release_request(length);
 
     ResponseWriter::Rest rest = writer.finish(kind, call.task_id);
@@ -66,6 +67,13 @@ class WorkerLoop {
     // Keep ring-sized buffers for the next call; give back a huge one.
     if (spill_.size() > requests_.capacity()) spill_ = ByteBuffer();
     if (request_.size() > requests_.capacity()) request_ = ByteBuffer();
+  }
+
+  bool withdrawn(TaskId task) const noexcept {
+    uint32_t count = cancelled_.count.load(std::memory_order_acquire);
+    for (uint32_t i = count > kCancelSlots ? count - kCancelSlots : 0; i < count; ++i)
+      if (cancelled_.ids[i % kCancelSlots].load(std::memory_order_relaxed) == task) return true;
+    return false;
   }
 
   FrameKind run_call(const std::byte* payload, size_t length, ResponseWriter& writer) {
@@ -170,6 +178,7 @@ class WorkerLoop {
   void ring_doorbell() noexcept { ring_host_doorbell(); }
 
   ControlBlock& control_;
+  const CancelList& cancelled_;
   ByteRing requests_;
   ByteRing responses_;
   WorkerConfig config_;

@@ -108,6 +108,7 @@ int misbehave(std::string how) {
   FrameHeader h{kFrameMagic, static_cast<uint32_t>(FrameKind::Value), seg->control().running_task.load(), 0};
   if (how == "bad_magic") h.magic = 0xdeadbeef;
   if (how == "bad_kind") h.kind = 99;
+  if (how == "unasked_skip") h.kind = static_cast<uint32_t>(FrameKind::Skipped);
   if (how == "wrong_task") h.task_id += 1000;
   if (how == "huge_length") h.length = uint64_t{1} << 62;
   if (how == "partial_header_then_die") {
