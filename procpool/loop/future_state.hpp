@@ -52,6 +52,8 @@ class StateBase {
   virtual ~StateBase();
 
   bool ready() const noexcept { return status_.load(std::memory_order_acquire) == kReady; }
+  // Someone has begun to settle it (it may not be ready yet).
+  bool claimed() const noexcept { return status_.load(std::memory_order_acquire) != kPending; }
   bool try_claim() noexcept;
   // After a successful try_claim().
   void set_error(std::exception_ptr error) noexcept { error_ = std::move(error); }
@@ -85,6 +87,15 @@ class StateBase {
   void rethrow_if_error() const {
     if (error_) std::rethrow_exception(error_);
   }
+
+  // Where the pool holds the call behind this state, so that cancel() finds
+  // it in O(1). Guarded by the pool's dispatch mutex; meaningless elsewhere.
+  struct PoolPlace {
+    uint64_t task_id = 0;
+    int slot = -1;           // -1: in the pool's own queue; else the worker slot
+    bool withdrawn = false;  // put on that worker's CancelList
+  };
+  PoolPlace place;
 
   // Shared states alive in this process (tests check it returns to zero).
   static long live_count() noexcept;

@@ -225,36 +225,32 @@ void PoolCore::submit(ByteBuffer frame, uint32_t function_id, std::shared_ptr<St
                      frame.size() - sizeof(FrameHeader)};
   std::memcpy(frame.data(), &header, sizeof header);
   state->set_poller(weak_from_this(), frame.size());
+  state->place = StateBase::PoolPlace{header.task_id, -1, false};
   pending_.push_back(TaskRecord{header.task_id, function_id, std::move(state), std::move(frame)});
   dispatch_locked();
 }
 
 bool PoolCore::cancel(StateBase& state) {
-  std::shared_ptr<StateBase> dropped;
   {
     std::lock_guard dispatch(dispatch_mutex_);
-    auto it = std::find_if(pending_.begin(), pending_.end(), [&](const TaskRecord& t) { return t.state.get() == &state; });
-    if (it == pending_.end()) {
+    if (state.place.task_id == 0) return false;  // not one of ours
+    if (state.place.slot >= 0) {
       // Already handed to a worker: put it on that worker's CancelList. If
       // the worker has not started it, it answers Skipped and the future
       // fails with TaskCancelled; if it has, the call runs to its end.
-      for (auto& slot : slots_) {
-        if (!slot->alive) continue;
-        for (auto& task : slot->assigned)
-          if (task.state.get() == &state && !task.withdrawn) {
-            task.withdrawn = true;
-            CancelList& list = slot->segment->header().cancelled;
-            uint32_t n = list.count.load(std::memory_order_relaxed);
-            list.ids[n % kCancelSlots].store(task.id, std::memory_order_relaxed);
-            list.count.store(n + 1, std::memory_order_release);
-          }
+      WorkerSlot& slot = *slots_[static_cast<size_t>(state.place.slot)];
+      if (slot.alive && !state.place.withdrawn) {
+        state.place.withdrawn = true;
+        CancelList& list = slot.segment->header().cancelled;
+        uint32_t n = list.count.load(std::memory_order_relaxed);
+        list.ids[n % kCancelSlots].store(state.place.task_id, std::memory_order_relaxed);
+        list.count.store(n + 1, std::memory_order_release);
       }
       return false;
     }
-    dropped = std::move(it->state);
-    pending_.erase(it);
   }
-  return dropped->settle_error(std::make_exception_ptr(TaskCancelled("the call was cancelled before it started")));
+  // Still in the pool's own queue: settle it now; dispatch drops the record.
+  return state.settle_error(std::make_exception_ptr(TaskCancelled("the call was cancelled before it started")));
 }
 
 void PoolCore::dispatch_locked() {
@@ -266,8 +262,11 @@ void PoolCore::dispatch_locked() {
           (!best || slot->assigned.size() < best->assigned.size()))
         best = slot.get();
     if (!best) break;
-    best->assigned.push_back(std::move(pending_.front()));
+    TaskRecord task = std::move(pending_.front());
     pending_.pop_front();
+    if (task.state->claimed()) continue;  // cancelled while it waited here
+    task.state->place.slot = static_cast<int>(best->index);
+    best->assigned.push_back(std::move(task));
   }
   for (auto& slot : slots_)
     if (usable(*slot) && slot->sent < slot->assigned.size()) pump_locked(*slot);

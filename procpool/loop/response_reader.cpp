@@ -95,7 +95,7 @@ void PoolCore::take_response(WorkerSlot& slot, const FrameHeader& header, const 
     std::lock_guard dispatch(dispatch_mutex_);
     state = slot.assigned.front().state;
     function_id = slot.assigned.front().function_id;
-    withdrawn = slot.assigned.front().withdrawn;
+    withdrawn = slot.assigned.front().state->place.withdrawn;
   }
   std::string malformed;
   std::exception_ptr outcome;

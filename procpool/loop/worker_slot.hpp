@@ -21,7 +21,6 @@ struct TaskRecord {
   std::shared_ptr<StateBase> state;
   ByteBuffer frame;  // FrameHeader + payload, kept until answered so an
                      // unstarted call can be re-sent after a crash
-  bool withdrawn = false;  // on the worker's CancelList: Skipped is a valid answer
 };
 
 struct WorkerSlot {

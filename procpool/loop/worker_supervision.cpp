@@ -80,6 +80,7 @@ void PoolCore::on_death(WorkerSlot& slot) {
     }
     // The rest never started: back to the head of the queue, in order.
     while (!slot.assigned.empty()) {
+      slot.assigned.back().state->place.slot = -1;
       pending_.push_front(std::move(slot.assigned.back()));
       slot.assigned.pop_back();
     }
