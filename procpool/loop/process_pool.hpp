@@ -212,6 +212,9 @@ auto ProcessPool::async_call_with(R (*fn)(A...), Token&& token, Args&&... args) 
     // and Asio handlers may be move-only.
     auto shared = std::make_shared<Handler>(std::move(handler));
     auto work = std::make_shared<boost::asio::executor_work_guard<decltype(executor)>>(executor);
+    // The work guard is released by this thread after its post() returns
+    // (the queued handler then keeps the context busy), never by the
+    // handler: the context may be destroyed as soon as the handler ran.
     future.then([shared, work](Future<R> done) {
       std::exception_ptr error;
       if constexpr (std::is_void_v<R>) {
@@ -220,10 +223,7 @@ auto ProcessPool::async_call_with(R (*fn)(A...), Token&& token, Args&&... args) 
         } catch (...) {
           error = std::current_exception();
         }
-        boost::asio::post(work->get_executor(), [shared, work, error]() mutable {
-          (*shared)(error);
-          work->reset();
-        });
+        boost::asio::post(work->get_executor(), [shared, error]() mutable { (*shared)(error); });
       } else {
         auto value = std::make_shared<R>();
         try {
@@ -231,11 +231,10 @@ auto ProcessPool::async_call_with(R (*fn)(A...), Token&& token, Args&&... args) 
         } catch (...) {
           error = std::current_exception();
         }
-        boost::asio::post(work->get_executor(), [shared, work, error, value]() mutable {
-          (*shared)(error, std::move(*value));
-          work->reset();
-        });
+        boost::asio::post(work->get_executor(),
+                          [shared, error, value]() mutable { (*shared)(error, std::move(*value)); });
       }
+      work->reset();
     });
   };
   return boost::asio::async_initiate<Token, Signature>(std::move(initiation), token, std::forward<Args>(args)...);
