@@ -323,12 +323,7 @@ TEST_CASE("EventLoop.CtrlCCancelsTheMainTaskAndStopsThePool" * doctest::timeout(
   CHECK(std::chrono::steady_clock::now() - sent < 5s);
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
-  auto gone = [&] {
-    while (waitpid(-1, nullptr, WNOHANG) > 0) {
-    }
-    return !census::process_exists(workers[0]) && !census::process_exists(workers[1]);
-  };
-  CHECK(census::eventually(gone));
+  CHECK(census::eventually([&] { return census::orphans_gone({workers[0], workers[1]}); }));
   prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
 

@@ -70,12 +70,7 @@ TEST_CASE("Lifecycle.WorkersDieWithTheHost" * doctest::timeout(60)) {
   close(fds[0]);
   ::kill(host, SIGKILL);
   waitpid(host, nullptr, 0);
-  auto gone = [&] {
-    while (waitpid(-1, nullptr, WNOHANG) > 0) {
-    }
-    return !census::process_exists(workers[0]) && !census::process_exists(workers[1]);
-  };
-  CHECK(census::eventually(gone));
+  CHECK(census::eventually([&] { return census::orphans_gone({workers[0], workers[1]}); }));
   prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
 

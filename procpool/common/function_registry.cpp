@@ -54,8 +54,6 @@ const FunctionEntry* FunctionRegistry::find(std::string_view name, uint32_t* id)
   return &entries_[it->second];
 }
 
-const FunctionEntry* FunctionRegistry::find(std::string_view name) const { return find(name, nullptr); }
-
 const FunctionEntry* FunctionRegistry::find(ErasedFn fn, uint32_t* id) const {
   auto it = by_fn_.find(fn);
   if (it == by_fn_.end()) return nullptr;

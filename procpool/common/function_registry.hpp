@@ -42,7 +42,6 @@ class FunctionRegistry {
 
   // Lookups take no lock: entries are only added while no pool runs, and a
   // pool's start (a thread launch) orders those writes before its reads.
-  const FunctionEntry* find(std::string_view name) const;
   const FunctionEntry* find(ErasedFn fn, uint32_t* id) const;
   const FunctionEntry* find(std::string_view name, uint32_t* id) const;
   const FunctionEntry* at(uint32_t id) const noexcept { return id < entries_.size() ? &entries_[id] : nullptr; }

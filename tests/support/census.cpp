@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -62,6 +63,14 @@ std::vector<pid_t> children() {
 }
 
 bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+
+bool orphans_gone(const std::vector<pid_t>& pids) {
+  while (waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+  for (pid_t p : pids)
+    if (process_exists(p)) return false;
+  return true;
+}
 
 Snapshot::Snapshot() : fds(open_fds()), shm(shm_names()), kids(children()) {}
 

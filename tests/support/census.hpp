@@ -16,6 +16,9 @@ std::set<std::string> shm_names();
 // Children of this process, zombies included.
 std::vector<pid_t> children();
 bool process_exists(pid_t pid);  // false once it is gone and reaped
+// For a subreaper (PR_SET_CHILD_SUBREAPER): reaps the orphans that came to
+// it, then says whether all of `pids` are gone.
+bool orphans_gone(const std::vector<pid_t>& pids);
 // Waits until `pred` holds or `timeout` passes; returns pred().
 template <class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
