@@ -2,8 +2,17 @@
 # SPDX-License-Identifier: MIT
 # Installs the Debian 12 packages procpool needs to build and test, only
 # those missing (idempotent). Run as root, or with sudo available.
+#   tools/install-deps.sh           build and test
+#   tools/install-deps.sh --bench   also what the benchmark suite compares
+#                                   against and plots with: Python 3 with
+#                                   loky (python3-joblib), and gnuplot
 set -euo pipefail
 packages=(g++ cmake make libboost-dev libcereal-dev doctest-dev)
+case "${1:-}" in
+  "") ;;
+  --bench) packages+=(python3 python3-joblib gnuplot-nox) ;;
+  *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

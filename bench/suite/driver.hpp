@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Runs every system's measuring program once per round, in interleaved
+// rounds (the order rotates each round so that no system always runs first
+// or last on a machine whose load drifts), and collects what they print.
+#include <map>
+#include <string>
+#include <vector>
+
+#include "protocol.hpp"
+
+namespace bench {
+
+struct SuiteOptions {
+  int rounds = 3;
+  bool quick = false;
+  std::string self;           // this executable, which measures procpool and the floor
+  std::string python;         // interpreter; "" = none found
+  std::string python_script;  // bench/python/executor_bench.py
+  std::string raw_dir;        // raw samples and plot data
+};
+
+struct SuiteResults {
+  std::vector<Record> records;
+  std::vector<Note> notes;
+  std::map<std::string, std::string> skipped;  // system -> reason
+  std::vector<std::string> failures;           // measuring programs that failed
+  double seconds = 0;
+};
+
+SuiteResults run_suite(const SuiteOptions& options);
+
+// The first interpreter among `python3` on PATH and Debian's own that can
+// import loky (through joblib), else the first that runs at all, else "".
+std::string find_python();
+
+}  // namespace bench

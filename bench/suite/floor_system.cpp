@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: MIT
+// One round of the floor: what the hardware and the kernel allow, measured
+// in the same run as procpool so that ratios between them mean something.
+//   floor-spin   two processes ping-pong a counter in shared memory, spinning
+//   floor-futex  the same, each side sleeping in futex(2) for every message
+//   thread-pool  a no-op through a minimal in-process pool (mutex, condvar,
+//                std::packaged_task): a call with no process boundary
+//   memcpy       one copy of each payload size: the ceiling for an echo
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../bench_util.hpp"
+#include "protocol.hpp"
+#include "system.hpp"
+
+namespace bench {
+namespace {
+
+// Two counters on separate cache lines of a MAP_SHARED page: the host
+// writes `ping`, the child answers on `pong`. Release/acquire pairs order
+// nothing else here (there is no payload); they are what a real ring needs.
+struct PingPong {
+  alignas(64) std::atomic<uint32_t> ping{0};
+  alignas(64) std::atomic<uint32_t> pong{0};
+};
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+
+enum class Wait { kSpin, kFutex };
+
+void futex_wait(std::atomic<uint32_t>& word, uint32_t seen) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAIT, seen, nullptr, nullptr, 0);
+}
+void futex_wake(std::atomic<uint32_t>& word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE, 1, nullptr, nullptr, 0);
+}
+
+void await_value(std::atomic<uint32_t>& word, uint32_t want, Wait how) {
+  for (uint32_t seen; (seen = word.load(std::memory_order_acquire)) != want;) {
+    if (how == Wait::kFutex) futex_wait(word, seen);
+    else __builtin_ia32_pause();
+  }
+}
+
+void post_value(std::atomic<uint32_t>& word, uint32_t value, Wait how) {
+  word.store(value, std::memory_order_release);
+  if (how == Wait::kFutex) futex_wake(word);  // always: the floor has no sleeper bit
+}
+
+// Returns one sample (µs) per timed round trip; `gap` apart, if not zero,
+// so that both sides have long gone to sleep when a message comes.
+std::vector<double> ping_pong(Wait how, int warmup, int count, std::chrono::microseconds gap = {}) {
+  void* page = mmap(nullptr, sizeof(PingPong), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) throw std::runtime_error(std::string("mmap: ") + std::strerror(errno));
+  auto* pp = new (page) PingPong;
+  uint32_t total = static_cast<uint32_t>(warmup + count);
+  pid_t child = fork();
+  if (child < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  if (child == 0) {
+    for (uint32_t i = 1; i <= total; ++i) {
+      await_value(pp->ping, i, how);
+      post_value(pp->pong, i, how);
+    }
+    _exit(0);
+  }
+  std::vector<double> us;
+  us.reserve(static_cast<size_t>(count));
+  for (uint32_t i = 1; i <= total; ++i) {
+    if (gap.count()) std::this_thread::sleep_for(gap);
+    auto t0 = Clock::now();
+    post_value(pp->ping, i, how);
+    await_value(pp->pong, i, how);
+    if (i > static_cast<uint32_t>(warmup)) us.push_back(micros(Clock::now() - t0));
+  }
+  waitpid(child, nullptr, 0);
+  munmap(page, sizeof(PingPong));
+  return us;
+}
+
+// The simplest pool a C++ programmer writes: one locked queue, N threads.
+class MinimalThreadPool {
+ public:
+  explicit MinimalThreadPool(int threads) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { serve(); });
+  }
+  ~MinimalThreadPool() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    ready_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  std::future<void> submit(void (*fn)()) {
+    std::packaged_task<void()> task(fn);
+    std::future<void> result = task.get_future();
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(std::move(task));
+    }
+    ready_.notify_one();
+    return result;
+  }
+
+ private:
+  void serve() {
+    for (;;) {
+      std::packaged_task<void()> task;
+      {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        task = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      task();
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::packaged_task<void()>> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+void nothing() {}
+
+void emit_percentiles(const char* system, const char* figure, int round, const std::vector<double>& us) {
+  emit(system, figure, "p50", round, percentile(us, 0.5));
+  emit(system, figure, "p99", round, percentile(us, 0.99));
+  emit(system, figure, "p999", round, percentile(us, 0.999));
+}
+
+void emit_latency(const char* system, int round, const std::vector<double>& us, const std::string& raw_dir) {
+  emit_percentiles(system, "rtt", round, us);
+  append_samples(raw_dir, system, round, us);
+}
+
+void thread_pool(int round, bool quick, const std::string& raw_dir) {
+  MinimalThreadPool pool(2);
+  int count = quick ? 500 : 20000;
+  for (int i = 0; i < 1000; ++i) pool.submit(nothing).get();
+  std::vector<double> us;
+  for (int i = 0; i < count; ++i) {
+    auto t0 = Clock::now();
+    pool.submit(nothing).get();
+    us.push_back(micros(Clock::now() - t0));
+  }
+  emit_latency("thread-pool", round, us, raw_dir);
+  for (int tasks : quick ? std::vector<int>{5000} : std::vector<int>{100000, 1000000}) {
+    std::vector<std::future<void>> futures;
+    futures.reserve(static_cast<size_t>(tasks));
+    auto t0 = Clock::now();
+    for (int i = 0; i < tasks; ++i) futures.push_back(pool.submit(nothing));
+    for (auto& f : futures) f.get();
+    emit("thread-pool", "throughput", std::to_string(tasks), round, tasks / (micros(Clock::now() - t0) / 1e6));
+  }
+}
+
+// Median µs of one memcpy of `bytes`, timed in batches long enough for the
+// clock's own cost not to count, between buffers whose pages are resident.
+double memcpy_micros(size_t bytes) {
+  std::vector<char> src(bytes, 'x'), dst(bytes, 'y');
+  int batch = static_cast<int>(std::max<size_t>(1, (size_t{1} << 24) / bytes));
+  std::vector<double> per_copy;
+  for (int sample = 0; sample < 7; ++sample) {
+    auto t0 = Clock::now();
+    for (int i = 0; i < batch; ++i) {
+      std::memcpy(dst.data(), src.data(), bytes);
+      asm volatile("" : : "r"(dst.data()) : "memory");
+    }
+    per_copy.push_back(micros(Clock::now() - t0) / batch);
+  }
+  return median(per_copy);
+}
+
+}  // namespace
+
+void measure_floor(const RoundOptions& options) {
+  int r = options.round;
+  int warmup = 2000, count = options.quick ? 500 : 100000;
+  std::fprintf(stderr, "  floor round %d: shared-memory ping-pong\n", r);
+  emit_latency("floor-spin", r, ping_pong(Wait::kSpin, warmup, count), options.raw_dir);
+  emit_latency("floor-futex", r, ping_pong(Wait::kFutex, warmup, options.quick ? 500 : 20000), options.raw_dir);
+  // As procpool's rtt_idle: a message every 2 ms, each side asleep when it comes.
+  emit_percentiles("floor-futex", "rtt_idle", r,
+                   ping_pong(Wait::kFutex, 10, options.quick ? 20 : 500, std::chrono::milliseconds(2)));
+  std::fprintf(stderr, "  floor round %d: thread pool, memcpy\n", r);
+  thread_pool(r, options.quick, options.raw_dir);
+  for (const PayloadSize& size : payload_sizes(options.quick)) {
+    double us = memcpy_micros(size.bytes);
+    emit("memcpy", "payload_rtt", std::to_string(size.bytes), r, us);
+    emit("memcpy", "payload_bw", std::to_string(size.bytes), r, static_cast<double>(size.bytes) / us);
+  }
+}
+
+}  // namespace bench

@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: MIT
+// One round of procpool's figures (see figures.hpp for what each means).
+// Each group of figures starts its own pool, as a user's program would, and
+// the memory figures come first, while this process's heap is still fresh:
+// RSS growth only shows memory the allocator had to ask the kernel for.
+#include <procpool/procpool.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../bench_util.hpp"
+#include "protocol.hpp"
+#include "system.hpp"
+
+// ---- the task functions (bench/python/pp_tasks.py has their twins) ----
+
+void noop() {}
+PROCPOOL_REGISTER(noop);
+
+std::vector<char> echo(std::vector<char> bytes) { return bytes; }
+PROCPOOL_REGISTER(echo);
+
+void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+PROCPOOL_REGISTER(sleep_ms);
+
+// The seed example's CPU-bound task (examples/advanced.cpp), about 1 ms.
+long lucky_number(int n) {
+  if (n == 7) throw std::invalid_argument("Unlucky number!");
+  long sum = 0;
+  for (long i = 0; i < 1'000'000; ++i) {
+    sum += i * n;
+    asm volatile("" : "+r"(sum));  // keep the compiler from folding the loop
+  }
+  return sum;
+}
+PROCPOOL_REGISTER(lucky_number);
+
+__attribute__((no_sanitize("undefined"))) void segfault() {
+  volatile int* volatile p = nullptr;  // the compiler can neither fold nor drop the store
+  *p = 1;
+}
+PROCPOOL_REGISTER(segfault);
+
+namespace bench {
+namespace {
+
+constexpr const char* kSystem = "procpool";
+
+struct Counts {
+  int warmup, round_trips, idle_round_trips, pending, cpu_calls, pool_samples, crash_samples;
+  std::vector<int> throughput;
+};
+
+Counts counts(bool quick) {
+  if (quick) return {100, 500, 20, 5000, 8, 2, 1, {5000}};
+  return {2000, 20000, 500, 100000, 64, 10, 5, {100000, 1000000}};
+}
+
+double millis(Clock::duration d) { return micros(d) / 1e3; }
+
+void emit_percentiles(const std::string& figure, int round, const std::vector<double>& us) {
+  emit(kSystem, figure, "p50", round, percentile(us, 0.5));
+  emit(kSystem, figure, "p99", round, percentile(us, 0.99));
+  emit(kSystem, figure, "p999", round, percentile(us, 0.999));
+}
+
+[[noreturn]] void fail(const std::string& what) {
+  std::fprintf(stderr, "procpool: %s\n", what.c_str());
+  std::exit(1);
+}
+
+// Host RSS per pending call, with both workers held busy so that every
+// call stays queued; and the Pss of each (warmed, idle) worker.
+void memory(int round, const Counts& n) {
+  procpool::ProcessPool pool({.workers = 2});
+  pool.submit(noop).get();
+  pool.submit(noop).get();
+  double pss = 0;
+  for (pid_t pid : pool.worker_pids()) pss += proportional_kib(pid);
+  emit(kSystem, "mem_worker", "2", round, pss / 2);
+
+  constexpr int kHoldMs = 500;  // far longer than the submissions take
+  std::vector<procpool::Future<void>> held{pool.submit(sleep_ms, kHoldMs), pool.submit(sleep_ms, kHoldMs)};
+  std::vector<procpool::Future<void>> pending;
+  pending.reserve(static_cast<size_t>(n.pending));  // the caller's vector is not the library's cost
+  size_t before = resident_bytes();
+  for (int i = 0; i < n.pending; ++i) pending.push_back(pool.submit(noop));
+  size_t after = resident_bytes();
+  if (pending.back().ready()) fail("the workers ran the pending calls before they were counted");
+  emit(kSystem, "mem_pending", std::to_string(n.pending), round,
+       static_cast<double>(after - before) / n.pending);
+  for (auto& f : pending) f.cancel();
+  for (auto& f : held) f.get();
+}
+
+procpool::Task<std::vector<double>> awaited_calls(procpool::EventLoop& loop, procpool::ProcessPool& pool, int count) {
+  std::vector<double> us;
+  us.reserve(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) {
+    auto t0 = Clock::now();
+    co_await loop.run_in_executor(pool, noop);
+    us.push_back(micros(Clock::now() - t0));
+  }
+  co_return us;
+}
+
+procpool::Task<double> gather_all(procpool::EventLoop& loop, procpool::ProcessPool& pool, int count) {
+  std::vector<procpool::Future<void>> futures;
+  futures.reserve(static_cast<size_t>(count));
+  auto t0 = Clock::now();
+  for (int i = 0; i < count; ++i) futures.push_back(loop.run_in_executor(pool, noop));
+  co_await procpool::gather(std::move(futures));
+  co_return micros(Clock::now() - t0) / 1e6;
+}
+
+// Latency three ways: awaited from a coroutine (as asyncio does it), a
+// blocking get() back to back (the worker never sleeps), and blocking calls
+// 2 ms apart (the worker has gone to sleep on its futex each time).
+void latency(int round, const Counts& n, const std::string& raw_dir) {
+  procpool::ProcessPool pool({.workers = 2});
+  procpool::EventLoop loop;
+  for (int i = 0; i < n.warmup; ++i) pool.submit(noop).get();
+  std::vector<double> awaited = loop.run_until_complete(awaited_calls(loop, pool, n.round_trips));
+  emit_percentiles("rtt", round, awaited);
+  append_samples(raw_dir, kSystem, round, awaited);
+
+  std::vector<double> hot, idle;
+  for (int i = 0; i < n.round_trips; ++i) {
+    auto t0 = Clock::now();
+    pool.submit(noop).get();
+    hot.push_back(micros(Clock::now() - t0));
+  }
+  emit_percentiles("rtt_blocking", round, hot);
+  for (int i = 0; i < n.idle_round_trips; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    auto t0 = Clock::now();
+    pool.submit(noop).get();
+    idle.push_back(micros(Clock::now() - t0));
+  }
+  emit_percentiles("rtt_idle", round, idle);
+
+  for (int count : n.throughput) {
+    std::vector<procpool::Future<void>> futures;
+    futures.reserve(static_cast<size_t>(count));
+    auto t0 = Clock::now();
+    for (int i = 0; i < count; ++i) futures.push_back(pool.submit(noop));
+    for (auto& f : futures) f.get();
+    emit(kSystem, "throughput", std::to_string(count), round, count / (micros(Clock::now() - t0) / 1e6));
+  }
+  int count = n.throughput.front();
+  emit(kSystem, "throughput_gather", std::to_string(count), round,
+       count / loop.run_until_complete(gather_all(loop, pool, count)));
+}
+
+void payload(int round, bool quick) {
+  procpool::ProcessPool pool({.workers = 2});
+  for (const PayloadSize& size : payload_sizes(quick)) {
+    std::vector<char> bytes(size.bytes);
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 131);
+    pool.submit(echo, bytes).get();  // warm: the ring's pages and the allocator
+    std::vector<double> us;
+    for (int i = 0; i < size.reps; ++i) {
+      auto t0 = Clock::now();
+      std::vector<char> back = pool.submit(echo, bytes).get();
+      us.push_back(micros(Clock::now() - t0));
+      if (back.size() != bytes.size() || back.back() != bytes.back()) fail("echo returned other bytes");
+    }
+    std::string param = std::to_string(size.bytes);
+    emit(kSystem, "payload_rtt", param, round, median(us));
+    emit(kSystem, "payload_bw", param, round, static_cast<double>(size.bytes) / median(us));
+  }
+}
+
+void scaling(int round, const Counts& n) {
+  double one = 0;
+  for (int workers : {1, 2, 4}) {
+    procpool::ProcessPool pool({.workers = static_cast<size_t>(workers)});
+    std::vector<procpool::Future<long>> warm;  // every worker started and its code paged in
+    for (int i = 0; i < workers; ++i) warm.push_back(pool.submit(lucky_number, 1));
+    for (auto& f : warm) f.get();
+    std::vector<procpool::Future<long>> futures;
+    auto t0 = Clock::now();
+    for (int i = 0; i < n.cpu_calls; ++i) futures.push_back(pool.submit(lucky_number, i % 6 + 1));
+    for (auto& f : futures) f.get();
+    double seconds = micros(Clock::now() - t0) / 1e6;
+    emit(kSystem, "scaling", std::to_string(workers), round, seconds);
+    if (workers == 1) one = seconds;
+    else emit(kSystem, "speedup", std::to_string(workers), round, one / seconds);
+  }
+}
+
+// Start-up to the first result, and destruction of the idle pool.
+void lifecycle(int round, const Counts& n) {
+  std::vector<double> up, down;
+  for (int i = 0; i < n.pool_samples; ++i) {
+    std::optional<procpool::ProcessPool> pool;
+    auto t0 = Clock::now();
+    pool.emplace(procpool::PoolOptions{.workers = 2});
+    pool->submit(noop).get();
+    auto t1 = Clock::now();
+    pool.reset();
+    up.push_back(millis(t1 - t0));
+    down.push_back(millis(Clock::now() - t1));
+  }
+  emit(kSystem, "startup", "2", round, median(up));
+  emit(kSystem, "shutdown", "2", round, median(down));
+}
+
+// A segfault with 40 short calls queued behind it on 2 workers: when its
+// future fails, and how many of the others failed. Then, with 1 worker so that only the
+// replacement can serve it, when a no-op submitted just after it is done.
+void crash(int round, const Counts& n) {
+  constexpr int kOthers = 40;
+  std::vector<double> fail_ms, replace_ms;
+  int others_failed = 0;
+  {
+    procpool::ProcessPool pool({.workers = 2});
+    pool.submit(noop).get();
+    for (int s = 0; s < n.crash_samples; ++s) {
+      auto t0 = Clock::now();
+      auto crashing = pool.submit(segfault);
+      std::vector<procpool::Future<void>> others;
+      for (int i = 0; i < kOthers; ++i) others.push_back(pool.submit(sleep_ms, 2));
+      try {
+        crashing.get();
+        fail("the crashing call succeeded");
+      } catch (const procpool::WorkerCrashed&) {
+        fail_ms.push_back(millis(Clock::now() - t0));
+      }
+      for (auto& f : others) {
+        try {
+          f.get();
+        } catch (const std::exception&) {
+          ++others_failed;
+        }
+      }
+    }
+  }
+  {
+    procpool::ProcessPool pool({.workers = 1});
+    pool.submit(noop).get();
+    for (int s = 0; s < n.crash_samples; ++s) {
+      auto t0 = Clock::now();
+      auto crashing = pool.submit(segfault);
+      auto next = pool.submit(noop);
+      try {
+        crashing.get();
+      } catch (const procpool::WorkerCrashed&) {
+      }
+      next.get();
+      replace_ms.push_back(millis(Clock::now() - t0));
+    }
+  }
+  emit(kSystem, "crash_fail", "2", round, median(fail_ms));
+  emit(kSystem, "crash_others_failed", std::to_string(kOthers), round,
+       static_cast<double>(others_failed) / n.crash_samples);
+  emit(kSystem, "crash_replace", "1", round, median(replace_ms));
+}
+
+void progress(int round, const char* what) { std::fprintf(stderr, "  procpool round %d: %s\n", round, what); }
+
+}  // namespace
+
+void measure_procpool(const RoundOptions& options) {
+  Counts n = counts(options.quick);
+  int r = options.round;
+  try {
+    progress(r, "memory");
+    memory(r, n);
+    progress(r, "latency and throughput");
+    latency(r, n, options.raw_dir);
+    progress(r, "payload");
+    payload(r, options.quick);
+    progress(r, "CPU scaling");
+    scaling(r, n);
+    progress(r, "start-up, shutdown, crash");
+    lifecycle(r, n);
+    crash(r, n);
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+}
+
+}  // namespace bench
