@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // One round of procpool's figures (see figures.hpp for what each means).
-// Each group of figures starts its own pool, as a user's program would, and
-// the memory figures come first, while this process's heap is still fresh:
-// RSS growth only shows memory the allocator had to ask the kernel for.
+// Each group of figures starts its own pool, as a user's program would. The
+// memory figures come first, while this process's heap is still fresh: RSS
+// growth only shows memory the allocator had to ask the kernel for.
 #include <procpool/procpool.hpp>
 
 #include <chrono>
@@ -271,15 +271,18 @@ void measure_procpool(const RoundOptions& options) {
   try {
     progress(r, "memory");
     memory(r, n);
+    // Forking costs time in proportion to the host's resident memory (its
+    // page tables are copied), so these come before the payload figure
+    // grows this process by hundreds of MiB.
+    progress(r, "start-up, shutdown, crash");
+    lifecycle(r, n);
+    crash(r, n);
     progress(r, "latency and throughput");
     latency(r, n, options.raw_dir);
     progress(r, "payload");
     payload(r, options.quick);
     progress(r, "CPU scaling");
     scaling(r, n);
-    progress(r, "start-up, shutdown, crash");
-    lifecycle(r, n);
-    crash(r, n);
   } catch (const std::exception& e) {
     fail(e.what());
   }

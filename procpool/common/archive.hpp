@@ -58,7 +58,9 @@ class ByteBuffer final : public ByteSink {
   void clear() noexcept { size_ = 0; }
   void reserve(size_t n) {
     if (n <= cap_) return;
-    size_t cap = cap_ ? cap_ : 256;
+    // 48: a no-op call's frame (36 bytes) fits, in a 64-byte malloc chunk;
+    // every pending call holds one.
+    size_t cap = cap_ ? cap_ : 48;
     while (cap < n) cap *= 2;
     auto* p = static_cast<std::byte*>(std::realloc(data_, cap));
     if (!p) throw std::bad_alloc();

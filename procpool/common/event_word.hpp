@@ -55,5 +55,9 @@ inline bool take_sleeper(std::atomic<uint32_t>& word) noexcept {
 // timeout; callers always re-check their condition.
 void futex_wait(std::atomic<uint32_t>& word, uint32_t expected, const timespec* relative_timeout) noexcept;
 void futex_wake_all(std::atomic<uint32_t>& word) noexcept;
+// The same for a word only this process uses (FUTEX_PRIVATE_FLAG: the kernel
+// skips the shared-mapping lookup).
+void futex_wait_private(std::atomic<uint32_t>& word, uint32_t expected, const timespec* relative_timeout) noexcept;
+void futex_wake_all_private(std::atomic<uint32_t>& word) noexcept;
 
 }  // namespace procpool::detail

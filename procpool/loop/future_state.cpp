@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 #include <procpool/loop/future_state.hpp>
 
-
 #include <cstdio>
+#include <ctime>
 
+#include <procpool/common/event_word.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/type_name.hpp>
 
@@ -20,28 +21,37 @@ void throw_no_state() { throw Error("procpool::Future has no state (it was defau
 
 void throw_already_taken() { throw Error("Future::get(): the result was already taken (get() moves it out once)"); }
 
+StateBase::SpinGuard::SpinGuard(std::atomic_flag& flag) noexcept : flag_(flag) {
+  while (flag_.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
+}
+
 bool StateBase::try_claim() noexcept {
-  uint32_t expected = kPending;
-  return status_.compare_exchange_strong(expected, kClaimed, std::memory_order_acq_rel);
+  uint32_t seen = status_.load(std::memory_order_relaxed);
+  while ((seen & kStage) == kPending)
+    if (status_.compare_exchange_weak(seen, (seen & kWaiters) | kClaimed, std::memory_order_acq_rel,
+                                      std::memory_order_relaxed))
+      return true;
+  return false;
 }
 
 void StateBase::publish() {
-  Callbacks callbacks, anywhere;
+  std::unique_ptr<CallbackLists> lists;
+  uint32_t before;
   {
-    // Under the mutex so that on_ready() either sees kReady or has its
-    // callback in the list we take here: never both, never neither.
-    std::lock_guard lock(callbacks_mutex_);
-    status_.store(kReady, std::memory_order_release);
-    callbacks.swap(callbacks_);
-    anywhere.swap(anywhere_callbacks_);
+    SpinGuard guard(callbacks_lock_);
+    // Release: the value or error written by the claimer is visible to whoever
+    // loads kReady. The exchange also clears kWaiters: they are all woken now.
+    before = status_.exchange(kReady, std::memory_order_acq_rel);
+    lists.swap(callbacks_);
   }
-  ready_cv_.notify_all();
-  run_each(anywhere);
-  if (callbacks.empty()) return;
+  if (before & kWaiters) futex_wake_all_private(status_);
+  if (!lists) return;
+  run_each(lists->anywhere);
+  if (lists->pool_thread.empty()) return;
   // Whichever thread settled the state (perhaps one polling in get()),
   // callbacks run on the pool's thread, as documented.
-  if (auto poller = poller_.lock()) poller->run_callbacks(std::move(callbacks));
-  else run_each(callbacks);
+  if (auto poller = poller_.lock()) poller->run_callbacks(std::move(lists->pool_thread));
+  else run_each(lists->pool_thread);
 }
 
 void StateBase::run_each(Callbacks& callbacks) noexcept {
@@ -63,20 +73,23 @@ bool StateBase::settle_error(std::exception_ptr error) {
   return true;
 }
 
-void StateBase::add_callback(Callbacks& list, std::function<void()> callback) {
+void StateBase::add_callback(Callbacks CallbackLists::*list, std::function<void()> callback) {
   {
-    std::lock_guard lock(callbacks_mutex_);
-    if (status_.load(std::memory_order_acquire) != kReady) {
-      list.push_back(std::move(callback));
+    SpinGuard guard(callbacks_lock_);
+    if (!ready()) {
+      if (!callbacks_) callbacks_ = std::make_unique<CallbackLists>();
+      ((*callbacks_).*list).push_back(std::move(callback));
       return;
     }
   }
   callback();
 }
 
-void StateBase::on_ready_anywhere(std::function<void()> callback) { add_callback(anywhere_callbacks_, std::move(callback)); }
+void StateBase::on_ready_anywhere(std::function<void()> callback) {
+  add_callback(&CallbackLists::anywhere, std::move(callback));
+}
 
-void StateBase::on_ready(std::function<void()> callback) { add_callback(callbacks_, std::move(callback)); }
+void StateBase::on_ready(std::function<void()> callback) { add_callback(&CallbackLists::pool_thread, std::move(callback)); }
 
 void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline) {
   auto poller = poller_.lock();
@@ -93,13 +106,25 @@ bool StateBase::wait_until(std::chrono::steady_clock::time_point deadline) {
     throw Error("a blocking wait on a Future from the pool's own thread (a then() callback or a coroutine the pool "
                 "resumed) would deadlock: chain with then() or co_await instead");
   poll_for_a_while(deadline);
-  std::unique_lock lock(callbacks_mutex_);
-  auto is_ready = [&] { return status_.load(std::memory_order_acquire) == kReady; };
-  if (deadline == std::chrono::steady_clock::time_point::max()) {
-    ready_cv_.wait(lock, is_ready);
-    return true;
+  uint32_t seen = status_.load(std::memory_order_acquire);
+  while ((seen & kStage) != kReady) {
+    // Announce, then sleep on exactly the value announced (see the header).
+    if (!(seen & kWaiters) &&
+        !status_.compare_exchange_weak(seen, seen | kWaiters, std::memory_order_acquire, std::memory_order_acquire))
+      continue;
+    seen |= kWaiters;
+    if (deadline == std::chrono::steady_clock::time_point::max()) {
+      futex_wait_private(status_, seen, nullptr);
+    } else {
+      auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= std::chrono::steady_clock::duration::zero()) return ready();
+      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+      timespec timeout{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+      futex_wait_private(status_, seen, &timeout);
+    }
+    seen = status_.load(std::memory_order_acquire);
   }
-  return ready_cv_.wait_until(lock, deadline, is_ready);
+  return true;
 }
 
 }  // namespace procpool::detail

@@ -7,13 +7,22 @@
 // CAS that decides who settles the state (a response, a crash, shutdown:
 // the first wins); the winner writes the value or error, then publish()
 // stores kReady (release) so a reader that loads kReady (acquire) sees them.
+//
+// A state is small (a pending call's host memory is mostly its state), so
+// it has no mutex or condition variable: a blocked waiter sets kWaiters in
+// status_ and sleeps in futex(2) on it; publish() swaps in kReady and wakes
+// only if the bit was set. The waiter sets the bit with a CAS against the
+// value it then passes to futex_wait, so a publish in between makes the
+// wait return at once: no lost wake-up. Callbacks, rare on the blocking
+// path, live behind one pointer under a one-byte spin lock.
+#include <algorithm>
 #include <atomic>
+#include <climits>
+#include <cstdint>
 #include <chrono>
-#include <condition_variable>
 #include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -51,9 +60,9 @@ class StateBase {
   StateBase& operator=(const StateBase&) = delete;
   virtual ~StateBase();
 
-  bool ready() const noexcept { return status_.load(std::memory_order_acquire) == kReady; }
+  bool ready() const noexcept { return (status_.load(std::memory_order_acquire) & kStage) == kReady; }
   // Someone has begun to settle it (it may not be ready yet).
-  bool claimed() const noexcept { return status_.load(std::memory_order_acquire) != kPending; }
+  bool claimed() const noexcept { return (status_.load(std::memory_order_acquire) & kStage) != kPending; }
   bool try_claim() noexcept;
   // After a successful try_claim().
   void set_error(std::exception_ptr error) noexcept { error_ = std::move(error); }
@@ -74,7 +83,7 @@ class StateBase {
   std::shared_ptr<Poller> poller() const noexcept { return poller_.lock(); }
   void set_poller(std::weak_ptr<Poller> poller, size_t request_bytes) noexcept {
     poller_ = std::move(poller);
-    request_bytes_ = request_bytes;
+    request_bytes_ = static_cast<uint32_t>(std::min<size_t>(request_bytes, UINT32_MAX));
   }
   // Asks the pool to drop the call if it has not reached a worker yet.
   bool cancel() {
@@ -107,19 +116,36 @@ class StateBase {
   std::atomic<bool> taken_{false};  // the value was moved out by get()
 
  private:
-  static constexpr uint32_t kPending = 0, kClaimed = 1, kReady = 2;
-  void poll_for_a_while(std::chrono::steady_clock::time_point deadline);
-  // Appends to `list`, or runs the callback now if the state is ready.
-  void add_callback(Callbacks& list, std::function<void()> callback);
+  // The stage (two low bits) and whether a thread sleeps on the word.
+  static constexpr uint32_t kPending = 0, kClaimed = 1, kReady = 2, kStage = 3, kWaiters = 4;
+  struct CallbackLists {
+    Callbacks pool_thread;  // on_ready
+    Callbacks anywhere;     // on_ready_anywhere
+  };
+  // Guards callbacks_ and the kReady transition: a callback is either in the
+  // lists publish() takes or added after kReady (and run at once), never both
+  // or neither. Held for a push_back or a pointer swap only.
+  class SpinGuard {
+   public:
+    explicit SpinGuard(std::atomic_flag& flag) noexcept;
+    ~SpinGuard() { flag_.clear(std::memory_order_release); }
+    SpinGuard(const SpinGuard&) = delete;
+    SpinGuard& operator=(const SpinGuard&) = delete;
 
+   private:
+    std::atomic_flag& flag_;
+  };
+  void poll_for_a_while(std::chrono::steady_clock::time_point deadline);
+  // Appends to one of the lists, or runs the callback now if the state is ready.
+  void add_callback(Callbacks CallbackLists::*list, std::function<void()> callback);
+
+  // Small fields first, packed: each pending call holds one state.
   std::atomic<uint32_t> status_{kPending};
+  uint32_t request_bytes_ = 0;       // only sizes the poll budget: saturates
+  std::atomic_flag callbacks_lock_;  // clear: unlocked (C++20 value-initialises it)
   std::exception_ptr error_;
-  std::mutex callbacks_mutex_;  // guards callbacks_ and the kReady transition
-  std::condition_variable ready_cv_;
-  Callbacks callbacks_;
-  Callbacks anywhere_callbacks_;
+  std::unique_ptr<CallbackLists> callbacks_;
   std::weak_ptr<Poller> poller_;
-  size_t request_bytes_ = 0;
 };
 
 template <class T>
@@ -146,7 +172,7 @@ class SharedState final : public StateBase {
 
  private:
   struct Empty {};
-  std::conditional_t<std::is_void_v<T>, Empty, std::optional<T>> value_;
+  [[no_unique_address]] std::conditional_t<std::is_void_v<T>, Empty, std::optional<T>> value_;
 };
 
 [[noreturn]] void throw_already_taken();
