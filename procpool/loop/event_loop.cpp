@@ -73,6 +73,8 @@ bool EventLoop::run_one() {
         budget = std::max(budget, p->poll_budget(0));
         pools.push_back(std::move(p));
       }
+    std::vector<std::unique_ptr<detail::PollingScope>> polling;
+    for (auto& p : pools) polling.push_back(std::make_unique<detail::PollingScope>(*p));
     auto until = std::chrono::steady_clock::now() + budget;
     while (std::chrono::steady_clock::now() < until) {
       for (auto& p : pools) p->poll_responses();

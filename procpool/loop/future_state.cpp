@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <procpool/loop/future_state.hpp>
 
+#include <sched.h>
+
 #include <cstdio>
 #include <ctime>
 
@@ -95,7 +97,17 @@ void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline)
   auto poller = poller_.lock();
   if (!poller) return;
   auto until = std::min(deadline, std::chrono::steady_clock::now() + poller->poll_budget(request_bytes_));
-  while (!ready() && std::chrono::steady_clock::now() < until) poller->poll_responses();
+  PollingScope polling(*poller);
+  // A worker that was asleep when its call came needs a CPU to wake up on,
+  // and the scheduler often picks this thread's: past a first few µs, poll
+  // between yields so that it gets it. A hot worker answers within a µs or
+  // two, and yielding then would only add the syscalls.
+  bool yield = woke_worker_.load(std::memory_order_relaxed);
+  auto eager = std::chrono::steady_clock::now() + std::chrono::microseconds(2);
+  for (auto now = std::chrono::steady_clock::now(); !ready() && now < until; now = std::chrono::steady_clock::now()) {
+    poller->poll_responses();
+    if (yield && now > eager) sched_yield();
+  }
 }
 
 void StateBase::wait() { wait_until(std::chrono::steady_clock::time_point::max()); }

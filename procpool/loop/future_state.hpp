@@ -40,7 +40,15 @@ class StateBase;
 class Poller {
  public:
   virtual ~Poller() = default;
+  // Drains whatever responses have arrived, if no other thread is at it.
   virtual void poll_responses() = 0;
+  // While any thread is between begin_polling() and end_polling(), workers
+  // do not ring the reactor's doorbell: the polling thread drains instead,
+  // which saves a syscall in the worker and a wake-up of the reactor per
+  // burst of responses. end_polling() of the last poller re-arms the
+  // doorbells (and drains what slipped in before they were armed).
+  virtual void begin_polling() noexcept = 0;
+  virtual void end_polling() = 0;
   // True on the pool's own thread, where a blocking wait would deadlock.
   virtual bool on_own_thread() const noexcept = 0;
   // Runs a settled state's callbacks on the pool's own thread.
@@ -51,6 +59,17 @@ class Poller {
   // How long a waiting thread polls before it sleeps, for a call whose
   // encoded request is `request_bytes` long.
   virtual std::chrono::nanoseconds poll_budget(size_t request_bytes) const noexcept = 0;
+};
+
+class PollingScope {
+ public:
+  explicit PollingScope(Poller& poller) noexcept : poller_(poller) { poller_.begin_polling(); }
+  ~PollingScope() { poller_.end_polling(); }
+  PollingScope(const PollingScope&) = delete;
+  PollingScope& operator=(const PollingScope&) = delete;
+
+ private:
+  Poller& poller_;
 };
 
 class StateBase {
@@ -67,6 +86,8 @@ class StateBase {
   // After a successful try_claim().
   void set_error(std::exception_ptr error) noexcept { error_ = std::move(error); }
   virtual void load_value(InputArchive& in) = 0;  // throws DecodeError
+  // A void result: an empty Value frame needs no decoding at all.
+  virtual bool void_value() const noexcept = 0;
   void publish();
   // Claims, sets the error and publishes; false if someone settled first.
   bool settle_error(std::exception_ptr error);
@@ -105,6 +126,8 @@ class StateBase {
     bool withdrawn = false;  // put on that worker's CancelList
   };
   PoolPlace place;
+  // Set by the pool when sending this call had to wake its worker from sleep.
+  void note_woke_worker() noexcept { woke_worker_.store(true, std::memory_order_relaxed); }
 
   // Shared states alive in this process (tests check it returns to zero).
   static long live_count() noexcept;
@@ -114,6 +137,7 @@ class StateBase {
 
  protected:
   std::atomic<bool> taken_{false};  // the value was moved out by get()
+  std::atomic<bool> woke_worker_{false};  // a hint for poll_for_a_while only
 
  private:
   // The stage (two low bits) and whether a thread sleeps on the word.
@@ -151,6 +175,7 @@ class StateBase {
 template <class T>
 class SharedState final : public StateBase {
  public:
+  bool void_value() const noexcept override { return std::is_void_v<T>; }
   void load_value(InputArchive& in) override {
     if constexpr (std::is_void_v<T>) {
     } else if constexpr (std::is_default_constructible_v<T> &&

@@ -162,6 +162,14 @@ void PoolCore::on_doorbell(WorkerSlot& rung) {
 
 bool PoolCore::request_doorbells() {
   std::lock_guard drain(drain_mutex_);
+  // A poller drains for the reactor; the last one to leave re-arms. Read
+  // under drain_mutex_, which end_polling() takes after its decrement: either
+  // this sees no poller, or that re-arm comes after this returns.
+  if (pollers_.load(std::memory_order_acquire) > 0) return false;
+  return request_doorbells_locked();
+}
+
+bool PoolCore::request_doorbells_locked() {
   bool more = false;
   for (auto& slot : slots_) {
     if (!slot->alive || !slot->condemned.empty()) continue;
@@ -183,6 +191,11 @@ void PoolCore::poll_responses() {
   {
     std::unique_lock drain(drain_mutex_, std::try_to_lock);
     if (!drain) return;
+    // Withdraw the doorbell requests the reactor left armed: pollers look
+    // at the rings themselves until the last calls end_polling().
+    if (pollers_.load(std::memory_order_relaxed) > 0)
+      for (auto& slot : slots_)
+        if (slot->alive && slot->condemned.empty()) withdraw_sleep(slot->segment->header().response.data_event);
     drain_locked(out);
   }
   if (out.empty()) return;
@@ -191,6 +204,19 @@ void PoolCore::poll_responses() {
     dispatch_locked();
   }
   publish(out);
+}
+
+void PoolCore::end_polling() {
+  if (pollers_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  bool more;
+  {
+    std::lock_guard drain(drain_mutex_);
+    if (stopping_) return;
+    more = request_doorbells_locked();
+  }
+  // A response published before the doorbells were armed rang nothing:
+  // take it now (with no poller left, this leaves the doorbells armed).
+  if (more) poll_responses();
 }
 
 std::chrono::nanoseconds PoolCore::poll_budget(size_t request_bytes) const noexcept {
@@ -274,6 +300,7 @@ void PoolCore::dispatch_locked() {
 
 void PoolCore::pump_locked(WorkerSlot& slot) {
   bool wrote = false;
+  size_t first = slot.sent;
   try {
     while (slot.sent < slot.assigned.size()) {
       ByteBuffer& frame = slot.assigned[slot.sent].frame;
@@ -298,7 +325,10 @@ void PoolCore::pump_locked(WorkerSlot& slot) {
     send_signal(slot.pidfd->native_handle(), SIGKILL);
     return;
   }
-  if (wrote && slot.requests.publish()) futex_wake_all(slot.segment->header().request.data_event);
+  if (wrote && slot.requests.publish()) {
+    futex_wake_all(slot.segment->header().request.data_event);
+    for (size_t i = first; i < std::min(slot.sent + 1, slot.assigned.size()); ++i) slot.assigned[i].state->note_woke_worker();
+  }
 }
 
 }  // namespace procpool::detail

@@ -19,6 +19,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <deque>
 #include <optional>
 #include <memory>
@@ -44,6 +45,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void shutdown(bool wait);
 
   void poll_responses() override;
+  void begin_polling() noexcept override { pollers_.fetch_add(1, std::memory_order_acq_rel); }
+  void end_polling() override;
   bool on_own_thread() const noexcept override;
   void run_callbacks(Callbacks callbacks) override;
   bool cancel(StateBase& state) override;
@@ -77,11 +80,23 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // Draining (drain_mutex_ held), in response_reader.cpp.
   void drain_locked(Published& out);
   void drain_slot(WorkerSlot& slot, Published& out);
-  void take_response(WorkerSlot& slot, const FrameHeader& header, const std::byte* payload, Published& out);
+  // An answered call, taken off the front of its worker's queue.
+  struct Answered {
+    TaskRecord task;
+    bool withdrawn = false;  // it was put on the worker's CancelList
+  };
+  Answered take_front_locked(WorkerSlot& slot);  // dispatch_mutex_ held
+  // Decodes the answer into the call's state (or fails it, and condemns the
+  // worker, if the answer is malformed).
+  void settle_answer(WorkerSlot& slot, Answered& answered, const FrameHeader& header, const std::byte* payload,
+                     Published& out);
   void condemn(WorkerSlot& slot, const std::string& why);
-  // Asks every worker to ring the doorbell on its next response; true when
-  // a response arrived meanwhile (drain again before sleeping).
+  // Asks every worker to ring the doorbell on its next response, unless a
+  // thread polls (then the last poller asks as it leaves); true when a
+  // response arrived meanwhile (drain again before sleeping).
   bool request_doorbells();
+  // The same, drain_mutex_ held, whoever polls.
+  bool request_doorbells_locked();
 
   static void publish(Published& states);
   void run_queued_callbacks();
@@ -109,6 +124,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
 
   std::mutex drain_mutex_;
   std::mutex dispatch_mutex_;
+  std::atomic<int> pollers_{0};  // threads inside a PollingScope
   std::deque<TaskRecord> pending_;
   TaskId next_task_ = 0;
   bool accepting_ = false;

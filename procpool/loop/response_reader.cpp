@@ -6,6 +6,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <procpool/common/errors.hpp>
 #include <procpool/common/exception_codec.hpp>
 #include <procpool/loop/pool_core.hpp>
@@ -22,6 +24,7 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
   auto consume = [&](size_t n) {
     if (ring.consume(n)) futex_wake_all(slot.segment->header().response.space_event);
   };
+  std::shared_ptr<StateBase> in_hand;  // taken off the queue, not yet settled
   try {
     for (;;) {
       size_t avail = ring.readable();
@@ -33,7 +36,13 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
         if (!is_response(h.kind)) return condemn(slot, "it wrote a frame of unknown kind " + std::to_string(h.kind));
         if (h.length > options_.max_message_bytes)
           return condemn(slot, "it wrote a response of " + std::to_string(h.length) + " bytes, over max_message_bytes");
+        // One lock per answer: it must be to the call at the front of the
+        // worker's queue, and when the whole frame is here (the common case)
+        // that call is taken out at the same time and decoded in place.
+        size_t whole = sizeof h + static_cast<size_t>(h.length);
+        const std::byte* in_place = avail >= whole ? ring.contiguous(whole) : nullptr;
         std::string mismatch;
+        Answered answered;
         {
           std::lock_guard dispatch(dispatch_mutex_);
           if (slot.sent == 0)
@@ -41,15 +50,16 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
           else if (slot.assigned.front().id != h.task_id)
             mismatch = "it wrote an answer to task " + std::to_string(h.task_id) + ", but it was running task " +
                        std::to_string(slot.assigned.front().id);
+          else if (in_place)
+            answered = take_front_locked(slot);
         }
         if (!mismatch.empty()) return condemn(slot, mismatch);
-        size_t whole = sizeof h + static_cast<size_t>(h.length);
-        if (avail >= whole) {
-          if (const std::byte* p = ring.contiguous(whole)) {  // the common case: decode in place
-            take_response(slot, h, p + sizeof h, out);
-            consume(whole);
-            continue;
-          }
+        if (in_place) {
+          in_hand = answered.task.state;
+          settle_answer(slot, answered, h, in_place + sizeof h, out);
+          in_hand.reset();
+          consume(whole);
+          continue;
         }
         slot.header = h;
         slot.have_header = true;
@@ -66,7 +76,14 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
       }
       if (k < need) return;
       slot.have_header = false;
-      take_response(slot, slot.header, slot.partial.data(), out);
+      Answered answered;
+      {
+        std::lock_guard dispatch(dispatch_mutex_);
+        answered = take_front_locked(slot);
+      }
+      in_hand = answered.task.state;
+      settle_answer(slot, answered, slot.header, slot.partial.data(), out);
+      in_hand.reset();
       if (slot.partial.size() > ring.capacity()) slot.partial = ByteBuffer();  // give back a large buffer
     }
   } catch (const RingCorrupt& e) {
@@ -74,8 +91,8 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
   } catch (...) {
     // The host could not take the response (out of memory): the call fails
     // with that, and the worker, whose stream is now out of step, is replaced.
-    std::shared_ptr<StateBase> front;
-    {
+    std::shared_ptr<StateBase> front = std::move(in_hand);
+    if (!front) {
       std::lock_guard dispatch(dispatch_mutex_);
       if (slot.sent > 0) front = slot.assigned.front().state;
     }
@@ -87,16 +104,23 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
   }
 }
 
-void PoolCore::take_response(WorkerSlot& slot, const FrameHeader& header, const std::byte* payload, Published& out) {
-  std::shared_ptr<StateBase> state;
-  uint32_t function_id;
-  bool withdrawn;
-  {
-    std::lock_guard dispatch(dispatch_mutex_);
-    state = slot.assigned.front().state;
-    function_id = slot.assigned.front().function_id;
-    withdrawn = slot.assigned.front().state->place.withdrawn;
-  }
+PoolCore::Answered PoolCore::take_front_locked(WorkerSlot& slot) {
+  Answered a{std::move(slot.assigned.front()), false};
+  a.withdrawn = a.task.state->place.withdrawn;
+  slot.assigned.pop_front();
+  --slot.sent;
+  ++slot.answered;
+  return a;
+}
+
+void PoolCore::settle_answer(WorkerSlot& slot, Answered& answered, const FrameHeader& header, const std::byte* payload,
+                             Published& out) {
+  std::shared_ptr<StateBase>& state = answered.task.state;
+  uint32_t function_id = answered.task.function_id;
+  bool withdrawn = answered.withdrawn;
+  // Room first: once the state is claimed nothing may throw before it is
+  // in `out`, or it would never be published.
+  if (out.size() == out.capacity()) out.reserve(std::max<size_t>(16, 2 * out.capacity()));
   std::string malformed;
   std::exception_ptr outcome;
   bool skipped = header.kind == static_cast<uint32_t>(FrameKind::Skipped);
@@ -105,7 +129,7 @@ void PoolCore::take_response(WorkerSlot& slot, const FrameHeader& header, const 
     else outcome = std::make_exception_ptr(TaskCancelled("the call was cancelled before it started"));
   }
   if (state->try_claim()) {
-    if (!skipped) {
+    if (!skipped && (header.length > 0 || header.kind != static_cast<uint32_t>(FrameKind::Value) || !state->void_value())) {
       try {
         InputArchive in(payload, static_cast<size_t>(header.length));
         if (header.kind == static_cast<uint32_t>(FrameKind::Value)) {
@@ -120,16 +144,15 @@ void PoolCore::take_response(WorkerSlot& slot, const FrameHeader& header, const 
         malformed = "a result whose loading threw a non-standard exception";
       }
     }
-    if (!malformed.empty())
-      outcome = std::make_exception_ptr(ProtocolError(slot.pid, function_name(function_id), "it wrote " + malformed));
+    if (!malformed.empty()) {
+      try {
+        outcome = std::make_exception_ptr(ProtocolError(slot.pid, function_name(function_id), "it wrote " + malformed));
+      } catch (...) {
+        outcome = std::current_exception();  // out of memory: fail the call with that
+      }
+    }
     if (outcome) state->set_error(outcome);
     out.push_back(std::move(state));
-  }
-  {
-    std::lock_guard dispatch(dispatch_mutex_);
-    slot.assigned.pop_front();
-    --slot.sent;
-    ++slot.answered;
   }
   if (!malformed.empty()) condemn(slot, "it wrote " + malformed);
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <procpool/worker/worker_loop.hpp>
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -18,6 +19,12 @@ namespace procpool::detail {
 namespace {
 
 inline void cpu_relax() noexcept { __builtin_ia32_pause(); }
+
+// The first part of the spin after a task only polls: a caller calling back
+// to back sends the next call within a microsecond. After it, the spin yields
+// the CPU between polls, so that on a machine with no spare core the waiting
+// worker does not keep the host (which is making the next call) off it.
+constexpr auto kEagerSpin = std::chrono::microseconds(2);
 
 class WorkerLoop {
  public:
@@ -122,13 +129,16 @@ class WorkerLoop {
   void wait_readable(size_t n, bool after_task) {
     if (requests_.readable() >= n) return;
     if (after_task && config_.spin.count() > 0) {
-      auto until = std::chrono::steady_clock::now() + config_.spin;
+      auto now = std::chrono::steady_clock::now();
+      auto until = now + config_.spin, eager = now + kEagerSpin;
       do {
         for (int i = 0; i < 64; ++i) {
           if (requests_.readable() >= n) return;
           cpu_relax();
         }
-      } while (std::chrono::steady_clock::now() < until);
+        now = std::chrono::steady_clock::now();
+        if (now > eager) sched_yield();
+      } while (now < until);
     }
     auto& event = requests_.header().data_event;
     for (;;) {
