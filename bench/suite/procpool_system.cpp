@@ -21,6 +21,9 @@
 void noop() {}
 PROCPOOL_REGISTER(noop);
 
+void noop_arg(int) {}
+PROCPOOL_REGISTER(noop_arg);
+
 std::vector<char> echo(std::vector<char> bytes) { return bytes; }
 PROCPOOL_REGISTER(echo);
 
@@ -154,6 +157,13 @@ void latency(int round, const Counts& n, const std::string& raw_dir) {
   int count = n.throughput.front();
   emit(kSystem, "throughput_gather", std::to_string(count), round,
        count / loop.run_until_complete(gather_all(loop, pool, count)));
+  for (int calls : n.throughput) {
+    // As Python's map(chunksize=256): 256 calls to a frame.
+    std::vector<int> inputs(static_cast<size_t>(calls), 1);
+    auto t0 = Clock::now();
+    pool.map(noop_arg, inputs, 256).get();
+    emit(kSystem, "throughput_map", std::to_string(calls), round, calls / (micros(Clock::now() - t0) / 1e6));
+  }
 }
 
 void payload(int round, bool quick) {

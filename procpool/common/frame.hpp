@@ -6,6 +6,11 @@
 //
 //   host -> worker (request ring)
 //     Call   payload: u32 function id, u64 signature fingerprint, cereal args
+//     CallMany  payload: function id and fingerprint as Call, a cereal size
+//            tag n, then n argument tuples: n calls of one function in one
+//            frame (ProcessPool::map). Answered by one Value holding the n
+//            results as a cereal vector (empty for void), or by the
+//            Exception of the first call that threw (the rest do not run).
 //     Stop   no payload: finish and exit cleanly
 //   worker -> host (response ring)
 //     Value      payload: cereal result (empty for void)
@@ -21,7 +26,7 @@ namespace procpool::detail {
 
 using TaskId = uint64_t;
 
-enum class FrameKind : uint32_t { Call = 1, Stop = 2, Value = 3, Exception = 4, Skipped = 5 };
+enum class FrameKind : uint32_t { Call = 1, Stop = 2, Value = 3, Exception = 4, Skipped = 5, CallMany = 6 };
 
 struct FrameHeader {
   uint32_t magic;

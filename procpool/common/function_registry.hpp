@@ -29,6 +29,10 @@ struct FunctionEntry {
   // Decodes the arguments, runs the function and encodes its result. Throws
   // whatever the function throws; DecodeError for malformed arguments.
   void (*invoke)(ErasedFn fn, InputArchive& args, OutputArchive& result);
+  // The same for a CallMany frame: a size tag n, then n calls, whose
+  // results are encoded as a cereal vector (nothing for void). Stops at the
+  // first call that throws.
+  void (*invoke_many)(ErasedFn fn, InputArchive& args, OutputArchive& results);
 };
 
 class FunctionRegistry {
@@ -95,6 +99,16 @@ void invoke_registered(ErasedFn erased, InputArchive& in, OutputArchive& out) {
   }
 }
 
+// A size tag followed by that many results is, byte for byte, how cereal
+// encodes a std::vector of them: the host decodes a std::vector<R>.
+template <class R, class... A>
+void invoke_many_registered(ErasedFn erased, InputArchive& in, OutputArchive& out) {
+  cereal::size_type n = 0;
+  in(cereal::make_size_tag(n));
+  if constexpr (!std::is_void_v<R>) out(cereal::make_size_tag(n));
+  for (cereal::size_type i = 0; i < n; ++i) invoke_registered<R, A...>(erased, in, out);
+}
+
 template <class R, class... A>
 uint32_t register_function(std::string name, R (*fn)(A...)) {
   static_assert(!std::is_reference_v<R>, "a registered function must return by value (the result crosses processes)");
@@ -103,7 +117,8 @@ uint32_t register_function(std::string name, R (*fn)(A...)) {
   std::string signature = signature_of<R, A...>();
   uint64_t fp = fingerprint(signature);
   return FunctionRegistry::instance().add(FunctionEntry{std::move(name), std::move(signature), fp,
-                                                       reinterpret_cast<ErasedFn>(fn), &invoke_registered<R, A...>});
+                                                       reinterpret_cast<ErasedFn>(fn), &invoke_registered<R, A...>,
+                                                       &invoke_many_registered<R, A...>});
 }
 
 struct StaticRegistration {

@@ -235,7 +235,7 @@ void PoolCore::publish(Published& states) {
 
 // ---- dispatch ----
 
-void PoolCore::submit(ByteBuffer frame, uint32_t function_id, std::shared_ptr<StateBase> state) {
+void PoolCore::submit(ByteBuffer frame, FrameKind kind, uint32_t function_id, std::shared_ptr<StateBase> state) {
   std::unique_lock lock(dispatch_mutex_);
   if (!accepting_) {
     lock.unlock();
@@ -247,7 +247,7 @@ void PoolCore::submit(ByteBuffer frame, uint32_t function_id, std::shared_ptr<St
     state->settle_error(start_error_);  // no worker will ever take it
     return;
   }
-  FrameHeader header{kFrameMagic, static_cast<uint32_t>(FrameKind::Call), ++next_task_,
+  FrameHeader header{kFrameMagic, static_cast<uint32_t>(kind), ++next_task_,
                      frame.size() - sizeof(FrameHeader)};
   std::memcpy(frame.data(), &header, sizeof header);
   state->set_poller(weak_from_this(), frame.size());
@@ -274,9 +274,13 @@ bool PoolCore::cancel(StateBase& state) {
       }
       return false;
     }
+    // Still in the pool's own queue: claim it before the lock goes, so that
+    // no dispatch can send it meanwhile (dispatch drops claimed calls).
+    if (!state.try_claim()) return false;
   }
-  // Still in the pool's own queue: settle it now; dispatch drops the record.
-  return state.settle_error(std::make_exception_ptr(TaskCancelled("the call was cancelled before it started")));
+  state.set_error(std::make_exception_ptr(TaskCancelled("the call was cancelled before it started")));
+  state.publish();
+  return true;
 }
 
 void PoolCore::dispatch_locked() {

@@ -31,9 +31,17 @@ ProcessPool::executor_type ProcessPool::get_executor() const noexcept { return c
 
 size_t ProcessPool::max_message_bytes() const noexcept { return core_->max_message_bytes(); }
 
-void ProcessPool::enqueue_frame(detail::ByteBuffer frame, uint32_t function_id,
+void ProcessPool::enqueue_frame(detail::ByteBuffer frame, detail::FrameKind kind, uint32_t function_id,
                                 std::shared_ptr<detail::StateBase> state) {
-  core_->submit(std::move(frame), function_id, std::move(state));
+  core_->submit(std::move(frame), kind, function_id, std::move(state));
 }
+
+const detail::FunctionEntry* ProcessPool::entry_of(detail::ErasedFn fn, uint32_t& id, std::exception_ptr& failure) {
+  const detail::FunctionEntry* entry = detail::FunctionRegistry::instance().find(fn, &id);
+  if (!entry) failure = std::make_exception_ptr(UnknownFunction(detail::describe_unregistered(fn), {}));
+  return entry;
+}
+
+void ProcessPool::watch(detail::StateBase& state) const { state.set_poller(core_, 0); }
 
 }  // namespace procpool

@@ -19,6 +19,7 @@
 #include <procpool/common/frame.hpp>
 #include <procpool/common/function_registry.hpp>
 #include <procpool/loop/future.hpp>
+#include <procpool/loop/pool_map.hpp>
 #include <procpool/loop/pool_options.hpp>
 
 namespace procpool {
@@ -58,6 +59,17 @@ class ProcessPool {
   template <class R, class... Args>
   Future<R> call(std::string_view name, Args&&... args);
 
+  // Calls fn(x) for every x of `inputs` (a sized range), like Python's
+  // Executor.map with a chunksize: `chunksize` calls travel in one frame and
+  // run back to back in one worker (0: the pool picks, about 8 chunks per
+  // worker and at most 1024 calls each). The future holds the results in
+  // input order (nothing for a void fn). If a call throws, the future fails
+  // with that exception (from the earliest chunk that failed), and the calls
+  // after it in its chunk do not run; other chunks do. A crash fails the map
+  // with WorkerCrashed; cancel() does not apply to it.
+  template <class R, class A, class Range>
+  Future<detail::map_result_t<R>> map(R (*fn)(A), const Range& inputs, size_t chunksize = 0);
+
   // The Asio asynchronous form of submit: pool.async_call(fn, args..., token).
   //
   // Completion signature: void(std::exception_ptr, R), or
@@ -88,10 +100,17 @@ class ProcessPool {
 
  private:
   template <class R, class Encode>
-  Future<R> enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode);
+  Future<R> enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode,
+                    detail::FrameKind kind = detail::FrameKind::Call);
+  // The registry's entry for fn, or null with `failure` set to UnknownFunction.
+  static const detail::FunctionEntry* entry_of(detail::ErasedFn fn, uint32_t& id, std::exception_ptr& failure);
+  // Lets a blocked get() on a state the pool does not queue (a map's) poll
+  // the pool's rings, as it would for a call.
+  void watch(detail::StateBase& state) const;
   template <class R, class... A, class Token, class... Args>
   auto async_call_with(R (*fn)(A...), Token&& token, Args&&... args);
-  void enqueue_frame(detail::ByteBuffer frame, uint32_t function_id, std::shared_ptr<detail::StateBase> state);
+  void enqueue_frame(detail::ByteBuffer frame, detail::FrameKind kind, uint32_t function_id,
+                     std::shared_ptr<detail::StateBase> state);
   size_t max_message_bytes() const noexcept;
 
   std::shared_ptr<detail::PoolCore> core_;
@@ -109,10 +128,18 @@ void encode_argument(OutputArchive& ar, Arg&& arg) {
   else ar(Param(std::forward<Arg>(arg)));
 }
 std::string describe_unregistered(ErasedFn fn);
+
+template <class R>
+Future<R> failed_future(std::exception_ptr error) {
+  auto state = std::make_shared<SharedState<R>>();
+  state->settle_error(std::move(error));
+  return Future<R>(std::move(state));
+}
 }  // namespace detail
 
 template <class R, class Encode>
-Future<R> ProcessPool::enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode) {
+Future<R> ProcessPool::enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode,
+                               detail::FrameKind kind) {
   auto state = std::make_shared<detail::SharedState<R>>();
   detail::ByteBuffer frame;
   try {
@@ -131,7 +158,7 @@ Future<R> ProcessPool::enqueue(uint32_t function_id, const detail::FunctionEntry
         "max_message_bytes", payload, max_message_bytes(), "the call of '" + entry.name + "'")));
     return Future<R>(std::move(state));
   }
-  enqueue_frame(std::move(frame), function_id, state);
+  enqueue_frame(std::move(frame), kind, function_id, state);
   return Future<R>(std::move(state));
 }
 
@@ -141,17 +168,48 @@ Future<R> ProcessPool::submit(R (*fn)(A...), Args&&... args) {
   static_assert((std::is_constructible_v<std::decay_t<A>, Args&&> && ...),
                 "an argument cannot be converted to the function's parameter type");
   uint32_t id = 0;
-  const detail::FunctionEntry* entry =
-      detail::FunctionRegistry::instance().find(reinterpret_cast<detail::ErasedFn>(fn), &id);
-  if (!entry) {
-    auto state = std::make_shared<detail::SharedState<R>>();
-    state->settle_error(std::make_exception_ptr(
-        UnknownFunction(detail::describe_unregistered(reinterpret_cast<detail::ErasedFn>(fn)), {})));
-    return Future<R>(std::move(state));
-  }
+  std::exception_ptr failure;
+  const detail::FunctionEntry* entry = entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
+  if (!entry) return detail::failed_future<R>(failure);
   return enqueue<R>(id, *entry, [&](detail::OutputArchive& ar) {
     (detail::encode_argument<A>(ar, std::forward<Args>(args)), ...);
   });
+}
+
+template <class R, class A, class Range>
+Future<detail::map_result_t<R>> ProcessPool::map(R (*fn)(A), const Range& inputs, size_t chunksize) {
+  using Out = detail::map_result_t<R>;
+  static_assert(std::is_constructible_v<std::decay_t<A>, decltype(*std::begin(inputs))>,
+                "an input cannot be converted to the function's parameter type");
+  uint32_t id = 0;
+  std::exception_ptr failure;
+  const detail::FunctionEntry* entry = entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
+  if (!entry) return detail::failed_future<Out>(failure);
+  size_t n = static_cast<size_t>(std::size(inputs));
+  size_t chunk = chunksize ? chunksize : detail::default_chunk_size(n, worker_count());
+  size_t parts = (n + chunk - 1) / chunk;
+  auto whole = std::make_shared<detail::SharedState<Out>>();
+  watch(*whole);
+  auto gather = std::make_shared<detail::MapGather<Out>>(whole, parts);
+  auto next = std::begin(inputs);
+  for (size_t p = 0; p < parts; ++p) {
+    size_t count = std::min(chunk, n - p * chunk);
+    auto first = next;
+    std::advance(next, count);  // here, so that a chunk that fails to encode does not shift the next
+    Future<Out> part = enqueue<Out>(
+        id, *entry,
+        [&](detail::OutputArchive& ar) {
+          ar(cereal::make_size_tag(static_cast<cereal::size_type>(count)));
+          auto it = first;
+          for (size_t i = 0; i < count; ++i, ++it) detail::encode_argument<A>(ar, *it);
+        },
+        detail::FrameKind::CallMany);
+    auto state = std::static_pointer_cast<detail::SharedState<Out>>(part.shared_state());
+    gather->set_part(p, state);
+    state->on_ready_anywhere([gather] { gather->part_done(); });
+  }
+  gather->seal();
+  return Future<Out>(std::move(whole));
 }
 
 template <class R, class... Args>
@@ -159,19 +217,13 @@ Future<R> ProcessPool::call(std::string_view name, Args&&... args) {
   auto& registry = detail::FunctionRegistry::instance();
   uint32_t id = 0;
   const detail::FunctionEntry* entry = registry.find(name, &id);
-  if (!entry) {
-    auto state = std::make_shared<detail::SharedState<R>>();
-    state->settle_error(std::make_exception_ptr(UnknownFunction(std::string(name), registry.close_matches(name))));
-    return Future<R>(std::move(state));
-  }
+  if (!entry)
+    return detail::failed_future<R>(std::make_exception_ptr(UnknownFunction(std::string(name), registry.close_matches(name))));
   static const std::string signature = detail::signature_of<R, std::decay_t<Args>...>();
   static const uint64_t fingerprint = detail::fingerprint(signature);
-  if (fingerprint != entry->fingerprint) {
-    auto state = std::make_shared<detail::SharedState<R>>();
-    state->settle_error(std::make_exception_ptr(SerializationError(
-        entry->name, "called as " + signature + " but registered as " + entry->signature)));
-    return Future<R>(std::move(state));
-  }
+  if (fingerprint != entry->fingerprint)
+    return detail::failed_future<R>(std::make_exception_ptr(
+        SerializationError(entry->name, "called as " + signature + " but registered as " + entry->signature)));
   return enqueue<R>(id, *entry, [&](detail::OutputArchive& ar) { (ar(args), ...); });
 }
 

@@ -40,8 +40,9 @@ class WorkerLoop {
       requests_.peek(&header, sizeof header);
       if (header.magic != kFrameMagic) _exit(kExitProtocol);
       if (header.kind == static_cast<uint32_t>(FrameKind::Stop)) _exit(0);
-      if (header.kind != static_cast<uint32_t>(FrameKind::Call) || header.length > config_.max_message_bytes)
-        _exit(kExitProtocol);
+      bool call = header.kind == static_cast<uint32_t>(FrameKind::Call) ||
+                  header.kind == static_cast<uint32_t>(FrameKind::CallMany);
+      if (!call || header.length > config_.max_message_bytes) _exit(kExitProtocol);
       release_request(sizeof header);
       serve(header);
     }
@@ -65,7 +66,8 @@ class WorkerLoop {
 
     ResponseWriter writer(responses_, spill_);
     writer.begin();
-    FrameKind kind = withdrawn(call.task_id) ? FrameKind::Skipped : run_call(payload, length, writer);
+    bool many = call.kind == static_cast<uint32_t>(FrameKind::CallMany);
+    FrameKind kind = withdrawn(call.task_id) ? FrameKind::Skipped : run_call(payload, length, many, writer);
     if (in_place) release_request(length);
 
     ResponseWriter::Rest rest = writer.finish(kind, call.task_id);
@@ -83,7 +85,7 @@ class WorkerLoop {
     return false;
   }
 
-  FrameKind run_call(const std::byte* payload, size_t length, ResponseWriter& writer) {
+  FrameKind run_call(const std::byte* payload, size_t length, bool many, ResponseWriter& writer) {
     const FunctionEntry* entry = nullptr;
     try {
       InputArchive args(payload, length);
@@ -98,7 +100,7 @@ class WorkerLoop {
       OutputArchive result(writer);
       record_throw_backtraces(true);
       try {
-        entry->invoke(entry->fn, args, result);
+        (many ? entry->invoke_many : entry->invoke)(entry->fn, args, result);
       } catch (const DecodeError& e) {
         throw SerializationError(entry->name, std::string("the arguments do not decode: ") + e.what());
       } catch (const EncodeError& e) {

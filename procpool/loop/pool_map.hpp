@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// ProcessPool::map's bookkeeping: the chunks of one map travel as CallMany
+// frames (frame.hpp), each with a state of its own; MapGather settles the
+// map's future when the last chunk has settled.
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <iterator>
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#include <procpool/loop/future_state.hpp>
+
+namespace procpool::detail {
+
+template <class R>
+using map_result_t = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
+
+// How many calls go in one frame when the caller leaves it to the pool:
+// about 8 chunks per worker, so that the load evens out as chunks finish,
+// and at most 1024 calls, so that a crash or an exception costs little.
+inline size_t default_chunk_size(size_t calls, size_t workers) {
+  size_t chunks = 8 * (workers ? workers : 1);
+  return std::clamp<size_t>((calls + chunks - 1) / chunks, 1, 1024);
+}
+
+template <class Out>
+class MapGather {
+ public:
+  MapGather(std::shared_ptr<SharedState<Out>> whole, size_t parts)
+      : whole_(std::move(whole)), parts_(parts), left_(parts + 1) {}
+
+  // Before seal(): the i-th chunk's state.
+  void set_part(size_t i, std::shared_ptr<SharedState<Out>> part) { parts_[i] = std::move(part); }
+  // After every set_part: from now on the last part to settle settles the
+  // whole. (left_ starts one above the count, so no part can finish the
+  // map while parts_ is still being filled.)
+  void seal() { part_done(); }
+
+  // Runs once per part, on whichever thread settles it.
+  void part_done() {
+    // acq_rel: the thread that takes left_ to zero sees every part's result.
+    if (left_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    for (auto& part : parts_)
+      if (part->failed()) {
+        whole_->settle_error(part->error());  // the earliest chunk that failed, as Python's map raises
+        return;
+      }
+    if (!whole_->try_claim()) return;
+    try {
+      if constexpr (!std::is_void_v<Out>) {
+        Out all;
+        for (auto& part : parts_) {
+          Out some = part->take();
+          if (all.empty()) all = std::move(some);
+          else all.insert(all.end(), std::make_move_iterator(some.begin()), std::make_move_iterator(some.end()));
+        }
+        whole_->set_value(std::move(all));
+      }
+    } catch (...) {
+      whole_->set_error(std::current_exception());
+    }
+    whole_->publish();
+  }
+
+ private:
+  std::shared_ptr<SharedState<Out>> whole_;
+  std::vector<std::shared_ptr<SharedState<Out>>> parts_;
+  std::atomic<size_t> left_;
+};
+
+}  // namespace procpool::detail
