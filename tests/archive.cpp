@@ -63,3 +63,37 @@ TEST_CASE("Archive.ContainersOfEmptyElementsRoundTrip" * doctest::timeout(10)) {
   ar(out);
   CHECK(out.size() == 100);
 }
+
+namespace {
+// Counts the elements it value-initialises (what a resize() before the copy does).
+template <class T>
+struct CountingAllocator {
+  using value_type = T;
+  static inline int zero_filled = 0;
+  CountingAllocator() = default;
+  template <class U>
+  CountingAllocator(const CountingAllocator<U>&) {}
+  T* allocate(size_t n) { return std::allocator<T>().allocate(n); }
+  void deallocate(T* p, size_t n) { std::allocator<T>().deallocate(p, n); }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    if constexpr (sizeof...(Args) == 0) ++zero_filled;
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+  bool operator==(const CountingAllocator&) const { return true; }
+};
+}  // namespace
+
+TEST_CASE("Archive.ByteVectorIsDecodedWithoutZeroFillingItFirst" * doctest::timeout(10)) {
+  ByteBuffer buf;
+  std::vector<char> in(1000);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<char>(i * 7);
+  OutputArchive out_ar(buf);
+  out_ar(in);
+  InputArchive ar(buf.data(), buf.size());
+  std::vector<char, CountingAllocator<char>> out;
+  ar(out);
+  CHECK(std::equal(out.begin(), out.end(), in.begin(), in.end()));
+  CHECK(CountingAllocator<char>::zero_filled == 0);
+  CHECK(ar.remaining() == 0);
+}

@@ -17,6 +17,8 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 namespace procpool::detail {
 
@@ -127,6 +129,15 @@ class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmpt
     pos_ += n;
   }
   size_t remaining() const noexcept { return static_cast<size_t>(end_ - pos_); }
+  // The next n bytes, in place; throws DecodeError if fewer are left.
+  const std::byte* take(size_t n) {
+    if (n > remaining())
+      throw DecodeError("truncated data: needed " + std::to_string(n) + " bytes, " + std::to_string(remaining()) +
+                        " left");
+    const std::byte* at = pos_;
+    pos_ += n;
+    return at;
+  }
 
  private:
   const std::byte* pos_;
@@ -163,6 +174,18 @@ inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, cereal::SizeTag<T>& t) {
     throw DecodeError("size prefix " + std::to_string(static_cast<unsigned long long>(t.size)) + " exceeds the " +
                       std::to_string(ar.remaining()) + " bytes present");
 }
+// A vector of single bytes, the usual binary payload, is built straight from
+// the input: cereal's own load resizes it first, which zero-fills every byte
+// it then copies over (one more pass over a large payload). Same encoding.
+template <class T, class A>
+inline std::enable_if_t<std::is_arithmetic_v<T> && sizeof(T) == 1 && !std::is_same_v<T, bool>>
+CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, std::vector<T, A>& v) {
+  cereal::size_type n = 0;
+  ar(cereal::make_size_tag(n));
+  const auto* bytes = reinterpret_cast<const T*>(ar.take(static_cast<size_t>(n)));
+  v.assign(bytes, bytes + n);
+}
+
 template <class T>
 inline void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const cereal::BinaryData<T>& bd) {
   ar.saveBinary(bd.data, static_cast<std::streamsize>(bd.size));

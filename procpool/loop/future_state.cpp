@@ -96,7 +96,9 @@ void StateBase::on_ready(std::function<void()> callback) { add_callback(&Callbac
 void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline) {
   auto poller = poller_.lock();
   if (!poller) return;
-  auto until = std::min(deadline, std::chrono::steady_clock::now() + poller->poll_budget(request_bytes_));
+  auto budget = poller->poll_budget(request_bytes_);
+  if (budget.count() == 0) return;
+  auto until = std::min(deadline, std::chrono::steady_clock::now() + budget);
   PollingScope polling(*poller);
   // A worker that was asleep when its call came needs a CPU to wake up on,
   // and the scheduler often picks this thread's: past a first few µs, poll
@@ -104,10 +106,12 @@ void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline)
   // two, and yielding then would only add the syscalls.
   bool yield = woke_worker_.load(std::memory_order_relaxed);
   auto eager = std::chrono::steady_clock::now() + std::chrono::microseconds(2);
+  bool took = false;
   for (auto now = std::chrono::steady_clock::now(); !ready() && now < until; now = std::chrono::steady_clock::now()) {
-    poller->poll_responses();
+    took |= poller->poll_responses();
     if (yield && now > eager) sched_yield();
   }
+  if (std::chrono::steady_clock::now() < deadline) poller->polled(took || ready());
 }
 
 void StateBase::wait() { wait_until(std::chrono::steady_clock::time_point::max()); }

@@ -40,8 +40,9 @@ class StateBase;
 class Poller {
  public:
   virtual ~Poller() = default;
-  // Drains whatever responses have arrived, if no other thread is at it.
-  virtual void poll_responses() = 0;
+  // Drains whatever responses have arrived, if no other thread is at it;
+  // true if it took any.
+  virtual bool poll_responses() = 0;
   // While any thread is between begin_polling() and end_polling(), workers
   // do not ring the reactor's doorbell: the polling thread drains instead,
   // which saves a syscall in the worker and a wake-up of the reactor per
@@ -58,7 +59,11 @@ class Poller {
   virtual bool cancel(StateBase& state) = 0;
   // How long a waiting thread polls before it sleeps, for a call whose
   // encoded request is `request_bytes` long.
+  // Zero when polling has lately not paid off (see PoolCore::polled).
   virtual std::chrono::nanoseconds poll_budget(size_t request_bytes) const noexcept = 0;
+  // Whether a wait's polling paid off (its answer came, or it took others'
+  // answers off the rings): the budget adapts.
+  virtual void polled(bool productive) noexcept = 0;
 };
 
 class PollingScope {

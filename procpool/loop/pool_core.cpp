@@ -186,11 +186,11 @@ bool PoolCore::request_doorbells_locked() {
   return more;
 }
 
-void PoolCore::poll_responses() {
+bool PoolCore::poll_responses() {
   Published out;
   {
     std::unique_lock drain(drain_mutex_, std::try_to_lock);
-    if (!drain) return;
+    if (!drain) return false;
     // Withdraw the doorbell requests the reactor left armed: pollers look
     // at the rings themselves until the last calls end_polling().
     if (pollers_.load(std::memory_order_relaxed) > 0)
@@ -198,12 +198,20 @@ void PoolCore::poll_responses() {
         if (slot->alive && slot->condemned.empty()) withdraw_sleep(slot->segment->header().response.data_event);
     drain_locked(out);
   }
-  if (out.empty()) return;
+  if (out.empty()) return false;
   {
     std::lock_guard dispatch(dispatch_mutex_);
     dispatch_locked();
   }
   publish(out);
+  return true;
+}
+
+void PoolCore::polled(bool productive) noexcept {
+  int score = spin_score_.load(std::memory_order_relaxed);
+  // One probe that pays turns polling back on; two in vain in a row off.
+  score = productive ? std::clamp(score + 1, 1, kMaxSpinScore) : std::max(score - 4, -kMaxSpinScore);
+  spin_score_.store(score, std::memory_order_relaxed);
 }
 
 void PoolCore::end_polling() {
@@ -225,6 +233,12 @@ std::chrono::nanoseconds PoolCore::poll_budget(size_t request_bytes) const noexc
   // -> waiter relay of two wake-ups. So a waiter on a large call polls for
   // about as long as those copies take (0.5 ns a byte: ~2 GB/s), up to 2 ms.
   if (options_.host_spin.count() == 0) return {};
+  // Calls that outlast the budget (CPU-bound tasks) would have a waiter burn
+  // a core the workers need, then sleep anyway: while polling does not pay
+  // off, only every 16th wait polls, to notice when calls get short again.
+  if (spin_score_.load(std::memory_order_relaxed) <= 0 &&
+      spin_probes_.fetch_add(1, std::memory_order_relaxed) % 16 != 0)
+    return {};
   auto copies = std::chrono::nanoseconds(static_cast<long long>(request_bytes / 2));
   return std::max<std::chrono::nanoseconds>(options_.host_spin, std::min<std::chrono::nanoseconds>(copies, std::chrono::milliseconds(2)));
 }

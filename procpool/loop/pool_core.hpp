@@ -44,13 +44,14 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void submit(ByteBuffer frame, FrameKind kind, uint32_t function_id, std::shared_ptr<StateBase> state);
   void shutdown(bool wait);
 
-  void poll_responses() override;
+  bool poll_responses() override;
   void begin_polling() noexcept override { pollers_.fetch_add(1, std::memory_order_acq_rel); }
   void end_polling() override;
   bool on_own_thread() const noexcept override;
   void run_callbacks(Callbacks callbacks) override;
   bool cancel(StateBase& state) override;
   std::chrono::nanoseconds poll_budget(size_t request_bytes) const noexcept override;
+  void polled(bool productive) noexcept override;
   size_t max_message_bytes() const noexcept { return options_.max_message_bytes; }
   size_t worker_count() const noexcept { return slots_.size(); }
   std::vector<pid_t> worker_pids();
@@ -125,6 +126,12 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   std::mutex drain_mutex_;
   std::mutex dispatch_mutex_;
   std::atomic<int> pollers_{0};  // threads inside a PollingScope
+  // Adaptive polling (poll_budget): > 0 while polling pays off; each wait
+  // that polled in vain takes 4 off, each that did not adds 1.
+  // Relaxed, unlocked updates: a lost one only nudges a heuristic.
+  static constexpr int kMaxSpinScore = 8;
+  mutable std::atomic<int> spin_score_{kMaxSpinScore};
+  mutable std::atomic<unsigned> spin_probes_{0};
   std::deque<TaskRecord> pending_;
   TaskId next_task_ = 0;
   bool accepting_ = false;
