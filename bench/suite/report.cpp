@@ -73,6 +73,10 @@ std::vector<Target> targets(const Summary& s) {
   check("awaited round trip p50 ≥ 50× faster than asyncio + ProcessPoolExecutor", {pp, py}, [&] {
     return Target{"", fmt(*pp) + " µs vs " + fmt(*py) + " µs: " + x(*py / *pp), *py / *pp >= 50};
   });
+  V futex_hot = s.median("floor-futex", "rtt", "p50");
+  check("awaited round trip p50 ≤ 3× the futex ping-pong floor (both back to back)", {pp, futex_hot}, [&] {
+    return Target{"", fmt(*pp) + " µs vs " + fmt(*futex_hot) + " µs: " + x(*pp / *futex_hot), *pp <= 3 * *futex_hot};
+  });
   V idle = s.median("procpool", "rtt_idle", "p50"), futex = s.median("floor-futex", "rtt_idle", "p50");
   check("round trip to a sleeping worker ≤ 3× the futex ping-pong floor (both 2 ms apart)", {idle, futex}, [&] {
     return Target{"", fmt(*idle) + " µs vs " + fmt(*futex) + " µs: " + x(*idle / *futex), *idle <= 3 * *futex};
