@@ -138,11 +138,12 @@ void write_figures(std::ostream& md, const Summary& s) {
 }
 
 void write_notes(std::ostream& md, const SuiteResults& results) {
-  std::set<std::string> seen;
-  for (const Note& n : results.notes) {
-    std::string line = "- " + system_label(n.system) + ", " + n.figure + ": " + n.text;
-    if (seen.insert(line).second) md << line << '\n';
-  }
+  // One note per system and figure: the first round's (a later round may
+  // say the same with other numbers).
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const Note& n : results.notes)
+    if (seen.insert({n.system, n.figure}).second)
+      md << "- " << system_label(n.system) << ", " << n.figure << ": " << n.text << '\n';
   for (const auto& [system, reason] : results.skipped) md << "- " << system_label(system) << " skipped: " << reason << '\n';
   for (const std::string& failure : results.failures) md << "- **failed**: " << failure << '\n';
 }
