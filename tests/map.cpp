@@ -67,7 +67,7 @@ TEST_CASE("Map.ConvertsInputsToTheParameterType") {
 }
 
 TEST_CASE("Map.OfAVoidFunctionRunsEveryCallOnce") {
-  std::string path = "/tmp/procpool_map_" + std::to_string(getpid());
+  std::string path = "/tmp/procpool-test-map-" + std::to_string(getpid());
   std::remove(path.c_str());
   {
     procpool::ProcessPool pool({.workers = 2});
