@@ -3,6 +3,8 @@
 // Each group of figures starts its own pool, as a user's program would. The
 // memory figures come first, while this process's heap is still fresh: RSS
 // growth only shows memory the allocator had to ask the kernel for.
+#include <malloc.h>
+
 #include <procpool/procpool.hpp>
 
 #include <chrono>
@@ -293,6 +295,10 @@ void measure_procpool(const RoundOptions& options) {
   try {
     progress(r, "memory");
     memory(r, n);
+    // Give back the heap the 100,000 pending calls grew (as the Python side
+    // does before its memory figures), so that the forks below copy the
+    // page tables of this program, not of that figure's leftovers.
+    malloc_trim(0);
     // Forking costs time in proportion to the host's resident memory (its
     // page tables are copied), so these come before the payload figure
     // grows this process by hundreds of MiB.
