@@ -401,3 +401,31 @@ TEST_CASE("EventLoop.CancellingARunningCallLetsItFinish" * doctest::timeout(30))
   CHECK_FALSE(running.cancel());
   CHECK(running.get() == 100);  // too late to withdraw: it ran to its end
 }
+
+// A task that blocks its loop's thread right after a pool call must not
+// leave the pool deaf: the loop polls the pool's rings with the workers'
+// doorbells off, and runs the task only after switching them back on.
+TEST_CASE("EventLoop.ATaskThatBlocksDoesNotStallOtherThreadsCallsOnItsPool" * doctest::timeout(30)) {
+  // The stall needs the task resumed from the loop's polling: likely, not certain, so a few rounds.
+  for (int round = 0; round < 5; ++round) {
+    procpool::ProcessPool pool({.workers = 2});
+    procpool::EventLoop loop;
+    std::atomic<bool> blocking{false};
+    std::thread other([&] {
+      while (!blocking.load()) std::this_thread::yield();
+      for (int i = 0; i < 20; ++i) {
+        auto f = pool.submit(tasks::sleep_ms, 2);
+        CHECK(f.wait_for(std::chrono::milliseconds(500)));
+      }
+      blocking = false;
+    });
+    loop.run_until_complete([&]() -> procpool::Task<void> {
+      // Calls short enough that the loop, polling, takes their answers itself
+      // (and resumes the task from its polling).
+      for (int i = 0; i < 200; ++i) co_await pool.submit(tasks::sleep_ms, 0);
+      blocking = true;
+      while (blocking.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // no awaiting meanwhile
+    }());
+    other.join();
+  }
+}

@@ -120,3 +120,24 @@ TEST_CASE("Map.WaitsFromAnEventLoopTask") {
   }());
   CHECK(total == 332833500L);
 }
+
+TEST_CASE("Map.HugeChunkSizeStillRunsEveryCall") {
+  procpool::ProcessPool pool({.workers = 1});
+  std::vector<long> out = pool.map(square, range(10), SIZE_MAX).get();
+  CHECK(out.size() == 10);
+  CHECK(out.at(9) == 81);
+}
+
+namespace {
+struct Tag {
+  template <class Archive>
+  void serialize(Archive&) {}
+};
+Tag tag_of(int) { return {}; }
+PROCPOOL_REGISTER(tag_of);
+}  // namespace
+
+TEST_CASE("Map.ResultsOfAnEmptyTypeComeBackHoweverLargeTheChunkAsked") {
+  procpool::ProcessPool pool({.workers = 1});
+  CHECK(pool.map(tag_of, range(10000), 10000).get().size() == 10000);
+}

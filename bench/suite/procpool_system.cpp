@@ -94,10 +94,11 @@ void memory(int round, const Counts& n) {
 
   constexpr int kHoldMs = 500;  // far longer than the submissions take
   std::vector<procpool::Future<void>> held{pool.submit(sleep_ms, kHoldMs), pool.submit(sleep_ms, kHoldMs)};
-  std::vector<procpool::Future<void>> pending;
-  pending.reserve(static_cast<size_t>(n.pending));  // the caller's vector is not the library's cost
+  // The caller's vector is not the library's cost: its pages are made
+  // resident (default-constructed futures) before the count starts.
+  std::vector<procpool::Future<void>> pending(static_cast<size_t>(n.pending));
   size_t before = resident_bytes();
-  for (int i = 0; i < n.pending; ++i) pending.push_back(pool.submit(noop));
+  for (auto& f : pending) f = pool.submit(noop);
   size_t after = resident_bytes();
   if (pending.back().ready()) fail("the workers ran the pending calls before they were counted");
   emit(kSystem, "mem_pending", std::to_string(n.pending), round,

@@ -73,11 +73,20 @@ bool EventLoop::run_one() {
         budget = std::max(budget, p->poll_budget(0));
         pools.push_back(std::move(p));
       }
-    std::vector<std::unique_ptr<detail::PollingScope>> polling;
-    for (auto& p : pools) polling.push_back(std::make_unique<detail::PollingScope>(*p));
+    // Poll in short stretches inside PollingScopes (the pools' doorbells are
+    // off meanwhile), and run handlers only between them: a task resumed
+    // inside a scope could block, and with the doorbells off another
+    // thread's call on that pool would then be heard by nobody.
     auto until = std::chrono::steady_clock::now() + budget;
-    while (std::chrono::steady_clock::now() < until) {
-      for (auto& p : pools) p->poll_responses();
+    while (budget.count() > 0 && std::chrono::steady_clock::now() < until) {
+      auto stretch = std::min(until, std::chrono::steady_clock::now() + std::chrono::microseconds(5));
+      {
+        std::vector<std::unique_ptr<detail::PollingScope>> polling;
+        for (auto& p : pools) polling.push_back(std::make_unique<detail::PollingScope>(*p));
+        bool took = false;
+        while (!took && std::chrono::steady_clock::now() < stretch)
+          for (auto& p : pools) took |= p->poll_responses();
+      }
       if (io_.poll_one() > 0) return true;
     }
   }

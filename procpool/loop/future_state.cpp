@@ -23,6 +23,15 @@ void throw_no_state() { throw Error("procpool::Future has no state (it was defau
 
 void throw_already_taken() { throw Error("Future::get(): the result was already taken (get() moves it out once)"); }
 
+PollingScope::~PollingScope() {
+  try {
+    poller_.end_polling();
+  } catch (const std::exception& e) {
+    // Out of memory while publishing what it drained: nobody to tell here.
+    std::fprintf(stderr, "procpool: ending a poll failed: %s\n", e.what());
+  }
+}
+
 StateBase::SpinGuard::SpinGuard(std::atomic_flag& flag) noexcept : flag_(flag) {
   while (flag_.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
 }

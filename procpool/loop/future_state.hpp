@@ -69,7 +69,7 @@ class Poller {
 class PollingScope {
  public:
   explicit PollingScope(Poller& poller) noexcept : poller_(poller) { poller_.begin_polling(); }
-  ~PollingScope() { poller_.end_polling(); }
+  ~PollingScope();
   PollingScope(const PollingScope&) = delete;
   PollingScope& operator=(const PollingScope&) = delete;
 

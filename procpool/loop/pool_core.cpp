@@ -216,15 +216,21 @@ void PoolCore::polled(bool productive) noexcept {
 
 void PoolCore::end_polling() {
   if (pollers_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-  bool more;
+  Published out;
   {
+    // Blocking, and in the same critical section as the re-arm: an answer
+    // published while the doorbells were off rang nothing, and a try_lock
+    // that lost to the reactor (busy elsewhere) would leave it in the ring.
     std::lock_guard drain(drain_mutex_);
     if (stopping_) return;
-    more = request_doorbells_locked();
+    if (request_doorbells_locked()) drain_locked(out);
   }
-  // A response published before the doorbells were armed rang nothing:
-  // take it now (with no poller left, this leaves the doorbells armed).
-  if (more) poll_responses();
+  if (out.empty()) return;
+  {
+    std::lock_guard dispatch(dispatch_mutex_);
+    dispatch_locked();
+  }
+  publish(out);
 }
 
 std::chrono::nanoseconds PoolCore::poll_budget(size_t request_bytes) const noexcept {

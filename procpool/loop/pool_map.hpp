@@ -18,6 +18,11 @@ namespace procpool::detail {
 template <class R>
 using map_result_t = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
 
+// At most this many calls go in one frame: the archive refuses a count of
+// elements larger than the bytes present plus this allowance (a forgery
+// check), and results or arguments of an empty type take no bytes.
+inline constexpr size_t kMaxChunk = static_cast<size_t>(kEmptyElementAllowance);
+
 // How many calls go in one frame when the caller leaves it to the pool:
 // about 8 chunks per worker, so that the load evens out as chunks finish,
 // and at most 1024 calls, so that a crash or an exception costs little.

@@ -62,7 +62,8 @@ class ProcessPool {
   // Calls fn(x) for every x of `inputs` (a sized range), like Python's
   // Executor.map with a chunksize: `chunksize` calls travel in one frame and
   // run back to back in one worker (0: the pool picks, about 8 chunks per
-  // worker and at most 1024 calls each). The future holds the results in
+  // worker and at most 1024 calls each; never more than 4096). `inputs` is
+  // read once, front to back, while map encodes the chunks. The future holds the results in
   // input order (nothing for a void fn). If a call throws, the future fails
   // with that exception (from the earliest chunk that failed), and the calls
   // after it in its chunk do not run; other chunks do. A crash fails the map
@@ -186,8 +187,8 @@ Future<detail::map_result_t<R>> ProcessPool::map(R (*fn)(A), const Range& inputs
   const detail::FunctionEntry* entry = entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
   if (!entry) return detail::failed_future<Out>(failure);
   size_t n = static_cast<size_t>(std::size(inputs));
-  size_t chunk = chunksize ? chunksize : detail::default_chunk_size(n, worker_count());
-  size_t parts = (n + chunk - 1) / chunk;
+  size_t chunk = std::min(chunksize ? chunksize : detail::default_chunk_size(n, worker_count()), detail::kMaxChunk);
+  size_t parts = n / chunk + (n % chunk != 0);  // (n + chunk - 1) would overflow for a huge chunk
   auto whole = std::make_shared<detail::SharedState<Out>>();
   watch(*whole);
   auto gather = std::make_shared<detail::MapGather<Out>>(whole, parts);
