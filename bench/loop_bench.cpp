@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "bench_util.hpp"
+#include "timed_calls.hpp"
 
 // ---- the task function ----
 
@@ -54,61 +55,21 @@ Latency summarise(const std::vector<double>& us) { return {bench::percentile(us,
 
 // 1a. One blocking call at a time (the reference).
 Latency blocking_round_trip(procpool::ProcessPool& pool, int n) {
-  std::vector<double> us;
-  us.reserve(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) {
-    auto t0 = Clock::now();
-    pool.submit(noop).get();
-    us.push_back(micros(Clock::now() - t0));
-  }
-  return summarise(us);
+  return summarise(bench::blocking_round_trips(pool, noop, n));
 }
 
 // 1b. One awaited call at a time, inside one task; per-call times taken in
 // the coroutine.
-procpool::Task<std::vector<double>> awaited_calls(procpool::EventLoop& loop, procpool::ProcessPool& pool, int n) {
-  std::vector<double> us;
-  us.reserve(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) {
-    auto t0 = Clock::now();
-    co_await loop.run_in_executor(pool, noop);
-    us.push_back(micros(Clock::now() - t0));
-  }
-  co_return us;
-}
-
 Latency awaited_round_trip(procpool::EventLoop& loop, procpool::ProcessPool& pool, int n) {
-  return summarise(loop.run_until_complete(awaited_calls(loop, pool, n)));
+  return summarise(loop.run_until_complete(bench::awaited_round_trips(loop, pool, noop, n)));
 }
 
 // 2a. Submit them all, then get() them all: tasks/s.
-double raw_throughput(procpool::ProcessPool& pool, int n) {
-  std::vector<procpool::Future<void>> futures;
-  futures.reserve(static_cast<size_t>(n));
-  auto t0 = Clock::now();
-  for (int i = 0; i < n; ++i) futures.push_back(pool.submit(noop));
-  for (auto& f : futures) f.get();
-  return n / (micros(Clock::now() - t0) / 1e6);
-}
+double raw_throughput(procpool::ProcessPool& pool, int n) { return bench::submit_all_then_get(pool, noop, n); }
 
-// 2b. Submit them all from a coroutine, then co_await gather(futures):
-// seconds from the first submit to gather's return.
-procpool::Task<double> gather_all(procpool::EventLoop& loop, procpool::ProcessPool& pool, int n) {
-  std::vector<procpool::Future<void>> futures;
-  futures.reserve(static_cast<size_t>(n));
-  auto t0 = Clock::now();
-  for (int i = 0; i < n; ++i) futures.push_back(loop.run_in_executor(pool, noop));
-  auto results = co_await procpool::gather(std::move(futures));
-  double s = micros(Clock::now() - t0) / 1e6;
-  if (results.size() != static_cast<size_t>(n)) {
-    std::fprintf(stderr, "gather gave %zu results instead of %d\n", results.size(), n);
-    std::exit(1);
-  }
-  co_return s;
-}
-
+// 2b. Submit them all from a coroutine, then co_await gather(futures).
 double gather_throughput(procpool::EventLoop& loop, procpool::ProcessPool& pool, int n) {
-  return n / loop.run_until_complete(gather_all(loop, pool, n));
+  return n / loop.run_until_complete(bench::gather_seconds(loop, pool, noop, n));
 }
 
 // 2c. (Diagnostic) Submit them all from a coroutine, then co_await each in

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../bench_util.hpp"
+#include "../timed_calls.hpp"
 #include "protocol.hpp"
 #include "system.hpp"
 
@@ -107,26 +108,6 @@ void memory(int round, const Counts& n) {
   for (auto& f : held) f.get();
 }
 
-procpool::Task<std::vector<double>> awaited_calls(procpool::EventLoop& loop, procpool::ProcessPool& pool, int count) {
-  std::vector<double> us;
-  us.reserve(static_cast<size_t>(count));
-  for (int i = 0; i < count; ++i) {
-    auto t0 = Clock::now();
-    co_await loop.run_in_executor(pool, noop);
-    us.push_back(micros(Clock::now() - t0));
-  }
-  co_return us;
-}
-
-procpool::Task<double> gather_all(procpool::EventLoop& loop, procpool::ProcessPool& pool, int count) {
-  std::vector<procpool::Future<void>> futures;
-  futures.reserve(static_cast<size_t>(count));
-  auto t0 = Clock::now();
-  for (int i = 0; i < count; ++i) futures.push_back(loop.run_in_executor(pool, noop));
-  co_await procpool::gather(std::move(futures));
-  co_return micros(Clock::now() - t0) / 1e6;
-}
-
 // Latency three ways: awaited from a coroutine (as asyncio does it), a
 // blocking get() back to back (the worker never sleeps), and blocking calls
 // 2 ms apart (the worker has gone to sleep on its futex each time).
@@ -134,25 +115,14 @@ void latency(int round, const Counts& n, const std::string& raw_dir) {
   procpool::ProcessPool pool({.workers = 2});
   procpool::EventLoop loop;
   for (int i = 0; i < n.warmup; ++i) pool.submit(noop).get();
-  std::vector<double> awaited = loop.run_until_complete(awaited_calls(loop, pool, n.round_trips));
+  std::vector<double> awaited = loop.run_until_complete(awaited_round_trips(loop, pool, noop, n.round_trips));
   emit_percentiles("rtt", round, awaited);
   append_samples(raw_dir, kSystem, round, awaited);
 
-  std::vector<double> hot, idle;
-  for (int i = 0; i < n.round_trips; ++i) {
-    auto t0 = Clock::now();
-    pool.submit(noop).get();
-    hot.push_back(micros(Clock::now() - t0));
-  }
+  std::vector<double> hot = blocking_round_trips(pool, noop, n.round_trips);
   emit_percentiles("rtt_blocking", round, hot);
-  for (int i = 0; i < n.idle_round_trips; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    auto t0 = Clock::now();
-    pool.submit(noop).get();
-    idle.push_back(micros(Clock::now() - t0));
-  }
+  std::vector<double> idle = blocking_round_trips(pool, noop, n.idle_round_trips, std::chrono::milliseconds(2));
   emit_percentiles("rtt_idle", round, idle);
-
 }
 
 // Throughput three ways, on a pool of its own: separate calls submitted
@@ -161,17 +131,11 @@ void throughput(int round, const Counts& n) {
   procpool::ProcessPool pool({.workers = 2});
   procpool::EventLoop loop;
   for (int i = 0; i < n.warmup; ++i) pool.submit(noop).get();
-  for (int count : n.throughput) {
-    std::vector<procpool::Future<void>> futures;
-    futures.reserve(static_cast<size_t>(count));
-    auto t0 = Clock::now();
-    for (int i = 0; i < count; ++i) futures.push_back(pool.submit(noop));
-    for (auto& f : futures) f.get();
-    emit(kSystem, "throughput", std::to_string(count), round, count / (micros(Clock::now() - t0) / 1e6));
-  }
+  for (int count : n.throughput)
+    emit(kSystem, "throughput", std::to_string(count), round, submit_all_then_get(pool, noop, count));
   int count = n.throughput.front();
   emit(kSystem, "throughput_gather", std::to_string(count), round,
-       count / loop.run_until_complete(gather_all(loop, pool, count)));
+       count / loop.run_until_complete(gather_seconds(loop, pool, noop, count)));
   for (int calls : n.throughput) {
     // As Python's map(chunksize=256): 256 calls to a frame.
     std::vector<int> inputs(static_cast<size_t>(calls), 1);

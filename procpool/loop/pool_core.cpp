@@ -193,9 +193,13 @@ bool PoolCore::poll_responses() {
     if (!drain) return false;
     // Withdraw the doorbell requests the reactor left armed: pollers look
     // at the rings themselves until the last calls end_polling().
+    // (Read first: an RMW on every poll would pull the worker's cache line.)
     if (pollers_.load(std::memory_order_relaxed) > 0)
-      for (auto& slot : slots_)
-        if (slot->alive && slot->condemned.empty()) withdraw_sleep(slot->segment->header().response.data_event);
+      for (auto& slot : slots_) {
+        if (!slot->alive || !slot->condemned.empty()) continue;
+        auto& event = slot->segment->header().response.data_event;
+        if (event.load(std::memory_order_relaxed) & kSleeperBit) withdraw_sleep(event);
+      }
     drain_locked(out);
   }
   if (out.empty()) return false;
