@@ -18,7 +18,8 @@ struct ReportContext {
   bool quick = false;
 };
 
-// Writes records.tsv and latest.md; returns the number of targets missed.
+// Writes records.tsv and latest.md; returns the number of targets measured
+// and missed.
 int write_report(const SuiteResults& results, const ReportContext& context);
 
 // Writes the plot data and a gnuplot script into raw_dir and runs gnuplot
