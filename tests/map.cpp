@@ -141,3 +141,24 @@ TEST_CASE("Map.ResultsOfAnEmptyTypeComeBackHoweverLargeTheChunkAsked") {
   procpool::ProcessPool pool({.workers = 1});
   CHECK(pool.map(tag_of, range(10000), 10000).get().size() == 10000);
 }
+
+TEST_CASE("Map.AChunkAnsweredWithTooFewResultsIsTheWorkersProtocolError" * doctest::timeout(60)) {
+  census::Snapshot before;
+  {
+    procpool::ProcessPool pool({.workers = 1});
+    pid_t liar = pool.worker_pids().at(0);
+    // The first call writes an answer holding one result for the chunk of three.
+    std::vector<std::string> inputs{"short_map_answer", "x", "y"};
+    auto whole = pool.map(tasks::misbehave, inputs, 3);
+    try {
+      whole.get();
+      FAIL("expected ProtocolError");
+    } catch (const procpool::ProtocolError& e) {
+      CHECK(e.pid() == liar);
+      CHECK(std::string(e.what()).find("1 results for a chunk of 3 calls") != std::string::npos);
+    }
+    CHECK(pool.map(square, range(100), 7).get().at(99) == 99L * 99);
+    CHECK(pool.worker_pids().at(0) != liar);
+  }
+  CHECK(census::leaks_since(before) == "");
+}

@@ -178,7 +178,7 @@ class StateBase {
 };
 
 template <class T>
-class SharedState final : public StateBase {
+class SharedState : public StateBase {
  public:
   bool void_value() const noexcept override { return std::is_void_v<T>; }
   void load_value(InputArchive& in) override {
@@ -200,7 +200,7 @@ class SharedState final : public StateBase {
   // After ready(): the value, moved out once.
   T take();
 
- private:
+ protected:
   struct Empty {};
   [[no_unique_address]] std::conditional_t<std::is_void_v<T>, Empty, std::optional<T>> value_;
 };

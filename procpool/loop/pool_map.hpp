@@ -8,9 +8,11 @@
 #include <exception>
 #include <iterator>
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <vector>
 
+#include <procpool/common/archive.hpp>
 #include <procpool/loop/future_state.hpp>
 
 namespace procpool::detail {
@@ -29,6 +31,31 @@ inline constexpr size_t kMaxChunk = static_cast<size_t>(kEmptyElementAllowance);
 inline size_t default_chunk_size(size_t calls, size_t workers) {
   size_t chunks = 8 * (workers ? workers : 1);
   return std::clamp<size_t>((calls + chunks - 1) / chunks, 1, 1024);
+}
+
+// A chunk's answer must hold one result per call: a worker that answers
+// with fewer or more would shift results onto other inputs. The mismatch
+// fails to decode, which the pool reports as the worker's ProtocolError.
+template <class R>
+class ChunkState final : public SharedState<std::vector<R>> {
+ public:
+  explicit ChunkState(size_t calls) noexcept : calls_(calls) {}
+  void load_value(InputArchive& in) override {
+    SharedState<std::vector<R>>::load_value(in);
+    size_t results = this->value_ ? this->value_->size() : 0;
+    if (results != calls_)
+      throw DecodeError(std::to_string(results) + " results for a chunk of " + std::to_string(calls_) + " calls");
+  }
+
+ private:
+  size_t calls_;
+};
+
+// A void chunk's answer carries no results, so there is nothing to miscount.
+template <class R>
+std::shared_ptr<SharedState<map_result_t<R>>> chunk_state(size_t calls) {
+  if constexpr (std::is_void_v<R>) return std::make_shared<SharedState<void>>();
+  else return std::make_shared<ChunkState<R>>(calls);
 }
 
 template <class Out>

@@ -100,9 +100,11 @@ class ProcessPool {
   std::vector<pid_t> worker_pids() const;
 
  private:
+  // Encodes a call and queues it; settles `state` (a new one if null).
   template <class R, class Encode>
   Future<R> enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode,
-                    detail::FrameKind kind = detail::FrameKind::Call);
+                    detail::FrameKind kind = detail::FrameKind::Call,
+                    std::shared_ptr<detail::SharedState<R>> state = nullptr);
   // The registry's entry for fn, or null with `failure` set to UnknownFunction.
   static const detail::FunctionEntry* entry_of(detail::ErasedFn fn, uint32_t& id, std::exception_ptr& failure);
   // Lets a blocked get() on a state the pool does not queue (a map's) poll
@@ -140,8 +142,8 @@ Future<R> failed_future(std::exception_ptr error) {
 
 template <class R, class Encode>
 Future<R> ProcessPool::enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode,
-                               detail::FrameKind kind) {
-  auto state = std::make_shared<detail::SharedState<R>>();
+                               detail::FrameKind kind, std::shared_ptr<detail::SharedState<R>> state) {
+  if (!state) state = std::make_shared<detail::SharedState<R>>();
   detail::ByteBuffer frame;
   try {
     frame.grow(sizeof(detail::FrameHeader));
@@ -204,7 +206,7 @@ Future<detail::map_result_t<R>> ProcessPool::map(R (*fn)(A), const Range& inputs
           auto it = first;
           for (size_t i = 0; i < count; ++i, ++it) detail::encode_argument<A>(ar, *it);
         },
-        detail::FrameKind::CallMany);
+        detail::FrameKind::CallMany, detail::chunk_state<R>(count));
     auto state = std::static_pointer_cast<detail::SharedState<Out>>(part.shared_state());
     gather->set_part(p, state);
     state->on_ready_anywhere([gather] { gather->part_done(); });

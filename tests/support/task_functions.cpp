@@ -131,6 +131,16 @@ int misbehave(std::string how) {
     ring.write_some(&h, sizeof h);
     ring.write_some(&forged, sizeof forged);
     ring.publish();
+  } else if (how == "short_map_answer") {
+    // The answer to a map chunk of several calls, holding one int result.
+    struct {
+      uint64_t count = 1;
+      int value = 7;
+    } __attribute__((packed)) one;
+    h.length = sizeof one;
+    ring.write_some(&h, sizeof h);
+    ring.write_some(&one, sizeof one);
+    ring.publish();
   } else {
     ring.write_some(&h, sizeof h);
     ring.publish();
