@@ -25,6 +25,7 @@
 #include <procpool/common/errors.hpp>
 #include <procpool/common/exception_codec.hpp>
 #include <procpool/common/function_registry.hpp>
+#include <procpool/common/shared_bytes.hpp>
 #include <procpool/loop/event_loop.hpp>
 #include <procpool/loop/future.hpp>
 #include <procpool/loop/gather.hpp>

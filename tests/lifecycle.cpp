@@ -34,10 +34,10 @@ TEST_CASE("Lifecycle.StartsTheRequestedWorkers" * doctest::timeout(30)) {
   for (int p : served) CHECK(std::find(pids.begin(), pids.end(), p) != pids.end());
 }
 
-TEST_CASE("Lifecycle.WorkersInheritNoFdsButTheDoorbell" * doctest::timeout(30)) {
+TEST_CASE("Lifecycle.WorkersInheritNoFdsButTheDoorbellAndTheirSharedBytesChannel" * doctest::timeout(30)) {
   procpool::ProcessPool pool({.workers = 1});
   pool.submit(tasks::noop).get();  // the worker has finished its set-up
-  CHECK(fds_of(pool.worker_pids().at(0)) <= 4);  // stdin, stdout, stderr, doorbell
+  CHECK(fds_of(pool.worker_pids().at(0)) <= 5);  // stdin, stdout, stderr, doorbell, channel
 }
 
 TEST_CASE("Lifecycle.WorkersIgnoreCtrlC" * doctest::timeout(30)) {

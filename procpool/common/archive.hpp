@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -105,20 +106,34 @@ class EncodeError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Descriptors of the SharedBytes (shared_bytes.hpp) a frame carries: they
+// travel beside it, and the frame holds indices into this list.
+class SealedMemory;
+using HandleList = std::vector<std::shared_ptr<const SealedMemory>>;
+// At most this many per frame: one SCM_RIGHTS message carries them all
+// (the kernel's limit is 253), and each is a descriptor in the receiver.
+inline constexpr size_t kMaxHandlesPerFrame = 64;
+
 class OutputArchive : public cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision> {
  public:
-  explicit OutputArchive(ByteSink& out)
-      : cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision>(this), out_(out) {}
+  // `handles` collects the SharedBytes written; null where none may travel.
+  explicit OutputArchive(ByteSink& out, HandleList* handles = nullptr)
+      : cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision>(this), out_(out), handles_(handles) {}
   void saveBinary(const void* data, std::streamsize size) { out_.write(data, static_cast<size_t>(size)); }
+  HandleList* handles() const noexcept { return handles_; }
 
  private:
   ByteSink& out_;
+  HandleList* handles_;
 };
 
 class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision> {
  public:
-  InputArchive(const std::byte* data, size_t size)
-      : cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision>(this), pos_(data), end_(data + size) {}
+  // `handles`: the descriptors that came with the frame (null: none did).
+  InputArchive(const std::byte* data, size_t size, const HandleList* handles = nullptr)
+      : cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision>(this), pos_(data), end_(data + size),
+        handles_(handles) {}
+  const HandleList* handles() const noexcept { return handles_; }
   void loadBinary(void* const data, std::streamsize size) {
     auto n = static_cast<size_t>(size);
     if (n > remaining())
@@ -142,6 +157,7 @@ class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmpt
  private:
   const std::byte* pos_;
   const std::byte* end_;
+  const HandleList* handles_;
 };
 
 template <class T>

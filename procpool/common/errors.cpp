@@ -55,7 +55,8 @@ ProtocolError::ProtocolError(pid_t pid, std::string function, const std::string&
 
 ResourceLimitExceeded::ResourceLimitExceeded(std::string limit, unsigned long long value,
                                              unsigned long long maximum, const std::string& context)
-    : Error(context + ": " + std::to_string(value) + " bytes exceeds " + limit + " = " + std::to_string(maximum)),
+    : Error(context + ": " + std::to_string(value) + (limit.ends_with("_bytes") ? " bytes" : "") + " exceeds " + limit +
+            " = " + std::to_string(maximum)),
       limit_(std::move(limit)),
       value_(value),
       maximum_(maximum),

@@ -3,6 +3,8 @@
 // Wire frames. Every message in a ring is a FrameHeader followed by
 // `length` payload bytes; a payload longer than the ring streams through it
 // (the producer writes as space frees up, the consumer reads as bytes come).
+// A Call, CallMany or Value frame whose payload holds SharedBytes has
+// `handles` descriptors travelling beside it (handle_channel.hpp).
 //
 //   host -> worker (request ring)
 //     Call   payload: u32 function id, u64 signature fingerprint, cereal args
@@ -19,24 +21,32 @@
 //
 // The host checks every header from a worker before using it: the magic,
 // a response kind, task_id equal to the oldest task in flight on that
-// worker, and length within max_message_bytes.
+// worker, length within max_message_bytes, and handles only on a Value and
+// at most kMaxHandlesPerFrame.
+#include <cstddef>
 #include <cstdint>
 
 namespace procpool::detail {
 
 using TaskId = uint64_t;
 
-enum class FrameKind : uint32_t { Call = 1, Stop = 2, Value = 3, Exception = 4, Skipped = 5, CallMany = 6 };
+inline constexpr uint32_t kFrameMagic = 0x50504632;  // "PPF2"
+
+enum class FrameKind : uint16_t { Call = 1, Stop = 2, Value = 3, Exception = 4, Skipped = 5, CallMany = 6 };
 
 struct FrameHeader {
   uint32_t magic;
-  uint32_t kind;
+  uint16_t kind;
+  uint16_t handles;  // descriptors sent beside this frame
   TaskId task_id;
   uint64_t length;
 };
+
+inline FrameHeader make_frame_header(FrameKind kind, TaskId task, uint64_t length, size_t handles = 0) noexcept {
+  return {kFrameMagic, static_cast<uint16_t>(kind), static_cast<uint16_t>(handles), task, length};
+}
 static_assert(sizeof(FrameHeader) == 24 && alignof(FrameHeader) == 8);
 
-inline constexpr uint32_t kFrameMagic = 0x50504631;  // "PPF1"
 
 inline bool is_response(uint32_t kind) noexcept {
   return kind == static_cast<uint32_t>(FrameKind::Value) || kind == static_cast<uint32_t>(FrameKind::Exception) ||

@@ -124,7 +124,7 @@ uint32_t register_function(std::string name, R (*fn)(A...)) {
 struct StaticRegistration {
   template <class R, class... A>
   StaticRegistration(const char* name, R (*fn)(A...)) {
-    register_function(name, fn);
+    detail::register_function(name, fn);  // qualified: ADL would also find procpool::register_function
   }
 };
 

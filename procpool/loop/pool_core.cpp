@@ -15,6 +15,7 @@
 
 #include <procpool/common/errors.hpp>
 #include <procpool/common/function_registry.hpp>
+#include <procpool/common/handle_channel.hpp>
 #include <procpool/common/type_name.hpp>
 #include <procpool/worker/pidfd.hpp>
 
@@ -33,7 +34,7 @@ PoolCore::PoolCore(PoolOptions options)
 PoolCore::~PoolCore() { shutdown(false); }
 
 void PoolCore::start() {
-  worker_config_ = WorkerConfig{options_.max_message_bytes, options_.worker_spin, -1, options_.close_fds};
+  worker_config_ = WorkerConfig{options_.max_message_bytes, options_.worker_spin, -1, -1, options_.close_fds};
   for (size_t i = 0; i < options_.workers; ++i) {
     auto slot = std::make_unique<WorkerSlot>();
     slot->index = i;
@@ -259,7 +260,8 @@ void PoolCore::publish(Published& states) {
 
 // ---- dispatch ----
 
-void PoolCore::submit(ByteBuffer frame, FrameKind kind, uint32_t function_id, std::shared_ptr<StateBase> state) {
+void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint32_t function_id,
+                      std::shared_ptr<StateBase> state) {
   std::unique_lock lock(dispatch_mutex_);
   if (!accepting_) {
     lock.unlock();
@@ -271,12 +273,12 @@ void PoolCore::submit(ByteBuffer frame, FrameKind kind, uint32_t function_id, st
     state->settle_error(start_error_);  // no worker will ever take it
     return;
   }
-  FrameHeader header{kFrameMagic, static_cast<uint32_t>(kind), ++next_task_,
-                     frame.size() - sizeof(FrameHeader)};
+  FrameHeader header = make_frame_header(kind, ++next_task_, frame.size() - sizeof(FrameHeader), handles.size());
   std::memcpy(frame.data(), &header, sizeof header);
   state->set_poller(weak_from_this(), frame.size());
   state->place = StateBase::PoolPlace{header.task_id, -1, false};
-  pending_.push_back(TaskRecord{header.task_id, function_id, std::move(state), std::move(frame)});
+  auto held = handles.empty() ? nullptr : std::make_unique<HandleList>(std::move(handles));
+  pending_.push_back(TaskRecord{header.task_id, function_id, std::move(state), std::move(frame), std::move(held)});
   dispatch_locked();
 }
 
@@ -331,7 +333,20 @@ void PoolCore::pump_locked(WorkerSlot& slot) {
   size_t first = slot.sent;
   try {
     while (slot.sent < slot.assigned.size()) {
-      ByteBuffer& frame = slot.assigned[slot.sent].frame;
+      TaskRecord& task = slot.assigned[slot.sent];
+      ByteBuffer& frame = task.frame;
+      if (slot.sent_bytes == 0 && task.handles) {
+        // The descriptors go first, so that the worker finds them when it
+        // reads the header.
+        int err = send_handles(slot.handle_socket.get(), task.id, *task.handles);
+        if (err == EAGAIN) break;  // the worker has yet to take those of calls ahead; their answers pump again
+        if (err != 0) {
+          slot.request_fault = std::string("the host could not send it a call's shared buffers: sendmsg: ") +
+                               std::strerror(err);
+          send_signal(slot.pidfd->native_handle(), SIGKILL);
+          return;
+        }
+      }
       size_t k = slot.requests.write_some(frame.data() + slot.sent_bytes, frame.size() - slot.sent_bytes);
       wrote |= k > 0;
       slot.sent_bytes += k;

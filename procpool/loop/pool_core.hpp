@@ -41,7 +41,9 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void start();
   // Queues an encoded call (frame holds header room + payload). Settles the
   // state with PoolShutdown if the pool no longer accepts work.
-  void submit(ByteBuffer frame, FrameKind kind, uint32_t function_id, std::shared_ptr<StateBase> state);
+  // `handles`: the descriptors of the SharedBytes the call holds.
+  void submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint32_t function_id,
+              std::shared_ptr<StateBase> state);
   void shutdown(bool wait);
 
   bool poll_responses() override;

@@ -147,7 +147,7 @@ void PoolCore::stop_workers(Published& out) {
 }
 
 bool PoolCore::request_stop(WorkerSlot& slot) noexcept {
-  FrameHeader stop{kFrameMagic, static_cast<uint32_t>(FrameKind::Stop), 0, 0};
+  FrameHeader stop = make_frame_header(FrameKind::Stop, 0, 0);
   try {
     if (slot.requests.free_space(sizeof stop) < sizeof stop) return false;
   } catch (const RingCorrupt&) {

@@ -31,9 +31,9 @@ ProcessPool::executor_type ProcessPool::get_executor() const noexcept { return c
 
 size_t ProcessPool::max_message_bytes() const noexcept { return core_->max_message_bytes(); }
 
-void ProcessPool::enqueue_frame(detail::ByteBuffer frame, detail::FrameKind kind, uint32_t function_id,
-                                std::shared_ptr<detail::StateBase> state) {
-  core_->submit(std::move(frame), kind, function_id, std::move(state));
+void ProcessPool::enqueue_frame(detail::ByteBuffer frame, detail::HandleList handles, detail::FrameKind kind,
+                                uint32_t function_id, std::shared_ptr<detail::StateBase> state) {
+  core_->submit(std::move(frame), std::move(handles), kind, function_id, std::move(state));
 }
 
 const detail::FunctionEntry* ProcessPool::entry_of(detail::ErasedFn fn, uint32_t& id, std::exception_ptr& failure) {

@@ -112,8 +112,8 @@ class ProcessPool {
   void watch(detail::StateBase& state) const;
   template <class R, class... A, class Token, class... Args>
   auto async_call_with(R (*fn)(A...), Token&& token, Args&&... args);
-  void enqueue_frame(detail::ByteBuffer frame, detail::FrameKind kind, uint32_t function_id,
-                     std::shared_ptr<detail::StateBase> state);
+  void enqueue_frame(detail::ByteBuffer frame, detail::HandleList handles, detail::FrameKind kind,
+                     uint32_t function_id, std::shared_ptr<detail::StateBase> state);
   size_t max_message_bytes() const noexcept;
 
   std::shared_ptr<detail::PoolCore> core_;
@@ -145,11 +145,15 @@ Future<R> ProcessPool::enqueue(uint32_t function_id, const detail::FunctionEntry
                                detail::FrameKind kind, std::shared_ptr<detail::SharedState<R>> state) {
   if (!state) state = std::make_shared<detail::SharedState<R>>();
   detail::ByteBuffer frame;
+  detail::HandleList handles;  // the SharedBytes among the arguments
   try {
     frame.grow(sizeof(detail::FrameHeader));
-    detail::OutputArchive ar(frame);
+    detail::OutputArchive ar(frame, &handles);
     ar(function_id, entry.fingerprint);
     encode(ar);
+  } catch (const ResourceLimitExceeded&) {
+    state->settle_error(std::current_exception());
+    return Future<R>(std::move(state));
   } catch (const std::exception& e) {
     state->settle_error(std::make_exception_ptr(
         SerializationError(entry.name, std::string("the arguments could not be encoded: ") + e.what())));
@@ -161,7 +165,7 @@ Future<R> ProcessPool::enqueue(uint32_t function_id, const detail::FunctionEntry
         "max_message_bytes", payload, max_message_bytes(), "the call of '" + entry.name + "'")));
     return Future<R>(std::move(state));
   }
-  enqueue_frame(std::move(frame), kind, function_id, state);
+  enqueue_frame(std::move(frame), std::move(handles), kind, function_id, state);
   return Future<R>(std::move(state));
 }
 

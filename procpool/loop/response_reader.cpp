@@ -10,6 +10,7 @@
 
 #include <procpool/common/errors.hpp>
 #include <procpool/common/exception_codec.hpp>
+#include <procpool/common/handle_channel.hpp>
 #include <procpool/loop/pool_core.hpp>
 
 namespace procpool::detail {
@@ -36,6 +37,8 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
         if (!is_response(h.kind)) return condemn(slot, "it wrote a frame of unknown kind " + std::to_string(h.kind));
         if (h.length > options_.max_message_bytes)
           return condemn(slot, "it wrote a response of " + std::to_string(h.length) + " bytes, over max_message_bytes");
+        if (h.handles > 0 && (h.kind != static_cast<uint32_t>(FrameKind::Value) || h.handles > kMaxHandlesPerFrame))
+          return condemn(slot, "it wrote a frame claiming " + std::to_string(h.handles) + " shared buffers");
         // One lock per answer: it must be to the call at the front of the
         // worker's queue, and when the whole frame is here (the common case)
         // that call is taken out at the same time and decoded in place.
@@ -123,15 +126,28 @@ void PoolCore::settle_answer(WorkerSlot& slot, Answered& answered, const FrameHe
   if (out.size() == out.capacity()) out.reserve(std::max<size_t>(16, 2 * out.capacity()));
   std::string malformed;
   std::exception_ptr outcome;
+  // Its SharedBytes' descriptors, taken whether or not the state is still
+  // open, to keep the channel in step with the frames.
+  HandleList handles;
+  if (header.handles > 0) {
+    try {
+      handles = receive_handles(slot.handle_socket.get(), header.task_id, header.handles);
+    } catch (const DecodeError& e) {
+      malformed = e.what();
+    } catch (...) {
+      outcome = std::current_exception();  // this process is out of descriptors or memory
+    }
+  }
   bool skipped = header.kind == static_cast<uint32_t>(FrameKind::Skipped);
   if (skipped) {
     if (!withdrawn || header.length != 0) malformed = "a Skipped answer to a call the host never withdrew";
     else outcome = std::make_exception_ptr(TaskCancelled("the call was cancelled before it started"));
   }
   if (state->try_claim()) {
-    if (!skipped && (header.length > 0 || header.kind != static_cast<uint32_t>(FrameKind::Value) || !state->void_value())) {
+    bool decode = header.length > 0 || header.kind != static_cast<uint32_t>(FrameKind::Value) || !state->void_value();
+    if (!skipped && malformed.empty() && !outcome && decode) {
       try {
-        InputArchive in(payload, static_cast<size_t>(header.length));
+        InputArchive in(payload, static_cast<size_t>(header.length), &handles);
         if (header.kind == static_cast<uint32_t>(FrameKind::Value)) {
           state->load_value(in);
           if (in.remaining() != 0) malformed = std::to_string(in.remaining()) + " stray bytes after the result";

@@ -10,6 +10,7 @@
 
 #include <procpool/common/archive.hpp>
 #include <procpool/common/frame.hpp>
+#include <procpool/common/unique_fd.hpp>
 #include <procpool/common/worker_segment.hpp>
 #include <procpool/loop/future_state.hpp>
 
@@ -21,6 +22,7 @@ struct TaskRecord {
   std::shared_ptr<StateBase> state;
   ByteBuffer frame;  // FrameHeader + payload, kept until answered so an
                      // unstarted call can be re-sent after a crash
+  std::unique_ptr<HandleList> handles;  // its SharedBytes (null: none)
 };
 
 struct WorkerSlot {
@@ -29,6 +31,7 @@ struct WorkerSlot {
   ByteRing requests;   // the host produces
   ByteRing responses;  // the host consumes
   std::unique_ptr<boost::asio::posix::stream_descriptor> doorbell;  // eventfd the worker rings
+  UniqueFd handle_socket;  // the host's end of this process's SharedBytes channel
   pid_t pid = -1;
   std::unique_ptr<boost::asio::posix::stream_descriptor> pidfd;
   bool alive = false;

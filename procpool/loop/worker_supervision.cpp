@@ -8,6 +8,7 @@
 
 #include <procpool/common/backtrace.hpp>
 #include <procpool/common/errors.hpp>
+#include <procpool/common/handle_channel.hpp>
 #include <procpool/worker/pidfd.hpp>
 #include <procpool/worker/worker_process.hpp>
 
@@ -22,7 +23,12 @@ void PoolCore::spawn(WorkerSlot& slot) {
   announce_sleep(slot.segment->header().response.data_event);
   WorkerConfig config = worker_config_;
   config.doorbell_fd = slot.doorbell->native_handle();
+  HandleSockets sockets = make_handle_sockets();
+  UniqueFd worker_end(sockets.worker);
+  slot.handle_socket.reset(sockets.host);  // the previous process's channel, if any, goes
+  config.handle_socket = worker_end.get();
   SpawnedWorker w = spawn_worker(*slot.segment, config);
+  worker_end.reset();
   slot.pid = w.pid;
   slot.pidfd = std::make_unique<boost::asio::posix::stream_descriptor>(io_, w.pidfd);
   slot.alive = true;

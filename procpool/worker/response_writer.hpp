@@ -59,8 +59,8 @@ class ResponseWriter final : public ByteSink {
     size_t size;
     bool wake;
   };
-  Rest finish(FrameKind kind, TaskId task) noexcept {
-    FrameHeader header{kFrameMagic, static_cast<uint32_t>(kind), task, payload_size()};
+  Rest finish(FrameKind kind, TaskId task, size_t handles) noexcept {
+    FrameHeader header = make_frame_header(kind, task, payload_size(), handles);
     if (header_in_ring_) ring_.overwrite(start_, &header, sizeof header);
     else std::memcpy(spill_.data(), &header, sizeof header);
     bool wake = ring_.write_position() != start_ && ring_.publish();

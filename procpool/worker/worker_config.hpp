@@ -11,8 +11,9 @@ struct WorkerConfig {
   // How long a worker polls its request ring after a task before it sleeps:
   // back-to-back calls then cost no wake-up, an idle worker costs no CPU.
   std::chrono::nanoseconds spin;
-  int doorbell_fd;  // the host's eventfd
-  bool close_fds;   // close every inherited fd but 0-2 and the doorbell
+  int doorbell_fd;    // the host's eventfd
+  int handle_socket;  // the worker's end of its SharedBytes channel
+  bool close_fds;     // close every inherited fd but 0-2, the doorbell and the channel
 };
 
 // Exit codes a worker uses for its own failures (a task's exit() is the

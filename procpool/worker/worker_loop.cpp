@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <procpool/worker/worker_loop.hpp>
 
+#include <poll.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -13,6 +14,8 @@
 #include <procpool/common/exception_codec.hpp>
 #include <procpool/common/frame.hpp>
 #include <procpool/common/function_registry.hpp>
+#include <procpool/common/handle_channel.hpp>
+#include <procpool/common/shared_bytes.hpp>
 #include <procpool/worker/response_writer.hpp>
 
 namespace procpool::detail {
@@ -42,7 +45,7 @@ class WorkerLoop {
       if (header.kind == static_cast<uint32_t>(FrameKind::Stop)) _exit(0);
       bool call = header.kind == static_cast<uint32_t>(FrameKind::Call) ||
                   header.kind == static_cast<uint32_t>(FrameKind::CallMany);
-      if (!call || header.length > config_.max_message_bytes) _exit(kExitProtocol);
+      if (!call || header.length > config_.max_message_bytes || header.handles > kMaxHandlesPerFrame) _exit(kExitProtocol);
       release_request(sizeof header);
       serve(header);
     }
@@ -61,16 +64,36 @@ class WorkerLoop {
       payload = request_.data();
     }
 
+    // The descriptors of its SharedBytes were sent before the frame; they
+    // are taken even for a withdrawn call, to stay in step with the frames.
+    HandleList arguments;
+    std::exception_ptr unreceived;
+    if (call.handles > 0) {
+      try {
+        arguments = receive_handles(config_.handle_socket, call.task_id, call.handles);
+      } catch (...) {
+        unreceived = std::current_exception();
+      }
+    }
+
     control_.running_task.store(call.task_id, std::memory_order_relaxed);
     control_.started.store(++started_, std::memory_order_release);
 
     ResponseWriter writer(responses_, spill_);
     writer.begin();
     bool many = call.kind == static_cast<uint32_t>(FrameKind::CallMany);
-    FrameKind kind = withdrawn(call.task_id) ? FrameKind::Skipped : run_call(payload, length, many, writer);
+    results_.clear();
+    FrameKind kind = FrameKind::Skipped;
+    if (!withdrawn(call.task_id)) {
+      CallInput input{payload, length, many, &arguments, unreceived};
+      kind = run_call(input, writer);
+      if (kind == FrameKind::Value && !results_.empty()) kind = send_result_handles(call.task_id, writer);
+    }
+    arguments.clear();
     if (in_place) release_request(length);
 
-    ResponseWriter::Rest rest = writer.finish(kind, call.task_id);
+    ResponseWriter::Rest rest = writer.finish(kind, call.task_id, kind == FrameKind::Value ? results_.size() : 0);
+    results_.clear();  // the host holds its own descriptors now
     if (rest.wake) ring_doorbell();
     write_response(rest.data, rest.size);
     // Keep ring-sized buffers for the next call; give back a huge one.
@@ -85,10 +108,19 @@ class WorkerLoop {
     return false;
   }
 
-  FrameKind run_call(const std::byte* payload, size_t length, bool many, ResponseWriter& writer) {
+  struct CallInput {
+    const std::byte* payload;
+    size_t length;
+    bool many;                     // a CallMany frame
+    const HandleList* handles;     // its SharedBytes
+    std::exception_ptr unreceived;  // why they could not be taken, if so
+  };
+
+  FrameKind run_call(const CallInput& call, ResponseWriter& writer) {
     const FunctionEntry* entry = nullptr;
+    bool many = call.many;
     try {
-      InputArchive args(payload, length);
+      InputArchive args(call.payload, call.length, call.handles);
       uint32_t id = 0;
       uint64_t fp = 0;
       args(id, fp);
@@ -97,7 +129,14 @@ class WorkerLoop {
       if (fp != entry->fingerprint)
         throw SerializationError(entry->name, "the call's signature fingerprint does not match the registered " +
                                                   entry->signature);
-      OutputArchive result(writer);
+      if (call.unreceived) {
+        try {
+          std::rethrow_exception(call.unreceived);
+        } catch (const std::exception& e) {
+          throw SerializationError(entry->name, std::string("its SharedBytes did not arrive: ") + e.what());
+        }
+      }
+      OutputArchive result(writer, &results_);
       record_throw_backtraces(true);
       try {
         (many ? entry->invoke_many : entry->invoke)(entry->fn, args, result);
@@ -117,12 +156,36 @@ class WorkerLoop {
     } catch (...) {
       std::string where = last_throw_backtrace();
       record_throw_backtraces(false);
+      results_.clear();
       writer.discard();
       error_.clear();
       encode_current_exception(error_, where, config_.max_message_bytes);
       writer.write(error_.data(), error_.size());
       return FrameKind::Exception;
     }
+  }
+
+  // Sends the descriptors of the result's SharedBytes ahead of the frame.
+  // Waits while the socket is full: the host takes them as it reads the
+  // answers ahead, which are published already. A result whose descriptors
+  // cannot be sent becomes an exception saying why.
+  FrameKind send_result_handles(TaskId task, ResponseWriter& writer) {
+    int err;
+    while ((err = send_handles(config_.handle_socket, task, results_)) == EAGAIN) {
+      pollfd p{config_.handle_socket, POLLOUT, 0};
+      (void)::poll(&p, 1, -1);
+    }
+    if (err == 0) return FrameKind::Value;
+    results_.clear();
+    writer.discard();
+    error_.clear();
+    try {
+      throw Error(std::string("the result's SharedBytes could not be sent to the host: sendmsg: ") + std::strerror(err));
+    } catch (...) {
+      encode_current_exception(error_, "", config_.max_message_bytes);
+    }
+    writer.write(error_.data(), error_.size());
+    return FrameKind::Exception;
   }
 
   // Waits until n bytes are readable: spins for the configured budget (only
@@ -198,6 +261,7 @@ class WorkerLoop {
   ByteBuffer request_;  // a call that did not arrive whole and contiguous
   ByteBuffer spill_;    // the part of a response that did not fit in the ring
   ByteBuffer error_;    // an encoded exception
+  HandleList results_;  // the SharedBytes of the result being written
 };
 
 }  // namespace
@@ -205,9 +269,11 @@ class WorkerLoop {
 namespace {
 WorkerSegment* g_segment = nullptr;
 int g_doorbell_fd = -1;
+int g_handle_socket = -1;
 }  // namespace
 
 WorkerSegment* current_worker_segment() noexcept { return g_segment; }
+int current_handle_socket() noexcept { return g_handle_socket; }
 
 void ring_host_doorbell() noexcept {
   uint64_t one = 1;
@@ -217,6 +283,7 @@ void ring_host_doorbell() noexcept {
 void run_worker(WorkerSegment& segment, const WorkerConfig& config) {
   g_segment = &segment;
   g_doorbell_fd = config.doorbell_fd;
+  g_handle_socket = config.handle_socket;
   WorkerLoop loop(segment, config);
   loop.run();
 }

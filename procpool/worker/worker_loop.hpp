@@ -14,6 +14,9 @@ namespace procpool::detail {
 // In a worker, its own segment; null in the host. Lets the test suite's
 // misbehaving tasks forge frames the way a buggy or hostile worker would.
 WorkerSegment* current_worker_segment() noexcept;
+// In a worker, its end of the SharedBytes channel (handle_channel.hpp); -1
+// in the host. For the same tests.
+int current_handle_socket() noexcept;
 // In a worker, rings the host's doorbell as a response would.
 void ring_host_doorbell() noexcept;
 

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -25,7 +26,8 @@ namespace {
   _exit(kExitSetupFailed);
 }
 
-void close_inherited_fds(int keep) noexcept {
+// Closes every descriptor from 3 up but the two kept.
+void close_inherited_fds(int keep_a, int keep_b) noexcept {
   // close_range(2) is one syscall; on an old kernel fall back to a loop.
   auto close_span = [](unsigned lo, unsigned hi) {
     if (lo > hi) return;
@@ -33,8 +35,10 @@ void close_inherited_fds(int keep) noexcept {
     long max = sysconf(_SC_OPEN_MAX);
     for (long fd = lo; fd <= static_cast<long>(hi) && fd < max; ++fd) ::close(static_cast<int>(fd));
   };
-  close_span(3, static_cast<unsigned>(keep) - 1);
-  close_span(static_cast<unsigned>(keep) + 1, ~0u);
+  unsigned lo = static_cast<unsigned>(std::min(keep_a, keep_b)), hi = static_cast<unsigned>(std::max(keep_a, keep_b));
+  close_span(3, lo - 1);
+  close_span(lo + 1, hi - 1);
+  close_span(hi + 1, ~0u);
 }
 
 [[noreturn]] void become_worker(WorkerSegment& segment, const WorkerConfig& config, pid_t parent) noexcept {
@@ -50,7 +54,7 @@ void close_inherited_fds(int keep) noexcept {
   sigemptyset(&none);
   if (sigprocmask(SIG_SETMASK, &none, nullptr) != 0) fail_setup(control, "sigprocmask");
 
-  if (config.close_fds) close_inherited_fds(config.doorbell_fd);
+  if (config.close_fds) close_inherited_fds(config.doorbell_fd, config.handle_socket);
   if (!install_crash_handlers(control)) fail_setup(control, "sigaltstack");
   try {
     run_worker(segment, config);

@@ -105,7 +105,7 @@ int misbehave(std::string how) {
   WorkerSegment* seg = current_worker_segment();
   if (!seg) return -1;
   ByteRing ring = seg->response_ring();
-  FrameHeader h{kFrameMagic, static_cast<uint32_t>(FrameKind::Value), seg->control().running_task.load(), 0};
+  FrameHeader h = make_frame_header(FrameKind::Value, seg->control().running_task.load(), 0);
   if (how == "bad_magic") h.magic = 0xdeadbeef;
   if (how == "bad_kind") h.kind = 99;
   if (how == "unasked_skip") h.kind = static_cast<uint32_t>(FrameKind::Skipped);

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MIT
+#include <procpool/common/shared_bytes.hpp>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include <procpool/common/errors.hpp>
+
+namespace procpool {
+namespace detail {
+namespace {
+
+// What makes a memfd safe to map from a process that does not trust its
+// maker: nobody can write it, shrink it (SIGBUS on a mapped page past the
+// end) or grow it.
+constexpr int kRequiredSeals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
+
+[[noreturn]] void fail(const char* syscall, size_t size) {
+  int err = errno;
+  throw Error("SharedBytes of " + std::to_string(size) + " bytes: " + syscall + ": " + std::strerror(err));
+}
+
+const std::byte* map_read_only(int fd, size_t size) {
+  void* at = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  return at == MAP_FAILED ? nullptr : static_cast<const std::byte*>(at);
+}
+
+}  // namespace
+
+std::shared_ptr<const SealedMemory> SealedMemory::adopt(int fd) {
+  struct Closer {
+    int fd;
+    ~Closer() {
+      if (fd >= 0) ::close(fd);
+    }
+  } owned{fd};
+  int seals = ::fcntl(fd, F_GET_SEALS);
+  if (seals < 0) throw DecodeError("a shared buffer that is not a memfd (F_GET_SEALS: " + std::string(std::strerror(errno)) + ")");
+  if ((seals & kRequiredSeals) != kRequiredSeals) throw DecodeError("a shared buffer that is not sealed against writes and resizing");
+  struct stat st{};
+  if (::fstat(fd, &st) != 0 || st.st_size <= 0) throw DecodeError("an empty or unreadable shared buffer");
+  size_t size = static_cast<size_t>(st.st_size);
+  const std::byte* data = map_read_only(fd, size);
+  if (!data) throw DecodeError("a shared buffer of " + std::to_string(size) + " bytes that cannot be mapped (" + std::strerror(errno) + ")");
+  try {
+    auto memory = std::make_shared<const SealedMemory>(fd, data, size);
+    owned.fd = -1;
+    return memory;
+  } catch (...) {
+    ::munmap(const_cast<std::byte*>(data), size);
+    throw;
+  }
+}
+
+SealedMemory::~SealedMemory() {
+  ::munmap(const_cast<std::byte*>(data_), size_);
+  ::close(fd_);
+}
+
+WritableMemory::WritableMemory(size_t size) : size_(size) {
+  fd_ = ::memfd_create("procpool-bytes", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd_ < 0) fail("memfd_create", size);
+  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+    ::close(fd_);
+    fail("ftruncate", size);
+  }
+  void* at = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  if (at == MAP_FAILED) {
+    ::close(fd_);
+    fail("mmap", size);
+  }
+  data_ = static_cast<std::byte*>(at);
+}
+
+WritableMemory::~WritableMemory() {
+  if (data_) ::munmap(data_, size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::shared_ptr<const SealedMemory> WritableMemory::seal() && {
+  // F_SEAL_WRITE is refused while a writable shared mapping exists.
+  ::munmap(data_, size_);
+  data_ = nullptr;
+  if (::fcntl(fd_, F_ADD_SEALS, kRequiredSeals | F_SEAL_SEAL) != 0) fail("fcntl(F_ADD_SEALS)", size_);
+  const std::byte* data = map_read_only(fd_, size_);
+  if (!data) fail("mmap", size_);
+  try {
+    auto memory = std::make_shared<const SealedMemory>(fd_, data, size_);
+    fd_ = -1;
+    return memory;
+  } catch (...) {
+    ::munmap(const_cast<std::byte*>(data), size_);
+    throw;
+  }
+}
+
+}  // namespace detail
+
+SharedBytes SharedBytes::copy_of(std::span<const std::byte> bytes) {
+  return make(bytes.size(), [&](std::span<std::byte> out) { std::memcpy(out.data(), bytes.data(), bytes.size()); });
+}
+
+void CEREAL_SAVE_FUNCTION_NAME(detail::OutputArchive& ar, const SharedBytes& bytes) {
+  ar(static_cast<uint64_t>(bytes.size()));
+  if (bytes.empty()) return;
+  detail::HandleList* handles = ar.handles();
+  if (!handles) throw detail::EncodeError("SharedBytes can travel only as a call's argument or result");
+  if (handles->size() >= detail::kMaxHandlesPerFrame)
+    throw ResourceLimitExceeded("shared_bytes_per_message", handles->size() + 1, detail::kMaxHandlesPerFrame,
+                                "SharedBytes in one call or result");
+  ar(static_cast<uint32_t>(handles->size()));
+  handles->push_back(bytes.memory());
+}
+
+void CEREAL_LOAD_FUNCTION_NAME(detail::InputArchive& ar, SharedBytes& bytes) {
+  uint64_t size = 0;
+  ar(size);
+  if (size == 0) {
+    bytes = SharedBytes();
+    return;
+  }
+  uint32_t index = 0;
+  ar(index);
+  const detail::HandleList* handles = ar.handles();
+  size_t present = handles ? handles->size() : 0;
+  if (index >= present)
+    throw detail::DecodeError("SharedBytes #" + std::to_string(index) + " of a frame that came with " +
+                              std::to_string(present));
+  const auto& memory = (*handles)[index];
+  if (memory->size() != size)
+    throw detail::DecodeError("SharedBytes of " + std::to_string(size) + " bytes whose memory holds " +
+                              std::to_string(memory->size()));
+  bytes = SharedBytes(memory);
+}
+
+}  // namespace procpool

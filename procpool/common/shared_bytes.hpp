@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// SharedBytes: immutable bytes in shared memory that travel to a worker and
+// back without being copied.
+//
+// A SharedBytes is a sealed memfd mapped read-only. A call or result that
+// holds one carries its descriptor beside the frame (handle_channel.hpp),
+// and the other process maps the same pages: a 64 MiB argument costs a few
+// system calls, not 64 MiB of copying. Like Python's bytes it is immutable
+// once made, so sharing it is safe: the seals (F_SEAL_WRITE, F_SEAL_SHRINK,
+// F_SEAL_GROW) forbid every process, the maker included, to change or
+// truncate it, which is also why the host can read a worker's SharedBytes
+// without fearing that the worker rewrites it later or truncates it under
+// the host's feet (a truncated mapping would fault with SIGBUS).
+//
+// Copies are cheap (a shared reference). Each distinct buffer alive holds
+// one file descriptor in each process that holds it. Its memory is freed
+// when the last holder in any process drops it. It has no name, so nothing
+// is left in /dev/shm whatever happens.
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <procpool/common/archive.hpp>
+
+namespace procpool {
+
+namespace detail {
+
+// One sealed, read-only mapping of a memfd, and the descriptor.
+class SealedMemory {
+ public:
+  // Takes ownership of `fd`, a memfd from another process, and maps it;
+  // throws DecodeError if it is not a sealed memfd of `size` bytes.
+  static std::shared_ptr<const SealedMemory> adopt(int fd);
+  SealedMemory(int fd, const std::byte* data, size_t size) noexcept : fd_(fd), data_(data), size_(size) {}
+  ~SealedMemory();
+  SealedMemory(const SealedMemory&) = delete;
+  SealedMemory& operator=(const SealedMemory&) = delete;
+
+  int fd() const noexcept { return fd_; }
+  const std::byte* data() const noexcept { return data_; }
+  size_t size() const noexcept { return size_; }
+
+ private:
+  int fd_;
+  const std::byte* data_;
+  size_t size_;
+};
+
+// A memfd being filled: mapped writable until seal().
+class WritableMemory {
+ public:
+  explicit WritableMemory(size_t size);  // throws procpool::Error naming the syscall
+  ~WritableMemory();
+  WritableMemory(const WritableMemory&) = delete;
+  WritableMemory& operator=(const WritableMemory&) = delete;
+  std::span<std::byte> bytes() noexcept { return {data_, size_}; }
+  // Unmaps, seals and maps read-only.
+  std::shared_ptr<const SealedMemory> seal() &&;
+
+ private:
+  int fd_ = -1;
+  std::byte* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace detail
+
+class SharedBytes {
+ public:
+  // Empty (no memory, no descriptor).
+  SharedBytes() noexcept = default;
+
+  // `size` bytes in fresh shared memory, written by fill(std::span<std::byte>)
+  // and then sealed. Throws procpool::Error if the memory cannot be had.
+  template <class Fill>
+  static SharedBytes make(size_t size, Fill&& fill) {
+    if (size == 0) return {};
+    detail::WritableMemory memory(size);
+    std::forward<Fill>(fill)(memory.bytes());
+    return SharedBytes(std::move(memory).seal());
+  }
+  static SharedBytes copy_of(std::span<const std::byte> bytes);
+  static SharedBytes copy_of(std::string_view text) { return copy_of(std::as_bytes(std::span(text))); }
+
+  const std::byte* data() const noexcept { return memory_ ? memory_->data() : nullptr; }
+  size_t size() const noexcept { return memory_ ? memory_->size() : 0; }
+  bool empty() const noexcept { return size() == 0; }
+  std::span<const std::byte> bytes() const noexcept { return {data(), size()}; }
+  std::string_view view() const noexcept { return {reinterpret_cast<const char*>(data()), size()}; }
+
+  // Used by the archives (the descriptor travels beside the frame).
+  explicit SharedBytes(std::shared_ptr<const detail::SealedMemory> memory) noexcept : memory_(std::move(memory)) {}
+  const std::shared_ptr<const detail::SealedMemory>& memory() const noexcept { return memory_; }
+
+ private:
+  std::shared_ptr<const detail::SealedMemory> memory_;
+};
+
+// On the wire: the size, then (if not empty) the index of its descriptor
+// among the frame's handles. Only procpool's own archives carry them.
+void CEREAL_SAVE_FUNCTION_NAME(detail::OutputArchive& ar, const SharedBytes& bytes);
+void CEREAL_LOAD_FUNCTION_NAME(detail::InputArchive& ar, SharedBytes& bytes);
+
+}  // namespace procpool

@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: MIT
+// SharedBytes: immutable shared-memory bytes that cross to a worker and
+// back by descriptor, not by copy; sealed, so neither side can change them.
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <procpool/common/handle_channel.hpp>
+#include <procpool/worker/worker_loop.hpp>
+
+#include "support/census.hpp"
+#include "support/task_functions.hpp"
+
+namespace {
+
+using procpool::SharedBytes;
+
+SharedBytes echo_shared(SharedBytes b) { return b; }
+PROCPOOL_REGISTER(echo_shared);
+
+// A fresh buffer made in the worker: n bytes of `c`.
+SharedBytes fill_shared(size_t n, char c) {
+  return SharedBytes::make(n, [&](std::span<std::byte> out) { std::memset(out.data(), c, out.size()); });
+}
+PROCPOOL_REGISTER(fill_shared);
+
+long sum_shared(SharedBytes b) {
+  long sum = 0;
+  for (std::byte x : b.bytes()) sum += static_cast<long>(x);
+  return sum;
+}
+PROCPOOL_REGISTER(sum_shared);
+
+std::string join_shared(std::vector<SharedBytes> parts) {
+  std::string all;
+  for (auto& p : parts) all += p.view();
+  return all;
+}
+PROCPOOL_REGISTER(join_shared);
+
+// A worker that breaks the channel's rules, as a hostile one could: it
+// answers with a Value frame that refers to one SharedBytes and then
+// sends (or does not send) a descriptor that is not a sealed memfd.
+long forge_shared(std::string how) {
+  using namespace procpool::detail;
+  WorkerSegment* seg = current_worker_segment();
+  int sock = current_handle_socket();
+  if (!seg || sock < 0) return -1;
+  TaskId task = seg->control().running_task.load();
+  if (how != "no_descriptor") {
+    int fd = how == "not_memfd" ? open("/dev/zero", O_RDONLY | O_CLOEXEC) : memfd_create("forged", MFD_CLOEXEC);
+    if (how != "not_memfd" && ftruncate(fd, 4096) != 0) return -2;
+    if (how == "wrong_task") task += 1000;
+    auto memory = std::make_shared<const SealedMemory>(fd, nullptr, 4096);  // only carries the descriptor
+    HandleList one{memory};
+    if (send_handles(sock, task, one) != 0) return -3;
+    task = seg->control().running_task.load();
+  }
+  ByteRing ring = seg->response_ring();
+  struct {
+    uint64_t size = 4096;
+    uint32_t index = 0;
+  } __attribute__((packed)) payload;
+  FrameHeader h = make_frame_header(FrameKind::Value, task, sizeof payload, 1);
+  ring.write_some(&h, sizeof h);
+  ring.write_some(&payload, sizeof payload);
+  ring.publish();
+  ring_host_doorbell();
+  for (;;) pause();
+}
+PROCPOOL_REGISTER(forge_shared);
+
+ino_t inode_of(const SharedBytes& b) {
+  struct stat st{};
+  REQUIRE(fstat(b.memory()->fd(), &st) == 0);
+  return st.st_ino;
+}
+
+SharedBytes pattern(size_t n) {
+  return SharedBytes::make(n, [](std::span<std::byte> out) {
+    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::byte>(i * 131 % 251);
+  });
+}
+
+}  // namespace
+
+TEST_CASE("SharedBytes.MakeFillsTheBytesAndSealsThem") {
+  SharedBytes b = pattern(10000);
+  REQUIRE(b.size() == 10000);
+  CHECK(b.data()[7] == static_cast<std::byte>(7 * 131 % 251));
+  // Nobody, the maker included, can map it writable, shrink or grow it.
+  int fd = b.memory()->fd();
+  CHECK(mmap(nullptr, b.size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED);
+  CHECK(ftruncate(fd, 10) != 0);
+  CHECK(ftruncate(fd, 1 << 20) != 0);
+  CHECK(pwrite(fd, "x", 1, 0) != 1);
+  CHECK(SharedBytes::copy_of(std::string_view("hello")).view() == "hello");
+  CHECK(SharedBytes().empty());
+  CHECK(SharedBytes::copy_of(std::string_view()).memory() == nullptr);  // empty: no descriptor
+}
+
+TEST_CASE("SharedBytes.TravelToAWorkerAndBackWithoutACopy" * doctest::timeout(60)) {
+  census::Snapshot before;
+  {
+    procpool::ProcessPool pool({.workers = 2});
+    SharedBytes big = pattern(size_t{8} << 20);  // larger than a ring: it never passes through one
+    SharedBytes back = pool.submit(echo_shared, big).get();
+    REQUIRE(back.size() == big.size());
+    CHECK(std::memcmp(back.data(), big.data(), big.size()) == 0);
+    CHECK(inode_of(back) == inode_of(big));  // the same memory, not a copy
+    long expected = 0;
+    for (std::byte x : big.bytes()) expected += static_cast<long>(x);
+    CHECK(pool.submit(sum_shared, big).get() == expected);
+  }
+  CHECK(census::leaks_since(before) == "");
+}
+
+TEST_CASE("SharedBytes.AWorkerMakesOnesTheHostReadsAfterTheWorkerIsGone" * doctest::timeout(60)) {
+  census::Snapshot before;
+  {
+    SharedBytes kept;
+    {
+      procpool::ProcessPool pool({.workers = 1});
+      kept = pool.submit(fill_shared, size_t{3} << 20, 'z').get();
+    }
+    REQUIRE(kept.size() == size_t{3} << 20);
+    CHECK(kept.view().find_first_not_of('z') == std::string_view::npos);
+  }
+  CHECK(census::leaks_since(before) == "");
+}
+
+TEST_CASE("SharedBytes.SeveralInOneCallKeepTheirOrderAndEmptyOnesCostNothing" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1});
+  std::vector<SharedBytes> parts{SharedBytes::copy_of(std::string_view("one ")), SharedBytes(),
+                                 SharedBytes::copy_of(std::string_view("two ")),
+                                 SharedBytes::copy_of(std::string_view("three"))};
+  CHECK(pool.submit(join_shared, parts).get() == "one two three");
+  CHECK(pool.submit(echo_shared, SharedBytes()).get().empty());
+}
+
+TEST_CASE("SharedBytes.OverTheLimitInOneCallFailsWithResourceLimitExceeded" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1});
+  std::vector<SharedBytes> parts(65, SharedBytes::copy_of(std::string_view("x")));
+  try {
+    pool.submit(join_shared, parts).get();
+    FAIL("expected ResourceLimitExceeded");
+  } catch (const procpool::ResourceLimitExceeded& e) {
+    CHECK(e.limit() == "shared_bytes_per_message");
+    CHECK(e.maximum() == 64);
+  }
+  parts.resize(64);
+  CHECK(pool.submit(join_shared, parts).get() == std::string(64, 'x'));
+}
+
+TEST_CASE("SharedBytes.CallsQueuedBehindACrashAreResentWithTheirBuffers" * doctest::timeout(60)) {
+  census::Snapshot before;
+  {
+    procpool::ProcessPool pool({.workers = 1});
+    auto crash = pool.submit(tasks::crash, std::string("segv"));
+    std::vector<SharedBytes> sent;
+    std::vector<procpool::Future<SharedBytes>> queued;
+    for (int i = 0; i < 10; ++i) {
+      sent.push_back(pattern(static_cast<size_t>(1000 + i)));
+      queued.push_back(pool.submit(echo_shared, sent.back()));
+    }
+    CHECK_THROWS_AS(crash.get(), procpool::WorkerCrashed);
+    for (size_t i = 0; i < queued.size(); ++i) {
+      SharedBytes back = queued[i].get();
+      CHECK(back.size() == sent[i].size());
+      CHECK(inode_of(back) == inode_of(sent[i]));
+    }
+  }
+  CHECK(census::leaks_since(before) == "");
+}
+
+TEST_CASE("SharedBytes.ManyCallsWithOneBufferLeaveNoDescriptorBehind" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 2});
+  SharedBytes b = pattern(4096);
+  pool.submit(echo_shared, b).get();
+  census::Snapshot before;
+  std::vector<procpool::Future<SharedBytes>> calls;
+  for (int i = 0; i < 2000; ++i) calls.push_back(pool.submit(echo_shared, b));
+  for (auto& f : calls) CHECK(f.get().size() == 4096);
+  calls.clear();
+  CHECK(census::leaks_since(before) == "");
+}
+
+TEST_CASE("SharedBytes.MapCarriesThem" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 2});
+  std::vector<SharedBytes> inputs;
+  for (int i = 1; i <= 100; ++i) inputs.push_back(SharedBytes::copy_of(std::string(static_cast<size_t>(i), '\x01')));
+  std::vector<long> sums = pool.map(sum_shared, inputs, 10).get();
+  REQUIRE(sums.size() == 100);
+  for (int i = 0; i < 100; ++i) CHECK(sums[static_cast<size_t>(i)] == i + 1);
+}
+
+namespace {
+void forged_answer_is_a_protocol_error(const char* how, const char* message) {
+  CAPTURE(how);
+  census::Snapshot before;
+  {
+    procpool::ProcessPool pool({.workers = 1});
+    pid_t liar = pool.worker_pids().at(0);
+    auto bad = pool.submit(forge_shared, std::string(how));
+    auto next = pool.submit(tasks::add, 2, 3);
+    try {
+      bad.get();
+      FAIL("expected ProtocolError");
+    } catch (const procpool::ProtocolError& e) {
+      CHECK(e.pid() == liar);
+      CHECK(std::string(e.what()).find(message) != std::string::npos);
+    }
+    CHECK(next.get() == 5);
+    CHECK(pool.worker_pids().at(0) != liar);
+  }
+  CHECK(census::leaks_since(before) == "");
+}
+}  // namespace
+
+TEST_CASE("SharedBytes.AnUnsealedBufferFromAWorkerIsItsProtocolError" * doctest::timeout(60)) {
+  forged_answer_is_a_protocol_error("not_memfd", "not a memfd");
+  forged_answer_is_a_protocol_error("unsealed", "not sealed against writes");
+}
+
+TEST_CASE("SharedBytes.AnAnswerWhoseDescriptorsNeverCameIsItsWorkersProtocolError" * doctest::timeout(60)) {
+  forged_answer_is_a_protocol_error("no_descriptor", "never came");
+}
+
+TEST_CASE("SharedBytes.DescriptorsOutOfStepWithTheFramesAreAProtocolError" * doctest::timeout(60)) {
+  forged_answer_is_a_protocol_error("wrong_task", "out of step");
+}
