@@ -38,6 +38,10 @@ inline const std::vector<FigureSpec>& catalogue() {
       {"payload_bw", "65536", "echo 64 KiB, size / round trip", "MB/s", true},
       {"payload_bw", "1048576", "echo 1 MiB, size / round trip", "MB/s", true},
       {"payload_bw", "67108864", "echo 64 MiB, size / round trip", "MB/s", true},
+      {"payload_new_rtt", "1048576", "worker returns a new copy of 1 MiB, round trip", "µs"},
+      {"payload_new_rtt", "67108864", "worker returns a new copy of 64 MiB, round trip", "µs"},
+      {"payload_new_bw", "1048576", "worker returns a new copy of 1 MiB, size / round trip", "MB/s", true},
+      {"payload_new_bw", "67108864", "worker returns a new copy of 64 MiB, size / round trip", "MB/s", true},
       {"scaling", "1", "CPU-bound batch on 1 worker", "s"},
       {"scaling", "2", "CPU-bound batch on 2 workers", "s"},
       {"scaling", "4", "CPU-bound batch on 4 workers", "s"},
@@ -57,12 +61,13 @@ inline const std::vector<FigureSpec>& catalogue() {
 
 // Report order; a system that emitted nothing is left out.
 inline const std::vector<std::string>& system_order() {
-  static const std::vector<std::string> systems = {"procpool",   "python-ppe",  "python-loky", "floor-spin",
-                                                   "floor-futex", "thread-pool", "memcpy"};
+  static const std::vector<std::string> systems = {"procpool",   "procpool-shared", "python-ppe",  "python-loky",
+                                                   "floor-spin", "floor-futex",     "thread-pool", "memcpy"};
   return systems;
 }
 
 inline std::string system_label(const std::string& system) {
+  if (system == "procpool-shared") return "procpool, SharedBytes payload (zero-copy)";
   if (system == "python-ppe") return "Python asyncio + ProcessPoolExecutor";
   if (system == "python-loky") return "Python asyncio + loky";
   if (system == "floor-spin") return "floor: shm ping-pong, spinning";

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,6 +30,15 @@ PROCPOOL_REGISTER(noop_arg);
 
 std::vector<char> echo(std::vector<char> bytes) { return bytes; }
 PROCPOOL_REGISTER(echo);
+
+// The zero-copy payload type: echoed, it is handed over and back.
+procpool::SharedBytes echo_shared(procpool::SharedBytes bytes) { return bytes; }
+PROCPOOL_REGISTER(echo_shared);
+
+// A worker that produces new bytes: a fresh SharedBytes holding a copy of
+// its argument (one copy, into memory the kernel must first provide).
+procpool::SharedBytes copy_shared(procpool::SharedBytes bytes) { return procpool::SharedBytes::copy_of(bytes.bytes()); }
+PROCPOOL_REGISTER(copy_shared);
 
 void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 PROCPOOL_REGISTER(sleep_ms);
@@ -58,6 +68,7 @@ namespace bench {
 namespace {
 
 constexpr const char* kSystem = "procpool";
+constexpr const char* kSharedSystem = "procpool-shared";  // payloads as SharedBytes
 constexpr long kLuckyIterations = 10'000'000;
 
 struct Counts {
@@ -145,22 +156,34 @@ void throughput(int round, const Counts& n) {
   }
 }
 
+// Round trips of fn(bytes), the first one a warm-up (the ring's pages, the
+// allocator); emits the median and size / median as `figure`_rtt and _bw.
+template <class Bytes, class Fn>
+void time_echo(procpool::ProcessPool& pool, Fn fn, const Bytes& bytes, const PayloadSize& size, const char* system,
+               const std::string& figure, int round) {
+  auto last = [](const auto& b) { return std::to_integer<int>(std::as_bytes(std::span(b.data(), b.size())).back()); };
+  pool.submit(fn, bytes).get();
+  std::vector<double> us;
+  for (int i = 0; i < size.reps; ++i) {
+    auto t0 = Clock::now();
+    Bytes back = pool.submit(fn, bytes).get();
+    us.push_back(micros(Clock::now() - t0));
+    if (back.size() != bytes.size() || last(back) != last(bytes)) fail(figure + " returned other bytes");
+  }
+  std::string param = std::to_string(size.bytes);
+  emit(system, figure + "_rtt", param, round, median(us));
+  emit(system, figure + "_bw", param, round, static_cast<double>(size.bytes) / median(us));
+}
+
 void payload(int round, bool quick) {
   procpool::ProcessPool pool({.workers = 2});
   for (const PayloadSize& size : payload_sizes(quick)) {
     std::vector<char> bytes(size.bytes);
     for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 131);
-    pool.submit(echo, bytes).get();  // warm: the ring's pages and the allocator
-    std::vector<double> us;
-    for (int i = 0; i < size.reps; ++i) {
-      auto t0 = Clock::now();
-      std::vector<char> back = pool.submit(echo, bytes).get();
-      us.push_back(micros(Clock::now() - t0));
-      if (back.size() != bytes.size() || back.back() != bytes.back()) fail("echo returned other bytes");
-    }
-    std::string param = std::to_string(size.bytes);
-    emit(kSystem, "payload_rtt", param, round, median(us));
-    emit(kSystem, "payload_bw", param, round, static_cast<double>(size.bytes) / median(us));
+    time_echo(pool, echo, bytes, size, kSystem, "payload", round);
+    auto shared = procpool::SharedBytes::copy_of(std::as_bytes(std::span(bytes)));
+    time_echo(pool, echo_shared, shared, size, kSharedSystem, "payload", round);
+    time_echo(pool, copy_shared, shared, size, kSharedSystem, "payload_new", round);
   }
 }
 
