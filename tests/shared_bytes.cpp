@@ -80,6 +80,14 @@ long forge_shared(std::string how) {
 }
 PROCPOOL_REGISTER(forge_shared);
 
+size_t padded_size(std::string padding, SharedBytes b) { return padding.size() + b.size(); }
+PROCPOOL_REGISTER(padded_size);
+size_t slow_padded_size(std::string padding, SharedBytes b) {
+  usleep(100'000);
+  return padding.size() + b.size();
+}
+PROCPOOL_REGISTER(slow_padded_size);
+
 ino_t inode_of(const SharedBytes& b) {
   struct stat st{};
   REQUIRE(fstat(b.memory()->fd(), &st) == 0);
@@ -181,6 +189,51 @@ TEST_CASE("SharedBytes.CallsQueuedBehindACrashAreResentWithTheirBuffers" * docte
     }
   }
   CHECK(census::leaks_since(before) == "");
+}
+
+TEST_CASE("SharedBytes.CallsLargerThanTheRingSendTheirBuffersOnce" * doctest::timeout(60)) {
+  // Each frame streams through a ring smaller than itself, so the host
+  // meets a full ring in the middle of sending calls that carry SharedBytes.
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = 4096, .max_tasks_per_worker = 8});
+  std::vector<procpool::Future<size_t>> calls;
+  for (size_t i = 0; i < 40; ++i)
+    calls.push_back(pool.submit(padded_size, std::string(10000 + i, 'p'), pattern(100 + i)));
+  for (size_t i = 0; i < calls.size(); ++i) CHECK(calls[i].get() == 10100 + 2 * i);
+}
+
+TEST_CASE("SharedBytes.ACallThatMeetsAFullRingSendsItsBuffersOnce" * doctest::timeout(60)) {
+  // While the worker runs the first call (whose header it has taken off the
+  // ring), the second fills the ring to the byte, so the third finds no
+  // room at all after its descriptors went: they must not go again when
+  // room comes, or the channel is out of step with the frames.
+  // A frame is 24 header + 4 id + 8 fingerprint + 8 + L string + 8 + 4 SharedBytes bytes.
+  constexpr size_t kRing = 4096, kFixed = 56;
+  const size_t first = 2048 - kFixed, second = kRing - (2048 - 24) - kFixed;
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = kRing, .max_tasks_per_worker = 8});
+  pid_t worker = pool.worker_pids().at(0);
+  std::vector<procpool::Future<size_t>> calls;
+  calls.push_back(pool.submit(slow_padded_size, std::string(first, 's'), pattern(1)));
+  usleep(30'000);  // the worker is in the first call
+  calls.push_back(pool.submit(padded_size, std::string(second, 'p'), pattern(1)));
+  for (int i = 0; i < 3; ++i) calls.push_back(pool.submit(padded_size, std::string(100, 'p'), pattern(1)));
+  CHECK(calls[0].get() == first + 1);
+  CHECK(calls[1].get() == second + 1);
+  for (size_t i = 2; i < calls.size(); ++i) CHECK(calls[i].get() == 101);
+  // A worker out of step exits, and its unstarted calls are re-sent to its
+  // replacement: the results alone would not show it.
+  CHECK(pool.worker_pids().at(0) == worker);
+}
+
+TEST_CASE("SharedBytes.AResultOverMaxMessageBytesFailsWithResourceLimitExceeded" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1, .max_message_bytes = 1 << 20});
+  try {
+    pool.submit(fill_shared, size_t{2} << 20, 'a').get();
+    FAIL("expected ResourceLimitExceeded");
+  } catch (const procpool::ResourceLimitExceeded& e) {
+    CHECK(e.limit() == "max_message_bytes");
+    CHECK(e.value() == size_t{2} << 20);
+  }
+  CHECK(pool.submit(fill_shared, size_t{1} << 20, 'b').get().size() == size_t{1} << 20);
 }
 
 TEST_CASE("SharedBytes.ManyCallsWithOneBufferLeaveNoDescriptorBehind" * doctest::timeout(60)) {

@@ -15,9 +15,13 @@
 namespace procpool::detail {
 namespace {
 
-// Control-message room for the most descriptors a frame may carry.
+// Room for the most descriptors one message can carry (the kernel's
+// SCM_MAX_FD), not only the most a frame may: a sender that sends more is
+// caught by the count, and MSG_CTRUNC then only means this process is out
+// of descriptors.
+constexpr size_t kMaxDescriptorsPerMessage = 253;
 union ControlBuffer {
-  char bytes[CMSG_SPACE(sizeof(int) * kMaxHandlesPerFrame)];
+  char bytes[CMSG_SPACE(sizeof(int) * kMaxDescriptorsPerMessage)];
   cmsghdr align;
 };
 
@@ -60,7 +64,7 @@ int send_handles(int socket, TaskId task, const HandleList& handles) noexcept {
   }
 }
 
-HandleList receive_handles(int socket, TaskId task, size_t count) {
+HandleList receive_handles(int socket, TaskId task, size_t count, size_t max_size) {
   ControlBuffer control{};
   TaskId tag = 0;
   iovec iov{&tag, sizeof tag};
@@ -105,7 +109,7 @@ HandleList receive_handles(int socket, TaskId task, size_t count) {
                       std::to_string(count));
   HandleList handles;
   handles.reserve(count);
-  while (closer.from < fds.size()) handles.push_back(SealedMemory::adopt(fds[closer.from++]));  // adopt owns it
+  while (closer.from < fds.size()) handles.push_back(SealedMemory::adopt(fds[closer.from++], max_size));  // adopt owns it
   return handles;
 }
 

@@ -28,10 +28,11 @@ HandleSockets make_handle_sockets();
 int send_handles(int socket, TaskId task, const HandleList& handles) noexcept;
 
 // Receives the next message: it must be tagged `task` and carry `count`
-// descriptors, which are adopted. Throws DecodeError for a message out of
+// descriptors, which are adopted (SealedMemory::adopt, at most max_size
+// bytes each). Throws DecodeError for a message out of
 // step or a descriptor that is not a sealed memfd (the sender broke the
 // protocol), procpool::Error when this process could not take them (out of
 // descriptors). Whatever arrived is closed on failure.
-HandleList receive_handles(int socket, TaskId task, size_t count);
+HandleList receive_handles(int socket, TaskId task, size_t count, size_t max_size);
 
 }  // namespace procpool::detail

@@ -3,7 +3,9 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -21,8 +23,7 @@ namespace {
 // end) or grow it.
 constexpr int kRequiredSeals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
 
-[[noreturn]] void fail(const char* syscall, size_t size) {
-  int err = errno;
+[[noreturn]] void fail(const char* syscall, size_t size, int err = errno) {
   throw Error("SharedBytes of " + std::to_string(size) + " bytes: " + syscall + ": " + std::strerror(err));
 }
 
@@ -33,7 +34,7 @@ const std::byte* map_read_only(int fd, size_t size) {
 
 }  // namespace
 
-std::shared_ptr<const SealedMemory> SealedMemory::adopt(int fd) {
+std::shared_ptr<const SealedMemory> SealedMemory::adopt(int fd, size_t max_size) {
   struct Closer {
     int fd;
     ~Closer() {
@@ -43,9 +44,18 @@ std::shared_ptr<const SealedMemory> SealedMemory::adopt(int fd) {
   int seals = ::fcntl(fd, F_GET_SEALS);
   if (seals < 0) throw DecodeError("a shared buffer that is not a memfd (F_GET_SEALS: " + std::string(std::strerror(errno)) + ")");
   if ((seals & kRequiredSeals) != kRequiredSeals) throw DecodeError("a shared buffer that is not sealed against writes and resizing");
+  // Plain shared memory only: a hugetlbfs memfd can fault with SIGBUS when
+  // its pool runs dry.
+  struct statfs fs{};
+  if (::fstatfs(fd, &fs) != 0 || fs.f_type != TMPFS_MAGIC) throw DecodeError("a shared buffer that is not on tmpfs");
   struct stat st{};
   if (::fstat(fd, &st) != 0 || st.st_size <= 0) throw DecodeError("an empty or unreadable shared buffer");
   size_t size = static_cast<size_t>(st.st_size);
+  // Reading a tmpfs hole allocates a page: a sparse buffer of a terabyte
+  // could make the reader run out of memory.
+  if (size > max_size)
+    throw DecodeError("a shared buffer of " + std::to_string(size) + " bytes, over max_message_bytes = " +
+                      std::to_string(max_size));
   const std::byte* data = map_read_only(fd, size);
   if (!data) throw DecodeError("a shared buffer of " + std::to_string(size) + " bytes that cannot be mapped (" + std::strerror(errno) + ")");
   try {
@@ -67,13 +77,15 @@ WritableMemory::WritableMemory(size_t size) : size_(size) {
   fd_ = ::memfd_create("procpool-bytes", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd_ < 0) fail("memfd_create", size);
   if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+    int err = errno;
     ::close(fd_);
-    fail("ftruncate", size);
+    fail("ftruncate", size, err);
   }
   void* at = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
   if (at == MAP_FAILED) {
+    int err = errno;
     ::close(fd_);
-    fail("mmap", size);
+    fail("mmap", size, err);
   }
   data_ = static_cast<std::byte*>(at);
 }

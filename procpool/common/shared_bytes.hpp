@@ -34,8 +34,9 @@ namespace detail {
 class SealedMemory {
  public:
   // Takes ownership of `fd`, a memfd from another process, and maps it;
-  // throws DecodeError if it is not a sealed memfd of `size` bytes.
-  static std::shared_ptr<const SealedMemory> adopt(int fd);
+  // throws DecodeError (closing fd) unless it is a memfd on tmpfs sealed
+  // against writes and resizing, of 1 to max_size bytes.
+  static std::shared_ptr<const SealedMemory> adopt(int fd, size_t max_size);
   SealedMemory(int fd, const std::byte* data, size_t size) noexcept : fd_(fd), data_(data), size_(size) {}
   ~SealedMemory();
   SealedMemory(const SealedMemory&) = delete;

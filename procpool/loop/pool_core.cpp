@@ -328,6 +328,28 @@ void PoolCore::dispatch_locked() {
     if (usable(*slot) && slot->sent < slot->assigned.size()) pump_locked(*slot);
 }
 
+void PoolCore::refuse_locked(WorkerSlot& slot, int err) {
+  TaskRecord task = std::move(slot.assigned[slot.sent]);  // none of it is in the ring
+  slot.assigned.erase(slot.assigned.begin() + static_cast<std::ptrdiff_t>(slot.sent));
+  task.state->place.slot = -1;
+  if (!task.state->try_claim()) return;
+  task.state->set_error(std::make_exception_ptr(Error(
+      std::string("the call of '") + function_name(task.function_id) +
+      "' could not be sent: passing its SharedBytes to the worker failed: sendmsg: " + std::strerror(err))));
+  // Published by the reactor (or by shutdown), with no lock held.
+  refused_.push_back(std::move(task.state));
+  boost::asio::post(io_, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) {
+      Published out;
+      {
+        std::lock_guard dispatch(self->dispatch_mutex_);
+        out.swap(self->refused_);
+      }
+      publish(out);
+    }
+  });
+}
+
 void PoolCore::pump_locked(WorkerSlot& slot) {
   bool wrote = false;
   size_t first = slot.sent;
@@ -335,17 +357,16 @@ void PoolCore::pump_locked(WorkerSlot& slot) {
     while (slot.sent < slot.assigned.size()) {
       TaskRecord& task = slot.assigned[slot.sent];
       ByteBuffer& frame = task.frame;
-      if (slot.sent_bytes == 0 && task.handles) {
-        // The descriptors go first, so that the worker finds them when it
-        // reads the header.
+      if (task.handles && !slot.handles_sent) {
+        // The descriptors go first (once: a full ring may leave the frame
+        // unwritten), so that the worker finds them when it reads the header.
         int err = send_handles(slot.handle_socket.get(), task.id, *task.handles);
         if (err == EAGAIN) break;  // the worker has yet to take those of calls ahead; their answers pump again
         if (err != 0) {
-          slot.request_fault = std::string("the host could not send it a call's shared buffers: sendmsg: ") +
-                               std::strerror(err);
-          send_signal(slot.pidfd->native_handle(), SIGKILL);
-          return;
+          refuse_locked(slot, err);  // the host's own limit (descriptors in flight, memory): this call fails
+          continue;
         }
+        slot.handles_sent = true;
       }
       size_t k = slot.requests.write_some(frame.data() + slot.sent_bytes, frame.size() - slot.sent_bytes);
       wrote |= k > 0;
@@ -353,6 +374,7 @@ void PoolCore::pump_locked(WorkerSlot& slot) {
       if (slot.sent_bytes == frame.size()) {
         ++slot.sent;
         slot.sent_bytes = 0;
+        slot.handles_sent = false;
         continue;
       }
       // The ring is full: the worker rings the doorbell when it frees space.

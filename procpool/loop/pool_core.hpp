@@ -79,6 +79,9 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // Dispatch (dispatch_mutex_ held).
   void dispatch_locked();
   void pump_locked(WorkerSlot& slot);
+  // Fails the call at assigned[sent], whose SharedBytes could not be sent
+  // (error `err`), and has the reactor publish it.
+  void refuse_locked(WorkerSlot& slot, int err);
 
   // Draining (drain_mutex_ held), in response_reader.cpp.
   void drain_locked(Published& out);
@@ -135,6 +138,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   mutable std::atomic<int> spin_score_{kMaxSpinScore};
   mutable std::atomic<unsigned> spin_probes_{0};
   std::deque<TaskRecord> pending_;
+  Published refused_;  // settled by refuse_locked, not yet published
   TaskId next_task_ = 0;
   bool accepting_ = false;
   bool stopping_ = false;

@@ -14,8 +14,9 @@ struct PoolOptions {
   // Bytes in each of a worker's two rings (rounded up to a power of two). A
   // call or result larger than this streams through the ring.
   size_t ring_bytes = size_t{4} << 20;
-  // Largest encoded call or result; larger ones fail with
-  // ResourceLimitExceeded("max_message_bytes") on whichever side meets them.
+  // Largest encoded call or result, and largest SharedBytes a worker may
+  // return; larger ones fail with ResourceLimitExceeded("max_message_bytes")
+  // on whichever side meets them.
   size_t max_message_bytes = size_t{1} << 30;
   // Calls handed to one worker ahead of time. More keeps workers busy under
   // load; fewer lets a long task delay fewer queued ones (a queued call waits
@@ -28,7 +29,9 @@ struct PoolOptions {
   std::chrono::microseconds host_spin{50};
   // On shutdown, how long workers get after SIGTERM before SIGKILL.
   std::chrono::milliseconds shutdown_grace{2000};
-  // Close every inherited file descriptor in workers except 0, 1 and 2.
+  // Close every inherited file descriptor in workers except 0, 1 and 2 (and
+  // the worker's own doorbell and SharedBytes socket). With false a worker
+  // keeps the host's descriptors, its siblings' channels among them.
   bool close_fds = true;
   // Run the pool's reactor (doorbells, worker deaths, callbacks) on this
   // io_context instead of a thread of the pool's own. Someone must run it:

@@ -143,6 +143,7 @@ void PoolCore::stop_workers(Published& out) {
     slot->pidfd.reset();
     slot->segment.reset();
     slot->doorbell.reset();
+    slot->handle_socket.reset();
   }
 }
 

@@ -131,7 +131,7 @@ void PoolCore::settle_answer(WorkerSlot& slot, Answered& answered, const FrameHe
   HandleList handles;
   if (header.handles > 0) {
     try {
-      handles = receive_handles(slot.handle_socket.get(), header.task_id, header.handles);
+      handles = receive_handles(slot.handle_socket.get(), header.task_id, header.handles, options_.max_message_bytes);
     } catch (const DecodeError& e) {
       malformed = e.what();
     } catch (...) {

@@ -44,6 +44,7 @@ struct WorkerSlot {
   std::deque<TaskRecord> assigned;  // in ring order; front is the oldest unanswered
   size_t sent = 0;                  // assigned[0, sent) are fully in the ring
   size_t sent_bytes = 0;            // bytes of assigned[sent] already in the ring
+  bool handles_sent = false;        // assigned[sent]'s SharedBytes descriptors are sent
   uint64_t answered = 0;            // responses consumed from this process
   std::string request_fault;        // the worker corrupted its request ring; being killed
 

@@ -33,6 +33,7 @@ void PoolCore::spawn(WorkerSlot& slot) {
   slot.pidfd = std::make_unique<boost::asio::posix::stream_descriptor>(io_, w.pidfd);
   slot.alive = true;
   slot.sent = slot.sent_bytes = 0;
+  slot.handles_sent = false;
   slot.answered = 0;
   slot.have_header = false;
   slot.partial = ByteBuffer();
@@ -91,6 +92,7 @@ void PoolCore::on_death(WorkerSlot& slot) {
       slot.assigned.pop_back();
     }
     slot.sent = slot.sent_bytes = 0;
+    slot.handles_sent = false;
     slot.failed_starts = (!served && code == kExitSetupFailed) ? slot.failed_starts + 1 : 0;
     std::string setup_error(control.setup_error, strnlen(control.setup_error, sizeof control.setup_error));
     // A worker that fails its own set-up will fail it again: after three in
@@ -106,6 +108,7 @@ void PoolCore::on_death(WorkerSlot& slot) {
     std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
     slot.pidfd.reset();  // after the publish: unmapping is not free
     slot.segment.reset();
+    slot.handle_socket.reset();  // descriptors still in it are the dead worker's
     if (stopping_) return;
     if (cannot_start) {
       slot.retired = true;
@@ -156,6 +159,8 @@ void PoolCore::fail_all_pending(std::exception_ptr error, Published& out) {
       out.push_back(task.state);
     }
   pending_.clear();
+  out.insert(out.end(), std::make_move_iterator(refused_.begin()), std::make_move_iterator(refused_.end()));
+  refused_.clear();
 }
 
 }  // namespace procpool::detail

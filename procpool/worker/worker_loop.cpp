@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 
 #include <procpool/common/archive.hpp>
@@ -70,9 +71,11 @@ class WorkerLoop {
     std::exception_ptr unreceived;
     if (call.handles > 0) {
       try {
-        arguments = receive_handles(config_.handle_socket, call.task_id, call.handles);
+        arguments = receive_handles(config_.handle_socket, call.task_id, call.handles, SIZE_MAX);  // the host's
+      } catch (const DecodeError&) {
+        _exit(kExitProtocol);  // the channel is out of step with the frames: every later call would be too
       } catch (...) {
-        unreceived = std::current_exception();
+        unreceived = std::current_exception();  // out of descriptors or memory: this call fails
       }
     }
 
@@ -170,17 +173,30 @@ class WorkerLoop {
   // answers ahead, which are published already. A result whose descriptors
   // cannot be sent becomes an exception saying why.
   FrameKind send_result_handles(TaskId task, ResponseWriter& writer) {
+    for (const auto& memory : results_)
+      if (memory->size() > config_.max_message_bytes) {
+        // The host would refuse it (it caps what a worker may make it map).
+        return answer_instead(writer, ResourceLimitExceeded("max_message_bytes", memory->size(),
+                                                            config_.max_message_bytes, "a SharedBytes in the result"));
+      }
     int err;
     while ((err = send_handles(config_.handle_socket, task, results_)) == EAGAIN) {
       pollfd p{config_.handle_socket, POLLOUT, 0};
       (void)::poll(&p, 1, -1);
     }
     if (err == 0) return FrameKind::Value;
+    return answer_instead(writer, Error(std::string("the result's SharedBytes could not be sent to the host: sendmsg: ") +
+                                        std::strerror(err)));
+  }
+
+  // Replaces the result being written by `error`.
+  template <class E>
+  FrameKind answer_instead(ResponseWriter& writer, const E& error) {
     results_.clear();
     writer.discard();
     error_.clear();
     try {
-      throw Error(std::string("the result's SharedBytes could not be sent to the host: sendmsg: ") + std::strerror(err));
+      throw error;
     } catch (...) {
       encode_current_exception(error_, "", config_.max_message_bytes);
     }

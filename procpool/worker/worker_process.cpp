@@ -26,19 +26,23 @@ namespace {
   _exit(kExitSetupFailed);
 }
 
-// Closes every descriptor from 3 up but the two kept.
+// Closes every descriptor from 3 up but the two kept (which may be below
+// 3 in a process that started with 0-2 closed).
 void close_inherited_fds(int keep_a, int keep_b) noexcept {
   // close_range(2) is one syscall; on an old kernel fall back to a loop.
-  auto close_span = [](unsigned lo, unsigned hi) {
+  auto close_span = [](long lo, long hi) {
     if (lo > hi) return;
-    if (::syscall(SYS_close_range, lo, hi, 0) == 0) return;
-    long max = sysconf(_SC_OPEN_MAX);
-    for (long fd = lo; fd <= static_cast<long>(hi) && fd < max; ++fd) ::close(static_cast<int>(fd));
+    if (::syscall(SYS_close_range, static_cast<unsigned>(lo), static_cast<unsigned>(hi), 0) == 0) return;
+    long max = std::min(hi + 1, sysconf(_SC_OPEN_MAX));
+    for (long fd = lo; fd < max; ++fd) ::close(static_cast<int>(fd));
   };
-  unsigned lo = static_cast<unsigned>(std::min(keep_a, keep_b)), hi = static_cast<unsigned>(std::max(keep_a, keep_b));
-  close_span(3, lo - 1);
-  close_span(lo + 1, hi - 1);
-  close_span(hi + 1, ~0u);
+  long from = 3;
+  for (long keep : {std::min<long>(keep_a, keep_b), std::max<long>(keep_a, keep_b)}) {
+    if (keep < from) continue;
+    close_span(from, keep - 1);
+    from = keep + 1;
+  }
+  close_span(from, static_cast<long>(~0u));
 }
 
 [[noreturn]] void become_worker(WorkerSegment& segment, const WorkerConfig& config, pid_t parent) noexcept {
