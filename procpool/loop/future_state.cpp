@@ -114,7 +114,7 @@ void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline)
   // between yields so that it gets it. A hot worker answers within a µs or
   // two, and yielding then would only add the syscalls.
   bool yield = woke_worker_.load(std::memory_order_relaxed);
-  auto eager = std::chrono::steady_clock::now() + std::chrono::microseconds(2);
+  auto eager = std::chrono::steady_clock::now() + std::chrono::microseconds(yield ? 0 : 2);
   bool took = false;
   for (auto now = std::chrono::steady_clock::now(); !ready() && now < until; now = std::chrono::steady_clock::now()) {
     took |= poller->poll_responses();

@@ -211,7 +211,11 @@ class WorkerLoop {
     if (requests_.readable() >= n) return;
     if (after_task && config_.spin.count() > 0) {
       auto now = std::chrono::steady_clock::now();
-      auto until = now + config_.spin, eager = now + kEagerSpin;
+      // After a call that had to wake this worker, the caller is likely
+      // waiting on this very CPU (the scheduler put the wakee beside its
+      // waker): yield at once, so that it sees the answer now.
+      auto until = now + config_.spin, eager = woken_ ? now : now + kEagerSpin;
+      woken_ = false;
       do {
         for (int i = 0; i < 64; ++i) {
           if (requests_.readable() >= n) return;
@@ -229,6 +233,7 @@ class WorkerLoop {
         return;
       }
       futex_wait(event, seen, nullptr);
+      woken_ = after_task;
     }
   }
 
@@ -274,6 +279,7 @@ class WorkerLoop {
   ByteRing responses_;
   WorkerConfig config_;
   uint64_t started_ = 0;
+  bool woken_ = false;  // the call being served found this worker asleep
   ByteBuffer request_;  // a call that did not arrive whole and contiguous
   ByteBuffer spill_;    // the part of a response that did not fit in the ring
   ByteBuffer error_;    // an encoded exception
