@@ -24,6 +24,8 @@
 #include <thread>
 #include <vector>
 
+#include <procpool/common/cpu_relax.hpp>
+
 #include "../bench_util.hpp"
 #include "protocol.hpp"
 #include "system.hpp"
@@ -52,7 +54,7 @@ void futex_wake(std::atomic<uint32_t>& word) {
 void await_value(std::atomic<uint32_t>& word, uint32_t want, Wait how) {
   for (uint32_t seen; (seen = word.load(std::memory_order_acquire)) != want;) {
     if (how == Wait::kFutex) futex_wait(word, seen);
-    else __builtin_ia32_pause();
+    else procpool::detail::cpu_relax();
   }
 }
 

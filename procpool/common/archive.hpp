@@ -33,27 +33,25 @@ class ByteSink {
 };
 
 // A growable byte buffer that never zero-fills (unlike std::string::resize).
+// The first kInline bytes live in the object itself: a small call's frame
+// (a no-op's is 36 bytes) then costs no allocation of its own, and every
+// pending call holds one.
 class ByteBuffer final : public ByteSink {
  public:
-  ByteBuffer() = default;
+  static constexpr size_t kInline = 56;
+
+  ByteBuffer() noexcept = default;
   ByteBuffer(const ByteBuffer&) = delete;
   ByteBuffer& operator=(const ByteBuffer&) = delete;
-  ByteBuffer(ByteBuffer&& o) noexcept : data_(o.data_), size_(o.size_), cap_(o.cap_) {
-    o.data_ = nullptr;
-    o.size_ = o.cap_ = 0;
-  }
+  ByteBuffer(ByteBuffer&& o) noexcept { take(o); }
   ByteBuffer& operator=(ByteBuffer&& o) noexcept {
     if (this != &o) {
-      std::free(data_);
-      data_ = o.data_;
-      size_ = o.size_;
-      cap_ = o.cap_;
-      o.data_ = nullptr;
-      o.size_ = o.cap_ = 0;
+      release();
+      take(o);
     }
     return *this;
   }
-  ~ByteBuffer() { std::free(data_); }
+  ~ByteBuffer() { release(); }
 
   std::byte* data() noexcept { return data_; }
   const std::byte* data() const noexcept { return data_; }
@@ -61,11 +59,15 @@ class ByteBuffer final : public ByteSink {
   void clear() noexcept { size_ = 0; }
   void reserve(size_t n) {
     if (n <= cap_) return;
-    // 48: a no-op call's frame (36 bytes) fits, in a 64-byte malloc chunk;
-    // every pending call holds one.
-    size_t cap = cap_ ? cap_ : 48;
+    size_t cap = cap_ * 2;
     while (cap < n) cap *= 2;
-    auto* p = static_cast<std::byte*>(std::realloc(data_, cap));
+    std::byte* p;
+    if (data_ == inline_) {
+      p = static_cast<std::byte*>(std::malloc(cap));
+      if (p && size_) std::memcpy(p, inline_, size_);
+    } else {
+      p = static_cast<std::byte*>(std::realloc(data_, cap));
+    }
     if (!p) throw std::bad_alloc();
     data_ = p;
     cap_ = cap;
@@ -87,9 +89,31 @@ class ByteBuffer final : public ByteSink {
   }
 
  private:
-  std::byte* data_ = nullptr;
+  void release() noexcept {
+    if (data_ != inline_) std::free(data_);
+    data_ = inline_;
+    size_ = 0;
+    cap_ = kInline;
+  }
+  // Leaves `o` empty.
+  void take(ByteBuffer& o) noexcept {
+    if (o.data_ == o.inline_) {
+      std::memcpy(inline_, o.inline_, o.size_);
+      data_ = inline_;
+    } else {
+      data_ = o.data_;
+      o.data_ = o.inline_;
+    }
+    size_ = o.size_;
+    cap_ = o.cap_;
+    o.size_ = 0;
+    o.cap_ = kInline;
+  }
+
+  std::byte* data_ = inline_;
   size_t size_ = 0;
-  size_t cap_ = 0;
+  size_t cap_ = kInline;
+  std::byte inline_[kInline];
 };
 
 // Thrown by InputArchive when the bytes run out or a size prefix is forged;

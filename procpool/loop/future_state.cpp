@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include <procpool/common/cpu_relax.hpp>
 #include <procpool/common/event_word.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/type_name.hpp>
@@ -33,7 +34,12 @@ PollingScope::~PollingScope() {
 }
 
 StateBase::SpinGuard::SpinGuard(std::atomic_flag& flag) noexcept : flag_(flag) {
-  while (flag_.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
+  // Held for a push_back or a pointer swap: a few spins are enough, unless
+  // the holder was preempted, and then only giving up the CPU lets it finish.
+  for (int spins = 0; flag_.test_and_set(std::memory_order_acquire); ++spins) {
+    if (spins < 64) cpu_relax();
+    else sched_yield();
+  }
 }
 
 bool StateBase::try_claim() noexcept {

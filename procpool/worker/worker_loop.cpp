@@ -11,6 +11,7 @@
 
 #include <procpool/common/archive.hpp>
 #include <procpool/common/backtrace.hpp>
+#include <procpool/common/cpu_relax.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/exception_codec.hpp>
 #include <procpool/common/frame.hpp>
@@ -21,8 +22,6 @@
 
 namespace procpool::detail {
 namespace {
-
-inline void cpu_relax() noexcept { __builtin_ia32_pause(); }
 
 // The first part of the spin after a task only polls: a caller calling back
 // to back sends the next call within a microsecond. After it, the spin yields
