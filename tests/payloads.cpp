@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <fstream>
 #include <random>
+#include <string>
 
+#include "support/census.hpp"
 #include "support/task_functions.hpp"
 
 TEST_CASE("Payloads.StandardAndUserTypesRoundTrip" * doctest::timeout(60)) {
@@ -43,6 +46,25 @@ TEST_CASE("Payloads.SixtyFourMebibytesRoundTripByteForByte" * doctest::timeout(1
   auto back = pool.submit(tasks::echo_bytes, data).get();
   REQUIRE(back.size() == data.size());
   CHECK(back == data);
+}
+
+namespace {
+long rss_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+}  // namespace
+
+TEST_CASE("Payloads.AWorkerKeepsLargeBuffersOnlyWhileLargeCallsComeBackToBack" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = size_t{1} << 20});
+  pid_t worker = pool.worker_pids().at(0);
+  std::vector<unsigned char> data(size_t{48} << 20, 0x5a);  // larger than glibc's largest mmap threshold
+  for (int i = 0; i < 3; ++i) CHECK(pool.submit(tasks::echo_bytes, data).get().size() == data.size());
+  // Idle, the worker sleeps, and gives its buffers back first.
+  CHECK(census::eventually([&] { return rss_kib(worker) < 16 * 1024; }));
 }
 
 TEST_CASE("Payloads.LargerThanTheRingStreamsThrough" * doctest::timeout(60)) {

@@ -56,6 +56,7 @@ class ByteBuffer final : public ByteSink {
   std::byte* data() noexcept { return data_; }
   const std::byte* data() const noexcept { return data_; }
   size_t size() const noexcept { return size_; }
+  size_t capacity() const noexcept { return cap_; }
   void clear() noexcept { size_ = 0; }
   void reserve(size_t n) {
     if (n <= cap_) return;
