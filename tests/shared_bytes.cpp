@@ -255,6 +255,13 @@ TEST_CASE("SharedBytes.MapCarriesThem" * doctest::timeout(60)) {
   std::vector<long> sums = pool.map(sum_shared, inputs, 10).get();
   REQUIRE(sums.size() == 100);
   for (int i = 0; i < 100; ++i) CHECK(sums[static_cast<size_t>(i)] == i + 1);
+  // Left to the pool, chunks stay within the descriptors a frame may carry
+  // (3000 inputs over 2 workers would otherwise make chunks of 188).
+  std::vector<SharedBytes> many(3000, SharedBytes::copy_of(std::string_view("ab")));
+  std::vector<long> all = pool.map(sum_shared, many).get();
+  REQUIRE(all.size() == 3000);
+  CHECK(all.back() == 'a' + 'b');
+  CHECK_THROWS_AS(pool.map(sum_shared, many, 65).get(), procpool::ResourceLimitExceeded);
 }
 
 namespace {

@@ -18,6 +18,7 @@
 #include <procpool/common/errors.hpp>
 #include <procpool/common/frame.hpp>
 #include <procpool/common/function_registry.hpp>
+#include <procpool/common/shared_bytes.hpp>
 #include <procpool/loop/future.hpp>
 #include <procpool/loop/pool_map.hpp>
 #include <procpool/loop/pool_options.hpp>
@@ -193,7 +194,10 @@ Future<detail::map_result_t<R>> ProcessPool::map(R (*fn)(A), const Range& inputs
   const detail::FunctionEntry* entry = entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
   if (!entry) return detail::failed_future<Out>(failure);
   size_t n = static_cast<size_t>(std::size(inputs));
-  size_t chunk = std::min(chunksize ? chunksize : detail::default_chunk_size(n, worker_count()), detail::kMaxChunk);
+  size_t chunk = chunksize ? chunksize : detail::default_chunk_size(n, worker_count());
+  // Each SharedBytes input is a descriptor, and a frame carries at most kMaxHandlesPerFrame.
+  if (!chunksize && std::is_same_v<std::decay_t<A>, SharedBytes>) chunk = std::min(chunk, detail::kMaxHandlesPerFrame);
+  chunk = std::min(chunk, detail::kMaxChunk);
   size_t parts = n / chunk + (n % chunk != 0);  // (n + chunk - 1) would overflow for a huge chunk
   auto whole = std::make_shared<detail::SharedState<Out>>();
   watch(*whole);
