@@ -101,16 +101,18 @@ class WorkerLoop {
     // A buffer larger than the ring is kept while the calls keep needing
     // one (fresh pages cost more than the copy into them: about 1 µs per
     // 4 KiB page here), and given back after a call that did not, or when
-    // the worker goes to sleep.
+    // the worker has slept 100 ms.
     size_t large = requests_.capacity();
     if (spill_.capacity() > large && spill_.size() <= large) spill_ = ByteBuffer();
     if (request_.capacity() > large && (in_place || length <= large)) request_ = ByteBuffer();
   }
 
+  bool holds_large_buffers() const noexcept {
+    return spill_.capacity() > requests_.capacity() || request_.capacity() > requests_.capacity();
+  }
   void give_back_large_buffers() {
-    size_t large = requests_.capacity();
-    if (spill_.capacity() > large) spill_ = ByteBuffer();
-    if (request_.capacity() > large) request_ = ByteBuffer();
+    if (spill_.capacity() > requests_.capacity()) spill_ = ByteBuffer();
+    if (request_.capacity() > requests_.capacity()) request_ = ByteBuffer();
   }
 
   bool withdrawn(TaskId task) const noexcept {
@@ -234,7 +236,6 @@ class WorkerLoop {
         if (now > eager) sched_yield();
       } while (now < until);
     }
-    if (after_task) give_back_large_buffers();
     auto& event = requests_.header().data_event;
     for (;;) {
       uint32_t seen = announce_sleep(event);
@@ -242,7 +243,12 @@ class WorkerLoop {
         withdraw_sleep(event);
         return;
       }
-      futex_wait(event, seen, nullptr);
+      // Large buffers outlive a short pause (the host may still be reading
+      // the last large answer), not a long one.
+      bool holding = after_task && holds_large_buffers();
+      timespec linger{0, 100'000'000};
+      futex_wait(event, seen, holding ? &linger : nullptr);
+      if (holding && requests_.readable() < n) give_back_large_buffers();
       woken_ = after_task;
     }
   }
