@@ -280,6 +280,21 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
   auto held = handles.empty() ? nullptr : std::make_unique<HandleList>(std::move(handles));
   pending_.push_back(TaskRecord{header.task_id, function_id, std::move(state), std::move(frame), std::move(held)});
   dispatch_locked();
+  bool backlog = !pending_.empty();
+  lock.unlock();
+  // Every worker has its fill of calls: the answers that have come in make
+  // room for more. Taking them here, instead of leaving them for the
+  // reactor, keeps a burst of submits on this thread (no wake-up of the
+  // reactor per answer) and the workers fed. Not recursively: a callback
+  // that submits, run by this drain's publish, leaves it to the others.
+  thread_local bool draining = false;
+  if (backlog && !draining) {
+    draining = true;
+    struct Reset {
+      ~Reset() { draining = false; }
+    } reset;
+    poll_responses();
+  }
 }
 
 bool PoolCore::cancel(StateBase& state) {
