@@ -63,8 +63,13 @@ TEST_CASE("Payloads.AWorkerKeepsLargeBuffersOnlyWhileLargeCallsComeBackToBack" *
   pid_t worker = pool.worker_pids().at(0);
   std::vector<unsigned char> data(size_t{48} << 20, 0x5a);  // larger than glibc's largest mmap threshold
   for (int i = 0; i < 3; ++i) CHECK(pool.submit(tasks::echo_bytes, data).get().size() == data.size());
-  // Idle, the worker sleeps, and gives its buffers back first.
+  // Idle, the worker sleeps, and gives its buffers back first. (A
+  // sanitizer's allocator keeps freed memory for itself: RSS says nothing.)
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
   CHECK(census::eventually([&] { return rss_kib(worker) < 16 * 1024; }));
+#else
+  (void)worker;
+#endif
 }
 
 TEST_CASE("Payloads.LargerThanTheRingStreamsThrough" * doctest::timeout(60)) {
