@@ -46,19 +46,25 @@ class WorkerLoop {
       bool call = header.kind == static_cast<uint32_t>(FrameKind::Call) ||
                   header.kind == static_cast<uint32_t>(FrameKind::CallMany);
       if (!call || header.length > config_.max_message_bytes || header.handles > kMaxHandlesPerFrame) _exit(kExitProtocol);
-      release_request(sizeof header);
       serve(header);
     }
   }
 
  private:
   void serve(const FrameHeader& call) {
-    // Small calls are decoded in place in the ring; a call that is larger
-    // than what is buffered right now streams into a private buffer.
+    // Small calls are decoded in place in the ring, and the ring space
+    // (header and payload) is released only after the answer is published:
+    // the answer is what the caller waits for. A call that is larger than
+    // what is buffered right now streams into a private buffer.
     const std::byte* payload = nullptr;
     size_t length = static_cast<size_t>(call.length);
-    bool in_place = requests_.readable() >= length && (payload = requests_.contiguous(length)) != nullptr;
-    if (!in_place) {
+    size_t whole = sizeof(FrameHeader) + length;
+    const std::byte* frame = requests_.readable() >= whole ? requests_.contiguous(whole) : nullptr;
+    bool in_place = frame != nullptr;
+    if (in_place) {
+      payload = frame + sizeof(FrameHeader);
+    } else {
+      release_request(sizeof(FrameHeader));
       request_.resize(length);
       read_exact(request_.data(), length);
       payload = request_.data();
@@ -91,13 +97,12 @@ class WorkerLoop {
       kind = run_call(input, writer);
       if (kind == FrameKind::Value && !results_.empty()) kind = send_result_handles(call.task_id, writer);
     }
-    arguments.clear();
-    if (in_place) release_request(length);
-
     ResponseWriter::Rest rest = writer.finish(kind, call.task_id, kind == FrameKind::Value ? results_.size() : 0);
     results_.clear();  // the host holds its own descriptors now
     if (rest.wake) ring_doorbell();
     write_response(rest.data, rest.size);
+    arguments.clear();
+    if (in_place) release_request(whole);
     // A buffer larger than the ring is kept while the calls keep needing
     // one (fresh pages cost more than the copy into them: about 1 µs per
     // 4 KiB page here), and given back after a call that did not, or when
