@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -33,6 +35,9 @@ SharedBytes fill_shared(size_t n, char c) {
   return SharedBytes::make(n, [&](std::span<std::byte> out) { std::memset(out.data(), c, out.size()); });
 }
 PROCPOOL_REGISTER(fill_shared);
+
+SharedBytes bytes_of(int n) { return SharedBytes::copy_of(std::string(static_cast<size_t>(n), 'x')); }
+PROCPOOL_REGISTER(bytes_of);
 
 long sum_shared(SharedBytes b) {
   long sum = 0;
@@ -115,6 +120,17 @@ TEST_CASE("SharedBytes.MakeFillsTheBytesAndSealsThem") {
   CHECK(SharedBytes::copy_of(std::string_view("hello")).view() == "hello");
   CHECK(SharedBytes().empty());
   CHECK(SharedBytes::copy_of(std::string_view()).memory() == nullptr);  // empty: no descriptor
+}
+
+TEST_CASE("SharedBytes.AWorkerForkedLaterDoesNotInheritTheHostsBuffers" * doctest::timeout(60)) {
+  SharedBytes held = pattern(1 << 20);  // made before the workers exist
+  procpool::ProcessPool pool({.workers = 1});
+  pid_t worker = pool.worker_pids().at(0);
+  std::ifstream maps("/proc/" + std::to_string(worker) + "/maps");
+  std::string text((std::istreambuf_iterator<char>(maps)), std::istreambuf_iterator<char>());
+  REQUIRE(!text.empty());
+  CHECK(text.find("procpool-bytes") == std::string::npos);
+  CHECK(held.size() == size_t{1} << 20);
 }
 
 TEST_CASE("SharedBytes.TravelToAWorkerAndBackWithoutACopy" * doctest::timeout(60)) {
@@ -262,6 +278,13 @@ TEST_CASE("SharedBytes.MapCarriesThem" * doctest::timeout(60)) {
   REQUIRE(all.size() == 3000);
   CHECK(all.back() == 'a' + 'b');
   CHECK_THROWS_AS(pool.map(sum_shared, many, 65).get(), procpool::ResourceLimitExceeded);
+  // The same for SharedBytes results (each one a descriptor here: few
+  // enough for the usual limit of 1024, yet chunks of 75 on one worker).
+  procpool::ProcessPool one({.workers = 1});
+  std::vector<int> sizes(600, 3);
+  std::vector<SharedBytes> made = one.map(bytes_of, sizes).get();
+  REQUIRE(made.size() == 600);
+  CHECK(made.back().view() == "xxx");
 }
 
 namespace {

@@ -32,7 +32,7 @@ int send_handles(int socket, TaskId task, const HandleList& handles) noexcept;
 // bytes each). Throws DecodeError for a message out of
 // step or a descriptor that is not a sealed memfd (the sender broke the
 // protocol), procpool::Error when this process could not take them (out of
-// descriptors). Whatever arrived is closed on failure.
+// descriptors, or unable to map them). Whatever arrived is closed on failure.
 HandleList receive_handles(int socket, TaskId task, size_t count, size_t max_size);
 
 }  // namespace procpool::detail

@@ -27,9 +27,16 @@ constexpr int kRequiredSeals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
   throw Error("SharedBytes of " + std::to_string(size) + " bytes: " + syscall + ": " + std::strerror(err));
 }
 
+// Neither mapping is inherited by fork: a worker forked later (a pool's
+// start, a replacement) must not see the host's other buffers, nor keep a
+// writable mapping that would make the maker's seal fail with EBUSY.
+void keep_from_children(void* at, size_t size) noexcept { (void)::madvise(at, size, MADV_DONTFORK); }
+
 const std::byte* map_read_only(int fd, size_t size) {
   void* at = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-  return at == MAP_FAILED ? nullptr : static_cast<const std::byte*>(at);
+  if (at == MAP_FAILED) return nullptr;
+  keep_from_children(at, size);
+  return static_cast<const std::byte*>(at);
 }
 
 }  // namespace
@@ -57,7 +64,8 @@ std::shared_ptr<const SealedMemory> SealedMemory::adopt(int fd, size_t max_size)
     throw DecodeError("a shared buffer of " + std::to_string(size) + " bytes, over max_message_bytes = " +
                       std::to_string(max_size));
   const std::byte* data = map_read_only(fd, size);
-  if (!data) throw DecodeError("a shared buffer of " + std::to_string(size) + " bytes that cannot be mapped (" + std::strerror(errno) + ")");
+  // This process's limit (memory, vm.max_map_count), not the sender's fault.
+  if (!data) fail("mmap", size);
   try {
     auto memory = std::make_shared<const SealedMemory>(fd, data, size);
     owned.fd = -1;
@@ -87,6 +95,7 @@ WritableMemory::WritableMemory(size_t size) : size_(size) {
     ::close(fd_);
     fail("mmap", size, err);
   }
+  keep_from_children(at, size);
   data_ = static_cast<std::byte*>(at);
 }
 

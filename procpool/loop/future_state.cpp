@@ -116,9 +116,10 @@ void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline)
   auto until = std::min(deadline, std::chrono::steady_clock::now() + budget);
   PollingScope polling(*poller);
   // A worker that was asleep when its call came needs a CPU to wake up on,
-  // and the scheduler often picks this thread's: past a first few µs, poll
-  // between yields so that it gets it. A hot worker answers within a µs or
-  // two, and yielding then would only add the syscalls.
+  // and the scheduler often picks this thread's: poll between yields from
+  // the start, so that it gets it. A hot worker answers within a µs or two:
+  // then poll without yielding for the first 2 µs (yields would only add
+  // the syscalls).
   bool yield = woke_worker_.load(std::memory_order_relaxed);
   auto eager = std::chrono::steady_clock::now() + std::chrono::microseconds(yield ? 0 : 2);
   bool took = false;

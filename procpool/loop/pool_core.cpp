@@ -154,7 +154,7 @@ void PoolCore::on_doorbell(WorkerSlot& rung) {
     }
     {
       std::lock_guard dispatch(dispatch_mutex_);
-      dispatch_locked();
+      dispatch_locked(out);
     }
     publish(out);
   } while (request_doorbells());
@@ -206,7 +206,7 @@ bool PoolCore::poll_responses() {
   if (out.empty()) return false;
   {
     std::lock_guard dispatch(dispatch_mutex_);
-    dispatch_locked();
+    dispatch_locked(out);
   }
   publish(out);
   return true;
@@ -233,7 +233,7 @@ void PoolCore::end_polling() {
   if (out.empty()) return;
   {
     std::lock_guard dispatch(dispatch_mutex_);
-    dispatch_locked();
+    dispatch_locked(out);
   }
   publish(out);
 }
@@ -279,16 +279,20 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
   state->place = StateBase::PoolPlace{header.task_id, -1, false};
   auto held = handles.empty() ? nullptr : std::make_unique<HandleList>(std::move(handles));
   pending_.push_back(TaskRecord{header.task_id, function_id, std::move(state), std::move(frame), std::move(held)});
-  dispatch_locked();
+  Published refused;
+  dispatch_locked(refused);
   bool backlog = !pending_.empty();
   lock.unlock();
+  publish(refused);
   // Every worker has its fill of calls: the answers that have come in make
   // room for more. Taking them here, instead of leaving them for the
   // reactor, keeps a burst of submits on this thread (no wake-up of the
-  // reactor per answer) and the workers fed. Not recursively: a callback
-  // that submits, run by this drain's publish, leaves it to the others.
+  // reactor per answer) and the workers fed. Not on the pool's own thread
+  // (its callbacks would run nested in this submit; it drains anyway), and
+  // not recursively: a callback that submits, run by this drain's publish,
+  // leaves it to the others.
   thread_local bool draining = false;
-  if (backlog && !draining) {
+  if (backlog && !draining && !on_own_thread()) {
     draining = true;
     struct Reset {
       ~Reset() { draining = false; }
@@ -324,7 +328,7 @@ bool PoolCore::cancel(StateBase& state) {
   return true;
 }
 
-void PoolCore::dispatch_locked() {
+void PoolCore::dispatch_locked(Published& out) {
   auto usable = [](const WorkerSlot& s) { return s.alive && s.condemned.empty() && s.request_fault.empty(); };
   while (!pending_.empty()) {
     WorkerSlot* best = nullptr;
@@ -340,10 +344,10 @@ void PoolCore::dispatch_locked() {
     best->assigned.push_back(std::move(task));
   }
   for (auto& slot : slots_)
-    if (usable(*slot) && slot->sent < slot->assigned.size()) pump_locked(*slot);
+    if (usable(*slot) && slot->sent < slot->assigned.size()) pump_locked(*slot, out);
 }
 
-void PoolCore::refuse_locked(WorkerSlot& slot, int err) {
+void PoolCore::refuse_locked(WorkerSlot& slot, int err, Published& out) {
   TaskRecord task = std::move(slot.assigned[slot.sent]);  // none of it is in the ring
   slot.assigned.erase(slot.assigned.begin() + static_cast<std::ptrdiff_t>(slot.sent));
   task.state->place.slot = -1;
@@ -351,21 +355,10 @@ void PoolCore::refuse_locked(WorkerSlot& slot, int err) {
   task.state->set_error(std::make_exception_ptr(Error(
       std::string("the call of '") + function_name(task.function_id) +
       "' could not be sent: passing its SharedBytes to the worker failed: sendmsg: " + std::strerror(err))));
-  // Published by the reactor (or by shutdown), with no lock held.
-  refused_.push_back(std::move(task.state));
-  boost::asio::post(io_, [weak = weak_from_this()] {
-    if (auto self = weak.lock()) {
-      Published out;
-      {
-        std::lock_guard dispatch(self->dispatch_mutex_);
-        out.swap(self->refused_);
-      }
-      publish(out);
-    }
-  });
+  out.push_back(std::move(task.state));  // published by the caller, with no lock held
 }
 
-void PoolCore::pump_locked(WorkerSlot& slot) {
+void PoolCore::pump_locked(WorkerSlot& slot, Published& out) {
   bool wrote = false;
   size_t first = slot.sent;
   try {
@@ -377,8 +370,10 @@ void PoolCore::pump_locked(WorkerSlot& slot) {
         // unwritten), so that the worker finds them when it reads the header.
         int err = send_handles(slot.handle_socket.get(), task.id, *task.handles);
         if (err == EAGAIN) break;  // the worker has yet to take those of calls ahead; their answers pump again
+        // The worker is gone (its death handler re-sends this call to the replacement).
+        if (err == EPIPE || err == ECONNRESET || err == ECONNREFUSED || err == ENOTCONN) break;
         if (err != 0) {
-          refuse_locked(slot, err);  // the host's own limit (descriptors in flight, memory): this call fails
+          refuse_locked(slot, err, out);  // the host's own limit (descriptors in flight, memory): this call fails
           continue;
         }
         slot.handles_sent = true;

@@ -10,8 +10,9 @@
 //     outlive the workers), waits on the workers' doorbell eventfds and pidfds.
 //   - dispatch_mutex_: pending_ and each slot's assigned/sent state, and
 //     writing into request rings. Taken by submitting threads and the reactor.
-//   - drain_mutex_: reading response rings. Taken by the reactor or by a
-//     thread polling from Future::wait (try_lock: one drainer at a time).
+//   - drain_mutex_: reading response rings. Taken by the reactor, by a
+//     thread polling from Future::wait, or by a submitting thread that found
+//     every worker full (both with try_lock: one drainer at a time).
 //   Order: drain_mutex_ before dispatch_mutex_. States are published (and
 //   callbacks run) with neither held.
 #include <boost/asio/executor_work_guard.hpp>
@@ -77,11 +78,13 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   bool request_stop(WorkerSlot& slot) noexcept;  // writes a Stop frame if it fits
 
   // Dispatch (dispatch_mutex_ held).
-  void dispatch_locked();
-  void pump_locked(WorkerSlot& slot);
+  // Calls that fail on the way (refuse_locked) go into `out`, for the
+  // caller to publish once it holds no lock.
+  void dispatch_locked(Published& out);
+  void pump_locked(WorkerSlot& slot, Published& out);
   // Fails the call at assigned[sent], whose SharedBytes could not be sent
-  // (error `err`), and has the reactor publish it.
-  void refuse_locked(WorkerSlot& slot, int err);
+  // (error `err`).
+  void refuse_locked(WorkerSlot& slot, int err, Published& out);
 
   // Draining (drain_mutex_ held), in response_reader.cpp.
   void drain_locked(Published& out);
@@ -138,7 +141,6 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   mutable std::atomic<int> spin_score_{kMaxSpinScore};
   mutable std::atomic<unsigned> spin_probes_{0};
   std::deque<TaskRecord> pending_;
-  Published refused_;  // settled by refuse_locked, not yet published
   TaskId next_task_ = 0;
   bool accepting_ = false;
   bool stopping_ = false;

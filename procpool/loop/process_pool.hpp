@@ -195,8 +195,10 @@ Future<detail::map_result_t<R>> ProcessPool::map(R (*fn)(A), const Range& inputs
   if (!entry) return detail::failed_future<Out>(failure);
   size_t n = static_cast<size_t>(std::size(inputs));
   size_t chunk = chunksize ? chunksize : detail::default_chunk_size(n, worker_count());
-  // Each SharedBytes input is a descriptor, and a frame carries at most kMaxHandlesPerFrame.
-  if (!chunksize && std::is_same_v<std::decay_t<A>, SharedBytes>) chunk = std::min(chunk, detail::kMaxHandlesPerFrame);
+  // Each SharedBytes input or result is a descriptor, and a frame carries
+  // at most kMaxHandlesPerFrame.
+  if (!chunksize && (std::is_same_v<std::decay_t<A>, SharedBytes> || std::is_same_v<R, SharedBytes>))
+    chunk = std::min(chunk, detail::kMaxHandlesPerFrame);
   chunk = std::min(chunk, detail::kMaxChunk);
   size_t parts = n / chunk + (n % chunk != 0);  // (n + chunk - 1) would overflow for a huge chunk
   auto whole = std::make_shared<detail::SharedState<Out>>();

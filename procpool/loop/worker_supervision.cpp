@@ -131,7 +131,7 @@ void PoolCore::respawn_locked(WorkerSlot& slot, Published& out) {
     error = std::current_exception();
   }
   if (!error) {
-    dispatch_locked();
+    dispatch_locked(out);
     return;
   }
   // With no worker left, queued calls cannot wait for one: fail them now.
@@ -159,8 +159,6 @@ void PoolCore::fail_all_pending(std::exception_ptr error, Published& out) {
       out.push_back(task.state);
     }
   pending_.clear();
-  out.insert(out.end(), std::make_move_iterator(refused_.begin()), std::make_move_iterator(refused_.end()));
-  refused_.clear();
 }
 
 }  // namespace procpool::detail

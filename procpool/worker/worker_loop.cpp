@@ -26,7 +26,8 @@ namespace {
 // The first part of the spin after a task only polls: a caller calling back
 // to back sends the next call within a microsecond. After it, the spin yields
 // the CPU between polls, so that on a machine with no spare core the waiting
-// worker does not keep the host (which is making the next call) off it.
+// worker does not keep the host (which is making the next call) off it. A
+// call that found the worker asleep skips the first part (wait_readable).
 constexpr auto kEagerSpin = std::chrono::microseconds(2);
 
 class WorkerLoop {
