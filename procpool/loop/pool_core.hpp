@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// The host side of a pool: dispatches calls into workers' request rings,
-// drains their response rings into futures, watches each worker's pidfd,
-// and replaces a worker that dies. ProcessPool is its public face.
+// The host side of a pool: dispatches calls into workers' request rings
+// (dispatch.cpp), drains their response rings into futures
+// (response_reader.cpp), watches each worker's pidfd and replaces a worker
+// that dies (worker_supervision.cpp), and stops them (pool_shutdown.cpp);
+// pool_core.cpp holds the start, the reactor's doorbells and the polling by
+// waiting threads. ProcessPool is its public face.
 //
 // Threads and locks:
 //   - reactor thread: an Asio io_context the pool owns. It forks every

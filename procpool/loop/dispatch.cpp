@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: MIT
+// Sending calls to workers: a submitted call joins the pool's queue, goes
+// to the least-loaded worker that has room (max_tasks_per_worker), and is
+// written into its request ring, its SharedBytes' descriptors first. All of
+// it under dispatch_mutex_; see pool_core.hpp for the locks.
+#include <procpool/loop/pool_core.hpp>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <procpool/common/errors.hpp>
+#include <procpool/common/handle_channel.hpp>
+#include <procpool/worker/pidfd.hpp>
+
+namespace procpool::detail {
+
+void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint32_t function_id,
+                      std::shared_ptr<StateBase> state) {
+  std::unique_lock lock(dispatch_mutex_);
+  if (!accepting_) {
+    lock.unlock();
+    state->settle_error(std::make_exception_ptr(PoolShutdown("the pool is shut down; no new calls are accepted")));
+    return;
+  }
+  if (std::all_of(slots_.begin(), slots_.end(), [](auto& s) { return s->retired; })) {
+    lock.unlock();
+    state->settle_error(start_error_);  // no worker will ever take it
+    return;
+  }
+  FrameHeader header = make_frame_header(kind, ++next_task_, frame.size() - sizeof(FrameHeader), handles.size());
+  std::memcpy(frame.data(), &header, sizeof header);
+  state->set_poller(weak_from_this(), frame.size());
+  state->place = StateBase::PoolPlace{header.task_id, -1, false};
+  auto held = handles.empty() ? nullptr : std::make_unique<HandleList>(std::move(handles));
+  pending_.push_back(TaskRecord{header.task_id, function_id, std::move(state), std::move(frame), std::move(held)});
+  Published refused;
+  dispatch_locked(refused);
+  bool backlog = !pending_.empty();
+  lock.unlock();
+  publish(refused);
+  // Every worker has its fill of calls: the answers that have come in make
+  // room for more. Taking them here, instead of leaving them for the
+  // reactor, keeps a burst of submits on this thread (no wake-up of the
+  // reactor per answer) and the workers fed. Not on the pool's own thread
+  // (its callbacks would run nested in this submit; it drains anyway), and
+  // not recursively: a callback that submits, run by this drain's publish,
+  // leaves it to the others.
+  thread_local bool draining = false;
+  if (backlog && !draining && !on_own_thread()) {
+    draining = true;
+    struct Reset {
+      ~Reset() { draining = false; }
+    } reset;
+    poll_responses();
+  }
+}
+
+bool PoolCore::cancel(StateBase& state) {
+  {
+    std::lock_guard dispatch(dispatch_mutex_);
+    if (state.place.task_id == 0) return false;  // not one of ours
+    if (state.place.slot >= 0) {
+      // Already handed to a worker: put it on that worker's CancelList. If
+      // the worker has not started it, it answers Skipped and the future
+      // fails with TaskCancelled; if it has, the call runs to its end.
+      WorkerSlot& slot = *slots_[static_cast<size_t>(state.place.slot)];
+      if (slot.alive && !state.place.withdrawn) {
+        state.place.withdrawn = true;
+        CancelList& list = slot.segment->header().cancelled;
+        uint32_t n = list.count.load(std::memory_order_relaxed);
+        list.ids[n % kCancelSlots].store(state.place.task_id, std::memory_order_relaxed);
+        list.count.store(n + 1, std::memory_order_release);
+      }
+      return false;
+    }
+    // Still in the pool's own queue: claim it before the lock goes, so that
+    // no dispatch can send it meanwhile (dispatch drops claimed calls).
+    if (!state.try_claim()) return false;
+  }
+  state.set_error(std::make_exception_ptr(TaskCancelled("the call was cancelled before it started")));
+  state.publish();
+  return true;
+}
+
+void PoolCore::dispatch_locked(Published& out) {
+  auto usable = [](const WorkerSlot& s) { return s.alive && s.condemned.empty() && s.request_fault.empty(); };
+  while (!pending_.empty()) {
+    WorkerSlot* best = nullptr;
+    for (auto& slot : slots_)
+      if (usable(*slot) && slot->assigned.size() < options_.max_tasks_per_worker &&
+          (!best || slot->assigned.size() < best->assigned.size()))
+        best = slot.get();
+    if (!best) break;
+    TaskRecord task = std::move(pending_.front());
+    pending_.pop_front();
+    if (task.state->claimed()) continue;  // cancelled while it waited here
+    task.state->place.slot = static_cast<int>(best->index);
+    best->assigned.push_back(std::move(task));
+  }
+  for (auto& slot : slots_)
+    if (usable(*slot) && slot->sent < slot->assigned.size()) pump_locked(*slot, out);
+}
+
+void PoolCore::refuse_locked(WorkerSlot& slot, int err, Published& out) {
+  TaskRecord task = std::move(slot.assigned[slot.sent]);  // none of it is in the ring
+  slot.assigned.erase(slot.assigned.begin() + static_cast<std::ptrdiff_t>(slot.sent));
+  task.state->place.slot = -1;
+  if (!task.state->try_claim()) return;
+  task.state->set_error(std::make_exception_ptr(Error(
+      std::string("the call of '") + function_name(task.function_id) +
+      "' could not be sent: passing its SharedBytes to the worker failed: sendmsg: " + std::strerror(err))));
+  out.push_back(std::move(task.state));  // published by the caller, with no lock held
+}
+
+void PoolCore::pump_locked(WorkerSlot& slot, Published& out) {
+  bool wrote = false;
+  size_t first = slot.sent;
+  try {
+    while (slot.sent < slot.assigned.size()) {
+      TaskRecord& task = slot.assigned[slot.sent];
+      ByteBuffer& frame = task.frame;
+      if (task.handles && !slot.handles_sent) {
+        // The descriptors go first (once: a full ring may leave the frame
+        // unwritten), so that the worker finds them when it reads the header.
+        int err = send_handles(slot.handle_socket.get(), task.id, *task.handles);
+        if (err == EAGAIN) break;  // the worker has yet to take those of calls ahead; their answers pump again
+        // The worker is gone (its death handler re-sends this call to the replacement).
+        if (err == EPIPE || err == ECONNRESET || err == ECONNREFUSED || err == ENOTCONN) break;
+        if (err != 0) {
+          refuse_locked(slot, err, out);  // the host's own limit (descriptors in flight, memory): this call fails
+          continue;
+        }
+        slot.handles_sent = true;
+      }
+      size_t k = slot.requests.write_some(frame.data() + slot.sent_bytes, frame.size() - slot.sent_bytes);
+      wrote |= k > 0;
+      slot.sent_bytes += k;
+      if (slot.sent_bytes == frame.size()) {
+        ++slot.sent;
+        slot.sent_bytes = 0;
+        slot.handles_sent = false;
+        continue;
+      }
+      // The ring is full: the worker rings the doorbell when it frees space.
+      auto& event = slot.segment->header().request.space_event;
+      announce_sleep(event);
+      if (slot.requests.free_space(1) == 0) break;
+      withdraw_sleep(event);
+    }
+  } catch (const RingCorrupt& e) {
+    // The worker wrote a tail that cannot be: stop it; its death handler
+    // fails the call it was running.
+    slot.request_fault = std::string("it wrote ") + e.what();  // e.g. a forged tail
+    send_signal(slot.pidfd->native_handle(), SIGKILL);
+    return;
+  }
+  if (wrote && slot.requests.publish()) {
+    futex_wake_all(slot.segment->header().request.data_event);
+    for (size_t i = first; i < std::min(slot.sent + 1, slot.assigned.size()); ++i) slot.assigned[i].state->note_woke_worker();
+  }
+}
+
+}  // namespace procpool::detail
