@@ -54,7 +54,12 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
     struct Reset {
       ~Reset() { draining = false; }
     } reset;
-    poll_responses();
+    try {
+      poll_responses();
+    } catch (...) {
+      // Out of memory while publishing others' answers: this call is queued
+      // and its future is the caller's; the reactor drains what is left.
+    }
   }
 }
 
