@@ -253,7 +253,16 @@ std::chrono::nanoseconds PoolCore::poll_budget(size_t request_bytes) const noexc
 }
 
 void PoolCore::publish(Published& states) {
-  for (auto& s : states) s->publish();
+  // A state is ready before its callbacks are handed to the reactor; if the
+  // hand-over fails (out of memory), the states after it must still become
+  // ready, or their waiters would wait for ever.
+  for (auto& s : states) {
+    try {
+      s->publish();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "procpool: the callbacks of a settled call could not be queued: %s\n", e.what());
+    }
+  }
 }
 
 }  // namespace procpool::detail
