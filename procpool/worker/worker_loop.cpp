@@ -138,7 +138,6 @@ class WorkerLoop {
 
   FrameKind run_call(const CallInput& call, ResponseWriter& writer) {
     const FunctionEntry* entry = nullptr;
-    bool many = call.many;
     try {
       InputArchive args(call.payload, call.length, call.handles);
       uint32_t id = 0;
@@ -159,7 +158,7 @@ class WorkerLoop {
       OutputArchive result(writer, &results_);
       record_throw_backtraces(true);
       try {
-        (many ? entry->invoke_many : entry->invoke)(entry->fn, args, result);
+        (call.many ? entry->invoke_many : entry->invoke)(entry->fn, args, result);
       } catch (const DecodeError& e) {
         throw SerializationError(entry->name, std::string("the arguments do not decode: ") + e.what());
       } catch (const EncodeError& e) {
@@ -176,12 +175,7 @@ class WorkerLoop {
     } catch (...) {
       std::string where = last_throw_backtrace();
       record_throw_backtraces(false);
-      results_.clear();
-      writer.discard();
-      error_.clear();
-      encode_current_exception(error_, where, config_.max_message_bytes);
-      writer.write(error_.data(), error_.size());
-      return FrameKind::Exception;
+      return answer_with_current_exception(writer, where);
     }
   }
 
@@ -206,19 +200,22 @@ class WorkerLoop {
                                         std::strerror(err)));
   }
 
-  // Replaces the result being written by `error`.
-  template <class E>
-  FrameKind answer_instead(ResponseWriter& writer, const E& error) {
+  // Replaces the result being written by the exception in flight.
+  FrameKind answer_with_current_exception(ResponseWriter& writer, const std::string& backtrace) {
     results_.clear();
     writer.discard();
     error_.clear();
+    encode_current_exception(error_, backtrace, config_.max_message_bytes);
+    writer.write(error_.data(), error_.size());
+    return FrameKind::Exception;
+  }
+  template <class E>
+  FrameKind answer_instead(ResponseWriter& writer, const E& error) {
     try {
       throw error;
     } catch (...) {
-      encode_current_exception(error_, "", config_.max_message_bytes);
+      return answer_with_current_exception(writer, "");
     }
-    writer.write(error_.data(), error_.size());
-    return FrameKind::Exception;
   }
 
   // Waits until n bytes are readable: spins for the configured budget (only
