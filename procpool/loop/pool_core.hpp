@@ -16,6 +16,7 @@
 //   - drain_mutex_: reading response rings. Taken by the reactor, by a
 //     thread polling from Future::wait, or by a submitting thread that found
 //     every worker full (both with try_lock: one drainer at a time).
+//   Both are SpinThenBlockMutex: their holders stay nanoseconds.
 //   Order: drain_mutex_ before dispatch_mutex_. States are published (and
 //   callbacks run) with neither held.
 #include <boost/asio/executor_work_guard.hpp>
@@ -32,6 +33,7 @@
 #include <vector>
 
 #include <procpool/loop/pool_options.hpp>
+#include <procpool/loop/spin_then_block_mutex.hpp>
 #include <procpool/loop/worker_slot.hpp>
 #include <procpool/worker/worker_config.hpp>
 
@@ -134,8 +136,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   bool reactor_gone_ = false;                // then callbacks run where they are published
   std::vector<std::unique_ptr<WorkerSlot>> slots_;
 
-  std::mutex drain_mutex_;
-  std::mutex dispatch_mutex_;
+  SpinThenBlockMutex drain_mutex_;
+  SpinThenBlockMutex dispatch_mutex_;
   std::atomic<int> pollers_{0};  // threads inside a PollingScope
   // Adaptive polling (poll_budget): > 0 while polling pays off; each wait
   // that polled in vain takes 4 off, each that did not adds 1.
