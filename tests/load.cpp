@@ -3,6 +3,7 @@
 
 #include <thread>
 
+#include "support/census.hpp"
 #include "support/task_functions.hpp"
 
 TEST_CASE("Load.HundredThousandTasksAllResolve" * doctest::timeout(120)) {
@@ -51,4 +52,25 @@ TEST_CASE("Load.MixedCrashesUnderLoadLoseNothing" * doctest::timeout(120)) {
   }
   CHECK(crashed == 10);
   CHECK(wrong == 0);
+}
+
+// A burst of submits turns the reactor from doorbells to timed sweeps of the
+// rings: answers that no thread polls for must still settle, during the
+// burst and after it, when the doorbells come back.
+TEST_CASE("Load.ABurstsCallbacksAllRunThoughNoThreadWaits" * doctest::timeout(120)) {
+  procpool::ProcessPool pool({.workers = 2});
+  constexpr int kTasks = 50'000;
+  std::atomic<int> ran{0}, wrong{0};
+  for (int i = 0; i < kTasks; ++i)
+    pool.submit(tasks::identity, i).then([&, i](procpool::Future<int> f) {
+      wrong += f.get() != i;
+      ++ran;
+    });
+  CHECK(census::eventually([&] { return ran.load() == kTasks; }, std::chrono::seconds(60)));
+  CHECK(wrong == 0);
+  // Long after the burst: a lone call is answered with nobody polling.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::atomic<bool> lone{false};
+  pool.submit(tasks::identity, 7).then([&](procpool::Future<int> f) { lone = f.get() == 7; });
+  CHECK(census::eventually([&] { return lone.load(); }));
 }

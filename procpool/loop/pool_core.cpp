@@ -144,6 +144,21 @@ void PoolCore::on_doorbell(WorkerSlot& rung) {
     ssize_t r = ::read(rung.doorbell->native_handle(), &count, sizeof count);
     (void)r;
   }
+  reactor_turn();
+  arm_doorbell(rung);
+}
+
+void PoolCore::on_sweep() {
+  {
+    std::lock_guard drain(drain_mutex_);
+    sweep_due_ = false;
+    if (stopping_) return;
+  }
+  reactor_turn();
+}
+
+void PoolCore::reactor_turn() {
+  bool calls_in_flight = false;
   do {
     Published out;
     {
@@ -153,14 +168,35 @@ void PoolCore::on_doorbell(WorkerSlot& rung) {
     {
       std::lock_guard dispatch(dispatch_mutex_);
       dispatch_locked(out);
+      calls_in_flight = calls_in_flight_locked();
     }
     publish(out);
-  } while (request_doorbells());
-  arm_doorbell(rung);
+  } while (request_doorbells(calls_in_flight));
 }
 
-bool PoolCore::request_doorbells() {
+bool PoolCore::calls_in_flight_locked() const {
+  return !pending_.empty() || std::any_of(slots_.begin(), slots_.end(), [](auto& s) { return !s->assigned.empty(); });
+}
+
+bool PoolCore::request_doorbells(bool calls_in_flight) {
   std::lock_guard drain(drain_mutex_);
+  if (stopping_ || sweep_due_) return false;  // the sweep looks again
+  uint64_t submitted = submitted_.load(std::memory_order_relaxed);
+  auto now = std::chrono::steady_clock::now();
+  bool burst = submitted - submitted_at_last_look_ >= kBurstSubmits && now - last_look_ <= kBurstWindow;
+  submitted_at_last_look_ = submitted;
+  last_look_ = now;
+  if (burst && calls_in_flight) {
+    // Doorbells a poller left armed ring once more at most, harmlessly.
+    if (!sweep_timer_) sweep_timer_ = std::make_unique<boost::asio::steady_timer>(io_);
+    sweep_timer_->expires_after(kSweepInterval);
+    sweep_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (!ec && self) self->on_sweep();
+    });
+    sweep_due_ = true;
+    return false;
+  }
   // A poller drains for the reactor; the last one to leave re-arms. Read
   // under drain_mutex_, which end_polling() takes after its decrement: either
   // this sees no poller, or that re-arm comes after this returns.

@@ -16,7 +16,7 @@
 //   - drain_mutex_: reading response rings. Taken by the reactor, by a
 //     thread polling from Future::wait, or by a submitting thread that found
 //     every worker full (both with try_lock: one drainer at a time).
-//   Both are SpinThenBlockMutex: their holders stay nanoseconds.
+//   Both are SpinThenBlockMutex: each is held for well under a microsecond.
 //   Order: drain_mutex_ before dispatch_mutex_. States are published (and
 //   callbacks run) with neither held.
 #include <boost/asio/executor_work_guard.hpp>
@@ -77,6 +77,9 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void respawn_locked(WorkerSlot& slot, Published& out);
   void arm_doorbell(WorkerSlot& slot);
   void on_doorbell(WorkerSlot& rung);
+  // The reactor's turn: drain, dispatch, publish, until it may sleep.
+  void reactor_turn();
+  void on_sweep();
   void fail_all_pending(std::exception_ptr error, Published& out);
   // Stop frame, SIGTERM, SIGKILL; reaps all; fails what is left.
   void stop_workers(Published& out);
@@ -105,10 +108,13 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void settle_answer(WorkerSlot& slot, Answered& answered, const FrameHeader& header, const std::byte* payload,
                      Published& out);
   void condemn(WorkerSlot& slot, const std::string& why);
-  // Asks every worker to ring the doorbell on its next response, unless a
-  // thread polls (then the last poller asks as it leaves); true when a
-  // response arrived meanwhile (drain again before sleeping).
-  bool request_doorbells();
+  // After a reactor turn: in a burst of submits with calls in flight,
+  // schedules a sweep instead of doorbells (see kSweepInterval). Otherwise
+  // asks every worker to ring the doorbell on its next response, unless a
+  // thread polls (then the last poller asks as it leaves) or a sweep is
+  // due; true when a response arrived meanwhile (drain again before
+  // sleeping).
+  bool request_doorbells(bool calls_in_flight);
   // The same, drain_mutex_ held, whoever polls.
   bool request_doorbells_locked();
 
@@ -146,6 +152,26 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   mutable std::atomic<int> spin_score_{kMaxSpinScore};
   mutable std::atomic<unsigned> spin_probes_{0};
   std::deque<TaskRecord> pending_;
+  bool calls_in_flight_locked() const;  // dispatch_mutex_ held
+
+  // Sweeping instead of doorbells. While calls are submitted faster than
+  // the reactor turns (kBurstSubmits or more since its last look, within
+  // kBurstWindow), a doorbell per answer would wake the reactor tens of
+  // thousands of times a second, on CPUs the submitter and the workers
+  // need: the reactor then leaves the doorbells disarmed and looks at the
+  // rings every kSweepInterval instead, until a look finds no burst or no
+  // call in flight. Threads that wait on a future poll for themselves
+  // meanwhile; a callback may run up to a sweep interval (plus the timer's
+  // slack) after its answer came.
+  static constexpr uint64_t kBurstSubmits = 8;
+  static constexpr auto kBurstWindow = std::chrono::milliseconds(1);
+  static constexpr auto kSweepInterval = std::chrono::microseconds(50);
+  std::atomic<uint64_t> submitted_{0};  // every submit adds one (relaxed: only counted)
+  // Guarded by drain_mutex_.
+  uint64_t submitted_at_last_look_ = 0;
+  std::chrono::steady_clock::time_point last_look_{};
+  std::unique_ptr<boost::asio::steady_timer> sweep_timer_;
+  bool sweep_due_ = false;  // a sweep is scheduled: the doorbells may stay disarmed
   TaskId next_task_ = 0;
   bool accepting_ = false;
   bool stopping_ = false;

@@ -130,6 +130,7 @@ void PoolCore::stop_workers(Published& out) {
     reap(slot->pidfd->native_handle(), sig, code);
     slot->alive = false;
   }
+  sweep_timer_.reset();  // a sweep still queued finds stopping_ set
   auto shut = std::make_exception_ptr(PoolShutdown("the pool was shut down before this call finished"));
   fail_all_pending(shut, out);
   for (auto& slot : slots_) {
