@@ -122,6 +122,20 @@ TEST_CASE("SharedBytes.MakeFillsTheBytesAndSealsThem") {
   CHECK(SharedBytes::copy_of(std::string_view()).memory() == nullptr);  // empty: no descriptor
 }
 
+TEST_CASE("SharedBytes.CopyOfHoldsEveryByteAndIsSealedLikeMake") {
+  // copy_of writes with pwrite(2), not through a mapping: a size that is not
+  // a whole number of pages, every byte compared.
+  std::vector<std::byte> source((3 << 20) + 17);
+  for (size_t i = 0; i < source.size(); ++i) source[i] = static_cast<std::byte>(i * 7 % 253);
+  SharedBytes b = SharedBytes::copy_of(std::span<const std::byte>(source));
+  REQUIRE(b.size() == source.size());
+  CHECK(std::memcmp(b.data(), source.data(), source.size()) == 0);
+  int fd = b.memory()->fd();
+  CHECK(mmap(nullptr, b.size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED);
+  CHECK(pwrite(fd, "x", 1, 0) != 1);
+  CHECK(ftruncate(fd, 10) != 0);
+}
+
 TEST_CASE("SharedBytes.AWorkerForkedLaterDoesNotInheritTheHostsBuffers" * doctest::timeout(60)) {
   SharedBytes held = pattern(1 << 20);  // made before the workers exist
   procpool::ProcessPool pool({.workers = 1});

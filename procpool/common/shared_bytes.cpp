@@ -89,14 +89,27 @@ WritableMemory::WritableMemory(size_t size) : size_(size) {
     ::close(fd_);
     fail("ftruncate", size, err);
   }
-  void* at = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-  if (at == MAP_FAILED) {
-    int err = errno;
-    ::close(fd_);
-    fail("mmap", size, err);
+}
+
+std::span<std::byte> WritableMemory::bytes() {
+  if (!data_) {
+    void* at = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    if (at == MAP_FAILED) fail("mmap", size_);
+    keep_from_children(at, size_);
+    data_ = static_cast<std::byte*>(at);
   }
-  keep_from_children(at, size);
-  data_ = static_cast<std::byte*>(at);
+  return {data_, size_};
+}
+
+void WritableMemory::write(std::span<const std::byte> from) {
+  if (from.size() > size_) throw Error("SharedBytes of " + std::to_string(size_) + " bytes: " +
+                                       std::to_string(from.size()) + " bytes do not fit");
+  for (size_t done = 0; done < from.size();) {
+    ssize_t n = ::pwrite(fd_, from.data() + done, from.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail("pwrite", size_, n < 0 ? errno : ENOSPC);  // tmpfs full, or out of memory
+    done += static_cast<size_t>(n);
+  }
 }
 
 WritableMemory::~WritableMemory() {
@@ -106,7 +119,7 @@ WritableMemory::~WritableMemory() {
 
 std::shared_ptr<const SealedMemory> WritableMemory::seal() && {
   // F_SEAL_WRITE is refused while a writable shared mapping exists.
-  ::munmap(data_, size_);
+  if (data_) ::munmap(data_, size_);
   data_ = nullptr;
   if (::fcntl(fd_, F_ADD_SEALS, kRequiredSeals | F_SEAL_SEAL) != 0) fail("fcntl(F_ADD_SEALS)", size_);
   const std::byte* data = map_read_only(fd_, size_);
@@ -124,7 +137,10 @@ std::shared_ptr<const SealedMemory> WritableMemory::seal() && {
 }  // namespace detail
 
 SharedBytes SharedBytes::copy_of(std::span<const std::byte> bytes) {
-  return make(bytes.size(), [&](std::span<std::byte> out) { std::memcpy(out.data(), bytes.data(), bytes.size()); });
+  if (bytes.empty()) return {};
+  detail::WritableMemory memory(bytes.size());
+  memory.write(bytes);
+  return SharedBytes(std::move(memory).seal());
 }
 
 void CEREAL_SAVE_FUNCTION_NAME(detail::OutputArchive& ar, const SharedBytes& bytes) {

@@ -52,14 +52,21 @@ class SealedMemory {
   size_t size_;
 };
 
-// A memfd being filled: mapped writable until seal().
+// A memfd of a fixed size being filled, by write() or through a writable
+// mapping (bytes()), until seal(). Errors throw procpool::Error naming the
+// syscall.
 class WritableMemory {
  public:
-  explicit WritableMemory(size_t size);  // throws procpool::Error naming the syscall
+  explicit WritableMemory(size_t size);
   ~WritableMemory();
   WritableMemory(const WritableMemory&) = delete;
   WritableMemory& operator=(const WritableMemory&) = delete;
-  std::span<std::byte> bytes() noexcept { return {data_, size_}; }
+  // Maps the memfd writable (once) and returns its bytes.
+  std::span<std::byte> bytes();
+  // Copies `from` to the start with pwrite(2): the kernel copies into each
+  // new page as it allocates it, with no page fault and nothing to unmap,
+  // 2-3x faster than a fresh mapping here (1 MiB: 126 against 338 µs).
+  void write(std::span<const std::byte> from);
   // Unmaps, seals and maps read-only.
   std::shared_ptr<const SealedMemory> seal() &&;
 
@@ -78,6 +85,8 @@ class SharedBytes {
 
   // `size` bytes in fresh shared memory, written by fill(std::span<std::byte>)
   // and then sealed. Throws procpool::Error if the memory cannot be had.
+  // For bytes that already exist elsewhere, copy_of is faster: it has the
+  // kernel copy them in, instead of faulting in a writable mapping.
   template <class Fill>
   static SharedBytes make(size_t size, Fill&& fill) {
     if (size == 0) return {};
