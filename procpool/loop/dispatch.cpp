@@ -105,14 +105,29 @@ void PoolCore::dispatch_locked(Published& out) {
     if (task.state->claimed()) continue;  // cancelled while it waited here
     task.state->place.slot = static_cast<int>(best->index);
     best->assigned.push_back(std::move(task));
+    best->count_calls();
+    if (best->assigned.size() == 1) expect_answers_locked(*best);
   }
   for (auto& slot : slots_)
     if (usable(*slot) && slot->sent < slot->assigned.size()) pump_locked(*slot, out);
 }
 
+void PoolCore::expect_answers_locked(WorkerSlot& slot) {
+  // The worker held no call, so its doorbell was left unarmed (arming one
+  // is a read-modify-write on a line the worker reads at every answer, and
+  // a thread that waits for each call would otherwise arm and withdraw it
+  // around every call). Now it will answer: if no thread polls, it must
+  // ring. Against end_polling(), which decrements pollers_ and then reads
+  // calls_held: this stored calls_held and now reads pollers_, all seq_cst,
+  // so at least one of the two sees the other and arms. No answer can
+  // precede this: the call is not in the ring yet.
+  if (pollers_.load(std::memory_order_seq_cst) == 0) announce_sleep(slot.segment->header().response.data_event);
+}
+
 void PoolCore::refuse_locked(WorkerSlot& slot, int err, Published& out) {
   TaskRecord task = std::move(slot.assigned[slot.sent]);  // none of it is in the ring
   slot.assigned.erase(slot.assigned.begin() + static_cast<std::ptrdiff_t>(slot.sent));
+  slot.count_calls();
   task.state->place.slot = -1;
   if (!task.state->try_claim()) return;
   task.state->set_error(std::make_exception_ptr(Error(

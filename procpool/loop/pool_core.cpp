@@ -207,7 +207,9 @@ bool PoolCore::request_doorbells(bool calls_in_flight) {
 bool PoolCore::request_doorbells_locked() {
   bool more = false;
   for (auto& slot : slots_) {
-    if (!slot->alive || !slot->condemned.empty()) continue;
+    // A worker that holds no call has nothing to ring for; the dispatch of
+    // its next call arms it if nobody polls (expect_answers_locked).
+    if (!slot->alive || !slot->condemned.empty() || slot->calls_held.load(std::memory_order_seq_cst) == 0) continue;
     announce_sleep(slot->segment->header().response.data_event);
     try {
       // Only bytes a drain can use count: a worker that published part of a
@@ -254,7 +256,8 @@ void PoolCore::polled(bool productive) noexcept {
 }
 
 void PoolCore::end_polling() {
-  if (pollers_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  // seq_cst: paired with expect_answers_locked (see there).
+  if (pollers_.fetch_sub(1, std::memory_order_seq_cst) != 1) return;
   Published out;
   {
     // Blocking, and in the same critical section as the re-arm: an answer

@@ -90,6 +90,9 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // caller to publish once it holds no lock.
   void dispatch_locked(Published& out);
   void pump_locked(WorkerSlot& slot, Published& out);
+  // A worker that held no call was just given one: arms its doorbell
+  // unless a thread polls.
+  void expect_answers_locked(WorkerSlot& slot);
   // Fails the call at assigned[sent], whose SharedBytes could not be sent
   // (error `err`).
   void refuse_locked(WorkerSlot& slot, int err, Published& out);

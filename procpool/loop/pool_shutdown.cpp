@@ -140,6 +140,7 @@ void PoolCore::stop_workers(Published& out) {
         out.push_back(task.state);
       }
     slot->assigned.clear();
+    slot->count_calls();
     slot->retry.reset();
     slot->pidfd.reset();
     slot->segment.reset();

@@ -111,6 +111,7 @@ PoolCore::Answered PoolCore::take_front_locked(WorkerSlot& slot) {
   Answered a{std::move(slot.assigned.front()), false};
   a.withdrawn = a.task.state->place.withdrawn;
   slot.assigned.pop_front();
+  slot.count_calls();
   --slot.sent;
   ++slot.answered;
   return a;

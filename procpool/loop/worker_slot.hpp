@@ -4,6 +4,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <string>
@@ -42,6 +43,12 @@ struct WorkerSlot {
 
   // Guarded by the pool's dispatch mutex.
   std::deque<TaskRecord> assigned;  // in ring order; front is the oldest unanswered
+  // assigned.size(), for the drain side, which holds only the drain mutex:
+  // it asks a worker for doorbells only while the worker holds calls
+  // (PoolCore::request_doorbells_locked). Stored seq_cst after every change
+  // of `assigned` (see expect_answers_locked for why).
+  std::atomic<size_t> calls_held{0};
+  void count_calls() noexcept { calls_held.store(assigned.size(), std::memory_order_seq_cst); }
   size_t sent = 0;                  // assigned[0, sent) are fully in the ring
   size_t sent_bytes = 0;            // bytes of assigned[sent] already in the ring
   bool handles_sent = false;        // assigned[sent]'s SharedBytes descriptors are sent

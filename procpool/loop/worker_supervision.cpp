@@ -71,6 +71,7 @@ void PoolCore::on_death(WorkerSlot& slot) {
     if (started > slot.answered && !slot.assigned.empty()) {
       TaskRecord task = std::move(slot.assigned.front());
       slot.assigned.pop_front();
+      slot.count_calls();
       std::exception_ptr error;
       if (!slot.condemned.empty() || !slot.request_fault.empty()) {
         const std::string& why = slot.condemned.empty() ? slot.request_fault : slot.condemned;
@@ -91,6 +92,7 @@ void PoolCore::on_death(WorkerSlot& slot) {
       pending_.push_front(std::move(slot.assigned.back()));
       slot.assigned.pop_back();
     }
+    slot.count_calls();
     slot.sent = slot.sent_bytes = 0;
     slot.handles_sent = false;
     slot.failed_starts = (!served && code == kExitSetupFailed) ? slot.failed_starts + 1 : 0;
