@@ -116,12 +116,15 @@ void PoolCore::expect_answers_locked(WorkerSlot& slot) {
   // The worker held no call, so its doorbell was left unarmed (arming one
   // is a read-modify-write on a line the worker reads at every answer, and
   // a thread that waits for each call would otherwise arm and withdraw it
-  // around every call). Now it will answer: if no thread polls, it must
-  // ring. Against end_polling(), which decrements pollers_ and then reads
-  // calls_held: this stored calls_held and now reads pollers_, all seq_cst,
-  // so at least one of the two sees the other and arms. No answer can
-  // precede this: the call is not in the ring yet.
-  if (pollers_.load(std::memory_order_seq_cst) == 0) announce_sleep(slot.segment->header().response.data_event);
+  // around every call). Now it will answer: unless a thread polls or a
+  // sweep is due, it must ring. Against end_polling(), which decrements
+  // pollers_ and then reads calls_held, and a sweep's end, which clears
+  // sweep_due_ and then reads calls_held: this stored calls_held and now
+  // reads both, all seq_cst, so of each pair at least one side sees the
+  // other and arms. No answer can precede this: the call is not in the
+  // ring yet.
+  if (pollers_.load(std::memory_order_seq_cst) == 0 && !sweep_due_.load(std::memory_order_seq_cst))
+    announce_sleep(slot.segment->header().response.data_event);
 }
 
 void PoolCore::refuse_locked(WorkerSlot& slot, int err, Published& out) {

@@ -151,7 +151,7 @@ void PoolCore::on_doorbell(WorkerSlot& rung) {
 void PoolCore::on_sweep() {
   {
     std::lock_guard drain(drain_mutex_);
-    sweep_due_ = false;
+    sweep_due_.store(false, std::memory_order_seq_cst);
     if (stopping_) return;
   }
   reactor_turn();
@@ -180,7 +180,7 @@ bool PoolCore::calls_in_flight_locked() const {
 
 bool PoolCore::request_doorbells(bool calls_in_flight) {
   std::lock_guard drain(drain_mutex_);
-  if (stopping_ || sweep_due_) return false;  // the sweep looks again
+  if (stopping_ || sweep_due_.load(std::memory_order_relaxed)) return false;  // the sweep looks again
   uint64_t submitted = submitted_.load(std::memory_order_relaxed);
   auto now = std::chrono::steady_clock::now();
   bool burst = submitted - submitted_at_last_look_ >= kBurstSubmits && now - last_look_ <= kBurstWindow;
@@ -194,7 +194,7 @@ bool PoolCore::request_doorbells(bool calls_in_flight) {
       auto self = weak.lock();
       if (!ec && self) self->on_sweep();
     });
-    sweep_due_ = true;
+    sweep_due_.store(true, std::memory_order_relaxed);
     return false;
   }
   // A poller drains for the reactor; the last one to leave re-arms. Read

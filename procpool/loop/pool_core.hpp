@@ -174,7 +174,9 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   uint64_t submitted_at_last_look_ = 0;
   std::chrono::steady_clock::time_point last_look_{};
   std::unique_ptr<boost::asio::steady_timer> sweep_timer_;
-  bool sweep_due_ = false;  // a sweep is scheduled: the doorbells may stay disarmed
+  // A sweep is scheduled: the doorbells may stay disarmed. Written under
+  // drain_mutex_, read also by dispatchers (expect_answers_locked).
+  std::atomic<bool> sweep_due_{false};
   TaskId next_task_ = 0;
   bool accepting_ = false;
   bool stopping_ = false;

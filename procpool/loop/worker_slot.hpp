@@ -45,10 +45,15 @@ struct WorkerSlot {
   std::deque<TaskRecord> assigned;  // in ring order; front is the oldest unanswered
   // assigned.size(), for the drain side, which holds only the drain mutex:
   // it asks a worker for doorbells only while the worker holds calls
-  // (PoolCore::request_doorbells_locked). Stored seq_cst after every change
-  // of `assigned` (see expect_answers_locked for why).
+  // (PoolCore::request_doorbells_locked). Stored after every change of
+  // `assigned`; seq_cst when it becomes 1 (see expect_answers_locked for
+  // why). Other stores are relaxed: a reader that sees a stale count of one
+  // or more only arms a doorbell that was not needed.
   std::atomic<size_t> calls_held{0};
-  void count_calls() noexcept { calls_held.store(assigned.size(), std::memory_order_seq_cst); }
+  void count_calls() noexcept {
+    size_t n = assigned.size();
+    calls_held.store(n, n == 1 ? std::memory_order_seq_cst : std::memory_order_relaxed);
+  }
   size_t sent = 0;                  // assigned[0, sent) are fully in the ring
   size_t sent_bytes = 0;            // bytes of assigned[sent] already in the ring
   bool handles_sent = false;        // assigned[sent]'s SharedBytes descriptors are sent
