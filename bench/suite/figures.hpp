@@ -61,8 +61,9 @@ inline const std::vector<FigureSpec>& catalogue() {
 
 // Report order; a system that emitted nothing is left out.
 inline const std::vector<std::string>& system_order() {
-  static const std::vector<std::string> systems = {"procpool",   "procpool-shared", "python-ppe",  "python-loky",
-                                                   "floor-spin", "floor-futex",     "thread-pool", "memcpy"};
+  static const std::vector<std::string> systems = {"procpool",    "procpool-shared", "python-ppe", "python-loky",
+                                                   "floor-spin",  "floor-futex",     "floor-copy", "floor-memfd",
+                                                   "thread-pool", "memcpy"};
   return systems;
 }
 
@@ -74,6 +75,8 @@ inline std::string system_label(const std::string& system) {
   if (system == "floor-futex") return "floor: shm ping-pong, futex";
   if (system == "thread-pool") return "floor: in-process thread pool";
   if (system == "memcpy") return "floor: memcpy";
+  if (system == "floor-copy") return "floor: copying echo between two processes (4 copies)";
+  if (system == "floor-memfd") return "floor: a new sealed memfd, in one process";
   return system;
 }
 

@@ -6,6 +6,13 @@
 //   thread-pool  a no-op through a minimal in-process pool (mutex, condvar,
 //                std::packaged_task): a call with no process boundary
 //   memcpy       one copy of each payload size: the ceiling for an echo
+//   floor-copy   an echo of each payload size between two processes with the
+//                fewest copies a copying design can make: into shared
+//                memory, out into a fresh buffer (the callee's argument),
+//                back in, and out into a fresh buffer (the caller's result)
+//   floor-memfd  a new sealed memfd holding a copy of 1 MiB / 64 MiB, made
+//                and mapped in one process: the floor of a new SharedBytes
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -14,6 +21,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <memory>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -190,6 +198,74 @@ double memcpy_micros(size_t bytes) {
   return median(per_copy);
 }
 
+// A fresh allocation, not zeroed, as a decoder makes for a received vector
+// (from malloc: a large one is fresh pages each time, as for procpool).
+std::unique_ptr<char[]> fresh_buffer(size_t bytes) { return std::unique_ptr<char[]>(new char[bytes]); }
+
+// Median µs of `reps` echoes of `bytes` through a shared buffer, both sides
+// spinning as a hot procpool worker and waiter do: four copies and two
+// fresh buffers per echo, and nothing else.
+double copy_echo_micros(size_t bytes, int reps) {
+  size_t shared = sizeof(PingPong) + bytes;
+  void* region = mmap(nullptr, shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (region == MAP_FAILED) throw std::runtime_error(std::string("mmap: ") + std::strerror(errno));
+  auto* pp = new (region) PingPong;
+  char* buffer = static_cast<char*>(region) + sizeof(PingPong);
+  std::memset(buffer, 0, bytes);  // resident before either side times anything, as a ring is
+  uint32_t total = static_cast<uint32_t>(reps + 1);  // the first is a warm-up
+  pid_t child = fork();
+  if (child < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  if (child == 0) {
+    for (uint32_t i = 1; i <= total; ++i) {
+      await_value(pp->ping, i, Wait::kSpin);
+      auto argument = fresh_buffer(bytes);
+      std::memcpy(argument.get(), buffer, bytes);
+      std::memcpy(buffer, argument.get(), bytes);
+      post_value(pp->pong, i, Wait::kSpin);
+    }
+    _exit(0);
+  }
+  std::vector<char> source(bytes, 'x');
+  std::vector<double> us;
+  for (uint32_t i = 1; i <= total; ++i) {
+    auto t0 = Clock::now();
+    std::memcpy(buffer, source.data(), bytes);
+    post_value(pp->ping, i, Wait::kSpin);
+    await_value(pp->pong, i, Wait::kSpin);
+    auto result = fresh_buffer(bytes);
+    std::memcpy(result.get(), buffer, bytes);
+    asm volatile("" : : "r"(result.get()) : "memory");
+    if (i > 1) us.push_back(micros(Clock::now() - t0));
+  }
+  waitpid(child, nullptr, 0);
+  munmap(region, shared);
+  return median(us);
+}
+
+// Median µs to make a sealed memfd holding a copy of `bytes` (as
+// SharedBytes::copy_of does: pwrite, seal, map read-only) and to drop it.
+double new_memfd_micros(size_t bytes, int reps) {
+  std::vector<char> source(bytes, 'x');
+  std::vector<double> us;
+  for (int i = 0; i <= reps; ++i) {
+    auto t0 = Clock::now();
+    int fd = memfd_create("floor", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0 || ftruncate(fd, static_cast<off_t>(bytes)) != 0) throw std::runtime_error("memfd_create/ftruncate");
+    for (size_t done = 0; done < bytes;) {
+      ssize_t n = pwrite(fd, source.data() + done, bytes - done, static_cast<off_t>(done));
+      if (n <= 0) throw std::runtime_error(std::string("pwrite: ") + std::strerror(errno));
+      done += static_cast<size_t>(n);
+    }
+    fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+    void* at = mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
+    if (at == MAP_FAILED) throw std::runtime_error(std::string("mmap: ") + std::strerror(errno));
+    munmap(at, bytes);
+    close(fd);
+    if (i > 0) us.push_back(micros(Clock::now() - t0));
+  }
+  return median(us);
+}
+
 }  // namespace
 
 void measure_floor(const RoundOptions& options) {
@@ -207,6 +283,17 @@ void measure_floor(const RoundOptions& options) {
     double us = memcpy_micros(size.bytes);
     emit("memcpy", "payload_rtt", std::to_string(size.bytes), r, us);
     emit("memcpy", "payload_bw", std::to_string(size.bytes), r, static_cast<double>(size.bytes) / us);
+  }
+  std::fprintf(stderr, "  floor round %d: copying echo, new memfd\n", r);
+  for (const PayloadSize& size : payload_sizes(options.quick)) {
+    std::string param = std::to_string(size.bytes);
+    double us = copy_echo_micros(size.bytes, size.reps);
+    emit("floor-copy", "payload_rtt", param, r, us);
+    emit("floor-copy", "payload_bw", param, r, static_cast<double>(size.bytes) / us);
+    if (size.bytes < (size_t{1} << 20)) continue;  // as procpool's payload_new figure
+    us = new_memfd_micros(size.bytes, size.reps);
+    emit("floor-memfd", "payload_new_rtt", param, r, us);
+    emit("floor-memfd", "payload_new_bw", param, r, static_cast<double>(size.bytes) / us);
   }
 }
 

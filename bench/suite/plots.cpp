@@ -97,7 +97,7 @@ std::string plot_throughput(const ReportContext& c, const Summary& s) {
 }
 
 std::string plot_payload(const ReportContext& c, const Summary& s) {
-  const std::vector<std::string> systems = {"procpool", "python-ppe", "python-loky", "memcpy"};
+  const std::vector<std::string> systems = {"procpool", "python-ppe", "python-loky", "floor-copy", "memcpy"};
   std::ofstream data(c.raw_dir + "/payload.dat");
   for (const char* size : {"64", "4096", "65536", "1048576", "67108864"}) {
     data << size;
@@ -111,7 +111,7 @@ std::string plot_payload(const ReportContext& c, const Summary& s) {
      << "set xtics ('64 B' 64, '4 KiB' 4096, '64 KiB' 65536, '1 MiB' 1048576, '64 MiB' 67108864)\nplot ";
   for (size_t i = 0; i < systems.size(); ++i)
     gp << (i ? ", " : "") << "'" << c.raw_dir << "/payload.dat' using 1:" << i + 2 << " with linespoints lw 2 "
-       << (systems[i] == "memcpy" ? "dt 2 " : "") << "title '" << system_label(systems[i]) << "'";
+       << (systems[i] == "memcpy" || systems[i] == "floor-copy" ? "dt 2 " : "") << "title '" << system_label(systems[i]) << "'";
   return gp.str() + "\n";
 }
 

@@ -148,6 +148,25 @@ void write_figures(std::ostream& md, const Summary& s) {
   }
 }
 
+// Not targets: each missed payload target beside the floor of the same
+// work on this machine, so that a reader sees how much of the cost is the
+// library's and how much the copies and fresh memory that any design of
+// the same kind pays.
+void write_floor_comparisons(std::ostream& md, const Summary& s) {
+  struct Pair {
+    const char *what, *system, *figure, *floor_system;
+  };
+  md << "| figure | procpool | floor of the same work | procpool ÷ floor |\n|---|--:|--:|--:|\n";
+  for (Pair p : {Pair{"echo of std::vector<char>", "procpool", "payload_rtt", "floor-copy"},
+                 Pair{"a new SharedBytes copy from the worker", "procpool-shared", "payload_new_rtt", "floor-memfd"}})
+    for (auto [param, size] : {std::pair{"1048576", "1 MiB"}, std::pair{"67108864", "64 MiB"}}) {
+      auto ours = s.median(p.system, p.figure, param), floor = s.median(p.floor_system, p.figure, param);
+      if (!ours || !floor) continue;
+      md << "| " << p.what << ", " << size << ", round trip | " << fmt(*ours) << " µs | " << fmt(*floor) << " µs ("
+         << system_label(p.floor_system) << ") | " << x(*ours / *floor) << " |\n";
+    }
+}
+
 void write_notes(std::ostream& md, const SuiteResults& results) {
   // One note per system and figure: the first round's (a later round may
   // say the same with other numbers).
@@ -183,6 +202,8 @@ int write_report(const SuiteResults& results, const ReportContext& c) {
     md << "| " << t.what << " | " << t.measured << " | " << (t.met ? "yes" : measured ? "**no**" : "—") << " |\n";
     missed += t.met || !measured ? 0 : 1;
   }
+  md << "\n## Beside the floor of the same work\n\n";
+  write_floor_comparisons(md, summary);
   md << "\n## Plots\n\n"
      << "![round-trip latency distribution](latency.png)\n![throughput](throughput.png)\n"
      << "![echo bandwidth by size](payload.png)\n![CPU scaling](scaling.png)\n\n"
