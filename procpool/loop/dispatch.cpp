@@ -36,7 +36,7 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
   state->place = StateBase::PoolPlace{header.task_id, -1, false};
   auto held = handles.empty() ? nullptr : std::make_unique<HandleList>(std::move(handles));
   pending_.push_back(TaskRecord{header.task_id, function_id, std::move(state), std::move(frame), std::move(held)});
-  submitted_.fetch_add(1, std::memory_order_relaxed);
+  if (!on_own_thread()) submitted_.fetch_add(1, std::memory_order_relaxed);  // see kBurstSubmits
   Published refused;
   dispatch_locked(refused);
   bool backlog = !pending_.empty();
@@ -105,8 +105,12 @@ void PoolCore::dispatch_locked(Published& out) {
     if (task.state->claimed()) continue;  // cancelled while it waited here
     task.state->place.slot = static_cast<int>(best->index);
     best->assigned.push_back(std::move(task));
-    best->count_calls();
-    if (best->assigned.size() == 1) expect_answers_locked(*best);
+    if (best->assigned.size() > 1) {
+      best->count_calls();
+    } else {
+      best->count_calls(std::memory_order_seq_cst);
+      expect_answers_locked(*best);
+    }
   }
   for (auto& slot : slots_)
     if (usable(*slot) && slot->sent < slot->assigned.size()) pump_locked(*slot, out);
@@ -121,8 +125,13 @@ void PoolCore::expect_answers_locked(WorkerSlot& slot) {
   // pollers_ and then reads calls_held, and a sweep's end, which clears
   // sweep_due_ and then reads calls_held: this stored calls_held and now
   // reads both, all seq_cst, so of each pair at least one side sees the
-  // other and arms. No answer can precede this: the call is not in the
-  // ring yet.
+  // other and arms. A sweep's turn that does not read calls_held either
+  // schedules another sweep, or leaves the arming to a poller it saw; that
+  // poller's end_polling() takes the drain mutex after the sweep has
+  // released it (the sweep saw it still polling), so its seq_cst read of
+  // calls_held comes after the clear of sweep_due_, which came after this
+  // thread's read of it, which came after this store. No answer can
+  // precede this: the call is not in the ring yet.
   if (pollers_.load(std::memory_order_seq_cst) == 0 && !sweep_due_.load(std::memory_order_seq_cst))
     announce_sleep(slot.segment->header().response.data_event);
 }

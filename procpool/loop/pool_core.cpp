@@ -144,8 +144,14 @@ void PoolCore::on_doorbell(WorkerSlot& rung) {
     ssize_t r = ::read(rung.doorbell->native_handle(), &count, sizeof count);
     (void)r;
   }
+  // Wait for the next ring even if this turn throws (out of memory): the
+  // reactor's loop reports the exception and goes on.
+  struct Rearm {
+    PoolCore& core;
+    WorkerSlot& slot;
+    ~Rearm() { core.arm_doorbell(slot); }
+  } rearm{*this, rung};
   reactor_turn();
-  arm_doorbell(rung);
 }
 
 void PoolCore::on_sweep() {
@@ -159,19 +165,28 @@ void PoolCore::on_sweep() {
 
 void PoolCore::reactor_turn() {
   bool calls_in_flight = false;
-  do {
-    Published out;
-    {
-      std::lock_guard drain(drain_mutex_);
-      drain_locked(out);
-    }
-    {
-      std::lock_guard dispatch(dispatch_mutex_);
-      dispatch_locked(out);
-      calls_in_flight = calls_in_flight_locked();
-    }
-    publish(out);
-  } while (request_doorbells(calls_in_flight));
+  try {
+    do {
+      Published out;
+      {
+        std::lock_guard drain(drain_mutex_);
+        drain_locked(out);
+      }
+      {
+        std::lock_guard dispatch(dispatch_mutex_);
+        dispatch_locked(out);
+        calls_in_flight = calls_in_flight_locked();
+      }
+      publish(out);
+    } while (request_doorbells(calls_in_flight));
+  } catch (...) {
+    // Out of memory mid-turn: maybe no sweep is due and no doorbell armed.
+    // Arm them all, so that no answer waits for a thread that happens to
+    // poll, before the reactor's loop reports the exception.
+    std::lock_guard drain(drain_mutex_);
+    if (!stopping_) request_doorbells_locked();
+    throw;
+  }
 }
 
 bool PoolCore::calls_in_flight_locked() const {
@@ -183,19 +198,24 @@ bool PoolCore::request_doorbells(bool calls_in_flight) {
   if (stopping_ || sweep_due_.load(std::memory_order_relaxed)) return false;  // the sweep looks again
   uint64_t submitted = submitted_.load(std::memory_order_relaxed);
   auto now = std::chrono::steady_clock::now();
-  bool burst = submitted - submitted_at_last_look_ >= kBurstSubmits && now - last_look_ <= kBurstWindow;
+  uint64_t since = submitted - submitted_at_last_look_;
+  bool burst = since >= kBurstSubmits && now - last_look_ <= since * kBurstSubmitInterval;
   submitted_at_last_look_ = submitted;
   last_look_ = now;
   if (burst && calls_in_flight) {
     // Doorbells a poller left armed ring once more at most, harmlessly.
-    if (!sweep_timer_) sweep_timer_ = std::make_unique<boost::asio::steady_timer>(io_);
-    sweep_timer_->expires_after(kSweepInterval);
-    sweep_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
-      auto self = weak.lock();
-      if (!ec && self) self->on_sweep();
-    });
-    sweep_due_.store(true, std::memory_order_relaxed);
-    return false;
+    try {
+      if (!sweep_timer_) sweep_timer_ = std::make_unique<boost::asio::steady_timer>(io_);
+      sweep_timer_->expires_after(kSweepInterval);
+      sweep_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+        auto self = weak.lock();
+        if (!ec && self) self->on_sweep();
+      });
+      sweep_due_.store(true, std::memory_order_relaxed);
+      return false;
+    } catch (...) {
+      // Out of memory for the timer: doorbells, as outside a burst.
+    }
   }
   // A poller drains for the reactor; the last one to leave re-arms. Read
   // under drain_mutex_, which end_polling() takes after its decrement: either

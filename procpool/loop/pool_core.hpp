@@ -157,19 +157,23 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   std::deque<TaskRecord> pending_;
   bool calls_in_flight_locked() const;  // dispatch_mutex_ held
 
-  // Sweeping instead of doorbells. While calls are submitted faster than
-  // the reactor turns (kBurstSubmits or more since its last look, within
-  // kBurstWindow), a doorbell per answer would wake the reactor tens of
+  // Sweeping instead of doorbells. While other threads submit calls faster
+  // than the reactor could turn for each answer (kBurstSubmits or more
+  // since its last look, at least one per kBurstSubmitInterval: a million
+  // a second), a doorbell per answer would wake the reactor tens of
   // thousands of times a second, on CPUs the submitter and the workers
   // need: the reactor then leaves the doorbells disarmed and looks at the
   // rings every kSweepInterval instead, until a look finds no burst or no
   // call in flight. Threads that wait on a future poll for themselves
   // meanwhile; a callback may run up to a sweep interval (plus the timer's
-  // slack) after its answer came.
+  // slack) after its answer came. Rounds of fan-out and fan-in (16 calls,
+  // then their callbacks) are slower than that rate, and submits from the
+  // pool's own thread (callbacks that chain calls) are not counted: a
+  // sweep would only delay them.
   static constexpr uint64_t kBurstSubmits = 8;
-  static constexpr auto kBurstWindow = std::chrono::milliseconds(1);
+  static constexpr auto kBurstSubmitInterval = std::chrono::microseconds(1);
   static constexpr auto kSweepInterval = std::chrono::microseconds(50);
-  std::atomic<uint64_t> submitted_{0};  // every submit adds one (relaxed: only counted)
+  std::atomic<uint64_t> submitted_{0};  // submits by other threads (relaxed: only counted)
   // Guarded by drain_mutex_.
   uint64_t submitted_at_last_look_ = 0;
   std::chrono::steady_clock::time_point last_look_{};

@@ -46,13 +46,13 @@ struct WorkerSlot {
   // assigned.size(), for the drain side, which holds only the drain mutex:
   // it asks a worker for doorbells only while the worker holds calls
   // (PoolCore::request_doorbells_locked). Stored after every change of
-  // `assigned`; seq_cst when it becomes 1 (see expect_answers_locked for
-  // why). Other stores are relaxed: a reader that sees a stale count of one
-  // or more only arms a doorbell that was not needed.
+  // `assigned`, all under the dispatch mutex; seq_cst when a call is given
+  // to a worker that held none (see expect_answers_locked for why). Other
+  // stores are relaxed: a reader that sees a stale count of one or more
+  // only arms a doorbell that was not needed.
   std::atomic<size_t> calls_held{0};
-  void count_calls() noexcept {
-    size_t n = assigned.size();
-    calls_held.store(n, n == 1 ? std::memory_order_seq_cst : std::memory_order_relaxed);
+  void count_calls(std::memory_order order = std::memory_order_relaxed) noexcept {
+    calls_held.store(assigned.size(), order);
   }
   size_t sent = 0;                  // assigned[0, sent) are fully in the ring
   size_t sent_bytes = 0;            // bytes of assigned[sent] already in the ring

@@ -18,9 +18,8 @@ void PoolCore::spawn(WorkerSlot& slot) {
   slot.segment = std::make_unique<WorkerSegment>(options_.ring_bytes);
   slot.requests = slot.segment->request_ring();
   slot.responses = slot.segment->response_ring();
-  // The reactor may be asleep when the first response comes: ask for the
-  // doorbell from the start.
-  announce_sleep(slot.segment->header().response.data_event);
+  // Its doorbell is armed when it is given its first call
+  // (expect_answers_locked), not before: it has nothing to ring for.
   WorkerConfig config = worker_config_;
   config.doorbell_fd = slot.doorbell->native_handle();
   HandleSockets sockets = make_handle_sockets();
