@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <fstream>
 #include <random>
 #include <string>
@@ -69,6 +71,21 @@ TEST_CASE("Payloads.AWorkerKeepsLargeBuffersOnlyWhileLargeCallsComeBackToBack" *
   CHECK(census::eventually([&] { return rss_kib(worker) < 16 * 1024; }));
 #else
   (void)worker;
+#endif
+}
+
+TEST_CASE("Payloads.TheHostKeepsALargeAnswersBufferOnlyWhileItIsInUse" * doctest::timeout(60)) {
+  // Answers larger than the ring are reassembled in a buffer the host keeps
+  // for the next one, and gives back once unused for 100 ms.
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = size_t{1} << 20});
+  std::vector<unsigned char> data(size_t{48} << 20, 0x5a);  // larger than glibc's largest mmap threshold
+  pool.submit(tasks::echo_bytes, std::vector<unsigned char>(16, 1)).get();  // the pool's own start-up memory
+  long before = rss_kib(getpid());
+  for (int i = 0; i < 3; ++i) CHECK(pool.submit(tasks::echo_bytes, data).get().size() == data.size());
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  CHECK(census::eventually([&] { return rss_kib(getpid()) < before + 16 * 1024; }));
+#else
+  (void)before;
 #endif
 }
 

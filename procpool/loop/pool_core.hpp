@@ -111,6 +111,11 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void settle_answer(WorkerSlot& slot, Answered& answered, const FrameHeader& header, const std::byte* payload,
                      Published& out);
   void condemn(WorkerSlot& slot, const std::string& why);
+  // Large reassembly buffers: kept after use, given back once unused for
+  // kKeepLargeBuffer (a timer on the reactor checks).
+  void keep_large_buffer_locked(WorkerSlot& slot);
+  void schedule_trim_locked();
+  void on_trim();
   // After a reactor turn: in a burst of submits with calls in flight,
   // schedules a sweep instead of doorbells (see kSweepInterval). Otherwise
   // asks every worker to ring the doorbell on its next response, unless a
@@ -181,6 +186,9 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // A sweep is scheduled: the doorbells may stay disarmed. Written under
   // drain_mutex_, read also by dispatchers (expect_answers_locked).
   std::atomic<bool> sweep_due_{false};
+  static constexpr auto kKeepLargeBuffer = std::chrono::milliseconds(100);
+  std::unique_ptr<boost::asio::steady_timer> trim_timer_;  // guarded by drain_mutex_
+  bool trim_due_ = false;                                   // guarded by drain_mutex_
   TaskId next_task_ = 0;
   bool accepting_ = false;
   bool stopping_ = false;

@@ -130,7 +130,8 @@ void PoolCore::stop_workers(Published& out) {
     reap(slot->pidfd->native_handle(), sig, code);
     slot->alive = false;
   }
-  sweep_timer_.reset();  // a sweep still queued finds stopping_ set
+  sweep_timer_.reset();  // a sweep or trim still queued finds stopping_ set
+  trim_timer_.reset();
   auto shut = std::make_exception_ptr(PoolShutdown("the pool was shut down before this call finished"));
   fail_all_pending(shut, out);
   for (auto& slot : slots_) {

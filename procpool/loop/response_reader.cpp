@@ -58,6 +58,9 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
         }
         if (!mismatch.empty()) return condemn(slot, mismatch);
         if (in_place) {
+          // An answer that did not need the large buffer: give it back, as
+          // a worker does its own (large answers no longer come in a row).
+          if (slot.partial.capacity() > ring.capacity()) slot.partial = ByteBuffer();
           in_hand = answered.task.state;
           settle_answer(slot, answered, h, in_place + sizeof h, out);
           in_hand.reset();
@@ -87,7 +90,7 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
       in_hand = answered.task.state;
       settle_answer(slot, answered, slot.header, slot.partial.data(), out);
       in_hand.reset();
-      if (slot.partial.size() > ring.capacity()) slot.partial = ByteBuffer();  // give back a large buffer
+      if (slot.partial.size() > ring.capacity()) keep_large_buffer_locked(slot);
     }
   } catch (const RingCorrupt& e) {
     condemn(slot, std::string("it wrote ") + e.what());
@@ -172,6 +175,42 @@ void PoolCore::settle_answer(WorkerSlot& slot, Answered& answered, const FrameHe
     out.push_back(std::move(state));
   }
   if (!malformed.empty()) condemn(slot, "it wrote " + malformed);
+}
+
+void PoolCore::keep_large_buffer_locked(WorkerSlot& slot) {
+  slot.partial_used = std::chrono::steady_clock::now();
+  schedule_trim_locked();
+}
+
+void PoolCore::schedule_trim_locked() {
+  if (trim_due_ || stopping_) return;
+  try {
+    if (!trim_timer_) trim_timer_ = std::make_unique<boost::asio::steady_timer>(io_);
+    trim_timer_->expires_after(kKeepLargeBuffer);
+    trim_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (!ec && self) self->on_trim();
+    });
+    trim_due_ = true;
+  } catch (...) {
+    // No timer to give them back later (out of memory): now.
+    for (auto& s : slots_)
+      if (!s->have_header) s->partial = ByteBuffer();
+  }
+}
+
+void PoolCore::on_trim() {
+  std::lock_guard drain(drain_mutex_);
+  trim_due_ = false;
+  if (stopping_) return;
+  auto now = std::chrono::steady_clock::now();
+  bool kept = false;
+  for (auto& slot : slots_) {
+    if (slot->have_header || slot->partial.capacity() <= slot->responses.capacity()) continue;
+    if (now - slot->partial_used >= kKeepLargeBuffer) slot->partial = ByteBuffer();
+    else kept = true;
+  }
+  if (kept) schedule_trim_locked();  // look again once that one is old enough
 }
 
 void PoolCore::condemn(WorkerSlot& slot, const std::string& why) {

@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <string>
@@ -64,6 +65,10 @@ struct WorkerSlot {
   bool have_header = false;
   FrameHeader header{};
   ByteBuffer partial;
+  // When `partial` last held an answer larger than the ring: it is kept for
+  // the next one (fresh pages cost more than the copy) until the pool's
+  // trim finds it unused for kKeepLargeBuffer (PoolCore::on_trim).
+  std::chrono::steady_clock::time_point partial_used{};
   // Set when the worker broke the protocol: it is being killed, its rings
   // are no longer read, and the call it was running fails with this.
   std::string condemned;
