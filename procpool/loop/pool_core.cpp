@@ -189,6 +189,17 @@ void PoolCore::reactor_turn() {
   }
 }
 
+void PoolCore::start_timer(std::unique_ptr<boost::asio::steady_timer>& timer, std::chrono::microseconds after,
+                           void (PoolCore::*handler)()) {
+  if (!timer) timer = std::make_unique<boost::asio::steady_timer>(io_);
+  timer->expires_after(after);
+  // The handler holds the core only weakly, as the doorbells' do.
+  timer->async_wait([weak = weak_from_this(), handler](const boost::system::error_code& ec) {
+    auto self = weak.lock();
+    if (!ec && self) (self.get()->*handler)();
+  });
+}
+
 bool PoolCore::calls_in_flight_locked() const {
   return !pending_.empty() || std::any_of(slots_.begin(), slots_.end(), [](auto& s) { return !s->assigned.empty(); });
 }
@@ -205,12 +216,7 @@ bool PoolCore::request_doorbells(bool calls_in_flight) {
   if (burst && calls_in_flight) {
     // Doorbells a poller left armed ring once more at most, harmlessly.
     try {
-      if (!sweep_timer_) sweep_timer_ = std::make_unique<boost::asio::steady_timer>(io_);
-      sweep_timer_->expires_after(kSweepInterval);
-      sweep_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
-        auto self = weak.lock();
-        if (!ec && self) self->on_sweep();
-      });
+      start_timer(sweep_timer_, kSweepInterval, &PoolCore::on_sweep);
       sweep_due_.store(true, std::memory_order_relaxed);
       return false;
     } catch (...) {

@@ -80,6 +80,10 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // The reactor's turn: drain, dispatch, publish, until it may sleep.
   void reactor_turn();
   void on_sweep();
+  // (Re)starts one of the reactor's timers (drain_mutex_ held); throws if
+  // out of memory.
+  void start_timer(std::unique_ptr<boost::asio::steady_timer>& timer, std::chrono::microseconds after,
+                   void (PoolCore::*handler)());
   void fail_all_pending(std::exception_ptr error, Published& out);
   // Stop frame, SIGTERM, SIGKILL; reaps all; fails what is left.
   void stop_workers(Published& out);

@@ -185,12 +185,7 @@ void PoolCore::keep_large_buffer_locked(WorkerSlot& slot) {
 void PoolCore::schedule_trim_locked() {
   if (trim_due_ || stopping_) return;
   try {
-    if (!trim_timer_) trim_timer_ = std::make_unique<boost::asio::steady_timer>(io_);
-    trim_timer_->expires_after(kKeepLargeBuffer);
-    trim_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
-      auto self = weak.lock();
-      if (!ec && self) self->on_trim();
-    });
+    start_timer(trim_timer_, kKeepLargeBuffer, &PoolCore::on_trim);
     trim_due_ = true;
   } catch (...) {
     // No timer to give them back later (out of memory): now.
