@@ -145,13 +145,15 @@ void PoolCore::on_doorbell(WorkerSlot& rung) {
     (void)r;
   }
   // Wait for the next ring even if this turn throws (out of memory): the
-  // reactor's loop reports the exception and goes on.
-  struct Rearm {
-    PoolCore& core;
-    WorkerSlot& slot;
-    ~Rearm() { core.arm_doorbell(slot); }
-  } rearm{*this, rung};
-  reactor_turn();
+  // reactor's loop reports the exception and goes on. (Not from a
+  // destructor: arming can throw too.)
+  try {
+    reactor_turn();
+  } catch (...) {
+    arm_doorbell(rung);
+    throw;
+  }
+  arm_doorbell(rung);
 }
 
 void PoolCore::on_sweep() {
