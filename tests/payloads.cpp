@@ -51,7 +51,7 @@ TEST_CASE("Payloads.SixtyFourMebibytesRoundTripByteForByte" * doctest::timeout(1
 }
 
 namespace {
-long rss_kib(pid_t pid) {
+[[maybe_unused]] long rss_kib(pid_t pid) {  // unused under sanitizers
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(status, line))
