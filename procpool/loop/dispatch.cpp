@@ -36,7 +36,7 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
   state->place = StateBase::PoolPlace{header.task_id, -1, false};
   auto held = handles.empty() ? nullptr : std::make_unique<HandleList>(std::move(handles));
   pending_.push_back(TaskRecord{header.task_id, function_id, std::move(state), std::move(frame), std::move(held)});
-  if (!on_own_thread()) submitted_.fetch_add(1, std::memory_order_relaxed);  // see kBurstSubmits
+  if (!on_own_thread()) submitted_.store(submitted_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   Published refused;
   dispatch_locked(refused);
   bool backlog = !pending_.empty();

@@ -95,8 +95,9 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void dispatch_locked(Published& out);
   void pump_locked(WorkerSlot& slot, Published& out);
   // A worker that held no call was just given one: arms its doorbell
-  // unless a thread polls.
+  // unless a thread polls or a sweep is due.
   void expect_answers_locked(WorkerSlot& slot);
+  bool calls_in_flight_locked() const;
   // Fails the call at assigned[sent], whose SharedBytes could not be sent
   // (error `err`).
   void refuse_locked(WorkerSlot& slot, int err, Published& out);
@@ -164,7 +165,6 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   mutable std::atomic<int> spin_score_{kMaxSpinScore};
   mutable std::atomic<unsigned> spin_probes_{0};
   std::deque<TaskRecord> pending_;
-  bool calls_in_flight_locked() const;  // dispatch_mutex_ held
 
   // Sweeping instead of doorbells. While other threads submit calls faster
   // than the reactor could turn for each answer (kBurstSubmits or more
@@ -182,7 +182,10 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   static constexpr uint64_t kBurstSubmits = 8;
   static constexpr auto kBurstSubmitInterval = std::chrono::microseconds(1);
   static constexpr auto kSweepInterval = std::chrono::microseconds(50);
-  std::atomic<uint64_t> submitted_{0};  // submits by other threads (relaxed: only counted)
+  // Submits by other threads. Written only under dispatch_mutex_ (a plain
+  // load and store, no locked instruction), read by the reactor relaxed:
+  // it is only counted.
+  std::atomic<uint64_t> submitted_{0};
   // Guarded by drain_mutex_.
   uint64_t submitted_at_last_look_ = 0;
   std::chrono::steady_clock::time_point last_look_{};

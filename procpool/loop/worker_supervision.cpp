@@ -70,7 +70,6 @@ void PoolCore::on_death(WorkerSlot& slot) {
     if (started > slot.answered && !slot.assigned.empty()) {
       TaskRecord task = std::move(slot.assigned.front());
       slot.assigned.pop_front();
-      slot.count_calls();
       std::exception_ptr error;
       if (!slot.condemned.empty() || !slot.request_fault.empty()) {
         const std::string& why = slot.condemned.empty() ? slot.request_fault : slot.condemned;
