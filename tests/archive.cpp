@@ -7,6 +7,9 @@
 
 #include <procpool/common/archive.hpp>
 
+#include <algorithm>
+#include <span>
+
 using namespace procpool::detail;
 
 TEST_CASE("Archive.RoundTripsContainers" * doctest::timeout(10)) {
@@ -96,4 +99,63 @@ TEST_CASE("Archive.ByteVectorIsDecodedWithoutZeroFillingItFirst" * doctest::time
   CHECK(std::equal(out.begin(), out.end(), in.begin(), in.end()));
   CHECK(CountingAllocator<char>::zero_filled == 0);
   CHECK(ar.remaining() == 0);
+}
+
+namespace {
+// Hands a buffer over in pieces of 1, 2, ... 7 bytes, as a ring that is
+// being refilled does, and counts the calls past the end (there must be none).
+class PieceSource final : public ByteSource {
+ public:
+  explicit PieceSource(const ByteBuffer& buf) : buf_(buf) {}
+  std::span<const std::byte> next(size_t most) override {
+    size_t left = buf_.size() - at_;
+    if (left == 0) ++overrun;
+    size_t n = std::min({most, left, size_t{1} + pieces % 7});
+    ++pieces;
+    std::span<const std::byte> piece{buf_.data() + at_, n};
+    at_ += n;
+    return piece;
+  }
+  size_t pieces = 0;
+  int overrun = 0;
+
+ private:
+  const ByteBuffer& buf_;
+  size_t at_ = 0;
+};
+}  // namespace
+
+TEST_CASE("Archive.AMessageArrivingInPiecesDecodesAsIfWhole" * doctest::timeout(10)) {
+  ByteBuffer buf;
+  std::map<std::string, std::vector<int>> map_in{{"a", {1, 2, 3}}, {"bb", {}}}, map_out;
+  std::vector<unsigned char> bytes_in(5000), bytes_out;
+  for (size_t i = 0; i < bytes_in.size(); ++i) bytes_in[i] = static_cast<unsigned char>(i * 13);
+  double d_in = 2.5, d_out = 0;
+  OutputArchive out_ar(buf);
+  out_ar(map_in, bytes_in, d_in);
+  PieceSource source(buf);
+  InputArchive ar(source, buf.size());
+  CHECK(ar.remaining() == buf.size());
+  ar(map_out, bytes_out, d_out);
+  CHECK(map_out == map_in);
+  CHECK(bytes_out == bytes_in);
+  CHECK(d_out == 2.5);
+  CHECK(ar.remaining() == 0);
+  CHECK(source.pieces > 1000);  // it did arrive in small pieces
+  CHECK(source.overrun == 0);
+}
+
+TEST_CASE("Archive.AMessageInPiecesIsReadToItsEndAndNoFurther" * doctest::timeout(10)) {
+  ByteBuffer buf;
+  OutputArchive out_ar(buf);
+  out_ar(std::string(100, 's'), int64_t{7});
+  PieceSource source(buf);
+  InputArchive ar(source, buf.size());
+  std::string s;
+  ar(s);
+  ar.skip_rest();  // what the decoding did not take is read past
+  CHECK(ar.remaining() == 0);
+  int64_t more = 0;
+  CHECK_THROWS_WITH_AS(ar(more), doctest::Contains("truncated"), DecodeError);
+  CHECK(source.overrun == 0);
 }

@@ -3,9 +3,15 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "support/census.hpp"
 #include "support/task_functions.hpp"
@@ -96,6 +102,55 @@ TEST_CASE("Payloads.LargerThanTheRingStreamsThrough" * doctest::timeout(60)) {
   std::vector<procpool::Future<std::string>> fs;
   for (int i = 0; i < 8; ++i) fs.push_back(pool.submit(tasks::echo, text));
   for (auto& f : fs) CHECK(f.get() == text);
+}
+
+namespace {
+// A short argument names a file to note the run in, and then the worker
+// dies; a long one is padding that makes the frame stream.
+size_t note_then_die(std::string arg) {
+  if (arg.size() > 4096) return arg.size();
+  std::ofstream(arg, std::ios::app) << "ran\n";
+  std::abort();
+}
+PROCPOOL_REGISTER(note_then_die);
+
+size_t lines_in(const std::string& path) {
+  std::ifstream in(path);
+  return static_cast<size_t>(std::count(std::istreambuf_iterator<char>(in), {}, '\n'));
+}
+}  // namespace
+
+TEST_CASE("Payloads.AStreamingCallThatIsWithdrawnOrThrowsIsReadPastInStep" * doctest::timeout(60)) {
+  // The worker decodes a call larger than its ring as it arrives: one it
+  // does not decode to the end (withdrawn, or stopped by an exception) must
+  // still be read to its end, or the next frame would be read from its middle.
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = 4096});
+  std::string big(1 << 20, 'b');
+  auto busy = pool.submit(tasks::sleep_ms, 300);
+  auto withdrawn = pool.submit(tasks::echo, big);  // handed to the worker: its head is in the ring
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  withdrawn.cancel();
+  CHECK_THROWS_AS(withdrawn.get(), procpool::TaskCancelled);
+  busy.get();
+  CHECK(pool.submit(tasks::echo, std::string(5000, 'e')).get() == std::string(5000, 'e'));
+  // A chunk whose first call throws: the rest of its frame is not decoded.
+  std::vector<std::string> kinds{"invalid_argument", big, big};
+  CHECK_THROWS_WITH_AS(pool.map(tasks::throw_kind, kinds, 3).get(), "bad argument", std::invalid_argument);
+  CHECK(pool.submit(tasks::echo, std::string(5000, 'f')).get() == std::string(5000, 'f'));
+}
+
+TEST_CASE("Payloads.AChunkThatCrashesBeforeItHasAllArrivedIsNotRunAgain" * doctest::timeout(60)) {
+  // A map chunk's first call runs while the rest of the frame still streams
+  // in; the worker dies in it. The call has run, so the chunk fails and is
+  // not sent to the replacement (where it would run again, and die again).
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = 4096});
+  std::string path = "/tmp/procpool-test-stream-crash-" + std::to_string(getpid());
+  std::remove(path.c_str());
+  std::vector<std::string> inputs{path, std::string(1 << 20, 'p')};
+  CHECK_THROWS_AS(pool.map(note_then_die, inputs, 2).get(), procpool::WorkerCrashed);
+  CHECK(pool.submit(tasks::echo, std::string(5000, 'e')).get().size() == 5000);  // served by the replacement
+  CHECK(lines_in(path) == 1);
+  std::remove(path.c_str());
 }
 
 TEST_CASE("Payloads.OversizedCallFailsAtOnceWithTheLimit" * doctest::timeout(60)) {

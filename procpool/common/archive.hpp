@@ -1,21 +1,23 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// cereal archives that write into a growable byte buffer and read from a
-// bounded span, without iostreams.
+// cereal archives that write into a growable byte buffer (or a ring) and
+// read from a bounded span or a message arriving in pieces, without iostreams.
 //
 // InputArchive reads bytes that may come from an untrusted worker, so every
-// read is bounds-checked and every size prefix is capped by the bytes still
-// present: a forged length can neither read out of bounds nor make the host
+// read is bounds-checked and every size prefix is capped by the bytes the
+// message still holds: a forged length can neither read out of bounds nor make the host
 // allocate gigabytes (cereal issue #103). It registers no polymorphic types,
 // so nothing polymorphic can be loaded through it (cereal issue #870).
 #include <cereal/cereal.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -152,36 +154,71 @@ class OutputArchive : public cereal::OutputArchive<OutputArchive, cereal::AllowE
   HandleList* handles_;
 };
 
+// Where an InputArchive gets the rest of a message that arrives in pieces
+// (a call larger than the free space of its ring streams through it).
+class ByteSource {
+ public:
+  // The next piece: at least one byte and at most `most`, valid until the
+  // next call. Called only while bytes of the message are still to come.
+  virtual std::span<const std::byte> next(size_t most) = 0;
+
+ protected:
+  ~ByteSource() = default;
+};
+
 class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision> {
  public:
-  // `handles`: the descriptors that came with the frame (null: none did).
+  // A message of `size` bytes at `data`. `handles`: the descriptors that
+  // came with the frame (null: none did).
   InputArchive(const std::byte* data, size_t size, const HandleList* handles = nullptr)
       : cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision>(this), pos_(data), end_(data + size),
         handles_(handles) {}
+  // A message of `size` bytes that `source` hands over piece by piece.
+  InputArchive(ByteSource& source, size_t size, const HandleList* handles = nullptr)
+      : cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision>(this), to_come_(size), source_(&source),
+        handles_(handles) {}
   const HandleList* handles() const noexcept { return handles_; }
   void loadBinary(void* const data, std::streamsize size) {
-    auto n = static_cast<size_t>(size);
-    if (n > remaining())
-      throw DecodeError("truncated data: needed " + std::to_string(n) + " bytes, " + std::to_string(remaining()) +
-                        " left");
-    if (n == 0) return;  // data may be null (an empty container's)
-    std::memcpy(data, pos_, n);
-    pos_ += n;
+    auto* out = static_cast<std::byte*>(data);  // may be null when size is 0 (an empty container's)
+    read_pieces(static_cast<size_t>(size), [&out](const std::byte* piece, size_t n) {
+      std::memcpy(out, piece, n);
+      out += n;
+    });
   }
-  size_t remaining() const noexcept { return static_cast<size_t>(end_ - pos_); }
-  // The next n bytes, in place; throws DecodeError if fewer are left.
-  const std::byte* take(size_t n) {
+  // Bytes of the message not yet read, at hand or still to come.
+  size_t remaining() const noexcept { return static_cast<size_t>(end_ - pos_) + to_come_; }
+  // Passes the next n bytes to f(const std::byte*, size_t) in as many
+  // contiguous pieces as they lie in; throws DecodeError if fewer are left.
+  template <class F>
+  void read_pieces(size_t n, F&& f) {
     if (n > remaining())
       throw DecodeError("truncated data: needed " + std::to_string(n) + " bytes, " + std::to_string(remaining()) +
                         " left");
-    const std::byte* at = pos_;
-    pos_ += n;
-    return at;
+    while (n > 0) {
+      if (pos_ == end_) next_piece();
+      size_t k = std::min(n, static_cast<size_t>(end_ - pos_));
+      f(pos_, k);
+      pos_ += k;
+      n -= k;
+    }
+  }
+  // Reads past whatever the decoding left, so that a source is drained.
+  void skip_rest() {
+    read_pieces(remaining(), [](const std::byte*, size_t) {});
   }
 
  private:
-  const std::byte* pos_;
-  const std::byte* end_;
+  void next_piece() {
+    std::span<const std::byte> piece = source_->next(to_come_);
+    pos_ = piece.data();
+    end_ = pos_ + piece.size();
+    to_come_ -= piece.size();
+  }
+
+  const std::byte* pos_ = nullptr;
+  const std::byte* end_ = nullptr;
+  size_t to_come_ = 0;  // bytes the source has yet to hand over
+  ByteSource* source_ = nullptr;
   const HandleList* handles_;
 };
 
@@ -223,8 +260,12 @@ inline std::enable_if_t<std::is_arithmetic_v<T> && sizeof(T) == 1 && !std::is_sa
 CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, std::vector<T, A>& v) {
   cereal::size_type n = 0;
   ar(cereal::make_size_tag(n));
-  const auto* bytes = reinterpret_cast<const T*>(ar.take(static_cast<size_t>(n)));
-  v.assign(bytes, bytes + n);
+  v.clear();
+  v.reserve(static_cast<size_t>(n));  // the size tag's check bounds it by the message
+  ar.read_pieces(static_cast<size_t>(n), [&v](const std::byte* piece, size_t k) {
+    const auto* bytes = reinterpret_cast<const T*>(piece);
+    v.insert(v.end(), bytes, bytes + k);
+  });
 }
 
 template <class T>

@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <stdexcept>
 
 #include <procpool/common/event_word.hpp>
@@ -111,6 +112,12 @@ class ByteRing {
   const std::byte* contiguous(size_t n) const noexcept {
     size_t at = static_cast<size_t>(tail_ & mask_);
     return at + n <= cap_ ? data_ + at : nullptr;
+  }
+  // The readable bytes from the tail up to the ring's end, at most `most`;
+  // caller checked readable().
+  std::span<const std::byte> piece(size_t most) const noexcept {
+    size_t at = static_cast<size_t>(tail_ & mask_);
+    return {data_ + at, std::min({most, static_cast<size_t>(head_ - tail_), cap_ - at})};
   }
   // Frees n bytes; true when the producer waits for space and must be woken.
   bool consume(size_t n) noexcept {

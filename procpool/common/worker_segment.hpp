@@ -29,9 +29,10 @@ inline constexpr int kMaxCrashFrames = 48;
 // as a hint while it lives. Nothing here is trusted beyond a range check.
 struct ControlBlock {
   // Number of Call frames the worker has begun to run. Stored (release)
-  // after the call is fully read and before the function runs, so a task
-  // counted here may have run (never re-dispatched) and one not counted
-  // never ran (safe to re-dispatch after a crash).
+  // after the call's header is read and before its arguments are decoded
+  // (a large call's arrive while they are), so a task counted here may have
+  // run (never re-dispatched) and one not counted never ran (safe to
+  // re-dispatch after a crash).
   alignas(kCacheLine) std::atomic<uint64_t> started{0};
   std::atomic<TaskId> running_task{0};
   // The fatal signal and the return addresses the crash handler captured

@@ -64,8 +64,10 @@ void PoolCore::on_death(WorkerSlot& slot) {
     std::lock_guard dispatch(dispatch_mutex_);
     slot.alive = false;
     ControlBlock& control = slot.segment->control();
+    // A call counts as started once its header is in the ring: a worker
+    // counts a call that streams in before the rest of it has arrived.
     uint64_t started = std::clamp<uint64_t>(control.started.load(std::memory_order_acquire), slot.answered,
-                                            slot.answered + slot.sent);
+                                            slot.answered + slot.sent + (slot.sent_bytes >= sizeof(FrameHeader)));
     bool served = started > 0;
     if (started > slot.answered && !slot.assigned.empty()) {
       TaskRecord task = std::move(slot.assigned.front());

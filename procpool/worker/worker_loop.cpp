@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <optional>
+#include <span>
 
 #include <procpool/common/archive.hpp>
 #include <procpool/common/backtrace.hpp>
@@ -53,23 +55,15 @@ class WorkerLoop {
 
  private:
   void serve(const FrameHeader& call) {
-    // Small calls are decoded in place in the ring, and the ring space
-    // (header and payload) is released only after the answer is published:
-    // the answer is what the caller waits for. A call that is larger than
-    // what is buffered right now streams into a private buffer.
-    const std::byte* payload = nullptr;
+    // A call whole and contiguous in the ring is decoded in place, and its
+    // ring space (header and payload) is released only after the answer is
+    // published: the answer is what the caller waits for. Any other call is
+    // decoded as it streams in, each piece released once read.
     size_t length = static_cast<size_t>(call.length);
     size_t whole = sizeof(FrameHeader) + length;
     const std::byte* frame = requests_.readable() >= whole ? requests_.contiguous(whole) : nullptr;
     bool in_place = frame != nullptr;
-    if (in_place) {
-      payload = frame + sizeof(FrameHeader);
-    } else {
-      release_request(sizeof(FrameHeader));
-      request_.resize(length);
-      read_exact(request_.data(), length);
-      payload = request_.data();
-    }
+    if (!in_place) release_request(sizeof(FrameHeader));
 
     // The descriptors of its SharedBytes were sent before the frame; they
     // are taken even for a withdrawn call, to stay in step with the frames.
@@ -85,19 +79,28 @@ class WorkerLoop {
       }
     }
 
+    // Counted before the arguments are decoded: the function of a CallMany
+    // may run before the rest of its frame has arrived.
     control_.running_task.store(call.task_id, std::memory_order_relaxed);
     control_.started.store(++started_, std::memory_order_release);
 
+    RequestStream stream(*this);
+    std::optional<InputArchive> args;
+    if (in_place) args.emplace(frame + sizeof(FrameHeader), length, &arguments);
+    else args.emplace(stream, length, &arguments);
     ResponseWriter writer(responses_, spill_);
     writer.begin();
     bool many = call.kind == static_cast<uint32_t>(FrameKind::CallMany);
     results_.clear();
     FrameKind kind = FrameKind::Skipped;
     if (!withdrawn(call.task_id)) {
-      CallInput input{payload, length, many, &arguments, unreceived};
-      kind = run_call(input, writer);
+      kind = run_call(*args, many, unreceived, writer);
       if (kind == FrameKind::Value && !results_.empty()) kind = send_result_handles(call.task_id, writer);
     }
+    // What the decoding left of a streamed call (all of a withdrawn one, the
+    // rest of one that failed) is read past, to reach the next frame.
+    args->skip_rest();
+    stream.release();
     ResponseWriter::Rest rest = writer.finish(kind, call.task_id, kind == FrameKind::Value ? results_.size() : 0);
     results_.clear();  // the host holds its own descriptors now
     if (rest.wake) ring_doorbell();
@@ -110,16 +113,35 @@ class WorkerLoop {
     // the worker has slept 100 ms.
     size_t large = requests_.capacity();
     if (spill_.capacity() > large && spill_.size() <= large) spill_ = ByteBuffer();
-    if (request_.capacity() > large && (in_place || length <= large)) request_ = ByteBuffer();
   }
 
-  bool holds_large_buffers() const noexcept {
-    return spill_.capacity() > requests_.capacity() || request_.capacity() > requests_.capacity();
-  }
+  bool holds_large_buffers() const noexcept { return spill_.capacity() > requests_.capacity(); }
   void give_back_large_buffers() {
     if (spill_.capacity() > requests_.capacity()) spill_ = ByteBuffer();
-    if (request_.capacity() > requests_.capacity()) request_ = ByteBuffer();
   }
+
+  // Hands a call that streams through the request ring to its InputArchive
+  // piece by piece. A piece is released when the next is asked for (or by
+  // release()): the host may be waiting for that space to send the rest.
+  class RequestStream final : public ByteSource {
+   public:
+    explicit RequestStream(WorkerLoop& loop) noexcept : loop_(loop) {}
+    std::span<const std::byte> next(size_t most) override {
+      release();
+      loop_.wait_readable(1, false);
+      std::span<const std::byte> piece = loop_.requests_.piece(most);
+      held_ = piece.size();
+      return piece;
+    }
+    void release() {
+      if (held_ > 0) loop_.release_request(held_);
+      held_ = 0;
+    }
+
+   private:
+    WorkerLoop& loop_;
+    size_t held_ = 0;
+  };
 
   bool withdrawn(TaskId task) const noexcept {
     uint32_t count = cancelled_.count.load(std::memory_order_acquire);
@@ -128,18 +150,9 @@ class WorkerLoop {
     return false;
   }
 
-  struct CallInput {
-    const std::byte* payload;
-    size_t length;
-    bool many;                     // a CallMany frame
-    const HandleList* handles;     // its SharedBytes
-    std::exception_ptr unreceived;  // why they could not be taken, if so
-  };
-
-  FrameKind run_call(const CallInput& call, ResponseWriter& writer) {
+  FrameKind run_call(InputArchive& args, bool many, const std::exception_ptr& unreceived, ResponseWriter& writer) {
     const FunctionEntry* entry = nullptr;
     try {
-      InputArchive args(call.payload, call.length, call.handles);
       uint32_t id = 0;
       uint64_t fp = 0;
       args(id, fp);
@@ -148,9 +161,9 @@ class WorkerLoop {
       if (fp != entry->fingerprint)
         throw SerializationError(entry->name, "the call's signature fingerprint does not match the registered " +
                                                   entry->signature);
-      if (call.unreceived) {
+      if (unreceived) {
         try {
-          std::rethrow_exception(call.unreceived);
+          std::rethrow_exception(unreceived);
         } catch (const std::exception& e) {
           throw SerializationError(entry->name, std::string("its SharedBytes did not arrive: ") + e.what());
         }
@@ -158,7 +171,7 @@ class WorkerLoop {
       OutputArchive result(writer, &results_);
       record_throw_backtraces(true);
       try {
-        (call.many ? entry->invoke_many : entry->invoke)(entry->fn, args, result);
+        (many ? entry->invoke_many : entry->invoke)(entry->fn, args, result);
       } catch (const DecodeError& e) {
         throw SerializationError(entry->name, std::string("the arguments do not decode: ") + e.what());
       } catch (const EncodeError& e) {
@@ -256,17 +269,6 @@ class WorkerLoop {
     }
   }
 
-  void read_exact(std::byte* dst, size_t n) {
-    while (n > 0) {
-      wait_readable(1, false);
-      size_t k = std::min(n, requests_.readable());
-      requests_.peek(dst, k);
-      release_request(k);
-      dst += k;
-      n -= k;
-    }
-  }
-
   void release_request(size_t n) {
     if (requests_.consume(n)) ring_doorbell();  // the host waits to stream more of a large call
   }
@@ -299,7 +301,6 @@ class WorkerLoop {
   WorkerConfig config_;
   uint64_t started_ = 0;
   bool woken_ = false;  // the call being served found this worker asleep
-  ByteBuffer request_;  // a call that did not arrive whole and contiguous
   ByteBuffer spill_;    // the part of a response that did not fit in the ring
   ByteBuffer error_;    // an encoded exception
   HandleList results_;  // the SharedBytes of the result being written
