@@ -66,13 +66,14 @@ namespace {
 }
 }  // namespace
 
-TEST_CASE("Payloads.AWorkerKeepsLargeBuffersOnlyWhileLargeCallsComeBackToBack" * doctest::timeout(60)) {
+TEST_CASE("Payloads.AWorkerHoldsNoMemoryOfLargeCallsOnceTheyAreAnswered" * doctest::timeout(60)) {
+  // Calls and answers larger than the ring stream through it: the worker
+  // keeps no buffer of them. (A sanitizer's allocator keeps freed memory
+  // for itself: RSS says nothing there.)
   procpool::ProcessPool pool({.workers = 1, .ring_bytes = size_t{1} << 20});
   pid_t worker = pool.worker_pids().at(0);
   std::vector<unsigned char> data(size_t{48} << 20, 0x5a);  // larger than glibc's largest mmap threshold
   for (int i = 0; i < 3; ++i) CHECK(pool.submit(tasks::echo_bytes, data).get().size() == data.size());
-  // Idle, the worker sleeps, and gives its buffers back first. (A
-  // sanitizer's allocator keeps freed memory for itself: RSS says nothing.)
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
   CHECK(census::eventually([&] { return rss_kib(worker) < 16 * 1024; }));
 #else
@@ -177,6 +178,23 @@ TEST_CASE("Payloads.OversizedResultFailsInTheWorkerWithTheLimit" * doctest::time
     CHECK(std::string(e.what()).find("the result of 'make_text'") != std::string::npos);
   }
   CHECK(pool.submit(tasks::make_text, size_t{100}).get().size() == 100);
+}
+
+TEST_CASE("Payloads.AResultPastTheLimitThatStreamsInPartsFailsWithTheLimit" * doctest::timeout(60)) {
+  // Larger than the ring, so the worker sends parts of it before it knows
+  // the whole size: it stops at the limit and drops them, and stays.
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = 4096, .max_message_bytes = 64 << 10});
+  pid_t worker = pool.worker_pids().at(0);
+  try {
+    pool.submit(tasks::make_text, size_t{1} << 20).get();
+    FAIL("expected ResourceLimitExceeded");
+  } catch (const procpool::ResourceLimitExceeded& e) {
+    CHECK(e.limit() == "max_message_bytes");
+    CHECK(e.value() > (size_t{1} << 20));
+    CHECK(std::string(e.what()).find("the result of 'make_text'") != std::string::npos);
+  }
+  CHECK(pool.submit(tasks::make_text, size_t{50000}).get().size() == 50000);  // twelve ring-fulls, in parts
+  CHECK(pool.worker_pids().at(0) == worker);
 }
 
 TEST_CASE("Payloads.ResultThatFailsToEncodeGivesSerializationError" * doctest::timeout(60)) {

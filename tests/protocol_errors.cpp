@@ -51,6 +51,15 @@ TEST_CASE("ProtocolErrors.SkippingACallNobodyWithdrewKillsTheWorker" * doctest::
 TEST_CASE("ProtocolErrors.HugeLengthKillsTheWorker" * doctest::timeout(60)) {
   garbage_fails_only_that_task("huge_length", "over max_message_bytes");
 }
+TEST_CASE("ProtocolErrors.DroppingPartsThatWereNeverSentKillsTheWorker" * doctest::timeout(60)) {
+  garbage_fails_only_that_task("dropped_alone", "a Dropped frame with no parts");
+}
+TEST_CASE("ProtocolErrors.SkippingACallAfterSendingPartsOfItsAnswerKillsTheWorker" * doctest::timeout(60)) {
+  garbage_fails_only_that_task("skip_after_part", "a Skipped answer after parts of one");
+}
+TEST_CASE("ProtocolErrors.PartsAddingUpPastTheMessageLimitKillTheWorker" * doctest::timeout(60)) {
+  garbage_fails_only_that_task("parts_over_limit", "a response of 1073741828 bytes, over max_message_bytes");
+}
 TEST_CASE("ProtocolErrors.ForgedRingHeadKillsTheWorker" * doctest::timeout(60)) {
   garbage_fails_only_that_task("bad_head", "response ring head out of range");
 }

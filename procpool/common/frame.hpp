@@ -18,11 +18,17 @@
 //     Value      payload: cereal result (empty for void)
 //     Exception  payload: an ExceptionRecord (exception_codec.hpp)
 //     Skipped    no payload: the call was withdrawn (CancelList) before it ran
+//     Part       payload: the next bytes of an answer larger than the free
+//                space of the ring; the answer goes on in the frames after
+//                it, and its last frame (Value or Exception) gives its kind
+//     Dropped    no payload: forget the parts sent so far; the answer starts
+//                again (its encoding failed after parts had gone out)
 //
 // The host checks every header from a worker before using it: the magic,
 // a response kind, task_id equal to the oldest task in flight on that
-// worker, length within max_message_bytes, and handles only on a Value and
-// at most kMaxHandlesPerFrame.
+// worker, length (with the parts before it) within max_message_bytes,
+// handles only on a Value and at most kMaxHandlesPerFrame, and Dropped or a
+// Skipped only where they can be.
 #include <cstddef>
 #include <cstdint>
 
@@ -32,7 +38,7 @@ using TaskId = uint64_t;
 
 inline constexpr uint32_t kFrameMagic = 0x50504632;  // "PPF2"
 
-enum class FrameKind : uint16_t { Call = 1, Stop = 2, Value = 3, Exception = 4, Skipped = 5, CallMany = 6 };
+enum class FrameKind : uint16_t { Call = 1, Stop = 2, Value = 3, Exception = 4, Skipped = 5, CallMany = 6, Part = 7, Dropped = 8 };
 
 struct FrameHeader {
   uint32_t magic;
@@ -49,8 +55,8 @@ static_assert(sizeof(FrameHeader) == 24 && alignof(FrameHeader) == 8);
 
 
 inline bool is_response(uint32_t kind) noexcept {
-  return kind == static_cast<uint32_t>(FrameKind::Value) || kind == static_cast<uint32_t>(FrameKind::Exception) ||
-         kind == static_cast<uint32_t>(FrameKind::Skipped);
+  return kind >= static_cast<uint32_t>(FrameKind::Value) && kind <= static_cast<uint32_t>(FrameKind::Dropped) &&
+         kind != static_cast<uint32_t>(FrameKind::CallMany);
 }
 
 }  // namespace procpool::detail

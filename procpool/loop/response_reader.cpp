@@ -35,15 +35,25 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
         ring.peek(&h, sizeof h);
         if (h.magic != kFrameMagic) return condemn(slot, "it wrote a response frame with a bad magic number");
         if (!is_response(h.kind)) return condemn(slot, "it wrote a frame of unknown kind " + std::to_string(h.kind));
-        if (h.length > options_.max_message_bytes)
-          return condemn(slot, "it wrote a response of " + std::to_string(h.length) + " bytes, over max_message_bytes");
+        size_t before = slot.parts ? slot.partial.size() : 0;  // at most max_message_bytes: checked as it came
+        if (h.length > options_.max_message_bytes - before)
+          return condemn(slot, "it wrote a response of " + std::to_string(before + h.length) +
+                                   " bytes, over max_message_bytes");
         if (h.handles > 0 && (h.kind != static_cast<uint32_t>(FrameKind::Value) || h.handles > kMaxHandlesPerFrame))
           return condemn(slot, "it wrote a frame claiming " + std::to_string(h.handles) + " shared buffers");
+        bool part = h.kind == static_cast<uint32_t>(FrameKind::Part);
+        bool dropped = h.kind == static_cast<uint32_t>(FrameKind::Dropped);
+        if (dropped && (!slot.parts || h.length != 0))
+          return condemn(slot, "it wrote a Dropped frame with no parts of an answer to drop");
+        if (slot.parts && h.kind == static_cast<uint32_t>(FrameKind::Skipped))
+          return condemn(slot, "it wrote a Skipped answer after parts of one");
         // One lock per answer: it must be to the call at the front of the
-        // worker's queue, and when the whole frame is here (the common case)
-        // that call is taken out at the same time and decoded in place.
+        // worker's queue, and when the whole answer is one frame that is
+        // here (the common case) that call is taken out at the same time
+        // and the answer decoded in place.
         size_t whole = sizeof h + static_cast<size_t>(h.length);
-        const std::byte* in_place = avail >= whole ? ring.contiguous(whole) : nullptr;
+        bool ends = !part && !dropped;
+        const std::byte* in_place = ends && !slot.parts && avail >= whole ? ring.contiguous(whole) : nullptr;
         std::string mismatch;
         Answered answered;
         {
@@ -67,28 +77,39 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
           consume(whole);
           continue;
         }
+        consume(sizeof h);
+        if (dropped) {
+          slot.parts = false;
+          continue;
+        }
+        // The answer is reassembled in `partial`, which grows as bytes
+        // arrive: the length is the worker's word.
+        if (!slot.parts) slot.partial.clear();
         slot.header = h;
         slot.have_header = true;
-        slot.partial.clear();  // grows as bytes arrive: the length is the worker's word
-        consume(sizeof h);
+        slot.frame_left = static_cast<size_t>(h.length);
         continue;
       }
-      // Reassembling a response that streams through the ring (or wraps).
-      size_t need = static_cast<size_t>(slot.header.length) - slot.partial.size();
-      size_t k = std::min(need, avail);
+      // Reassembling an answer that streams through the ring (or wraps).
+      size_t k = std::min(slot.frame_left, avail);
       if (k > 0) {
         ring.peek(slot.partial.grow(k), k);
         consume(k);
+        slot.frame_left -= k;
       }
-      if (k < need) return;
+      if (slot.frame_left > 0) return;
       slot.have_header = false;
+      slot.parts = slot.header.kind == static_cast<uint32_t>(FrameKind::Part);
+      if (slot.parts) continue;  // more of it follows
       Answered answered;
       {
         std::lock_guard dispatch(dispatch_mutex_);
         answered = take_front_locked(slot);
       }
       in_hand = answered.task.state;
-      settle_answer(slot, answered, slot.header, slot.partial.data(), out);
+      FrameHeader all = slot.header;  // this frame's kind and handles, every part's bytes
+      all.length = slot.partial.size();
+      settle_answer(slot, answered, all, slot.partial.data(), out);
       in_hand.reset();
       if (slot.partial.size() > ring.capacity()) keep_large_buffer_locked(slot);
     }
@@ -190,7 +211,7 @@ void PoolCore::schedule_trim_locked() {
   } catch (...) {
     // No timer to give them back later (out of memory): now.
     for (auto& s : slots_)
-      if (!s->have_header) s->partial = ByteBuffer();
+      if (!s->reading_answer()) s->partial = ByteBuffer();
   }
 }
 
@@ -201,7 +222,7 @@ void PoolCore::on_trim() {
   auto now = std::chrono::steady_clock::now();
   bool kept = false;
   for (auto& slot : slots_) {
-    if (slot->have_header || slot->partial.capacity() <= slot->responses.capacity()) continue;
+    if (slot->reading_answer() || slot->partial.capacity() <= slot->responses.capacity()) continue;
     if (now - slot->partial_used >= kKeepLargeBuffer) slot->partial = ByteBuffer();
     else kept = true;
   }

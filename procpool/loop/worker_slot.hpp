@@ -61,10 +61,13 @@ struct WorkerSlot {
   uint64_t answered = 0;            // responses consumed from this process
   std::string request_fault;        // the worker corrupted its request ring; being killed
 
-  // Guarded by the pool's drain mutex: a response being reassembled.
-  bool have_header = false;
+  // Guarded by the pool's drain mutex: an answer being reassembled.
+  bool have_header = false;  // `header` is read, frame_left bytes of its payload are still to come
   FrameHeader header{};
+  size_t frame_left = 0;
+  bool parts = false;  // `partial` holds the Part frames of an answer whose last frame is still to come
   ByteBuffer partial;
+  bool reading_answer() const noexcept { return have_header || parts; }
   // When `partial` last held an answer larger than the ring: it is kept for
   // the next one (fresh pages cost more than the copy) until the pool's
   // trim finds it unused for kKeepLargeBuffer (PoolCore::on_trim).

@@ -35,6 +35,7 @@ void PoolCore::spawn(WorkerSlot& slot) {
   slot.handles_sent = false;
   slot.answered = 0;
   slot.have_header = false;
+  slot.parts = false;
   slot.partial = ByteBuffer();
   slot.condemned.clear();
   slot.request_fault.clear();

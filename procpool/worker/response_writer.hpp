@@ -2,77 +2,124 @@
 #pragma once
 // Encodes a worker's response straight into the free space of its response
 // ring, so a result is copied once, not encoded into a buffer and copied
-// again. Nothing is published until finish(): the frame header's place is
-// reserved first and filled in when the payload's length is known, and a
-// response can still be dropped (discard) if encoding fails half-way. What
-// does not fit in the ring now spills into a buffer that finish() streams
-// through the ring after publishing the part already there.
+// again. The frame header's place is reserved first and filled in when the
+// payload's length is known; nothing is published until finish(), and a
+// response can still be dropped (discard) if encoding fails half-way.
+//
+// A response larger than the ring's free space goes in parts: when the ring
+// is full, what is written so far is published as a Part frame, the writer
+// waits for the host to make room, and the encoding goes on in a new frame.
+// The host appends parts until the frame that ends the answer (frame.hpp).
+// A response dropped after parts went out is marked by a Dropped frame, so
+// that the host forgets them.
+//
+// Past `max_bytes` of payload nothing more is written, only counted: the
+// caller sees payload_size() over the limit and answers with the error.
+#include <algorithm>
 #include <cstring>
 
 #include <procpool/common/archive.hpp>
 #include <procpool/common/byte_ring.hpp>
+#include <procpool/common/event_word.hpp>
 #include <procpool/common/frame.hpp>
 
 namespace procpool::detail {
 
 class ResponseWriter final : public ByteSink {
  public:
-  ResponseWriter(ByteRing& ring, ByteBuffer& spill) noexcept : ring_(ring), spill_(spill) {}
+  // `doorbell` wakes the host when it sleeps (publishing says when).
+  ResponseWriter(ByteRing& ring, TaskId task, size_t max_bytes, void (*doorbell)() noexcept) noexcept
+      : ring_(ring), task_(task), max_bytes_(max_bytes), doorbell_(doorbell) {}
 
-  // Starts a frame: reserves its header.
+  // Starts the response: reserves its header.
   void begin() {
-    start_ = ring_.write_position();
-    spill_.clear();
-    FrameHeader blank{};
-    header_in_ring_ = ring_.free_space(sizeof blank) >= sizeof blank;
-    spilling_ = !header_in_ring_;
-    if (header_in_ring_) ring_.write_some(&blank, sizeof blank);
-    else spill_.append(&blank, sizeof blank);
+    published_ = 0;
+    counted_ = 0;
+    start_frame();
   }
 
   void write(const void* data, size_t size) override {
-    if (!spilling_) {
-      size_t k = ring_.write_some(data, size);
-      if (k == size) return;
-      spilling_ = true;
-      data = static_cast<const std::byte*>(data) + k;
-      size -= k;
+    if (counted_ > 0 || payload_size() + size > max_bytes_) {
+      counted_ += size;  // over the limit: the caller answers with that instead
+      return;
     }
-    spill_.append(data, size);
+    const auto* from = static_cast<const std::byte*>(data);
+    for (;;) {
+      size_t k = ring_.write_some(from, size);
+      from += k;
+      size -= k;
+      if (size == 0) return;
+      // The ring is full: send what this frame holds, wait for the host to
+      // take some, go on in a new frame. Waiting for a quarter of the ring
+      // keeps parts large (a header per part, a wake-up per part).
+      if (frame_bytes() > 0) publish_frame(FrameKind::Part);
+      wait_for_room(std::max(ring_.capacity() / 4, sizeof(FrameHeader) + 1));
+      start_frame();
+    }
   }
 
-  size_t payload_size() const noexcept {
-    return static_cast<size_t>(ring_.write_position() - start_) + spill_.size() - sizeof(FrameHeader);
-  }
+  // Payload bytes of the response so far: published parts and this frame.
+  size_t payload_size() const noexcept { return published_ + frame_bytes() + counted_; }
 
   // Drops everything written since begin() and begins again.
   void discard() {
     ring_.rewind(start_);
+    if (published_ > 0) {
+      // In the place of the current frame's header, which was reserved.
+      FrameHeader dropped = make_frame_header(FrameKind::Dropped, task_, 0);
+      ring_.write_some(&dropped, sizeof dropped);
+      publish();
+    }
     begin();
   }
 
-  // Fills in the header and publishes; returns the spilled bytes still to be
-  // streamed (the caller writes them as ring space frees up) and whether the
-  // consumer must be woken for what was published.
-  struct Rest {
-    const std::byte* data;
-    size_t size;
-    bool wake;
-  };
-  Rest finish(FrameKind kind, TaskId task, size_t handles) noexcept {
-    FrameHeader header = make_frame_header(kind, task, payload_size(), handles);
-    if (header_in_ring_) ring_.overwrite(start_, &header, sizeof header);
-    else std::memcpy(spill_.data(), &header, sizeof header);
-    bool wake = ring_.write_position() != start_ && ring_.publish();
-    return {spill_.data(), spill_.size(), wake};
+  // Fills in the header of the frame that ends the response and publishes it.
+  void finish(FrameKind kind, size_t handles) {
+    FrameHeader header = make_frame_header(kind, task_, frame_bytes(), handles);
+    ring_.overwrite(start_, &header, sizeof header);
+    publish();
   }
 
  private:
+  size_t frame_bytes() const noexcept {
+    return static_cast<size_t>(ring_.write_position() - start_) - sizeof(FrameHeader);
+  }
+  void start_frame() {
+    wait_for_room(sizeof(FrameHeader));
+    start_ = ring_.write_position();
+    FrameHeader blank{};
+    ring_.write_some(&blank, sizeof blank);
+  }
+  void publish_frame(FrameKind kind) {
+    size_t n = frame_bytes();
+    FrameHeader header = make_frame_header(kind, task_, n);
+    ring_.overwrite(start_, &header, sizeof header);
+    published_ += n;
+    publish();
+  }
+  void publish() {
+    if (ring_.publish()) doorbell_();
+  }
+  // The host frees space as it reads; it wakes this side if it sleeps.
+  void wait_for_room(size_t bytes) {
+    auto& event = ring_.header().space_event;
+    while (ring_.free_space(bytes) < bytes) {
+      uint32_t seen = announce_sleep(event);
+      if (ring_.free_space(bytes) >= bytes) {
+        withdraw_sleep(event);
+        return;
+      }
+      futex_wait(event, seen, nullptr);
+    }
+  }
+
   ByteRing& ring_;
-  ByteBuffer& spill_;
-  uint64_t start_ = 0;
-  bool header_in_ring_ = false;
-  bool spilling_ = false;
+  TaskId task_;
+  size_t max_bytes_;
+  void (*doorbell_)() noexcept;
+  uint64_t start_ = 0;     // where the current frame's header is
+  size_t published_ = 0;   // payload bytes sent in Part frames
+  size_t counted_ = 0;     // payload bytes past max_bytes, not written
 };
 
 }  // namespace procpool::detail

@@ -88,7 +88,7 @@ class WorkerLoop {
     std::optional<InputArchive> args;
     if (in_place) args.emplace(frame + sizeof(FrameHeader), length, &arguments);
     else args.emplace(stream, length, &arguments);
-    ResponseWriter writer(responses_, spill_);
+    ResponseWriter writer(responses_, call.task_id, config_.max_message_bytes, &ring_host_doorbell);
     writer.begin();
     bool many = call.kind == static_cast<uint32_t>(FrameKind::CallMany);
     results_.clear();
@@ -101,23 +101,10 @@ class WorkerLoop {
     // rest of one that failed) is read past, to reach the next frame.
     args->skip_rest();
     stream.release();
-    ResponseWriter::Rest rest = writer.finish(kind, call.task_id, kind == FrameKind::Value ? results_.size() : 0);
+    writer.finish(kind, kind == FrameKind::Value ? results_.size() : 0);
     results_.clear();  // the host holds its own descriptors now
-    if (rest.wake) ring_doorbell();
-    write_response(rest.data, rest.size);
     arguments.clear();
     if (in_place) release_request(whole);
-    // A buffer larger than the ring is kept while the calls keep needing
-    // one (fresh pages cost more than the copy into them: about 1 µs per
-    // 4 KiB page here), and given back after a call that did not, or when
-    // the worker has slept 100 ms.
-    size_t large = requests_.capacity();
-    if (spill_.capacity() > large && spill_.size() <= large) spill_ = ByteBuffer();
-  }
-
-  bool holds_large_buffers() const noexcept { return spill_.capacity() > requests_.capacity(); }
-  void give_back_large_buffers() {
-    if (spill_.capacity() > requests_.capacity()) spill_ = ByteBuffer();
   }
 
   // Hands a call that streams through the request ring to its InputArchive
@@ -259,36 +246,13 @@ class WorkerLoop {
         withdraw_sleep(event);
         return;
       }
-      // Large buffers outlive a short pause (the host may still be reading
-      // the last large answer), not a long one.
-      bool holding = after_task && holds_large_buffers();
-      timespec linger{0, 100'000'000};
-      futex_wait(event, seen, holding ? &linger : nullptr);
-      if (holding && requests_.readable() < n) give_back_large_buffers();
+      futex_wait(event, seen, nullptr);
       woken_ = after_task;
     }
   }
 
   void release_request(size_t n) {
     if (requests_.consume(n)) ring_doorbell();  // the host waits to stream more of a large call
-  }
-
-  void write_response(const std::byte* src, size_t n) {
-    auto& event = responses_.header().space_event;
-    while (n > 0) {
-      size_t k = responses_.write_some(src, n);
-      src += k;
-      n -= k;
-      if (k > 0 && responses_.publish()) ring_doorbell();
-      if (n == 0) break;
-      if (k > 0) continue;
-      uint32_t seen = announce_sleep(event);
-      if (responses_.free_space(1) > 0) {
-        withdraw_sleep(event);
-        continue;
-      }
-      futex_wait(event, seen, nullptr);
-    }
   }
 
   // EAGAIN means the counter is already non-zero: the host will look.
@@ -301,7 +265,6 @@ class WorkerLoop {
   WorkerConfig config_;
   uint64_t started_ = 0;
   bool woken_ = false;  // the call being served found this worker asleep
-  ByteBuffer spill_;    // the part of a response that did not fit in the ring
   ByteBuffer error_;    // an encoded exception
   HandleList results_;  // the SharedBytes of the result being written
 };

@@ -111,6 +111,7 @@ int misbehave(std::string how) {
   if (how == "unasked_skip") h.kind = static_cast<uint32_t>(FrameKind::Skipped);
   if (how == "wrong_task") h.task_id += 1000;
   if (how == "huge_length") h.length = uint64_t{1} << 62;
+  if (how == "dropped_alone") h.kind = static_cast<uint32_t>(FrameKind::Dropped);
   if (how == "partial_header_then_die") {
     // Three bytes of a header, published, then death: the host must not
     // wait for the rest of it.
@@ -130,6 +131,21 @@ int misbehave(std::string how) {
     h.length = sizeof forged;
     ring.write_some(&h, sizeof h);
     ring.write_some(&forged, sizeof forged);
+    ring.publish();
+  } else if (how == "skip_after_part" || how == "parts_over_limit") {
+    // A Part of 8 bytes, then a Skipped answer, or a Part that would take
+    // the answer past max_message_bytes (1 GiB by default).
+    FrameHeader part = make_frame_header(FrameKind::Part, h.task_id, 8);
+    uint64_t bytes = 0;
+    ring.write_some(&part, sizeof part);
+    ring.write_some(&bytes, sizeof bytes);
+    if (how == "skip_after_part") {
+      h.kind = static_cast<uint32_t>(FrameKind::Skipped);
+    } else {
+      h.kind = static_cast<uint32_t>(FrameKind::Part);
+      h.length = (uint64_t{1} << 30) - 4;
+    }
+    ring.write_some(&h, sizeof h);
     ring.publish();
   } else if (how == "short_map_answer") {
     // The answer to a map chunk of several calls, holding one int result.
