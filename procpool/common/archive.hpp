@@ -179,10 +179,16 @@ class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmpt
         handles_(handles) {}
   const HandleList* handles() const noexcept { return handles_; }
   void loadBinary(void* const data, std::streamsize size) {
-    auto* out = static_cast<std::byte*>(data);  // may be null when size is 0 (an empty container's)
-    read_pieces(static_cast<size_t>(size), [&out](const std::byte* piece, size_t n) {
-      std::memcpy(out, piece, n);
-      out += n;
+    auto n = static_cast<size_t>(size);
+    if (n <= static_cast<size_t>(end_ - pos_)) {  // at hand: the common case, a call's every field
+      if (n > 0) std::memcpy(data, pos_, n);      // data may be null when n is 0 (an empty container's)
+      pos_ += n;
+      return;
+    }
+    auto* out = static_cast<std::byte*>(data);
+    read_pieces(n, [&out](const std::byte* piece, size_t k) {
+      std::memcpy(out, piece, k);
+      out += k;
     });
   }
   // Bytes of the message not yet read, at hand or still to come.
