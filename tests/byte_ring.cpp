@@ -49,7 +49,7 @@ TEST_CASE("ByteRing.WriteSomeStopsAtCapacity" * doctest::timeout(10)) {
   CHECK(r.producer.write_some(big.data(), big.size()) == 10);
 }
 
-TEST_CASE("ByteRing.ContiguousIsNullWhenDataWraps" * doctest::timeout(10)) {
+TEST_CASE("ByteRing.BytesThatWrapPastTheEndComeInTwoPieces" * doctest::timeout(10)) {
   LocalRing r(64);
   std::vector<std::byte> b(60);
   r.producer.write_some(b.data(), 60);
@@ -59,8 +59,17 @@ TEST_CASE("ByteRing.ContiguousIsNullWhenDataWraps" * doctest::timeout(10)) {
   r.producer.write_some(b.data(), 10);
   r.producer.publish();
   REQUIRE(r.consumer.readable() == 10);
-  CHECK(r.consumer.contiguous(10) == nullptr);
-  CHECK(r.consumer.contiguous(4) != nullptr);
+  ByteRing::Pieces all = r.consumer.pieces(0, 10);
+  CHECK(all.first.size() == 4);  // 60..63
+  CHECK(all.second.size() == 6);  // 0..5
+  CHECK(all.second.data() + 60 == all.first.data());
+  ByteRing::Pieces head = r.consumer.pieces(1, 3);
+  CHECK(head.first.size() == 3);
+  CHECK(head.second.empty());
+  ByteRing::Pieces tail = r.consumer.pieces(5, 5);
+  CHECK(tail.first.size() == 5);  // all past the end: one piece, from the start
+  CHECK(tail.first.data() == all.second.data() + 1);
+  CHECK(tail.second.empty());
 }
 
 TEST_CASE("ByteRing.ForgedHeadIsRejected" * doctest::timeout(10)) {

@@ -96,6 +96,17 @@ TEST_CASE("Payloads.TheHostKeepsALargeAnswersBufferOnlyWhileItIsInUse" * doctest
 #endif
 }
 
+TEST_CASE("Payloads.CallsAndAnswersThatWrapPastTheRingsEndAreReadWhereTheyLie" * doctest::timeout(60)) {
+  // Frames of many sizes in a small ring: most calls and answers are whole
+  // in the ring when read, and many of them wrap past its end.
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = 4096});
+  for (size_t i = 0; i < 300; ++i) {
+    std::string text(1 + (i * 397) % 1900, ' ');
+    for (size_t j = 0; j < text.size(); ++j) text[j] = static_cast<char>('a' + (i + j) % 26);
+    REQUIRE(pool.submit(tasks::echo, text).get() == text);
+  }
+}
+
 TEST_CASE("Payloads.LargerThanTheRingStreamsThrough" * doctest::timeout(60)) {
   procpool::ProcessPool pool({.workers = 2, .ring_bytes = 4096});
   std::string text(1 << 20, 'x');

@@ -171,8 +171,12 @@ class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmpt
   // A message of `size` bytes at `data`. `handles`: the descriptors that
   // came with the frame (null: none did).
   InputArchive(const std::byte* data, size_t size, const HandleList* handles = nullptr)
-      : cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision>(this), pos_(data), end_(data + size),
-        handles_(handles) {}
+      : InputArchive(std::span<const std::byte>(data, size), {}, handles) {}
+  // A message in two pieces (one that wraps around the end of a ring).
+  InputArchive(std::span<const std::byte> first, std::span<const std::byte> second,
+               const HandleList* handles = nullptr)
+      : cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision>(this), pos_(first.data()),
+        end_(first.data() + first.size()), to_come_(second.size()), second_(second), handles_(handles) {}
   // A message of `size` bytes that `source` hands over piece by piece.
   InputArchive(ByteSource& source, size_t size, const HandleList* handles = nullptr)
       : cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision>(this), to_come_(size), source_(&source),
@@ -215,7 +219,7 @@ class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmpt
 
  private:
   void next_piece() {
-    std::span<const std::byte> piece = source_->next(to_come_);
+    std::span<const std::byte> piece = source_ ? source_->next(to_come_) : second_;
     pos_ = piece.data();
     end_ = pos_ + piece.size();
     to_come_ -= piece.size();
@@ -224,7 +228,8 @@ class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmpt
   const std::byte* pos_ = nullptr;
   const std::byte* end_ = nullptr;
   size_t to_come_ = 0;  // bytes the source has yet to hand over
-  ByteSource* source_ = nullptr;
+  ByteSource* source_ = nullptr;       // hands over what is to come, or...
+  std::span<const std::byte> second_;  // ...it is here
   const HandleList* handles_;
 };
 

@@ -108,10 +108,16 @@ class ByteRing {
   }
   // Copies n bytes starting `offset` past the tail; caller checked readable().
   void peek(void* dst, size_t n, size_t offset = 0) const noexcept { copy_out(tail_ + offset, dst, n); }
-  // A pointer to n readable bytes at the tail if they do not wrap, else null.
-  const std::byte* contiguous(size_t n) const noexcept {
-    size_t at = static_cast<size_t>(tail_ & mask_);
-    return at + n <= cap_ ? data_ + at : nullptr;
+  // The n readable bytes starting `offset` past the tail, in place: in two
+  // pieces where they wrap past the ring's end (else `second` is empty).
+  // Caller checked readable().
+  struct Pieces {
+    std::span<const std::byte> first, second;
+  };
+  Pieces pieces(size_t offset, size_t n) const noexcept {
+    size_t at = static_cast<size_t>((tail_ + offset) & mask_);
+    size_t k = std::min(n, cap_ - at);
+    return {{data_ + at, k}, {data_, n - k}};
   }
   // The readable bytes from the tail up to the ring's end, at most `most`;
   // caller checked readable().

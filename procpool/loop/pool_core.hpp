@@ -29,6 +29,7 @@
 #include <optional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -111,10 +112,10 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
     bool withdrawn = false;  // it was put on the worker's CancelList
   };
   Answered take_front_locked(WorkerSlot& slot);  // dispatch_mutex_ held
-  // Decodes the answer into the call's state (or fails it, and condemns the
-  // worker, if the answer is malformed).
-  void settle_answer(WorkerSlot& slot, Answered& answered, const FrameHeader& header, const std::byte* payload,
-                     Published& out);
+  // Decodes the answer, whose payload is `payload` then `rest`, into the
+  // call's state (or fails it, and condemns the worker, if it is malformed).
+  void settle_answer(WorkerSlot& slot, Answered& answered, const FrameHeader& header,
+                     std::span<const std::byte> payload, std::span<const std::byte> rest, Published& out);
   void condemn(WorkerSlot& slot, const std::string& why);
   // Large reassembly buffers: kept after use, given back once unused for
   // kKeepLargeBuffer (a timer on the reactor checks).

@@ -53,7 +53,7 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
         // and the answer decoded in place.
         size_t whole = sizeof h + static_cast<size_t>(h.length);
         bool ends = !part && !dropped;
-        const std::byte* in_place = ends && !slot.parts && avail >= whole ? ring.contiguous(whole) : nullptr;
+        bool in_place = ends && !slot.parts && avail >= whole;  // decoded where it lies, in two pieces if it wraps
         std::string mismatch;
         Answered answered;
         {
@@ -72,7 +72,8 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
           // a worker does its own (large answers no longer come in a row).
           if (slot.partial.capacity() > ring.capacity()) slot.partial = ByteBuffer();
           in_hand = answered.task.state;
-          settle_answer(slot, answered, h, in_place + sizeof h, out);
+          ByteRing::Pieces payload = ring.pieces(sizeof h, static_cast<size_t>(h.length));
+          settle_answer(slot, answered, h, payload.first, payload.second, out);
           in_hand.reset();
           consume(whole);
           continue;
@@ -109,7 +110,7 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
       in_hand = answered.task.state;
       FrameHeader all = slot.header;  // this frame's kind and handles, every part's bytes
       all.length = slot.partial.size();
-      settle_answer(slot, answered, all, slot.partial.data(), out);
+      settle_answer(slot, answered, all, {slot.partial.data(), slot.partial.size()}, {}, out);
       in_hand.reset();
       if (slot.partial.size() > ring.capacity()) keep_large_buffer_locked(slot);
     }
@@ -141,7 +142,8 @@ PoolCore::Answered PoolCore::take_front_locked(WorkerSlot& slot) {
   return a;
 }
 
-void PoolCore::settle_answer(WorkerSlot& slot, Answered& answered, const FrameHeader& header, const std::byte* payload,
+void PoolCore::settle_answer(WorkerSlot& slot, Answered& answered, const FrameHeader& header,
+                             std::span<const std::byte> payload, std::span<const std::byte> rest,
                              Published& out) {
   std::shared_ptr<StateBase>& state = answered.task.state;
   uint32_t function_id = answered.task.function_id;
@@ -172,7 +174,7 @@ void PoolCore::settle_answer(WorkerSlot& slot, Answered& answered, const FrameHe
     bool decode = header.length > 0 || header.kind != static_cast<uint32_t>(FrameKind::Value) || !state->void_value();
     if (!skipped && malformed.empty() && !outcome && decode) {
       try {
-        InputArchive in(payload, static_cast<size_t>(header.length), &handles);
+        InputArchive in(payload, rest, &handles);
         if (header.kind == static_cast<uint32_t>(FrameKind::Value)) {
           state->load_value(in);
           if (in.remaining() != 0) malformed = std::to_string(in.remaining()) + " stray bytes after the result";

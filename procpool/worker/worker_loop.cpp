@@ -55,14 +55,14 @@ class WorkerLoop {
 
  private:
   void serve(const FrameHeader& call) {
-    // A call whole and contiguous in the ring is decoded in place, and its
-    // ring space (header and payload) is released only after the answer is
-    // published: the answer is what the caller waits for. Any other call is
-    // decoded as it streams in, each piece released once read.
+    // A call whole in the ring is decoded in place (in two pieces if it
+    // wraps), and its ring space (header and payload) is released only after
+    // the answer is published: the answer is what the caller waits for. A
+    // call still arriving is decoded as it streams in, each piece released
+    // once read.
     size_t length = static_cast<size_t>(call.length);
     size_t whole = sizeof(FrameHeader) + length;
-    const std::byte* frame = requests_.readable() >= whole ? requests_.contiguous(whole) : nullptr;
-    bool in_place = frame != nullptr;
+    bool in_place = requests_.readable() >= whole;
     if (!in_place) release_request(sizeof(FrameHeader));
 
     // The descriptors of its SharedBytes were sent before the frame; they
@@ -86,8 +86,12 @@ class WorkerLoop {
 
     RequestStream stream(*this);
     std::optional<InputArchive> args;
-    if (in_place) args.emplace(frame + sizeof(FrameHeader), length, &arguments);
-    else args.emplace(stream, length, &arguments);
+    if (in_place) {
+      ByteRing::Pieces payload = requests_.pieces(sizeof(FrameHeader), length);
+      args.emplace(payload.first, payload.second, &arguments);
+    } else {
+      args.emplace(stream, length, &arguments);
+    }
     ResponseWriter writer(responses_, call.task_id, config_.max_message_bytes, &ring_host_doorbell);
     writer.begin();
     bool many = call.kind == static_cast<uint32_t>(FrameKind::CallMany);
