@@ -10,17 +10,10 @@
 #include <procpool/common/byte_ring.hpp>
 #include <procpool/common/worker_segment.hpp>
 
+#include "support/local_ring.hpp"
+
 using namespace procpool::detail;
 
-namespace {
-struct LocalRing {
-  explicit LocalRing(size_t cap) : data(cap), producer(&header, data.data(), cap), consumer(&header, data.data(), cap) {}
-  RingHeader header;
-  std::vector<std::byte> data;
-  ByteRing producer;
-  ByteRing consumer;
-};
-}  // namespace
 
 TEST_CASE("ByteRing.BytesSurviveWrappingAround" * doctest::timeout(10)) {
   LocalRing r(64);

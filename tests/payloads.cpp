@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -107,6 +110,34 @@ TEST_CASE("Payloads.CallsAndAnswersThatWrapPastTheRingsEndAreReadWhereTheyLie" *
   }
 }
 
+TEST_CASE("Payloads.AMapChunksAnswerMayStreamOutBeforeItsCallHasStreamedIn" * doctest::timeout(60)) {
+  // The chunk's first results fill the response ring while the host is
+  // still sending the rest of the chunk: their parts answer a call not yet
+  // wholly sent.
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = 4096});
+  std::vector<std::string> in(8, std::string(64 << 10, 'x'));
+  for (size_t i = 0; i < in.size(); ++i) in[i][i] = 'y';
+  CHECK(pool.map(tasks::echo, in, 8).get() == in);
+}
+
+TEST_CASE("Payloads.AnswersThatFillTheRingToExactlyAHeaderOfRoomStayInStep" * doctest::timeout(60)) {
+  // With the reactor held back, answers pile up in the ring: 14 frames of
+  // 272 bytes and one of 264 leave room for one header and no more.
+  boost::asio::io_context io;
+  auto work = boost::asio::make_work_guard(io);
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = 4096, .io_context = &io});
+  std::vector<procpool::Future<std::string>> fs;
+  for (int i = 0; i < 14; ++i) fs.push_back(pool.submit(tasks::make_text, size_t{240}));
+  fs.push_back(pool.submit(tasks::make_text, size_t{232}));
+  fs.push_back(pool.submit(tasks::make_text, size_t{100}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::thread reactor([&] { io.run(); });
+  for (auto& f : fs) CHECK_NOTHROW(f.get());
+  work.reset();
+  io.stop();
+  reactor.join();
+}
+
 TEST_CASE("Payloads.LargerThanTheRingStreamsThrough" * doctest::timeout(60)) {
   procpool::ProcessPool pool({.workers = 2, .ring_bytes = 4096});
   std::string text(1 << 20, 'x');
@@ -209,8 +240,8 @@ TEST_CASE("Payloads.AResultPastTheLimitThatStreamsInPartsFailsWithTheLimit" * do
 }
 
 TEST_CASE("Payloads.ResultThatFailsToEncodeGivesSerializationError" * doctest::timeout(60)) {
-  // Small results fail inside the ring, large ones after spilling past it:
-  // either way the half-written response is dropped and the ring stays sound.
+  // Small results fail inside the ring, large ones after parts of them went
+  // out: either way the half-written answer is dropped and the ring stays sound.
   procpool::ProcessPool pool({.workers = 1, .ring_bytes = 4096});
   for (size_t bytes : {size_t{10}, size_t{3000}, size_t{1} << 20}) {
     CAPTURE(bytes);

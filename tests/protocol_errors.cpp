@@ -60,6 +60,16 @@ TEST_CASE("ProtocolErrors.SkippingACallAfterSendingPartsOfItsAnswerKillsTheWorke
 TEST_CASE("ProtocolErrors.PartsAddingUpPastTheMessageLimitKillTheWorker" * doctest::timeout(60)) {
   garbage_fails_only_that_task("parts_over_limit", "a response of 1073741828 bytes, over max_message_bytes");
 }
+TEST_CASE("ProtocolErrors.AnEmptyPartKillsTheWorker" * doctest::timeout(60)) {
+  // Else a worker could keep the host reading frames that add nothing.
+  garbage_fails_only_that_task("empty_part", "a Part frame of only 0 bytes");
+}
+TEST_CASE("ProtocolErrors.ASmallPartAfterTheFirstKillsTheWorker" * doctest::timeout(60)) {
+  garbage_fails_only_that_task("small_later_part", "a Part frame of only 8 bytes");
+}
+TEST_CASE("ProtocolErrors.DroppingPartsTwiceInOneAnswerKillsTheWorker" * doctest::timeout(60)) {
+  garbage_fails_only_that_task("dropped_twice", "a Dropped frame with no parts");
+}
 TEST_CASE("ProtocolErrors.ForgedRingHeadKillsTheWorker" * doctest::timeout(60)) {
   garbage_fails_only_that_task("bad_head", "response ring head out of range");
 }

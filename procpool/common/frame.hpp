@@ -54,6 +54,15 @@ inline FrameHeader make_frame_header(FrameKind kind, TaskId task, uint64_t lengt
 static_assert(sizeof(FrameHeader) == 24 && alignof(FrameHeader) == 8);
 
 
+// A worker publishes a Part when its ring is full, and then waits for a
+// quarter of the ring to be free before it goes on; so every Part of an
+// answer but the first (and the first after a Dropped) carries at least
+// this many bytes. The host holds workers to it: with the sum of the parts
+// capped by max_message_bytes, it bounds the frames one answer can take.
+inline size_t min_later_part_bytes(size_t ring_capacity) noexcept {
+  return ring_capacity / 4 > sizeof(FrameHeader) ? ring_capacity / 4 - sizeof(FrameHeader) : 1;
+}
+
 inline bool is_response(uint32_t kind) noexcept {
   return kind >= static_cast<uint32_t>(FrameKind::Value) && kind <= static_cast<uint32_t>(FrameKind::Dropped) &&
          kind != static_cast<uint32_t>(FrameKind::CallMany);

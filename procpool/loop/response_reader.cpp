@@ -43,7 +43,12 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
           return condemn(slot, "it wrote a frame claiming " + std::to_string(h.handles) + " shared buffers");
         bool part = h.kind == static_cast<uint32_t>(FrameKind::Part);
         bool dropped = h.kind == static_cast<uint32_t>(FrameKind::Dropped);
-        if (dropped && (!slot.parts || h.length != 0))
+        // Each part but the first is large, and parts are dropped at most
+        // once an answer: a worker cannot keep the host reading frames that
+        // add nothing (with max_message_bytes, this bounds an answer's frames).
+        if (part && h.length < (slot.parts ? min_later_part_bytes(ring.capacity()) : 1))
+          return condemn(slot, "it wrote a Part frame of only " + std::to_string(h.length) + " bytes");
+        if (dropped && (!slot.parts || h.length != 0 || slot.dropped))
           return condemn(slot, "it wrote a Dropped frame with no parts of an answer to drop");
         if (slot.parts && h.kind == static_cast<uint32_t>(FrameKind::Skipped))
           return condemn(slot, "it wrote a Skipped answer after parts of one");
@@ -58,7 +63,10 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
         Answered answered;
         {
           std::lock_guard dispatch(dispatch_mutex_);
-          if (slot.sent == 0)
+          // A map chunk's calls run while the rest of its frame streams in:
+          // parts of its answer may come before the host has sent it all.
+          bool arriving = slot.sent == 0 && slot.sent_bytes >= sizeof(FrameHeader) && !ends;
+          if (slot.sent == 0 && !arriving)
             mismatch = "it wrote an answer to task " + std::to_string(h.task_id) + ", but it was running none";
           else if (slot.assigned.front().id != h.task_id)
             mismatch = "it wrote an answer to task " + std::to_string(h.task_id) + ", but it was running task " +
@@ -81,6 +89,7 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
         consume(sizeof h);
         if (dropped) {
           slot.parts = false;
+          slot.dropped = true;
           continue;
         }
         // The answer is reassembled in `partial`, which grows as bytes
@@ -102,6 +111,7 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
       slot.have_header = false;
       slot.parts = slot.header.kind == static_cast<uint32_t>(FrameKind::Part);
       if (slot.parts) continue;  // more of it follows
+      slot.dropped = false;
       Answered answered;
       {
         std::lock_guard dispatch(dispatch_mutex_);

@@ -65,9 +65,14 @@ struct WorkerSlot {
   bool have_header = false;  // `header` is read, frame_left bytes of its payload are still to come
   FrameHeader header{};
   size_t frame_left = 0;
-  bool parts = false;  // `partial` holds the Part frames of an answer whose last frame is still to come
+  bool parts = false;    // `partial` holds the Part frames of an answer whose last frame is still to come
+  bool dropped = false;  // this answer's parts were dropped once already
   ByteBuffer partial;
   bool reading_answer() const noexcept { return have_header || parts; }
+  void forget_answer() noexcept {
+    have_header = parts = dropped = false;
+    partial = ByteBuffer();
+  }
   // When `partial` last held an answer larger than the ring: it is kept for
   // the next one (fresh pages cost more than the copy) until the pool's
   // trim finds it unused for kKeepLargeBuffer (PoolCore::on_trim).

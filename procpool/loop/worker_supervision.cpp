@@ -34,9 +34,7 @@ void PoolCore::spawn(WorkerSlot& slot) {
   slot.sent = slot.sent_bytes = 0;
   slot.handles_sent = false;
   slot.answered = 0;
-  slot.have_header = false;
-  slot.parts = false;
-  slot.partial = ByteBuffer();
+  slot.forget_answer();
   slot.condemned.clear();
   slot.request_fault.clear();
   watch_death(slot);
@@ -61,6 +59,7 @@ void PoolCore::on_death(WorkerSlot& slot) {
     if (sig == 0 && code == -1) sig = slot.segment->control().crash_signal.load(std::memory_order_relaxed);
     // Answers the worker completed before it died are valid: take them.
     if (slot.condemned.empty()) drain_slot(slot, out);
+    slot.forget_answer();  // what is left of one will not come (nor its buffer be trimmed)
 
     std::lock_guard dispatch(dispatch_mutex_);
     slot.alive = false;

@@ -3,8 +3,8 @@
 // Encodes a worker's response straight into the free space of its response
 // ring, so a result is copied once, not encoded into a buffer and copied
 // again. The frame header's place is reserved first and filled in when the
-// payload's length is known; nothing is published until finish(), and a
-// response can still be dropped (discard) if encoding fails half-way.
+// payload's length is known; a response that fits is published whole by
+// finish(), and can still be dropped (discard) if encoding fails half-way.
 //
 // A response larger than the ring's free space goes in parts: when the ring
 // is full, what is written so far is published as a Part frame, the writer
@@ -15,7 +15,6 @@
 //
 // Past `max_bytes` of payload nothing more is written, only counted: the
 // caller sees payload_size() over the limit and answers with the error.
-#include <algorithm>
 #include <cstring>
 
 #include <procpool/common/archive.hpp>
@@ -51,9 +50,16 @@ class ResponseWriter final : public ByteSink {
       if (size == 0) return;
       // The ring is full: send what this frame holds, wait for the host to
       // take some, go on in a new frame. Waiting for a quarter of the ring
-      // keeps parts large (a header per part, a wake-up per part).
-      if (frame_bytes() > 0) publish_frame(FrameKind::Part);
-      wait_for_room(std::max(ring_.capacity() / 4, sizeof(FrameHeader) + 1));
+      // keeps parts large (a header per part, a wake-up per part), as the
+      // host requires (min_later_part_bytes). A frame that holds nothing
+      // yet waits and goes on as it is.
+      size_t room = min_later_part_bytes(ring_.capacity()) + sizeof(FrameHeader);
+      if (frame_bytes() == 0) {
+        wait_for_room(room);
+        continue;
+      }
+      publish_frame(FrameKind::Part);
+      wait_for_room(room);
       start_frame();
     }
   }

@@ -132,20 +132,33 @@ int misbehave(std::string how) {
     ring.write_some(&h, sizeof h);
     ring.write_some(&forged, sizeof forged);
     ring.publish();
-  } else if (how == "skip_after_part" || how == "parts_over_limit") {
-    // A Part of 8 bytes, then a Skipped answer, or a Part that would take
-    // the answer past max_message_bytes (1 GiB by default).
-    FrameHeader part = make_frame_header(FrameKind::Part, h.task_id, 8);
+  } else if (how == "skip_after_part" || how == "parts_over_limit" || how == "small_later_part" ||
+             how == "dropped_twice" || how == "empty_part") {
+    // A Part of 8 bytes (none for "empty_part"), then: a Skipped answer; a
+    // Part that would take the answer past max_message_bytes (1 GiB by
+    // default); a second small Part; or Dropped, a Part, and Dropped again.
+    FrameHeader part = make_frame_header(FrameKind::Part, h.task_id, how == "empty_part" ? 0 : 8);
+    FrameHeader dropped = make_frame_header(FrameKind::Dropped, h.task_id, 0);
     uint64_t bytes = 0;
-    ring.write_some(&part, sizeof part);
-    ring.write_some(&bytes, sizeof bytes);
+    auto send_part = [&] {
+      ring.write_some(&part, sizeof part);
+      ring.write_some(&bytes, part.length);
+    };
+    send_part();
     if (how == "skip_after_part") {
       h.kind = static_cast<uint32_t>(FrameKind::Skipped);
-    } else {
+      ring.write_some(&h, sizeof h);
+    } else if (how == "parts_over_limit") {
       h.kind = static_cast<uint32_t>(FrameKind::Part);
       h.length = (uint64_t{1} << 30) - 4;
+      ring.write_some(&h, sizeof h);
+    } else if (how == "small_later_part") {
+      send_part();
+    } else if (how == "dropped_twice") {
+      ring.write_some(&dropped, sizeof dropped);
+      send_part();
+      ring.write_some(&dropped, sizeof dropped);
     }
-    ring.write_some(&h, sizeof h);
     ring.publish();
   } else if (how == "short_map_answer") {
     // The answer to a map chunk of several calls, holding one int result.

@@ -79,7 +79,8 @@ int crash(std::string how);
 // Writes a forged frame into this worker's response ring the way a broken
 // worker would ("bad_magic", "bad_kind", "wrong_task", "huge_length",
 // "bad_head", "bad_tail", "garbage_value", "dropped_alone",
-// "skip_after_part", "parts_over_limit"), then hangs until killed.
+// "skip_after_part", "parts_over_limit", "small_later_part",
+// "dropped_twice", "empty_part"), then hangs until killed.
 int misbehave(std::string how);
 
 }  // namespace tasks
