@@ -25,7 +25,7 @@ struct Frame {
   std::vector<std::byte> payload;
 };
 
-// Reads whole frames as the host would, until one that ends an answer.
+// Reads n bytes as the host does, freeing the space and waking the writer.
 void read(LocalRing& r, void* to, size_t n) {
   auto* at = static_cast<std::byte*>(to);
   while (n > 0) {
@@ -40,6 +40,7 @@ void read(LocalRing& r, void* to, size_t n) {
     n -= k;
   }
 }
+// Reads whole frames, until one that ends an answer.
 std::vector<Frame> read_answer(LocalRing& r) {
   std::vector<Frame> frames;
   for (;;) {
