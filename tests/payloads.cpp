@@ -4,6 +4,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -136,6 +137,36 @@ TEST_CASE("Payloads.AnswersThatFillTheRingToExactlyAHeaderOfRoomStayInStep" * do
   work.reset();
   io.stop();
   reactor.join();
+}
+
+namespace {
+[[maybe_unused]] long minor_faults_of_this_thread() {
+  rusage usage{};
+  getrusage(RUSAGE_THREAD, &usage);
+  return usage.ru_minflt;
+}
+}  // namespace
+
+TEST_CASE("Payloads.ALargeCallIsEncodedIntoTheBufferOfTheLargeCallBefore" * doctest::timeout(60)) {
+  // A submit encodes its call on the caller's thread. The first large one
+  // fills fresh pages; the next, within 100 ms of the first's answer, the
+  // same ones again.
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = size_t{1} << 20});
+  std::vector<unsigned char> data(size_t{48} << 20, 0x5a);  // 12,288 pages
+  long before = minor_faults_of_this_thread();
+  auto first = pool.submit(tasks::echo_bytes, data);
+  long first_faults = minor_faults_of_this_thread() - before;
+  CHECK(first.get().size() == data.size());
+  before = minor_faults_of_this_thread();
+  auto second = pool.submit(tasks::echo_bytes, data);
+  long second_faults = minor_faults_of_this_thread() - before;
+  CHECK(second.get().size() == data.size());
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  CHECK(first_faults > 10000);
+  CHECK(second_faults < 2000);
+#else
+  (void)first_faults, (void)second_faults;  // a sanitizer's allocator has its own ways
+#endif
 }
 
 TEST_CASE("Payloads.LargerThanTheRingStreamsThrough" * doctest::timeout(60)) {

@@ -62,6 +62,10 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   std::chrono::nanoseconds poll_budget(size_t request_bytes) const noexcept override;
   void polled(bool productive) noexcept override;
   size_t max_message_bytes() const noexcept { return options_.max_message_bytes; }
+  // A call being encoded needs `need` bytes, more than its frame holds: if
+  // that is past a ring's worth and the pool kept a large call's frame, the
+  // frame moves into it.
+  void lend_spare_frame(ByteBuffer& frame, size_t need);
   size_t worker_count() const noexcept { return slots_.size(); }
   std::vector<pid_t> worker_pids();
   boost::asio::io_context::executor_type executor() noexcept { return io_.get_executor(); }
@@ -117,9 +121,11 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void settle_answer(WorkerSlot& slot, Answered& answered, const FrameHeader& header,
                      std::span<const std::byte> payload, std::span<const std::byte> rest, Published& out);
   void condemn(WorkerSlot& slot, const std::string& why);
-  // Large reassembly buffers: kept after use, given back once unused for
-  // kKeepLargeBuffer (a timer on the reactor checks).
+  // Large reassembly buffers, and the frame of a large call: kept after
+  // use, given back once unused for kKeepLargeBuffer (a timer on the
+  // reactor checks). Fresh pages cost more than the copy into them.
   void keep_large_buffer_locked(WorkerSlot& slot);
+  void keep_spare_frame_locked(ByteBuffer& frame);  // both mutexes held
   void schedule_trim_locked();
   void on_trim();
   // After a reactor turn: in a burst of submits with calls in flight,
@@ -197,6 +203,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   static constexpr auto kKeepLargeBuffer = std::chrono::milliseconds(100);
   std::unique_ptr<boost::asio::steady_timer> trim_timer_;  // guarded by drain_mutex_
   bool trim_due_ = false;                                   // guarded by drain_mutex_
+  ByteBuffer spare_frame_;                                  // guarded by dispatch_mutex_
+  std::chrono::steady_clock::time_point spare_used_{};     // guarded by dispatch_mutex_
   TaskId next_task_ = 0;
   bool accepting_ = false;
   bool stopping_ = false;

@@ -31,6 +31,8 @@ ProcessPool::executor_type ProcessPool::get_executor() const noexcept { return c
 
 size_t ProcessPool::max_message_bytes() const noexcept { return core_->max_message_bytes(); }
 
+void detail::FrameSink::make_room(size_t need) { core_.lend_spare_frame(frame_, need); }
+
 void ProcessPool::enqueue_frame(detail::ByteBuffer frame, detail::HandleList handles, detail::FrameKind kind,
                                 uint32_t function_id, std::shared_ptr<detail::StateBase> state) {
   core_->submit(std::move(frame), std::move(handles), kind, function_id, std::move(state));

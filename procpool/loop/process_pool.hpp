@@ -27,7 +27,24 @@ namespace procpool {
 
 namespace detail {
 class PoolCore;
-}
+
+// Where a call is encoded: its frame. A call that outgrows a ring's worth
+// takes over the buffer of an earlier large call if the pool kept one
+// (PoolCore::lend_spare_frame): fresh pages cost more than the copy into them.
+class FrameSink final : public ByteSink {
+ public:
+  FrameSink(ByteBuffer& frame, PoolCore& core) noexcept : frame_(frame), core_(core) {}
+  void write(const void* data, size_t size) override {
+    if (size > frame_.capacity() - frame_.size()) make_room(frame_.size() + size);
+    frame_.append(data, size);
+  }
+
+ private:
+  void make_room(size_t need);
+  ByteBuffer& frame_;
+  PoolCore& core_;
+};
+}  // namespace detail
 
 // A pool of forked worker processes that run registered functions.
 //
@@ -149,7 +166,8 @@ Future<R> ProcessPool::enqueue(uint32_t function_id, const detail::FunctionEntry
   detail::HandleList handles;  // the SharedBytes among the arguments
   try {
     frame.grow(sizeof(detail::FrameHeader));
-    detail::OutputArchive ar(frame, &handles);
+    detail::FrameSink sink(frame, *core_);
+    detail::OutputArchive ar(sink, &handles);
     ar(function_id, entry.fingerprint);
     encode(ar);
   } catch (const ResourceLimitExceeded&) {

@@ -149,6 +149,7 @@ PoolCore::Answered PoolCore::take_front_locked(WorkerSlot& slot) {
   slot.count_calls();
   --slot.sent;
   ++slot.answered;
+  if (a.task.frame.capacity() > options_.ring_bytes) keep_spare_frame_locked(a.task.frame);
   return a;
 }
 
@@ -227,7 +228,29 @@ void PoolCore::schedule_trim_locked() {
   }
 }
 
+void PoolCore::keep_spare_frame_locked(ByteBuffer& frame) {
+  if (spare_frame_.capacity() > ByteBuffer::kInline) return;  // one is enough (the other is freed outside the lock)
+  schedule_trim_locked();
+  if (!trim_due_) return;  // no timer would give it back
+  spare_frame_ = std::move(frame);
+  spare_used_ = std::chrono::steady_clock::now();
+}
+
+void PoolCore::lend_spare_frame(ByteBuffer& frame, size_t need) {
+  if (need <= options_.ring_bytes) return;
+  ByteBuffer spare;
+  {
+    std::lock_guard dispatch(dispatch_mutex_);
+    if (spare_frame_.capacity() < need) return;
+    spare = std::move(spare_frame_);
+  }
+  spare.clear();
+  spare.append(frame.data(), frame.size());  // the little encoded so far
+  frame = std::move(spare);
+}
+
 void PoolCore::on_trim() {
+  ByteBuffer old_frame;  // freed after the locks
   std::lock_guard drain(drain_mutex_);
   trim_due_ = false;
   if (stopping_) return;
@@ -237,6 +260,13 @@ void PoolCore::on_trim() {
     if (slot->reading_answer() || slot->partial.capacity() <= slot->responses.capacity()) continue;
     if (now - slot->partial_used >= kKeepLargeBuffer) slot->partial = ByteBuffer();
     else kept = true;
+  }
+  {
+    std::lock_guard dispatch(dispatch_mutex_);
+    if (spare_frame_.capacity() > ByteBuffer::kInline) {
+      if (now - spare_used_ >= kKeepLargeBuffer) old_frame = std::move(spare_frame_);
+      else kept = true;
+    }
   }
   if (kept) schedule_trim_locked();  // look again once that one is old enough
 }
