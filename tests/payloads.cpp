@@ -283,6 +283,16 @@ TEST_CASE("Payloads.ResultThatFailsToEncodeGivesSerializationError" * doctest::t
   }
 }
 
+TEST_CASE("Payloads.AnswersThatDropTheirPartsComeOneAfterAnother" * doctest::timeout(60)) {
+  // Each drops the parts it sent and answers with the error instead, which
+  // is small: the worker is as sound after the second as after the first.
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = 4096});
+  pid_t worker = pool.worker_pids().at(0);
+  for (int i = 0; i < 3; ++i)
+    CHECK_THROWS_AS(pool.submit(tasks::half_saved, size_t{1} << 20).get(), procpool::SerializationError);
+  CHECK(pool.worker_pids().at(0) == worker);
+}
+
 TEST_CASE("Payloads.ContainersOfEmptyElementsRoundTrip" * doctest::timeout(60)) {
   procpool::ProcessPool pool({.workers = 1});
   pid_t worker = pool.worker_pids().at(0);

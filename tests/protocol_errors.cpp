@@ -68,7 +68,7 @@ TEST_CASE("ProtocolErrors.ASmallPartAfterTheFirstKillsTheWorker" * doctest::time
   garbage_fails_only_that_task("small_later_part", "a Part frame of only 8 bytes");
 }
 TEST_CASE("ProtocolErrors.DroppingPartsTwiceInOneAnswerKillsTheWorker" * doctest::timeout(60)) {
-  garbage_fails_only_that_task("dropped_twice", "a Dropped frame with no parts");
+  garbage_fails_only_that_task("dropped_twice", "it dropped the parts of one answer twice");
 }
 TEST_CASE("ProtocolErrors.ForgedRingHeadKillsTheWorker" * doctest::timeout(60)) {
   garbage_fails_only_that_task("bad_head", "response ring head out of range");

@@ -12,7 +12,9 @@
 //     worker (PR_SET_PDEATHSIG is tied to the forking thread, which must
 //     outlive the workers), waits on the workers' doorbell eventfds and pidfds.
 //   - dispatch_mutex_: pending_ and each slot's assigned/sent state, and
-//     writing into request rings. Taken by submitting threads and the reactor.
+//     writing into request rings; also the kept frame of a large call
+//     (spare_frame_), which a submitting thread takes while it encodes.
+//     Taken by submitting threads and the reactor.
 //   - drain_mutex_: reading response rings. Taken by the reactor, by a
 //     thread polling from Future::wait, or by a submitting thread that found
 //     every worker full (both with try_lock: one drainer at a time).
@@ -115,7 +117,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
     TaskRecord task;
     bool withdrawn = false;  // it was put on the worker's CancelList
   };
-  Answered take_front_locked(WorkerSlot& slot);  // dispatch_mutex_ held
+  Answered take_front_locked(WorkerSlot& slot);  // both mutexes held
   // Decodes the answer, whose payload is `payload` then `rest`, into the
   // call's state (or fails it, and condemns the worker, if it is malformed).
   void settle_answer(WorkerSlot& slot, Answered& answered, const FrameHeader& header,

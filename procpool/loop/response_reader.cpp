@@ -48,8 +48,9 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
         // add nothing (with max_message_bytes, this bounds an answer's frames).
         if (part && h.length < (slot.parts ? min_later_part_bytes(ring.capacity()) : 1))
           return condemn(slot, "it wrote a Part frame of only " + std::to_string(h.length) + " bytes");
-        if (dropped && (!slot.parts || h.length != 0 || slot.dropped))
+        if (dropped && (!slot.parts || h.length != 0))
           return condemn(slot, "it wrote a Dropped frame with no parts of an answer to drop");
+        if (dropped && slot.dropped) return condemn(slot, "it dropped the parts of one answer twice");
         if (slot.parts && h.kind == static_cast<uint32_t>(FrameKind::Skipped))
           return condemn(slot, "it wrote a Skipped answer after parts of one");
         // One lock per answer: it must be to the call at the front of the
@@ -75,6 +76,7 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
             answered = take_front_locked(slot);
         }
         if (!mismatch.empty()) return condemn(slot, mismatch);
+        if (ends) slot.dropped = false;  // the next answer may drop its parts once again
         if (in_place) {
           // An answer that did not need the large buffer: give it back, as
           // a worker does its own (large answers no longer come in a row).
@@ -111,7 +113,6 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
       slot.have_header = false;
       slot.parts = slot.header.kind == static_cast<uint32_t>(FrameKind::Part);
       if (slot.parts) continue;  // more of it follows
-      slot.dropped = false;
       Answered answered;
       {
         std::lock_guard dispatch(dispatch_mutex_);
@@ -229,7 +230,7 @@ void PoolCore::schedule_trim_locked() {
 }
 
 void PoolCore::keep_spare_frame_locked(ByteBuffer& frame) {
-  if (spare_frame_.capacity() > ByteBuffer::kInline) return;  // one is enough (the other is freed outside the lock)
+  if (spare_frame_.capacity() > ByteBuffer::kInline) return;  // one is enough
   schedule_trim_locked();
   if (!trim_due_) return;  // no timer would give it back
   spare_frame_ = std::move(frame);
@@ -241,7 +242,9 @@ void PoolCore::lend_spare_frame(ByteBuffer& frame, size_t need) {
   ByteBuffer spare;
   {
     std::lock_guard dispatch(dispatch_mutex_);
-    if (spare_frame_.capacity() < need) return;
+    // Not one far larger than the call: it would stay in use (resident)
+    // where a buffer of the call's own size would do.
+    if (spare_frame_.capacity() < need || spare_frame_.capacity() / 4 > need) return;
     spare = std::move(spare_frame_);
   }
   spare.clear();
