@@ -68,7 +68,7 @@ inline const std::vector<std::string>& system_order() {
 }
 
 inline std::string system_label(const std::string& system) {
-  if (system == "procpool-shared") return "procpool, SharedBytes payload (zero-copy)";
+  if (system == "procpool-shared") return "procpool, SharedBytes payload";
   if (system == "python-ppe") return "Python asyncio + ProcessPoolExecutor";
   if (system == "python-loky") return "Python asyncio + loky";
   if (system == "floor-spin") return "floor: shm ping-pong, spinning";
