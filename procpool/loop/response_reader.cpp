@@ -102,7 +102,7 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
         slot.frame_left = static_cast<size_t>(h.length);
         continue;
       }
-      // Reassembling an answer that streams through the ring (or wraps).
+      // Reassembling an answer not all here yet, or one that comes in parts.
       size_t k = std::min(slot.frame_left, avail);
       if (k > 0) {
         ring.peek(slot.partial.grow(k), k);
