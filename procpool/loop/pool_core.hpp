@@ -65,8 +65,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void polled(bool productive) noexcept override;
   size_t max_message_bytes() const noexcept { return options_.max_message_bytes; }
   // A call being encoded needs `need` bytes, more than its frame holds: if
-  // that is past a ring's worth and the pool kept a large call's frame, the
-  // frame moves into it.
+  // that is past a ring's worth and the pool kept a large call's frame that
+  // holds `need` and is at most four times that, the frame moves into it.
   void lend_spare_frame(ByteBuffer& frame, size_t need);
   size_t worker_count() const noexcept { return slots_.size(); }
   std::vector<pid_t> worker_pids();

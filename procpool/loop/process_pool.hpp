@@ -29,8 +29,9 @@ namespace detail {
 class PoolCore;
 
 // Where a call is encoded: its frame. A call that outgrows a ring's worth
-// takes over the buffer of an earlier large call if the pool kept one
-// (PoolCore::lend_spare_frame): fresh pages cost more than the copy into them.
+// takes over the buffer of an earlier large call if the pool kept one that
+// fits it and is at most four times its size (PoolCore::lend_spare_frame):
+// fresh pages cost more than the copy into them.
 class FrameSink final : public ByteSink {
  public:
   FrameSink(ByteBuffer& frame, PoolCore& core) noexcept : frame_(frame), core_(core) {}

@@ -230,10 +230,12 @@ void PoolCore::schedule_trim_locked() {
 }
 
 void PoolCore::keep_spare_frame_locked(ByteBuffer& frame) {
-  if (spare_frame_.capacity() > ByteBuffer::kInline) return;  // one is enough
+  // One is kept, the larger (the smaller goes back with `frame`, freed
+  // after the dispatch lock).
+  if (frame.capacity() <= spare_frame_.capacity()) return;
   schedule_trim_locked();
   if (!trim_due_) return;  // no timer would give it back
-  spare_frame_ = std::move(frame);
+  std::swap(spare_frame_, frame);
   spare_used_ = std::chrono::steady_clock::now();
 }
 
@@ -248,7 +250,7 @@ void PoolCore::lend_spare_frame(ByteBuffer& frame, size_t need) {
     spare = std::move(spare_frame_);
   }
   spare.clear();
-  spare.append(frame.data(), frame.size());  // the little encoded so far
+  spare.append(frame.data(), frame.size());  // what is encoded so far
   frame = std::move(spare);
 }
 
