@@ -119,12 +119,6 @@ class ByteRing {
     size_t k = std::min(n, cap_ - at);
     return {{data_ + at, k}, {data_, n - k}};
   }
-  // The readable bytes from the tail up to the ring's end, at most `most`;
-  // caller checked readable().
-  std::span<const std::byte> piece(size_t most) const noexcept {
-    size_t at = static_cast<size_t>(tail_ & mask_);
-    return {data_ + at, std::min({most, static_cast<size_t>(head_ - tail_), cap_ - at})};
-  }
   // Frees n bytes; true when the producer waits for space and must be woken.
   bool consume(size_t n) noexcept {
     tail_ += n;

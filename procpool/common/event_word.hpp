@@ -60,4 +60,21 @@ void futex_wake_all(std::atomic<uint32_t>& word) noexcept;
 void futex_wait_private(std::atomic<uint32_t>& word, uint32_t expected, const timespec* relative_timeout) noexcept;
 void futex_wake_all_private(std::atomic<uint32_t>& word) noexcept;
 
+// Waiter side, whole: sleeps on `word` (cross-process) until ready(), which
+// is checked after every announcement. True if it slept at least once.
+template <class Ready>
+bool sleep_until(std::atomic<uint32_t>& word, Ready ready) {
+  bool slept = false;
+  while (!ready()) {
+    uint32_t seen = announce_sleep(word);
+    if (ready()) {
+      withdraw_sleep(word);
+      break;
+    }
+    futex_wait(word, seen, nullptr);
+    slept = true;
+  }
+  return slept;
+}
+
 }  // namespace procpool::detail

@@ -64,8 +64,16 @@ inline size_t min_later_part_bytes(size_t ring_capacity) noexcept {
 }
 
 inline bool is_response(uint32_t kind) noexcept {
-  return kind >= static_cast<uint32_t>(FrameKind::Value) && kind <= static_cast<uint32_t>(FrameKind::Dropped) &&
-         kind != static_cast<uint32_t>(FrameKind::CallMany);
+  switch (static_cast<FrameKind>(kind)) {
+    case FrameKind::Value:
+    case FrameKind::Exception:
+    case FrameKind::Skipped:
+    case FrameKind::Part:
+    case FrameKind::Dropped:
+      return true;
+    default:
+      return false;
+  }
 }
 
 }  // namespace procpool::detail

@@ -108,15 +108,7 @@ class ResponseWriter final : public ByteSink {
   }
   // The host frees space as it reads; it wakes this side if it sleeps.
   void wait_for_room(size_t bytes) {
-    auto& event = ring_.header().space_event;
-    while (ring_.free_space(bytes) < bytes) {
-      uint32_t seen = announce_sleep(event);
-      if (ring_.free_space(bytes) >= bytes) {
-        withdraw_sleep(event);
-        return;
-      }
-      futex_wait(event, seen, nullptr);
-    }
+    sleep_until(ring_.header().space_event, [&] { return ring_.free_space(bytes) >= bytes; });
   }
 
   ByteRing& ring_;

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -120,7 +121,9 @@ class WorkerLoop {
     std::span<const std::byte> next(size_t most) override {
       release();
       loop_.wait_readable(1, false);
-      std::span<const std::byte> piece = loop_.requests_.piece(most);
+      // What has come, up to the ring's end.
+      std::span<const std::byte> piece =
+          loop_.requests_.pieces(0, std::min(most, loop_.requests_.readable())).first;
       held_ = piece.size();
       return piece;
     }
@@ -243,16 +246,7 @@ class WorkerLoop {
         if (now > eager) sched_yield();
       } while (now < until);
     }
-    auto& event = requests_.header().data_event;
-    for (;;) {
-      uint32_t seen = announce_sleep(event);
-      if (requests_.readable() >= n) {
-        withdraw_sleep(event);
-        return;
-      }
-      futex_wait(event, seen, nullptr);
-      woken_ = after_task;
-    }
+    if (sleep_until(requests_.header().data_event, [&] { return requests_.readable() >= n; })) woken_ = after_task;
   }
 
   void release_request(size_t n) {
