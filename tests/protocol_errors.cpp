@@ -4,6 +4,13 @@
 // behind it run on the replacement, and the host carries on.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include <procpool/worker/worker_loop.hpp>
+
 #include "support/census.hpp"
 #include "support/task_functions.hpp"
 
@@ -93,11 +100,61 @@ TEST_CASE("ProtocolErrors.ForgedRequestTailKillsTheWorker" * doctest::timeout(60
   CHECK(census::leaks_since(before) == "");
 }
 
-TEST_CASE("ProtocolErrors.PartOfAHeaderThenDeathIsACrashNotAHang" * doctest::timeout(60)) {
+TEST_CASE("ProtocolErrors.PartOfAHeaderThenDeathFailsOnlyThatCall" * doctest::timeout(60)) {
+  // Which the host sees first, the bytes or the death, is a race: either
+  // names the worker's fault, and the calls behind it run.
   procpool::ProcessPool pool({.workers = 1});
   auto bad = pool.submit(tasks::misbehave_text, std::string("partial_header_then_die"));
   std::vector<procpool::Future<int>> queued;
   for (int i = 0; i < 5; ++i) queued.push_back(pool.submit(tasks::identity, i));
-  CHECK_THROWS_WITH_AS(bad.get(), doctest::Contains("killed by SIGKILL"), procpool::WorkerCrashed);
+  try {
+    bad.get();
+    FAIL("expected WorkerCrashed or ProtocolError");
+  } catch (const procpool::WorkerCrashed& e) {
+    CHECK(std::string(e.what()).find("killed by SIGKILL") != std::string::npos);
+  } catch (const procpool::ProtocolError& e) {
+    CHECK(std::string(e.what()).find("less than a frame header") != std::string::npos);
+  }
   for (int i = 0; i < 5; ++i) CHECK(queued[static_cast<size_t>(i)].get() == i);
+}
+
+// A worker publishes whole frames; bytes that stop inside one are all that
+// will come, while the worker sleeps.
+TEST_CASE("ProtocolErrors.PartOfAHeaderWhileTheWorkerSleepsKillsTheWorker" * doctest::timeout(60)) {
+  garbage_fails_only_that_task("partial_header", "it published 5 bytes, less than a frame header");
+}
+TEST_CASE("ProtocolErrors.AHeaderWhosePayloadNeverComesKillsTheWorker" * doctest::timeout(60)) {
+  garbage_fails_only_that_task("header_only", "a frame header announcing 100 bytes, but only 0 of them");
+}
+
+namespace {
+// Counts its runs in `path`, then breaks the protocol after setting its
+// worker's `started` count back to zero, as if it had never begun a call.
+int forge_and_deny(std::string path) {
+  tasks::record_run(path, 1);
+  auto* segment = procpool::detail::current_worker_segment();
+  segment->control().started.store(0);
+  return tasks::misbehave("bad_magic");
+}
+PROCPOOL_REGISTER(forge_and_deny);
+}  // namespace
+
+TEST_CASE("ProtocolErrors.AWorkerThatBrokeTheProtocolIsNotBelievedAboutWhatItStarted" * doctest::timeout(60)) {
+  char path[] = "/tmp/procpool-denied-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  {
+    procpool::ProcessPool pool({.workers = 1});
+    auto bad = pool.submit(forge_and_deny, std::string(path));
+    auto next = pool.submit(tasks::identity, 5);
+    CHECK_THROWS_WITH_AS(bad.get(), doctest::Contains("bad magic number"), procpool::ProtocolError);
+    CHECK(next.get() == 5);  // it had not started: it runs on the replacement
+  }
+  std::ifstream runs(path);
+  std::string line;
+  int count = 0;
+  while (std::getline(runs, line)) ++count;
+  CHECK(count == 1);  // never sent again
+  std::remove(path);
 }

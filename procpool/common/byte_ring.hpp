@@ -128,13 +128,17 @@ class ByteRing {
   }
 
  private:
+  // n == 0 returns before memcpy: an empty payload's pointer may be null,
+  // and memcpy's arguments must not be, even for no bytes.
   void copy_in(uint64_t pos, const void* src, size_t n) noexcept {
+    if (n == 0) return;
     size_t at = static_cast<size_t>(pos & mask_);
     size_t first = std::min(n, cap_ - at);
     std::memcpy(data_ + at, src, first);
     std::memcpy(data_, static_cast<const std::byte*>(src) + first, n - first);
   }
   void copy_out(uint64_t pos, void* dst, size_t n) const noexcept {
+    if (n == 0) return;
     size_t at = static_cast<size_t>(pos & mask_);
     size_t first = std::min(n, cap_ - at);
     std::memcpy(dst, data_ + at, first);

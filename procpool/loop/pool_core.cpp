@@ -240,10 +240,8 @@ bool PoolCore::request_doorbells_locked() {
     if (!slot->alive || !slot->condemned.empty() || slot->calls_held.load(std::memory_order_seq_cst) == 0) continue;
     announce_sleep(slot->segment->header().response.data_event);
     try {
-      // Only bytes a drain can use count: a worker that published part of a
-      // header (and died, or stalls) must not keep the reactor spinning.
-      size_t readable = slot->responses.readable();
-      more |= slot->have_header ? readable > 0 : readable >= sizeof(FrameHeader);
+      // Any byte counts: a frame cut short is condemned by the drain.
+      more |= slot->responses.readable() > 0;
     } catch (const RingCorrupt&) {
       more = true;  // the next drain condemns it
     }

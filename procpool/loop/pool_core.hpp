@@ -111,7 +111,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
 
   // Draining (drain_mutex_ held), in response_reader.cpp.
   void drain_locked(Published& out);
-  void drain_slot(WorkerSlot& slot, Published& out);
+  // `dead`: the worker has died; a frame cut short by its death is not condemned.
+  void drain_slot(WorkerSlot& slot, Published& out, bool dead = false);
   // An answered call, taken off the front of its worker's queue.
   struct Answered {
     TaskRecord task;
@@ -122,7 +123,12 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // call's state (or fails it, and condemns the worker, if it is malformed).
   void settle_answer(WorkerSlot& slot, Answered& answered, const FrameHeader& header,
                      std::span<const std::byte> payload, std::span<const std::byte> rest, Published& out);
-  void condemn(WorkerSlot& slot, const std::string& why);
+  // Kills a worker that broke the protocol. `blame_front`: the call at the
+  // front of its queue, if any of it reached the worker, fails with
+  // ProtocolError whatever the worker's `started` count says (a worker that
+  // broke the protocol may have rewritten it); false when the broken frame
+  // was an answer whose call has already failed.
+  void condemn(WorkerSlot& slot, const std::string& why, bool blame_front = true);
   // Large reassembly buffers, and the frame of a large call: kept after
   // use, given back once unused for kKeepLargeBuffer (a timer on the
   // reactor checks). Fresh pages cost more than the copy into them.

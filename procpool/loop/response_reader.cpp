@@ -20,7 +20,13 @@ void PoolCore::drain_locked(Published& out) {
     if (slot->alive && slot->condemned.empty()) drain_slot(*slot, out);
 }
 
-void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
+// A worker publishes whole frames only (ResponseWriter: a frame's header
+// and payload go out with one store of `head`), so every head the host
+// reads ends on a frame boundary. Published bytes that end inside a header
+// or a payload are no frame in progress: they are all that will come, and
+// waiting for the rest would keep the call pending for ever. A worker that
+// died meanwhile (`dead`) is not condemned for it: its death says why.
+void PoolCore::drain_slot(WorkerSlot& slot, Published& out, bool dead) {
   ByteRing& ring = slot.responses;
   auto consume = [&](size_t n) {
     if (ring.consume(n)) futex_wake_all(slot.segment->header().response.space_event);
@@ -30,7 +36,9 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
     for (;;) {
       size_t avail = ring.readable();
       if (!slot.have_header) {
-        if (avail < sizeof(FrameHeader)) return;
+        if (avail == 0 || (dead && avail < sizeof(FrameHeader))) return;
+        if (avail < sizeof(FrameHeader))
+          return condemn(slot, "it published " + std::to_string(avail) + " bytes, less than a frame header");
         FrameHeader h;
         ring.peek(&h, sizeof h);
         if (h.magic != kFrameMagic) return condemn(slot, "it wrote a response frame with a bad magic number");
@@ -58,8 +66,13 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
         // here (the common case) that call is taken out at the same time
         // and the answer decoded in place.
         size_t whole = sizeof h + static_cast<size_t>(h.length);
+        if (avail < whole) {
+          if (dead) return;
+          return condemn(slot, "it published a frame header announcing " + std::to_string(h.length) +
+                                   " bytes, but only " + std::to_string(avail - sizeof h) + " of them");
+        }
         bool ends = !part && !dropped;
-        bool in_place = ends && !slot.parts && avail >= whole;  // decoded where it lies, in two pieces if it wraps
+        bool in_place = ends && !slot.parts;  // decoded where it lies, in two pieces if it wraps
         std::string mismatch;
         Answered answered;
         {
@@ -102,14 +115,14 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out) {
         slot.frame_left = static_cast<size_t>(h.length);
         continue;
       }
-      // Reassembling an answer not all here yet, or one that comes in parts.
-      size_t k = std::min(slot.frame_left, avail);
+      // A frame of an answer that comes in parts: appended to the others
+      // (it is whole in the ring, as every frame is).
+      size_t k = slot.frame_left;
       if (k > 0) {
         ring.peek(slot.partial.grow(k), k);
         consume(k);
-        slot.frame_left -= k;
+        slot.frame_left = 0;
       }
-      if (slot.frame_left > 0) return;
       slot.have_header = false;
       slot.parts = slot.header.kind == static_cast<uint32_t>(FrameKind::Part);
       if (slot.parts) continue;  // more of it follows
@@ -209,7 +222,9 @@ void PoolCore::settle_answer(WorkerSlot& slot, Answered& answered, const FrameHe
     if (outcome) state->set_error(outcome);
     out.push_back(std::move(state));
   }
-  if (!malformed.empty()) condemn(slot, "it wrote " + malformed);
+  // The call this answer was for has failed with that; the worker has moved
+  // on from it, so its `started` count decides for the next one.
+  if (!malformed.empty()) condemn(slot, "it wrote " + malformed, /*blame_front=*/false);
 }
 
 void PoolCore::keep_large_buffer_locked(WorkerSlot& slot) {
@@ -276,10 +291,11 @@ void PoolCore::on_trim() {
   if (kept) schedule_trim_locked();  // look again once that one is old enough
 }
 
-void PoolCore::condemn(WorkerSlot& slot, const std::string& why) {
+void PoolCore::condemn(WorkerSlot& slot, const std::string& why, bool blame_front) {
   {
     std::lock_guard dispatch(dispatch_mutex_);
     slot.condemned = why;
+    slot.condemned_blames_front = blame_front;
   }
   ::syscall(SYS_pidfd_send_signal, slot.pidfd->native_handle(), SIGKILL, nullptr, 0);
 }

@@ -80,6 +80,7 @@ struct WorkerSlot {
   // Set when the worker broke the protocol: it is being killed, its rings
   // are no longer read, and the call it was running fails with this.
   std::string condemned;
+  bool condemned_blames_front = false;  // see PoolCore::condemn
 };
 
 }  // namespace procpool::detail

@@ -58,7 +58,7 @@ void PoolCore::on_death(WorkerSlot& slot) {
     reap(slot.pidfd->native_handle(), sig, code);
     if (sig == 0 && code == -1) sig = slot.segment->control().crash_signal.load(std::memory_order_relaxed);
     // Answers the worker completed before it died are valid: take them.
-    if (slot.condemned.empty()) drain_slot(slot, out);
+    if (slot.condemned.empty()) drain_slot(slot, out, /*dead=*/true);
     slot.forget_answer();  // what is left of one will not come (nor its buffer be trimmed)
 
     std::lock_guard dispatch(dispatch_mutex_);
@@ -66,10 +66,15 @@ void PoolCore::on_death(WorkerSlot& slot) {
     ControlBlock& control = slot.segment->control();
     // A call counts as started once its header is in the ring: a worker
     // counts a call that streams in before the rest of it has arrived.
+    bool front_reached = slot.sent > 0 || slot.sent_bytes >= sizeof(FrameHeader);
     uint64_t started = std::clamp<uint64_t>(control.started.load(std::memory_order_acquire), slot.answered,
                                             slot.answered + slot.sent + (slot.sent_bytes >= sizeof(FrameHeader)));
     bool served = started > 0;
-    if (started > slot.answered && !slot.assigned.empty()) {
+    // A worker that broke the protocol is not believed about what it
+    // started (it may have zeroed its count): the call it was given first
+    // fails and is never sent again, lest it run twice.
+    bool broke_protocol = !slot.request_fault.empty() || (!slot.condemned.empty() && slot.condemned_blames_front);
+    if ((started > slot.answered || (broke_protocol && front_reached)) && !slot.assigned.empty()) {
       TaskRecord task = std::move(slot.assigned.front());
       slot.assigned.pop_front();
       std::exception_ptr error;

@@ -112,6 +112,15 @@ int misbehave(std::string how) {
   if (how == "wrong_task") h.task_id += 1000;
   if (how == "huge_length") h.length = uint64_t{1} << 62;
   if (how == "dropped_alone") h.kind = static_cast<uint32_t>(FrameKind::Dropped);
+  if (how == "partial_header" || how == "header_only") {
+    // Part of a header, or a header announcing 100 bytes that never come;
+    // then sleep for ever (ringing the doorbell first, as a worker does).
+    h.length = 100;
+    ring.write_some(&h, how == "partial_header" ? 5 : sizeof h);
+    ring.publish();
+    ring_host_doorbell();
+    for (;;) pause();
+  }
   if (how == "partial_header_then_die") {
     // Three bytes of a header, published, then death: the host must not
     // wait for the rest of it.

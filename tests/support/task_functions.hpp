@@ -80,7 +80,8 @@ int crash(std::string how);
 // worker would ("bad_magic", "bad_kind", "wrong_task", "huge_length",
 // "bad_head", "bad_tail", "garbage_value", "dropped_alone",
 // "skip_after_part", "parts_over_limit", "small_later_part",
-// "dropped_twice", "empty_part"), then hangs until killed.
+// "dropped_twice", "empty_part"; "partial_header": 5 bytes of a header;
+// "header_only": a header whose payload never comes), then hangs until killed.
 int misbehave(std::string how);
 
 }  // namespace tasks
