@@ -3,6 +3,9 @@
 
 #include <dirent.h>
 
+#include <pthread.h>
+
+#include <atomic>
 #include <fstream>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -99,4 +102,50 @@ TEST_CASE("Lifecycle.AWorkerMapsOnlyItsOwnRings" * doctest::timeout(30)) {
     CAPTURE(w);
     CHECK(shared_zero_mappings(w) == 1);
   }
+}
+
+namespace {
+// Stands for a lock another host thread held when a worker was forked: a
+// child forked while it is set blocks for ever before it is ready.
+std::atomic<bool> g_block_new_workers{false};
+void block_if_asked() {
+  if (g_block_new_workers.load())
+    for (;;) pause();
+}
+void install_blocker() {
+  static bool installed = false;
+  if (!installed) pthread_atfork(nullptr, nullptr, block_if_asked);
+  installed = true;
+}
+}  // namespace
+
+TEST_CASE("Lifecycle.AWorkerThatNeverBecomesReadyIsReplacedAndItsCallsServed" * doctest::timeout(60)) {
+  install_blocker();
+  census::Snapshot before;
+  {
+    g_block_new_workers = true;
+    procpool::ProcessPool pool({.workers = 1, .start_timeout = std::chrono::milliseconds(200)});
+    g_block_new_workers = false;  // its replacement starts normally
+    pid_t stuck = pool.worker_pids().at(0);
+    auto t0 = std::chrono::steady_clock::now();
+    auto f = pool.submit(tasks::add, 20, 22);
+    REQUIRE(f.wait_for(std::chrono::seconds(10)));
+    CHECK(f.get() == 42);
+    CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(200));
+    CHECK(pool.worker_pids().at(0) != stuck);
+  }
+  CHECK(census::leaks_since(before) == "");
+}
+
+TEST_CASE("Lifecycle.WorkersThatNeverBecomeReadyThreeTimesStopThePoolWithTheReason" * doctest::timeout(60)) {
+  install_blocker();
+  g_block_new_workers = true;
+  struct Unblock {
+    ~Unblock() { g_block_new_workers = false; }
+  } unblock;
+  procpool::ProcessPool pool({.workers = 1, .start_timeout = std::chrono::milliseconds(100)});
+  auto f = pool.submit(tasks::add, 1, 2);
+  REQUIRE(f.wait_for(std::chrono::seconds(10)));
+  CHECK_THROWS_WITH_AS(f.get(), doctest::Contains("did not say it was ready within 100 ms"), procpool::Error);
+  CHECK_THROWS_WITH_AS(pool.submit(tasks::add, 1, 2).get(), doctest::Contains("start_timeout"), procpool::Error);
 }

@@ -90,3 +90,30 @@ TEST_CASE("Shutdown.DestroyingThePoolInItsOwnCallbackFinishesCleanly" * doctest:
   CHECK_THROWS_AS(pending.get(), procpool::PoolShutdown);
   CHECK(census::eventually([&] { return census::leaks_since(before).empty(); }));
 }
+
+namespace {
+__attribute__((no_sanitize("undefined"))) int crash_after_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  volatile int* p = nullptr;
+  *p = 1;
+  return 0;
+}
+PROCPOOL_REGISTER(crash_after_ms);
+}  // namespace
+
+TEST_CASE("Shutdown.AWorkerThatDiesWhileTheLastCallsFinishIsNotReplaced" * doctest::timeout(60)) {
+  census::Snapshot before;
+  {
+    procpool::ProcessPool pool({.workers = 2});
+    auto crashing = pool.submit(crash_after_ms, 100);
+    auto slow = pool.submit(tasks::sleep_ms, 800);
+    std::thread closer([&] { pool.shutdown(true); });
+    CHECK_THROWS_AS(crashing.get(), procpool::WorkerCrashed);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(pool.worker_pids().size() == 1);  // nothing was left for a replacement to do
+    CHECK(slow.get() == 800);
+    closer.join();
+    CHECK(pool.worker_pids().empty());
+  }
+  CHECK(census::leaks_since(before) == "");
+}

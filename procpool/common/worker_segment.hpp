@@ -43,6 +43,12 @@ struct ControlBlock {
   void* crash_frames[kMaxCrashFrames];
   // Why the worker could not start (it then exits with kExitSetupFailed).
   char setup_error[256];
+  // Stored 1 (release) once set-up is done and the worker has allocated
+  // memory once, before it reads its first call. A worker that does not
+  // say so within PoolOptions::start_timeout is killed and replaced: a fork
+  // taken while another host thread held a lock the child needs (the
+  // allocator's, under a sanitizer) blocks the child for ever.
+  std::atomic<uint32_t> ready{0};
 };
 
 inline constexpr uint32_t kCancelSlots = 32;

@@ -134,6 +134,7 @@ void PoolCore::expect_answers_locked(WorkerSlot& slot) {
   // precede this: the call is not in the ring yet.
   if (pollers_.load(std::memory_order_seq_cst) == 0 && !sweep_due_.load(std::memory_order_seq_cst))
     announce_sleep(slot.segment->header().response.data_event);
+  if (!watchdog_due_.load(std::memory_order_seq_cst)) wake_watchdog();
 }
 
 void PoolCore::refuse_locked(WorkerSlot& slot, int err, Published& out) {

@@ -87,6 +87,16 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // The reactor's turn: drain, dispatch, publish, until it may sleep.
   void reactor_turn();
   void on_sweep();
+  // The watchdog: every kWatchdogInterval while a worker holds calls or has
+  // not yet said it is ready, the reactor reads every ring whatever the
+  // doorbells say (a worker whose task closed its descriptors cannot ring),
+  // and kills a worker that missed its start-up deadline.
+  void on_watchdog();
+  void arm_watchdog_locked();  // drain_mutex_ held
+  bool watchdog_needed_locked() const;
+  // A worker was given a call while it held none: makes sure the watchdog
+  // runs (a post to the reactor when it had stopped).
+  void wake_watchdog();
   // (Re)starts one of the reactor's timers (drain_mutex_ held); throws if
   // out of memory.
   void start_timer(std::unique_ptr<boost::asio::steady_timer>& timer, std::chrono::microseconds after,
@@ -208,6 +218,13 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // A sweep is scheduled: the doorbells may stay disarmed. Written under
   // drain_mutex_, read also by dispatchers (expect_answers_locked).
   std::atomic<bool> sweep_due_{false};
+  static constexpr auto kWatchdogInterval = std::chrono::milliseconds(100);
+  std::unique_ptr<boost::asio::steady_timer> watchdog_timer_;  // guarded by drain_mutex_
+  bool watchdog_armed_ = false;                                 // guarded by drain_mutex_
+  // The watchdog runs or is about to. Read by dispatchers (seq_cst, after
+  // their seq_cst store of calls_held) and cleared by the watchdog before
+  // its last look at calls_held: one of the two sees the other.
+  std::atomic<bool> watchdog_due_{false};
   static constexpr auto kKeepLargeBuffer = std::chrono::milliseconds(100);
   std::unique_ptr<boost::asio::steady_timer> trim_timer_;  // guarded by drain_mutex_
   bool trim_due_ = false;                                   // guarded by drain_mutex_

@@ -29,6 +29,11 @@ struct PoolOptions {
   std::chrono::microseconds host_spin{50};
   // On shutdown, how long workers get after SIGTERM before SIGKILL.
   std::chrono::milliseconds shutdown_grace{2000};
+  // How long a new worker has to set itself up and say it is ready. One
+  // that does not (a fork taken while another host thread held a lock the
+  // child needs blocks it for ever) is killed and replaced; its calls go
+  // to the replacement. Three in a row stop the pool forking.
+  std::chrono::milliseconds start_timeout{5000};
   // Close every inherited file descriptor in workers except 0, 1 and 2 (and
   // the worker's own doorbell and SharedBytes socket). With false a worker
   // keeps the host's descriptors, its siblings' channels among them.

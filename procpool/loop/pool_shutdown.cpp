@@ -106,8 +106,12 @@ void PoolCore::stop_workers(Published& out) {
       if (!slot->alive) continue;
       int pidfd = slot->pidfd->native_handle();
       // Idle workers get a Stop frame and exit cleanly; busy ones SIGTERM.
-      if (slot->assigned.empty() && request_stop(*slot)) futex_wake_all(slot->segment->header().request.data_event);
-      else send_signal(pidfd, SIGTERM);
+      if (slot->assigned.empty() && request_stop(*slot)) {
+        futex_wake_all(slot->segment->header().request.data_event);
+      } else {
+        send_signal(pidfd, SIGTERM);
+        ::kill(-slot->pid, SIGTERM);  // and what its tasks started, in its process group
+      }
       waiting.push_back(pollfd{pidfd, POLLIN, 0});
     }
   }
@@ -126,12 +130,14 @@ void PoolCore::stop_workers(Published& out) {
   for (auto& slot : slots_) {
     if (!slot->alive) continue;
     send_signal(slot->pidfd->native_handle(), SIGKILL);  // a no-op for one that already exited
+    kill_process_group(slot->pid);                       // before the reap frees its id
     int sig = 0, code = 0;
     reap(slot->pidfd->native_handle(), sig, code);
     slot->alive = false;
   }
   sweep_timer_.reset();  // a sweep or trim still queued finds stopping_ set
   trim_timer_.reset();
+  watchdog_timer_.reset();
   auto shut = std::make_exception_ptr(PoolShutdown("the pool was shut down before this call finished"));
   fail_all_pending(shut, out);
   for (auto& slot : slots_) {

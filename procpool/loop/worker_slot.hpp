@@ -38,6 +38,12 @@ struct WorkerSlot {
   std::unique_ptr<boost::asio::posix::stream_descriptor> pidfd;
   bool alive = false;
   unsigned failed_starts = 0;  // consecutive workers that died before serving
+  // Guarded by the drain mutex (set by spawn, which holds both): when this
+  // process was forked, whether it has said it is ready (ControlBlock::ready),
+  // and whether the watchdog killed it for not saying so in time.
+  std::chrono::steady_clock::time_point forked_at{};
+  bool ready = false;
+  bool start_timed_out = false;
   bool retired = false;         // its workers kept failing set-up: no more forks
   unsigned fork_failures = 0;  // consecutive failed forks (retried on a timer)
   std::unique_ptr<boost::asio::steady_timer> retry;

@@ -2,6 +2,8 @@
 // Workers: fork, death, replacement (on the reactor thread).
 #include <procpool/loop/pool_core.hpp>
 
+#include <boost/asio/post.hpp>
+
 #include <signal.h>
 
 #include <cstring>
@@ -37,7 +39,10 @@ void PoolCore::spawn(WorkerSlot& slot) {
   slot.forget_answer();
   slot.condemned.clear();
   slot.request_fault.clear();
+  slot.forked_at = std::chrono::steady_clock::now();
+  slot.ready = slot.start_timed_out = false;
   watch_death(slot);
+  arm_watchdog_locked();  // its start-up deadline
 }
 
 void PoolCore::watch_death(WorkerSlot& slot) {
@@ -55,6 +60,10 @@ void PoolCore::on_death(WorkerSlot& slot) {
     std::lock_guard drain(drain_mutex_);
     if (stopping_ || !slot.alive) return;  // shutdown reaps it
     int sig = 0, code = -1;
+    // Its process group first, while the unreaped worker still holds the
+    // group's id (so it cannot name anyone else's): what its tasks started
+    // dies with it.
+    kill_process_group(slot.pid);
     reap(slot.pidfd->native_handle(), sig, code);
     if (sig == 0 && code == -1) sig = slot.segment->control().crash_signal.load(std::memory_order_relaxed);
     // Answers the worker completed before it died are valid: take them.
@@ -100,8 +109,13 @@ void PoolCore::on_death(WorkerSlot& slot) {
     slot.count_calls();
     slot.sent = slot.sent_bytes = 0;
     slot.handles_sent = false;
-    slot.failed_starts = (!served && code == kExitSetupFailed) ? slot.failed_starts + 1 : 0;
+    bool failed_start = !served && (code == kExitSetupFailed || slot.start_timed_out);
+    slot.failed_starts = failed_start ? slot.failed_starts + 1 : 0;
     std::string setup_error(control.setup_error, strnlen(control.setup_error, sizeof control.setup_error));
+    if (slot.start_timed_out)
+      setup_error = "a new worker did not say it was ready within " + std::to_string(options_.start_timeout.count()) +
+                    " ms (start_timeout) and was killed; a fork taken while another thread of the host held a lock "
+                    "can block the child for ever";
     // A worker that fails its own set-up will fail it again: after three in
     // a row, stop forking them.
     if (slot.failed_starts >= 3)
@@ -117,6 +131,10 @@ void PoolCore::on_death(WorkerSlot& slot) {
     slot.segment.reset();
     slot.handle_socket.reset();  // descriptors still in it are the dead worker's
     if (stopping_) return;
+    // While shutdown(true) lets the last calls finish, a worker is replaced
+    // only if calls are left for it.
+    bool needed = accepting_ || !pending_.empty();
+    if (!needed) return;
     if (cannot_start) {
       slot.retired = true;
       start_error_ = cannot_start;
@@ -152,11 +170,68 @@ void PoolCore::respawn_locked(WorkerSlot& slot, Published& out) {
     Published later;
     {
       std::scoped_lock lock(self->drain_mutex_, self->dispatch_mutex_);
-      if (self->stopping_ || slot.alive) return;
+      if (self->stopping_ || slot.alive || (!self->accepting_ && self->pending_.empty())) return;
       self->respawn_locked(slot, later);
     }
     publish(later);
   });
+}
+
+bool PoolCore::watchdog_needed_locked() const {
+  return std::any_of(slots_.begin(), slots_.end(), [](auto& s) {
+    return s->alive && (!s->ready || s->calls_held.load(std::memory_order_seq_cst) > 0);
+  });
+}
+
+void PoolCore::arm_watchdog_locked() {
+  if (watchdog_armed_ || stopping_) return;
+  start_timer(watchdog_timer_, kWatchdogInterval, &PoolCore::on_watchdog);
+  watchdog_armed_ = true;
+  watchdog_due_.store(true, std::memory_order_seq_cst);
+}
+
+void PoolCore::wake_watchdog() {
+  if (watchdog_due_.exchange(true, std::memory_order_seq_cst)) return;
+  // Rare: only when the watchdog had stopped for want of calls to watch.
+  try {
+    boost::asio::post(io_, [weak = weak_from_this()] {
+      auto self = weak.lock();
+      if (!self) return;
+      std::lock_guard drain(self->drain_mutex_);
+      self->arm_watchdog_locked();
+    });
+  } catch (...) {
+    watchdog_due_.store(false, std::memory_order_seq_cst);  // out of memory: the next dispatch tries again
+  }
+}
+
+void PoolCore::on_watchdog() {
+  {
+    std::lock_guard drain(drain_mutex_);
+    watchdog_armed_ = false;
+    if (stopping_) return;
+    auto now = std::chrono::steady_clock::now();
+    for (auto& slot : slots_) {
+      if (!slot->alive || slot->ready) continue;
+      if (slot->segment->control().ready.load(std::memory_order_acquire) != 0) slot->ready = true;
+      else if (!slot->start_timed_out && now - slot->forked_at > options_.start_timeout) {
+        slot->start_timed_out = true;
+        send_signal(slot->pidfd->native_handle(), SIGKILL);  // on_death replaces it
+      }
+    }
+  }
+  // Every ring, whatever the doorbells say.
+  reactor_turn();
+  std::lock_guard drain(drain_mutex_);
+  if (stopping_ || watchdog_armed_) return;
+  if (!watchdog_needed_locked()) {
+    // Cleared, then looked at once more (see watchdog_due_): a dispatcher
+    // that stored calls_held before this clear is seen here; one after it
+    // sees the clear and wakes the watchdog.
+    watchdog_due_.store(false, std::memory_order_seq_cst);
+    if (!watchdog_needed_locked()) return;
+  }
+  arm_watchdog_locked();
 }
 
 void PoolCore::fail_all_pending(std::exception_ptr error, Published& out) {

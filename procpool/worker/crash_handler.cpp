@@ -13,8 +13,9 @@ constexpr int kFatalSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTR
 constexpr size_t kAltStackBytes = 256 * 1024;
 
 void on_fatal_signal(int sig) {
-  // backtrace() is not formally async-signal-safe; it was called once at
-  // install time so that libgcc is loaded and it allocates nothing here.
+  // backtrace() is not formally async-signal-safe; the host called it once
+  // before it forked (preload_unwinder) so that libgcc is loaded and it
+  // allocates nothing here.
   // Frames 0 and 1 are this handler and the kernel's signal trampoline.
   constexpr int kSkip = 2;
   void* frames[kMaxCrashFrames + kSkip];
@@ -28,10 +29,13 @@ void on_fatal_signal(int sig) {
 
 }  // namespace
 
-bool install_crash_handlers(ControlBlock& control) noexcept {
-  g_control = &control;
+void preload_unwinder() noexcept {
   void* warm[2];
   backtrace(warm, 2);
+}
+
+bool install_crash_handlers(ControlBlock& control) noexcept {
+  g_control = &control;
 
   void* stack = mmap(nullptr, kAltStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) return false;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <procpool/worker/pidfd.hpp>
 
+#include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,10 @@ namespace procpool::detail {
 
 int send_signal(int pidfd, int sig) noexcept {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+void kill_process_group(pid_t pgid) noexcept {
+  if (pgid > 0) (void)::kill(-pgid, SIGKILL);
 }
 
 void reap(int pidfd, int& signal, int& exit_code) noexcept {

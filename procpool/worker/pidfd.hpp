@@ -12,6 +12,9 @@ int send_signal(int pidfd, int sig) noexcept;
 // Reaps the process behind `pidfd`; fills signal (or 0) and exit code (or
 // -1). Both stay unknown (0 and -1) when the status was taken elsewhere: the
 // application ignores SIGCHLD, or reaps every child itself.
+// SIGKILL to a worker's process group (its pid). Call it before reaping the
+// worker: until then its pid, and so the group's id, cannot be reused.
+void kill_process_group(pid_t pgid) noexcept;
 void reap(int pidfd, int& signal, int& exit_code) noexcept;
 
 }  // namespace procpool::detail

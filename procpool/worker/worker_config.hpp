@@ -20,5 +20,9 @@ struct WorkerConfig {
 // task's business and reported as is).
 inline constexpr int kExitSetupFailed = 121;
 inline constexpr int kExitProtocol = 122;
+// The worker can no longer reach the host (its doorbell or SharedBytes
+// channel is gone: a task closed its descriptors). It exits once its answer
+// is in the ring, and the pool replaces it.
+inline constexpr int kExitLostHost = 123;
 
 }  // namespace procpool::detail

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -22,9 +23,18 @@
 #include <procpool/common/handle_channel.hpp>
 #include <procpool/common/shared_bytes.hpp>
 #include <procpool/worker/response_writer.hpp>
+#include <procpool/worker/worker_config.hpp>
 
 namespace procpool::detail {
 namespace {
+
+// Set when a doorbell write or a SharedBytes send finds its descriptor gone
+// (a task closed it): the worker can no longer wake the host, so it exits
+// once its answer is in the ring, and the pool reads the answer and replaces
+// it. (A descriptor closed and then reused by another file goes unnoticed
+// here; the pool's watchdog still reads the answers.)
+bool g_host_unreachable = false;
+bool lost_the_host(int err) noexcept { return err == EBADF || err == ENOTSOCK || err == EPIPE || err == EINVAL; }
 
 // The first part of the spin after a task only polls: a caller calling back
 // to back sends the next call within a microsecond. After it, the spin yields
@@ -110,6 +120,7 @@ class WorkerLoop {
     results_.clear();  // the host holds its own descriptors now
     arguments.clear();
     if (in_place) release_request(whole);
+    if (g_host_unreachable) _exit(kExitLostHost);
   }
 
   // Hands a call that streams through the request ring to its InputArchive
@@ -203,6 +214,7 @@ class WorkerLoop {
       (void)::poll(&p, 1, -1);
     }
     if (err == 0) return FrameKind::Value;
+    if (lost_the_host(err)) g_host_unreachable = true;
     return answer_instead(writer, Error(std::string("the result's SharedBytes could not be sent to the host: sendmsg: ") +
                                         std::strerror(err)));
   }
@@ -280,7 +292,9 @@ int current_handle_socket() noexcept { return g_handle_socket; }
 
 void ring_host_doorbell() noexcept {
   uint64_t one = 1;
-  if (g_doorbell_fd >= 0) (void)!::write(g_doorbell_fd, &one, sizeof one);
+  // EAGAIN: the counter is full, the host will look anyway.
+  if (g_doorbell_fd >= 0 && ::write(g_doorbell_fd, &one, sizeof one) < 0 && lost_the_host(errno))
+    g_host_unreachable = true;
 }
 
 void run_worker(WorkerSegment& segment, const WorkerConfig& config) {

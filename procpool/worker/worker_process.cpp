@@ -12,7 +12,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 #include <procpool/common/errors.hpp>
 #include <procpool/worker/crash_handler.hpp>
@@ -20,6 +22,33 @@
 
 namespace procpool::detail {
 namespace {
+
+// True in a worker and in every process a task forks from one; false in
+// the host, where the fork handlers below do nothing.
+bool g_in_worker = false;
+pid_t g_forking_process = 0;
+
+// pthread_atfork handlers (installed once, in the host, before the first
+// worker): a process a task forks dies with the process that forked it, as
+// a worker dies with the host, so that a SIGKILL of the host reaches the
+// whole tree. (posix_spawn, system and popen run no fork handlers: their
+// children die with the worker's process group, while the host lives.)
+void note_forking_process() noexcept {
+  if (g_in_worker) g_forking_process = getpid();
+}
+void die_with_forking_process() noexcept {
+  if (!g_in_worker) return;
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != g_forking_process) raise(SIGKILL);  // it died before we could watch it
+}
+
+// exit() called by a task ends the worker only: without this, the host's
+// atexit handlers and static destructors (inherited with its memory) would
+// run in the worker. Registered after them, so it runs first.
+void end_worker_on_exit(int status, void*) noexcept {
+  std::fflush(nullptr);  // what the task printed
+  _exit(status);
+}
 
 [[noreturn]] void fail_setup(ControlBlock& control, const char* step) noexcept {
   std::snprintf(control.setup_error, sizeof control.setup_error, "%s: %s", step, std::strerror(errno));
@@ -49,6 +78,10 @@ void close_inherited_fds(int keep_a, int keep_b) noexcept {
   ControlBlock& control = segment.control();
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail_setup(control, "prctl(PR_SET_PDEATHSIG)");
   if (getppid() != parent) _exit(kExitSetupFailed);  // the host died before we could watch it
+  // Its own process group, which the pool kills with it: whatever its tasks
+  // start (that does not leave the group) dies with the worker.
+  if (setpgid(0, 0) != 0) fail_setup(control, "setpgid");
+  g_in_worker = true;
 
   for (int sig = 1; sig < NSIG; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
@@ -60,6 +93,14 @@ void close_inherited_fds(int keep_a, int keep_b) noexcept {
 
   if (config.close_fds) close_inherited_fds(config.doorbell_fd, config.handle_socket);
   if (!install_crash_handlers(control)) fail_setup(control, "sigaltstack");
+  // Up to here the child took no lock a host thread could have held at fork
+  // time. The first allocation may block for ever on one (a sanitizer's
+  // allocator has no fork handler); it is made before the worker says it is
+  // ready, so that the host's start-up deadline replaces such a worker.
+  void* volatile probe = std::malloc(64);
+  std::free(probe);
+  if (on_exit(end_worker_on_exit, nullptr) != 0) fail_setup(control, "on_exit");
+  control.ready.store(1, std::memory_order_release);
   try {
     run_worker(segment, config);
   } catch (...) {
@@ -69,7 +110,17 @@ void close_inherited_fds(int keep_a, int keep_b) noexcept {
 
 }  // namespace
 
+void prepare_host_for_workers() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    preload_unwinder();
+    if (int err = pthread_atfork(note_forking_process, nullptr, die_with_forking_process); err != 0)
+      throw Error(std::string("cannot start workers: pthread_atfork: ") + std::strerror(err));
+  });
+}
+
 SpawnedWorker spawn_worker(WorkerSegment& segment, const WorkerConfig& config) {
+  prepare_host_for_workers();
   pid_t parent = getpid();
   std::fflush(nullptr);  // unflushed stdio would otherwise be written twice
   // Fork with every signal blocked: a signal that reaches the child before
@@ -84,6 +135,9 @@ SpawnedWorker spawn_worker(WorkerSegment& segment, const WorkerConfig& config) {
   pid_t pid = fork();
   if (pid == 0) become_worker(segment, config, parent);
   int fork_errno = errno;
+  // Also from this side, so that the group exists before fork returns here
+  // (one of the two calls fails harmlessly when the other came first).
+  if (pid > 0) (void)setpgid(pid, pid);
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   segment.inherit_on_fork(false);
   if (pid < 0) throw Error(std::string("cannot start a worker: fork: ") + std::strerror(fork_errno));

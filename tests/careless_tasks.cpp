@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: MIT
+// Tasks that do things to their own process: close every descriptor, fork
+// children that outlive them, call exit(). What a task does to its worker
+// stays in that worker: its answer still arrives, the pool replaces the
+// worker when it must, and nothing it started outlives the worker.
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "support/census.hpp"
+#include "support/task_functions.hpp"
+
+extern char** environ;
+
+namespace {
+using namespace std::chrono_literals;
+
+// Closes every descriptor from 3 up, as a library that daemonizes does; with
+// `reuse`, opens /dev/null into the freed numbers, so that the worker's
+// doorbell number now names a file that accepts any write.
+int close_my_fds(int value, bool reuse) {
+  ::syscall(SYS_close_range, 3u, ~0u, 0u);
+  if (reuse)
+    for (int i = 0; i < 8; ++i) (void)::open("/dev/null", O_WRONLY);
+  return value;
+}
+PROCPOOL_REGISTER(close_my_fds);
+
+// Forks a child that sleeps until killed; returns its pid. `how`:
+// "fork" (fork(2)), "spawn" (posix_spawn of sleep(1), which runs no fork
+// handlers), "fork_then_segv" (and then the task crashes).
+__attribute__((no_sanitize("undefined"))) int start_child(std::string how) {
+  pid_t child = -1;
+  if (how == "spawn") {
+    char arg0[] = "sleep", arg1[] = "1000";
+    char* argv[] = {arg0, arg1, nullptr};
+    if (posix_spawnp(&child, "sleep", nullptr, nullptr, argv, environ) != 0) return -1;
+  } else {
+    child = fork();
+    if (child == 0)
+      for (;;) pause();
+  }
+  if (how == "fork_then_segv") {
+    // The host learns the child's pid from the file the test named.
+    std::ofstream("/tmp/procpool-careless-child") << child << "\n";
+    volatile int* p = nullptr;
+    *p = 1;
+  }
+  return child;
+}
+PROCPOOL_REGISTER(start_child);
+
+int exit_with(int code) {
+  std::printf("a task's last words\n");
+  std::exit(code);
+}
+PROCPOOL_REGISTER(exit_with);
+
+// Reaps orphans that came to this process (the test is their subreaper)
+// and says whether `pid` is gone.
+bool gone(pid_t pid) {
+  return census::eventually([&] { return census::orphans_gone({pid}); }, 5000ms);
+}
+
+struct Subreaper {
+  Subreaper() { REQUIRE(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0); }
+  ~Subreaper() { prctl(PR_SET_CHILD_SUBREAPER, 0); }
+};
+
+const char* g_exit_marker = nullptr;
+void mark_exit_handler_run() {
+  if (!g_exit_marker) return;
+  if (FILE* f = std::fopen(g_exit_marker, "a")) {
+    std::fprintf(f, "%d\n", static_cast<int>(getpid()));
+    std::fclose(f);
+  }
+}
+}  // namespace
+
+TEST_CASE("CarelessTasks.ATaskThatClosesItsDescriptorsStillGetsItsAnswerThrough" * doctest::timeout(60)) {
+  // host_spin 0: waiters sleep at once, so the answer must come through the
+  // reactor, which a worker with no doorbell cannot wake.
+  census::Snapshot before;
+  {
+    procpool::ProcessPool pool({.workers = 1, .host_spin = std::chrono::microseconds(0)});
+    pid_t first = pool.worker_pids().at(0);
+    auto f = pool.submit(close_my_fds, 42, false);
+    REQUIRE(f.wait_for(5s));
+    CHECK(f.get() == 42);
+    // The worker could no longer reach the host and was replaced; the calls
+    // after it are served.
+    for (int i = 0; i < 5; ++i) {
+      auto g = pool.submit(tasks::identity, i);
+      REQUIRE(g.wait_for(5s));
+      CHECK(g.get() == i);
+    }
+    CHECK(census::eventually([&] {
+      auto pids = pool.worker_pids();
+      return pids.size() == 1 && pids[0] != first;
+    }));
+  }
+  CHECK(census::leaks_since(before) == "");
+}
+
+TEST_CASE("CarelessTasks.AWorkerWhoseDoorbellNumberNowNamesAnotherFileIsStillHeard" * doctest::timeout(60)) {
+  // Its writes to the "doorbell" succeed, into /dev/null: the worker cannot
+  // tell. The pool's watchdog reads the rings while calls are out.
+  procpool::ProcessPool pool({.workers = 1, .host_spin = std::chrono::microseconds(0)});
+  auto f = pool.submit(close_my_fds, 7, true);
+  REQUIRE(f.wait_for(5s));
+  CHECK(f.get() == 7);
+  for (int i = 0; i < 5; ++i) {
+    auto g = pool.submit(tasks::identity, i);
+    REQUIRE(g.wait_for(5s));
+    CHECK(g.get() == i);
+  }
+}
+
+TEST_CASE("CarelessTasks.ChildrenATaskForkedDieWhenThePoolShutsDown" * doctest::timeout(60)) {
+  Subreaper subreaper;
+  procpool::ProcessPool pool({.workers = 2});
+  int forked = pool.submit(start_child, std::string("fork")).get();
+  int spawned = pool.submit(start_child, std::string("spawn")).get();
+  REQUIRE(forked > 0);
+  REQUIRE(spawned > 0);
+  CHECK(census::process_exists(forked));
+  CHECK(census::process_exists(spawned));
+  pool.shutdown(true);
+  CHECK(gone(forked));
+  CHECK(gone(spawned));
+}
+
+TEST_CASE("CarelessTasks.ChildrenOfATaskThatCrashedDieWithItsWorker" * doctest::timeout(60)) {
+  Subreaper subreaper;
+  std::remove("/tmp/procpool-careless-child");
+  procpool::ProcessPool pool({.workers = 1});
+  CHECK_THROWS_AS(pool.submit(start_child, std::string("fork_then_segv")).get(), procpool::WorkerCrashed);
+  int child = 0;
+  std::ifstream("/tmp/procpool-careless-child") >> child;
+  std::remove("/tmp/procpool-careless-child");
+  REQUIRE(child > 0);
+  CHECK(gone(child));
+  CHECK(pool.submit(tasks::add, 2, 3).get() == 5);  // the replacement serves
+}
+
+TEST_CASE("CarelessTasks.ChildrenATaskForkedDieWhenTheHostIsKilled" * doctest::timeout(60)) {
+  // A host that runs a pool, killed with SIGKILL: its workers die (their
+  // parent-death signal), and so do the processes their tasks forked.
+  Subreaper subreaper;
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  pid_t host = fork();
+  REQUIRE(host >= 0);
+  if (host == 0) {
+    close(fds[0]);
+    procpool::ProcessPool pool({.workers = 1});
+    int child = pool.submit(start_child, std::string("fork")).get();
+    (void)!write(fds[1], &child, sizeof child);
+    for (;;) pause();
+  }
+  close(fds[1]);
+  int child = 0;
+  REQUIRE(read(fds[0], &child, sizeof child) == sizeof child);
+  close(fds[0]);
+  REQUIRE(child > 0);
+  CHECK(census::process_exists(child));
+  ::kill(host, SIGKILL);
+  waitpid(host, nullptr, 0);
+  CHECK(gone(child));
+}
+
+TEST_CASE("CarelessTasks.ExitInATaskRunsNoneOfTheHostsExitHandlers" * doctest::timeout(60)) {
+  char path[] = "/tmp/procpool-exit-marker-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  static bool registered = false;
+  if (!registered) std::atexit(mark_exit_handler_run);  // before the pool, as a program's would be
+  registered = true;
+  g_exit_marker = path;
+  {
+    procpool::ProcessPool pool({.workers = 1});
+    try {
+      pool.submit(exit_with, 3).get();
+      FAIL("expected WorkerCrashed");
+    } catch (const procpool::WorkerCrashed& e) {
+      CHECK(e.exit_code() == 3);
+    }
+    CHECK(pool.submit(tasks::add, 1, 1).get() == 2);
+  }
+  g_exit_marker = nullptr;
+  std::ifstream marker(path);
+  std::string line;
+  CHECK_FALSE(std::getline(marker, line));  // the handler never ran in the worker
+  std::remove(path);
+}
