@@ -24,12 +24,42 @@ TEST_CASE("Shutdown.WithoutWaitFailsPendingCallsWithPoolShutdown" * doctest::tim
   CHECK_THROWS_AS(queued.get(), procpool::PoolShutdown);
 }
 
-TEST_CASE("Shutdown.DestructorFailsPendingCalls" * doctest::timeout(60)) {
-  procpool::Future<double> f;
+TEST_CASE("Shutdown.TheDestructorWaitsForSubmittedCalls" * doctest::timeout(60)) {
+  // A program that submits and leaves the pool's scope gets its results,
+  // as with Python's `with ProcessPoolExecutor()`.
+  std::vector<procpool::Future<double>> fs;
   {
     procpool::ProcessPool pool({.workers = 1});
+    for (int i = 0; i < 3; ++i) fs.push_back(pool.submit(tasks::sleep_ms, 100));
+  }
+  for (auto& f : fs) CHECK(f.get() == 100);
+}
+
+TEST_CASE("Shutdown.TheDestructorWaitsNoLongerThanDestructorWait" * doctest::timeout(60)) {
+  procpool::Future<double> quick, slow, queued;
+  auto t0 = std::chrono::steady_clock::now();
+  {
+    procpool::ProcessPool pool({.workers = 2, .destructor_wait = std::chrono::milliseconds(300)});
+    quick = pool.submit(tasks::sleep_ms, 50);
+    slow = pool.submit(tasks::sleep_ms, 10000);
+    queued = pool.submit(tasks::sleep_ms, 10000);
+  }
+  auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(took >= std::chrono::milliseconds(300));
+  CHECK(took < std::chrono::seconds(5));  // 300 ms, then SIGTERM: not the 10 s tasks
+  CHECK(quick.get() == 50);
+  CHECK_THROWS_WITH_AS(slow.get(), doctest::Contains("shut down"), procpool::PoolShutdown);
+  CHECK_THROWS_AS(queued.get(), procpool::PoolShutdown);
+}
+
+TEST_CASE("Shutdown.ADestructorWaitOfZeroFailsPendingCallsAtOnce" * doctest::timeout(60)) {
+  procpool::Future<double> f;
+  auto t0 = std::chrono::steady_clock::now();
+  {
+    procpool::ProcessPool pool({.workers = 1, .destructor_wait = std::chrono::milliseconds(0)});
     f = pool.submit(tasks::sleep_ms, 5000);
   }
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(4));
   CHECK_THROWS_WITH_AS(f.get(), doctest::Contains("shut down"), procpool::PoolShutdown);
 }
 
@@ -116,4 +146,17 @@ TEST_CASE("Shutdown.AWorkerThatDiesWhileTheLastCallsFinishIsNotReplaced" * docte
     CHECK(pool.worker_pids().empty());
   }
   CHECK(census::leaks_since(before) == "");
+}
+
+TEST_CASE("Shutdown.ADestructorReachedByAnExceptionDoesNotWait" * doctest::timeout(60)) {
+  procpool::Future<double> f;
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    procpool::ProcessPool pool({.workers = 1});
+    f = pool.submit(tasks::sleep_ms, 5000);
+    throw std::runtime_error("the caller failed");
+  } catch (const std::runtime_error&) {
+  }
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(4));
+  CHECK_THROWS_AS(f.get(), procpool::PoolShutdown);
 }

@@ -53,7 +53,10 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // `handles`: the descriptors of the SharedBytes the call holds.
   void submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint32_t function_id,
               std::shared_ptr<StateBase> state);
-  void shutdown(bool wait);
+  // wait: lets pending calls finish first, until `deadline` at most.
+  void shutdown(bool wait, std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
+  // The destructor's shutdown (PoolOptions::destructor_wait).
+  void shutdown_on_destroy();
 
   bool poll_responses() override;
   void begin_polling() noexcept override { pollers_.fetch_add(1, std::memory_order_acq_rel); }

@@ -29,6 +29,14 @@ struct PoolOptions {
   std::chrono::microseconds host_spin{50};
   // On shutdown, how long workers get after SIGTERM before SIGKILL.
   std::chrono::milliseconds shutdown_grace{2000};
+  // What destroying the pool does with the calls still pending: it waits
+  // for them, as shutdown(true) does, at most this long (no limit by
+  // default, as Python's `with ProcessPoolExecutor()` and std::jthread wait);
+  // those still pending then fail with PoolShutdown and running ones are
+  // stopped, as shutdown(false) does. 0: do not wait. On the pool's own
+  // thread (in one of its callbacks), and when an exception unwinds the
+  // pool's scope, the destructor does not wait: it acts as shutdown(false).
+  std::chrono::milliseconds destructor_wait = std::chrono::milliseconds::max();
   // How long a new worker has to set itself up and say it is ready. One
   // that does not (a fork taken while another host thread held a lock the
   // child needs blocks it for ever) is killed and replaced; its calls go

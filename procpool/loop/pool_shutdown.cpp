@@ -14,7 +14,16 @@
 
 namespace procpool::detail {
 
-void PoolCore::shutdown(bool wait) {
+void PoolCore::shutdown_on_destroy() {
+  auto limit = options_.destructor_wait;
+  if (limit.count() <= 0 || on_own_thread()) return shutdown(false);
+  auto now = std::chrono::steady_clock::now();
+  bool unbounded = limit >= std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::steady_clock::time_point::max() - now);
+  shutdown(true, unbounded ? std::chrono::steady_clock::time_point::max() : now + limit);
+}
+
+void PoolCore::shutdown(bool wait, std::chrono::steady_clock::time_point deadline) {
   std::unique_lock once(shutdown_mutex_);
   if (stopped_ || deferred_) return;
   bool own_thread = on_own_thread();
@@ -31,7 +40,10 @@ void PoolCore::shutdown(bool wait) {
         for (auto& t : slot->assigned) outstanding.push_back(t.state);
     }
   }
-  for (auto& s : outstanding) s->wait();
+  for (auto& s : outstanding) {
+    if (deadline == std::chrono::steady_clock::time_point::max()) s->wait();
+    else if (!s->wait_until(deadline)) break;  // the rest fail with PoolShutdown below
+  }
   {
     std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
     stopping_ = true;

@@ -15,10 +15,17 @@ std::string describe_unregistered(ErasedFn fn) {
 }
 }  // namespace detail
 
-ProcessPool::ProcessPool(PoolOptions options) : core_(std::make_shared<detail::PoolCore>(options)) { core_->start(); }
+ProcessPool::ProcessPool(PoolOptions options)
+    : core_(std::make_shared<detail::PoolCore>(options)), uncaught_at_construction_(std::uncaught_exceptions()) {
+  core_->start();
+}
 
 ProcessPool::~ProcessPool() {
-  if (core_) core_->shutdown(false);
+  if (!core_) return;
+  // Unwinding (an error, a cancelled task, Ctrl-C): nobody will read the
+  // results, and waiting would hold the error up.
+  if (std::uncaught_exceptions() > uncaught_at_construction_) core_->shutdown(false);
+  else core_->shutdown_on_destroy();
 }
 
 void ProcessPool::shutdown(bool wait) { core_->shutdown(wait); }

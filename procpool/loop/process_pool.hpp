@@ -62,7 +62,12 @@ class ProcessPool {
  public:
   // Forks the workers; throws procpool::Error when none can be started.
   explicit ProcessPool(PoolOptions options = {});
-  // shutdown(false): pending calls fail with PoolShutdown.
+  // Waits for the calls still pending, as shutdown(true) does, for at most
+  // PoolOptions::destructor_wait (no limit by default); then acts as
+  // shutdown(false). It acts as shutdown(false) at once in one of the
+  // pool's own callbacks (it cannot wait there), and when an exception
+  // unwinds the pool's scope (a failure, a cancelled task, Ctrl-C in the
+  // event loop): nobody will read those results.
   ~ProcessPool();
   ProcessPool(const ProcessPool&) = delete;
   ProcessPool& operator=(const ProcessPool&) = delete;
@@ -111,7 +116,10 @@ class ProcessPool {
   // Stops accepting calls. wait = true: lets queued and running calls finish
   // first. wait = false: they fail with PoolShutdown. Then stops the workers
   // (Stop frame, SIGTERM, SIGKILL after shutdown_grace) and reaps them all.
-  // Idempotent. Must not be called from a callback the pool runs.
+  // Idempotent. From a callback the pool runs (its own thread):
+  // shutdown(false) fails the pending calls at once and the workers are
+  // stopped and reaped once the callback returns; shutdown(true) throws
+  // procpool::Error, since waiting there would deadlock.
   void shutdown(bool wait = true);
 
   size_t worker_count() const noexcept;
@@ -136,6 +144,7 @@ class ProcessPool {
   size_t max_message_bytes() const noexcept;
 
   std::shared_ptr<detail::PoolCore> core_;
+  int uncaught_at_construction_;  // see ~ProcessPool
 };
 
 // ---- implementation ----
