@@ -208,6 +208,8 @@ Future<detail::map_result_t<R>> ProcessPool::map(R (*fn)(A), const Range& inputs
   using Out = detail::map_result_t<R>;
   static_assert(std::is_constructible_v<std::decay_t<A>, decltype(*std::begin(inputs))>,
                 "an input cannot be converted to the function's parameter type");
+  static_assert(!detail::kBuiltByLoadAndConstruct<R>,
+                "map's results travel as a std::vector, which needs a default-constructible type; submit each call");
   uint32_t id = 0;
   std::exception_ptr failure;
   const detail::FunctionEntry* entry = entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
