@@ -15,7 +15,6 @@
 
 #include <cereal/types/memory.hpp>
 
-#include <unistd.h>
 
 #include <procpool/common/standard_exceptions.hpp>
 
@@ -188,7 +187,6 @@ int throw_local() { throw LocalError("index 4 past the end"); }
 int throw_frozen() { throw Frozen(7, "dave"); }
 Frozen return_frozen() { return Frozen(9, "erin"); }
 Positive return_positive(int value) { return Positive{value}; }
-int pid_of_worker() { return static_cast<int>(::getpid()); }
 
 int throw_text(std::string how) {
   if (how == "string") throw std::string("boom");
@@ -265,7 +263,6 @@ PROCPOOL_REGISTER_AS("exc::throw_local", exc::throw_local);
 PROCPOOL_REGISTER_AS("exc::throw_frozen", exc::throw_frozen);
 PROCPOOL_REGISTER_AS("exc::return_frozen", exc::return_frozen);
 PROCPOOL_REGISTER_AS("exc::return_positive", exc::return_positive);
-PROCPOOL_REGISTER_AS("exc::pid_of_worker", exc::pid_of_worker);
 PROCPOOL_REGISTER_AS("exc::throw_text", exc::throw_text);
 PROCPOOL_REGISTER_AS("exc::throw_system_error", exc::throw_system_error);
 PROCPOOL_REGISTER_AS("exc::throw_long", exc::throw_long);
@@ -356,7 +353,7 @@ TEST_CASE("Exceptions.AResultTheHostCannotBuildIsRefusedAtCompileTime" * doctest
   CHECK_FALSE(procpool::detail::kHostLoadable<exc::SaveOnly>);
   CHECK_FALSE(procpool::detail::kHostLoadable<std::runtime_error>);
   CHECK(procpool::detail::kHostLoadable<exc::Frozen>);
-  pid_t worker = pool().submit(exc::pid_of_worker).get();
+  pid_t worker = pool().submit(tasks::pid_of_worker).get();
   exc::Frozen f = pool().submit(exc::return_frozen).get();
   CHECK(std::string(f.what()) == "frozen erin");
   CHECK(f.code == 9);

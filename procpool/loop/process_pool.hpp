@@ -52,7 +52,8 @@ class FrameSink final : public ByteSink {
 // submit() and call() never block on a worker and are safe from any thread.
 // Every Future they return settles exactly once: with the result, with the
 // exception the task threw (same type for standard and registered types,
-// RemoteError otherwise), or with the pool's error: UnknownFunction and
+// its nearest standard base mixed with RemoteOrigin for an unregistered
+// type derived from one, RemoteError otherwise; nested chains kept), or with the pool's error: UnknownFunction and
 // SerializationError (at once, for a bad call), WorkerCrashed (the worker
 // died running it; the pool forks a replacement and other calls go on),
 // ProtocolError (the worker wrote garbage and was killed),
