@@ -65,8 +65,12 @@ ResourceLimitExceeded::ResourceLimitExceeded(std::string limit, unsigned long lo
 SandboxViolation::SandboxViolation(std::string function, std::string syscall)
     : Error("'" + function + "' made the forbidden system call " + syscall), syscall_(std::move(syscall)) {}
 
-RemoteError::RemoteError(std::string type_name, std::string message, std::string backtrace)
-    : Error(type_name + ": " + message), type_name_(std::move(type_name)), message_(std::move(message)),
+RemoteOrigin::RemoteOrigin(std::string type_name, std::string message, std::string function, pid_t pid,
+                           std::string backtrace)
+    : type_name_(std::move(type_name)), message_(std::move(message)), function_(std::move(function)), pid_(pid),
       backtrace_(std::move(backtrace)) {}
+
+RemoteError::RemoteError(RemoteOrigin origin)
+    : Error(origin.type_name() + ": " + origin.message()), RemoteOrigin(std::move(origin)) {}
 
 }  // namespace procpool

@@ -119,19 +119,38 @@ class SandboxViolation : public Error {
   std::string syscall_;
 };
 
-// The task threw something that is neither a standard exception type nor a
-// registered one: its type name, message and the worker's backtrace survive.
-class RemoteError : public Error {
+// What the host knows of an exception it could not rebuild as its exact
+// type: the type the worker threw, its text, and where. A mixin, not an
+// exception: RemoteError carries it, and so does the stand-in for a type
+// rebuilt as its nearest standard base (an unregistered
+// `struct LocalError : std::out_of_range` arrives as a std::out_of_range
+// that is also a RemoteOrigin), so `catch (const std::out_of_range& e)`
+// takes it and `dynamic_cast<const RemoteOrigin*>(&e)` tells its origin.
+class RemoteOrigin {
  public:
-  RemoteError(std::string type_name, std::string message, std::string backtrace);
-  const std::string& type_name() const noexcept { return type_name_; }
+  RemoteOrigin(std::string type_name, std::string message, std::string function, pid_t pid, std::string backtrace);
+  virtual ~RemoteOrigin() = default;
+  const std::string& type_name() const noexcept { return type_name_; }  // as thrown, e.g. "LocalError"
+  // what() in the worker; the text of a thrown std::string or string literal.
   const std::string& message() const noexcept { return message_; }
+  const std::string& function() const noexcept { return function_; }  // the registered function that threw
+  pid_t pid() const noexcept { return pid_; }                          // of the worker that ran it
   const std::string& backtrace() const noexcept { return backtrace_; }
 
  private:
   std::string type_name_;
   std::string message_;
+  std::string function_;
+  pid_t pid_;
   std::string backtrace_;
+};
+
+// The task threw something with no standard base that is not registered
+// (`throw 42;`, `throw std::string(...)` too), or whose fields failed to
+// cross: its type name, message, function, pid and backtrace survive.
+class RemoteError : public Error, public RemoteOrigin {
+ public:
+  explicit RemoteError(RemoteOrigin origin);
 };
 
 }  // namespace procpool

@@ -3,126 +3,108 @@
 
 #include <cxxabi.h>
 
-#include <any>
-#include <functional>
-#include <memory>
-#include <new>
-#include <optional>
-#include <stdexcept>
-#include <system_error>
+#include <string_view>
 #include <typeinfo>
-#include <variant>
+#include <vector>
 
 #include <cereal/types/string.hpp>
-#include <cereal/types/vector.hpp>
 
 #include <procpool/common/errors.hpp>
+#include <procpool/common/standard_exceptions.hpp>
 
 namespace procpool::detail {
 namespace {
 
-// A message longer than this is cut: a runaway what() must not make the
-// outcome larger than the response limit.
-constexpr size_t kMaxWhat = 64 * 1024;
-
-template <class E>
-void add_plain() {
-  register_exception<E>();
-}
-
-template <class E, class Save, class Load>
-void add_custom(Save save, Load load) {
-  ExceptionRegistry::instance().add(typeid(E), ExceptionCodec{type_name<E>(), save, load});
-}
-
-void add_procpool_errors() {
-  add_custom<SerializationError>(
-      [](OutputArchive& out, const std::exception& e) {
-        auto& s = dynamic_cast<const SerializationError&>(e);
-        out(s.function(), s.detail());
-      },
-      [](InputArchive& in, const std::string&) {
-        std::string function, detail;
-        in(function, detail);
-        return std::make_exception_ptr(SerializationError(function, detail));
-      });
-  add_custom<ResourceLimitExceeded>(
-      [](OutputArchive& out, const std::exception& e) {
-        auto& r = dynamic_cast<const ResourceLimitExceeded&>(e);
-        out(r.limit(), r.value(), r.maximum(), r.context());
-      },
-      [](InputArchive& in, const std::string&) {
-        std::string limit, context;
-        unsigned long long value = 0, maximum = 0;
-        in(limit, value, maximum, context);
-        return std::make_exception_ptr(ResourceLimitExceeded(limit, value, maximum, context));
-      });
-  add_custom<UnknownFunction>(
-      [](OutputArchive& out, const std::exception& e) {
-        auto& u = dynamic_cast<const UnknownFunction&>(e);
-        out(u.name(), u.close_matches());
-      },
-      [](InputArchive& in, const std::string&) {
-        std::string name;
-        std::vector<std::string> close;
-        in(name, close);
-        return std::make_exception_ptr(UnknownFunction(name, close));
-      });
-  add_custom<std::system_error>(
-      [](OutputArchive& out, const std::exception& e) {
-        auto& s = dynamic_cast<const std::system_error&>(e);
-        out(s.code().value(), std::string(s.code().category().name()));
-      },
-      [](InputArchive& in, const std::string& what) {
-        int value = 0;
-        std::string category;
-        in(value, category);
-        const std::error_category& cat = category == "system" ? std::system_category() : std::generic_category();
-        // what() already holds the code's message; carry it unchanged.
-        return std::make_exception_ptr(std::system_error(std::error_code(value, cat), what));
-      });
-}
+// One level of the exception being encoded. `held` keeps the object alive
+// while `object` points into it.
+struct Level {
+  std::exception_ptr held;
+  const std::exception* object = nullptr;
+  const ExceptionCodec* codec = nullptr;
+  std::string type;
+  std::string what;
+  std::string base;  // the codec's type when it is a standard base's
+  std::exception_ptr nested;
+};
 
 std::string current_type_name() {
   std::type_info* t = abi::__cxa_current_exception_type();
   return t ? demangle(t->name()) : std::string("unknown");
 }
 
-// Appends one record; false (and nothing appended) if it exceeds max_bytes.
-bool try_encode_record(ByteBuffer& out, const std::string& type, const std::string& what,
-                       const std::string& backtrace, const ExceptionCodec* codec, const std::exception* e,
-                       size_t max_bytes) {
-  size_t start = out.size();
-  OutputArchive ar(out);
-  ar(type, what, backtrace);
-  bool fields = false;
-  if (codec && e) {
-    size_t mark = out.size();
-    try {
-      ar(true);
-      codec->save(ar, *e);
-      fields = true;
-    } catch (...) {
-      out.resize(mark);  // the fields failed: send type and message only
-    }
+// std::throw_with_nested(E) throws a library type derived from E and
+// std::nested_exception; the level is E's.
+constexpr std::string_view kNestedPrefix = "std::_Nested_exception<";
+
+void find_codec(Level& level, const std::exception& e) {
+  ExceptionRegistry& registry = ExceptionRegistry::instance();
+  level.codec = registry.find(typeid(e));
+  if (!level.codec && level.type.starts_with(kNestedPrefix) && level.type.ends_with('>')) {
+    level.type = level.type.substr(kNestedPrefix.size(), level.type.size() - kNestedPrefix.size() - 1);
+    level.codec = registry.find(level.type);
   }
-  if (!fields) ar(false);
-  if (out.size() - start <= max_bytes) return true;
-  out.resize(start);
-  return false;
+  if (!level.codec) {
+    level.codec = registry.find(nearest_standard_base(e));
+    if (level.codec) level.base = level.codec->type_name;
+  }
 }
 
-void encode_record(ByteBuffer& out, const std::string& type, std::string what, std::string backtrace,
-                   const ExceptionCodec* codec, const std::exception* e, size_t max_bytes) {
-  if (what.size() > kMaxWhat) what.resize(kMaxWhat);
-  if (try_encode_record(out, type, what, backtrace, codec, e, max_bytes)) return;
-  // Too large for the response limit: cut the message and backtrace, then
-  // drop the fields too if that is still not enough.
-  size_t room = max_bytes > type.size() + 64 ? (max_bytes - type.size() - 64) / 2 : 0;
-  what.resize(std::min(what.size(), room));
-  backtrace.resize(std::min(backtrace.size(), room));
-  if (try_encode_record(out, type, what, backtrace, codec, e, max_bytes)) return;
-  try_encode_record(out, type, what, backtrace, nullptr, nullptr, ~size_t{0});
+Level describe(std::exception_ptr p) {
+  Level level;
+  level.held = p;
+  try {
+    std::rethrow_exception(p);
+  } catch (const std::exception& e) {
+    level.object = &e;
+    level.type = demangle(typeid(e).name());
+    level.what = e.what();
+    find_codec(level, e);
+    if (auto* n = dynamic_cast<const std::nested_exception*>(&e)) level.nested = n->nested_ptr();
+  } catch (const std::string& s) {
+    level.type = current_type_name();
+    level.what = s;
+  } catch (const char* s) {
+    level.type = current_type_name();
+    if (s) level.what = s;
+  } catch (...) {
+    level.type = current_type_name();
+  }
+  return level;
+}
+
+// `text`, or its first `limit` bytes and a note saying so.
+std::string cut(const std::string& text, size_t limit) {
+  if (text.size() <= limit) return text;
+  return text.substr(0, limit) + " [procpool: cut at byte " + std::to_string(limit) + " of " +
+         std::to_string(text.size()) + " to fit max_message_bytes]";
+}
+
+void encode_fields(OutputArchive& ar, const Level& level, bool with_fields) {
+  ByteBuffer fields;
+  bool has = false;
+  if (with_fields && level.codec && level.object) {
+    try {
+      OutputArchive f(fields);
+      level.codec->save(f, *level.object);
+      has = true;
+    } catch (...) {
+      fields.clear();  // the fields failed: send type and message only
+    }
+  }
+  ar(has, cereal::make_size_tag(static_cast<cereal::size_type>(fields.size())),
+     cereal::binary_data(fields.data(), fields.size()));
+}
+
+// Appends the records of levels [0, count), each text cut to `limit`.
+void encode_levels(ByteBuffer& out, const std::vector<Level>& levels, size_t count, const std::string& backtrace,
+                   size_t limit, bool with_fields) {
+  OutputArchive ar(out);
+  for (size_t i = 0; i < count; ++i) {
+    const Level& level = levels[i];
+    ar(level.type, cut(level.what, limit), i == 0 ? cut(backtrace, limit) : std::string(), level.base);
+    encode_fields(ar, level, with_fields);
+    ar(i + 1 < count);
+  }
 }
 
 }  // namespace
@@ -132,7 +114,7 @@ ExceptionRegistry& ExceptionRegistry::instance() {
   return registry;
 }
 
-ExceptionRegistry::ExceptionRegistry() {}
+ExceptionRegistry::ExceptionRegistry() { add_builtin_codecs(*this); }
 
 void ExceptionRegistry::add(const std::type_info& type, ExceptionCodec codec) {
   auto [it, inserted] = by_type_.insert_or_assign(std::type_index(type), std::move(codec));
@@ -140,45 +122,12 @@ void ExceptionRegistry::add(const std::type_info& type, ExceptionCodec codec) {
   (void)inserted;
 }
 
-namespace {
-// The built-in codecs, installed once before the first lookup.
-void install_builtins() {
-  static const bool done = [] {
-    add_plain<std::exception>();
-    add_plain<std::logic_error>();
-    add_plain<std::invalid_argument>();
-    add_plain<std::domain_error>();
-    add_plain<std::length_error>();
-    add_plain<std::out_of_range>();
-    add_plain<std::runtime_error>();
-    add_plain<std::range_error>();
-    add_plain<std::overflow_error>();
-    add_plain<std::underflow_error>();
-    add_plain<std::bad_alloc>();
-    add_plain<std::bad_array_new_length>();
-    add_plain<std::bad_cast>();
-    add_plain<std::bad_typeid>();
-    add_plain<std::bad_exception>();
-    add_plain<std::bad_function_call>();
-    add_plain<std::bad_optional_access>();
-    add_plain<std::bad_variant_access>();
-    add_plain<std::bad_any_cast>();
-    add_plain<std::bad_weak_ptr>();
-    add_procpool_errors();
-    return true;
-  }();
-  (void)done;
-}
-}  // namespace
-
 const ExceptionCodec* ExceptionRegistry::find(const std::type_info& type) const {
-  install_builtins();
   auto it = by_type_.find(std::type_index(type));
   return it == by_type_.end() ? nullptr : &it->second;
 }
 
 const ExceptionCodec* ExceptionRegistry::find(const std::string& type_name) const {
-  install_builtins();
   auto it = by_name_.find(type_name);
   return it == by_name_.end() ? nullptr : it->second;
 }
@@ -186,42 +135,86 @@ const ExceptionCodec* ExceptionRegistry::find(const std::string& type_name) cons
 void encode_current_exception(ByteBuffer& out, const std::string& backtrace, size_t max_bytes) noexcept {
   size_t start = out.size();
   try {
-    try {
-      throw;
-    } catch (const std::exception& e) {
-      const ExceptionCodec* codec = ExceptionRegistry::instance().find(typeid(e));
-      encode_record(out, demangle(typeid(e).name()), e.what(), backtrace, codec, &e, max_bytes);
-    } catch (...) {
-      encode_record(out, current_type_name(), "", backtrace, nullptr, nullptr, max_bytes);
+    std::vector<Level> levels{describe(std::current_exception())};
+    while (levels.back().nested && levels.size() < kMaxNesting) levels.push_back(describe(levels.back().nested));
+    // Whole if it fits; else each text cut to a share of the limit, then
+    // without fields, then the outermost level alone.
+    size_t n = levels.size();
+    size_t overhead = 512 + 256 * n;
+    size_t share = max_bytes > overhead ? (max_bytes - overhead) / (2 * n) : 0;
+    struct Try {
+      size_t limit, count;
+      bool fields;
+    };
+    for (Try t : {Try{~size_t{0}, n, true}, Try{share, n, true}, Try{share, n, false}, Try{share, 1, false}}) {
+      out.resize(start);
+      encode_levels(out, levels, t.count, backtrace, t.limit, t.fields);
+      if (out.size() - start <= max_bytes) return;
     }
+    out.resize(start);
+    encode_levels(out, levels, 1, backtrace, 0, false);
   } catch (...) {
     // Even the fallback failed (out of memory): send the bare minimum.
     out.resize(start);
     try {
       OutputArchive ar(out);
-      ar(std::string("std::bad_alloc"), std::string("std::bad_alloc"), std::string(), false);
+      std::string none;
+      ar(std::string("std::bad_alloc"), std::string("std::bad_alloc"), none, none, false, none, false);
     } catch (...) {
     }
   }
 }
 
-std::exception_ptr decode_exception(InputArchive& in) {
-  std::string type, what, backtrace;
+namespace {
+
+struct Record {
+  RemoteOrigin origin;
+  std::string base;
   bool has_fields = false;
-  in(type, what, backtrace, has_fields);
-  // has_fields is false when no codec knew the type, or its fields failed
-  // to encode: either way only the name, message and backtrace are left.
-  if (has_fields) {
-    if (const ExceptionCodec* codec = ExceptionRegistry::instance().find(type)) {
+  std::string fields;
+};
+
+std::exception_ptr rebuild(const Record& r, bool nest) {
+  // No fields: no codec knew the type, or its fields failed to encode;
+  // only the name, message and backtrace are left.
+  if (r.has_fields) {
+    if (const ExceptionCodec* codec = ExceptionRegistry::instance().find(r.base.empty() ? r.origin.type_name() : r.base)) {
       try {
-        return codec->load(in, what);
+        InputArchive fields(reinterpret_cast<const std::byte*>(r.fields.data()), r.fields.size());
+        return codec->load(fields, r.origin, nest);
       } catch (...) {
-        // The fields did not load, or the type's constructor threw: the
-        // type name, message and backtrace still arrive, as RemoteError.
+        // The fields did not load, or the type's constructor threw: what
+        // is known still arrives, as RemoteError.
       }
     }
   }
-  return std::make_exception_ptr(RemoteError(type, what, backtrace));
+  return raise(RemoteError(r.origin), nest);
+}
+
+}  // namespace
+
+std::exception_ptr decode_exception(InputArchive& in, const std::string& function, pid_t pid) {
+  std::vector<Record> records;
+  for (bool more = true; more;) {
+    if (records.size() == kMaxNesting)
+      throw DecodeError("an exception nested more than " + std::to_string(kMaxNesting) + " levels deep");
+    std::string type, what, backtrace, base, fields;
+    bool has_fields = false;
+    in(type, what, backtrace, base, has_fields, fields, more);
+    records.push_back(Record{RemoteOrigin(std::move(type), std::move(what), function, pid, std::move(backtrace)),
+                             std::move(base), has_fields, std::move(fields)});
+  }
+  // Innermost first: each outer level is thrown while the one it nests is
+  // the exception being handled.
+  std::exception_ptr inner = rebuild(records.back(), false);
+  for (size_t i = records.size() - 1; i-- > 0;) {
+    try {
+      std::rethrow_exception(inner);
+    } catch (...) {
+      inner = rebuild(records[i], true);
+    }
+  }
+  return inner;
 }
 
 }  // namespace procpool::detail

@@ -2,34 +2,65 @@
 #pragma once
 // Exceptions across the process boundary.
 //
-// ExceptionRecord on the wire (cereal, in an Exception frame):
-//   string type_name   demangled dynamic type of what was thrown
-//   string what        what() (empty for a non-std::exception)
-//   string backtrace   where the worker threw it
-//   bool   has_fields  true when a codec below encoded the object's fields
-//   ...    fields      the codec's own encoding
+// An Exception frame holds one record per level of a nested exception
+// (std::throw_with_nested), the outermost first, at most kMaxNesting:
+//   string type_name   demangled type as thrown (for a level made by
+//                      throw_with_nested, the type it was given)
+//   string what        what(); the text of a thrown std::string or C string
+//   string backtrace   where the worker threw it (the first record only)
+//   string base        for an unregistered type, its nearest standard base
+//                      that has a codec, else empty
+//   bool   has_fields  true when the codec of type_name (or base) encoded
+//   string fields      its encoding, whole: a level whose fields fail to
+//                      load leaves the next level's bytes where they are
+//   bool   nested      another record follows: the exception this one nests
 //
-// The host rebuilds the same type when a codec is registered for type_name
-// (the standard exception types and procpool's errors are built in; user
-// types come from PROCPOOL_REGISTER_EXCEPTION), and RemoteError otherwise.
+// The host rebuilds each level as its exact type when a codec is registered
+// for type_name (the standard exception types and procpool's errors are
+// built in; user types come from PROCPOOL_REGISTER_EXCEPTION); as a
+// stand-in derived from `base` and RemoteOrigin when there is a base; and
+// as RemoteError otherwise. It rebuilds the innermost level first and
+// throws each outer one with std::throw_with_nested while the level inside
+// is the current exception, so std::rethrow_if_nested walks the same chain.
 #include <exception>
 #include <memory>
 #include <string>
 #include <type_traits>
 #include <typeindex>
 #include <unordered_map>
+#include <sys/types.h>
 
 #include <procpool/common/archive.hpp>
+#include <procpool/common/constructed.hpp>
+#include <procpool/common/errors.hpp>
 #include <procpool/common/type_name.hpp>
 
 namespace procpool::detail {
 
+// Levels of a nested exception that cross; the worker drops deeper ones.
+inline constexpr size_t kMaxNesting = 16;
+
+// Throws `e` as std::throw_with_nested would when `nest` (the current
+// exception then becomes the nested one), else only wraps it.
+template <class E>
+std::exception_ptr raise(E&& e, bool nest) {
+  if (nest) {
+    try {
+      std::throw_with_nested(std::forward<E>(e));
+    } catch (...) {
+      return std::current_exception();
+    }
+  }
+  return std::make_exception_ptr(std::forward<E>(e));
+}
+
 struct ExceptionCodec {
   std::string type_name;
-  // Encodes the fields of `e` (whose dynamic type is exactly this type).
+  // Encodes the fields of `e` (whose dynamic type is this type or derives from it).
   void (*save)(OutputArchive& out, const std::exception& e);
-  // Rebuilds the exception from its what() and fields.
-  std::exception_ptr (*load)(InputArchive& in, const std::string& what);
+  // Rebuilds the exception from its fields and what the record says of it
+  // (type, what(), ...), and raise()s it.
+  std::exception_ptr (*load)(InputArchive& fields, const RemoteOrigin& origin, bool nest);
 };
 
 class ExceptionRegistry {
@@ -63,15 +94,25 @@ E make_with_what(const std::string& what) {
 template <class E>
 void register_exception() {
   static_assert(std::is_base_of_v<std::exception, E>, "only types derived from std::exception can be registered");
+  static_assert(std::is_default_constructible_v<E> || std::is_constructible_v<E, const std::string&> ||
+                    kBuiltByLoadAndConstruct<E>,
+                "a registered exception type needs a default constructor, a (const std::string&) constructor, or a "
+                "cereal load_and_construct (member or cereal::LoadAndConstruct specialization)");
+  static_assert(!kBuiltByLoadAndConstruct<E> || cereal::traits::is_output_serializable<E, OutputArchive>::value,
+                "a type built by load_and_construct needs a cereal save or serialize for its fields");
   ExceptionCodec codec{type_name<E>(), nullptr, nullptr};
   codec.save = [](OutputArchive& out, const std::exception& e) {
     if constexpr (cereal::traits::is_output_serializable<E, OutputArchive>::value)
       out(dynamic_cast<const E&>(e));
   };
-  codec.load = [](InputArchive& in, const std::string& what) -> std::exception_ptr {
-    E e = make_with_what<E>(what);
-    if constexpr (cereal::traits::is_input_serializable<E, InputArchive>::value) in(e);
-    return std::make_exception_ptr(std::move(e));
+  codec.load = [](InputArchive& in, const RemoteOrigin& origin, bool nest) -> std::exception_ptr {
+    if constexpr (kBuiltByLoadAndConstruct<E>) {
+      return raise(load_constructed<E>(in), nest);
+    } else {
+      E e = make_with_what<E>(origin.message());
+      if constexpr (cereal::traits::is_input_serializable<E, InputArchive>::value) in(e);
+      return raise(std::move(e), nest);
+    }
   };
   ExceptionRegistry::instance().add(typeid(E), std::move(codec));
 }
@@ -83,22 +124,25 @@ struct ExceptionRegistration {
   }
 };
 
-// Worker side, inside a catch block: encodes the exception being handled
-// into at most max_bytes (cutting the message and backtrace, then dropping
-// the fields, when it would be larger). Never throws; falls back to type
-// name and message when fields fail to encode.
+// Worker side, inside a catch block: encodes the exception being handled,
+// and those it nests, into at most max_bytes (cutting the messages and
+// backtrace, saying so in them, then dropping fields and nested levels, when
+// it would be larger). Never throws.
 void encode_current_exception(ByteBuffer& out, const std::string& backtrace, size_t max_bytes) noexcept;
 
-// Host side: rebuilds the exception from a record. Throws DecodeError when
-// the record itself is malformed.
-std::exception_ptr decode_exception(InputArchive& in);
+// Host side: rebuilds the exception (chain) from its records; `function`
+// and `pid` say where it was thrown. Throws DecodeError when a record
+// itself is malformed.
+std::exception_ptr decode_exception(InputArchive& in, const std::string& function, pid_t pid);
 
 }  // namespace procpool::detail
 
 // Makes a user exception type cross the boundary as itself. The type derives
 // from std::exception; if it has a cereal serialize/save/load, its fields
 // travel too. The message travels through what() and a (const std::string&)
-// constructor, or a standard base's message when there is no such constructor.
+// constructor, or a standard base's message when there is no such
+// constructor. A type with neither a default nor a string constructor (const
+// fields) is built by its cereal load_and_construct from its saved fields.
 #define PROCPOOL_REGISTER_EXCEPTION(Type)                                                                \
   [[maybe_unused]] static const ::procpool::detail::ExceptionRegistration PROCPOOL_DETAIL_EXC_CONCAT( \
       procpool_exception_registration_, __COUNTER__) {                                               \

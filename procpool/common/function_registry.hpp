@@ -15,6 +15,7 @@
 #include <cereal/types/tuple.hpp>
 
 #include <procpool/common/archive.hpp>
+#include <procpool/common/constructed.hpp>
 #include <procpool/common/type_name.hpp>
 
 namespace procpool::detail {
@@ -112,6 +113,11 @@ void invoke_many_registered(ErasedFn erased, InputArchive& in, OutputArchive& ou
 template <class R, class... A>
 uint32_t register_function(std::string name, R (*fn)(A...)) {
   static_assert(!std::is_reference_v<R>, "a registered function must return by value (the result crosses processes)");
+  // Else the host would find out only when a result came, and blame the worker.
+  static_assert(kHostLoadable<R>,
+                "the host cannot rebuild this result type: give it a default constructor and a cereal "
+                "serialize/load, or a cereal load_and_construct (a type with a save() only, or no cereal "
+                "functions at all, e.g. a std::exception, can be thrown but not returned)");
   static_assert((std::is_default_constructible_v<std::decay_t<A>> && ...),
                 "argument types must be default-constructible (cereal loads into them in the worker)");
   std::string signature = signature_of<R, A...>();

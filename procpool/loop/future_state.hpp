@@ -27,6 +27,7 @@
 #include <vector>
 
 #include <procpool/common/archive.hpp>
+#include <procpool/common/constructed.hpp>
 
 namespace procpool::detail {
 
@@ -187,6 +188,8 @@ class SharedState : public StateBase {
                          cereal::traits::is_input_serializable<T, InputArchive>::value) {
       value_.emplace();
       in(*value_);
+    } else if constexpr (kBuiltByLoadAndConstruct<T> && std::is_move_constructible_v<T>) {
+      value_.emplace(load_constructed<T>(in));
     } else {
       (void)in;  // a result made in this process only (a task's, a thread's)
       throw DecodeError("this type is not carried across processes");

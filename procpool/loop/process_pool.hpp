@@ -52,7 +52,8 @@ class FrameSink final : public ByteSink {
 // submit() and call() never block on a worker and are safe from any thread.
 // Every Future they return settles exactly once: with the result, with the
 // exception the task threw (same type for standard and registered types,
-// RemoteError otherwise), or with the pool's error: UnknownFunction and
+// its nearest standard base mixed with RemoteOrigin for an unregistered
+// type derived from one, RemoteError otherwise; nested chains kept), or with the pool's error: UnknownFunction and
 // SerializationError (at once, for a bad call), WorkerCrashed (the worker
 // died running it; the pool forks a replacement and other calls go on),
 // ProtocolError (the worker wrote garbage and was killed),
@@ -217,6 +218,8 @@ Future<detail::map_result_t<R>> ProcessPool::map(R (*fn)(A), const Range& inputs
   using Out = detail::map_result_t<R>;
   static_assert(std::is_constructible_v<std::decay_t<A>, decltype(*std::begin(inputs))>,
                 "an input cannot be converted to the function's parameter type");
+  static_assert(!detail::kBuiltByLoadAndConstruct<R>,
+                "map's results travel as a std::vector, which needs a default-constructible type; submit each call");
   uint32_t id = 0;
   std::exception_ptr failure;
   const detail::FunctionEntry* entry = entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);

@@ -167,6 +167,32 @@ PoolCore::Answered PoolCore::take_front_locked(WorkerSlot& slot) {
   return a;
 }
 
+namespace {
+
+// Loads a result into `state`. The archive's bounds checks (DecodeError)
+// and cereal's own format checks (cereal::Exception) mean the worker's bytes
+// are malformed: they propagate, and condemn it. Anything else was thrown
+// by the result type's own load(): the value is one it refuses, which is
+// no fault of the worker; the call fails with SerializationError.
+std::exception_ptr load_value(StateBase& state, InputArchive& in, const std::string& function) {
+  std::string why;
+  try {
+    state.load_value(in);
+    return nullptr;
+  } catch (const DecodeError&) {
+    throw;
+  } catch (const cereal::Exception&) {
+    throw;
+  } catch (const std::exception& e) {
+    why = e.what();
+  } catch (...) {
+    why = "a non-standard exception";
+  }
+  return std::make_exception_ptr(SerializationError(function, "the result's load() refused it: " + why));
+}
+
+}  // namespace
+
 void PoolCore::settle_answer(WorkerSlot& slot, Answered& answered, const FrameHeader& header,
                              std::span<const std::byte> payload, std::span<const std::byte> rest,
                              Published& out) {
@@ -201,10 +227,11 @@ void PoolCore::settle_answer(WorkerSlot& slot, Answered& answered, const FrameHe
       try {
         InputArchive in(payload, rest, &handles);
         if (header.kind == static_cast<uint32_t>(FrameKind::Value)) {
-          state->load_value(in);
-          if (in.remaining() != 0) malformed = std::to_string(in.remaining()) + " stray bytes after the result";
+          outcome = load_value(*state, in, function_name(function_id));
+          if (!outcome && in.remaining() != 0)
+            malformed = std::to_string(in.remaining()) + " stray bytes after the result";
         } else {
-          outcome = decode_exception(in);  // may leave fields it could not load unread
+          outcome = decode_exception(in, function_name(function_id), slot.pid);
         }
       } catch (const std::exception& e) {
         malformed = std::string("a result that does not decode (") + e.what() + ")";

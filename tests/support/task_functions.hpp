@@ -24,7 +24,7 @@ struct QuotaExceeded : std::runtime_error {
   void serialize(Archive& ar) { ar(user, used); }
 };
 
-// Not registered: arrives as procpool::RemoteError.
+// Not registered: arrives as a std::logic_error that is a procpool::RemoteOrigin.
 struct UnregisteredError : std::logic_error {
   using std::logic_error::logic_error;
 };

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Values the host builds from a worker's bytes: by default construction and
+// the type's cereal load, or, for a type with no default constructor, by
+// its cereal load_and_construct (the worker saves either kind the same way).
+#include <cstddef>
+#include <type_traits>
+#include <utility>
+
+#include <cereal/types/memory.hpp>
+
+#include <procpool/common/archive.hpp>
+
+namespace procpool::detail {
+
+template <class T>
+inline constexpr bool kBuiltByLoadAndConstruct =
+    !std::is_default_constructible_v<T> && cereal::traits::has_load_and_construct<T, InputArchive>::value;
+
+// Whether the host can rebuild a T a worker sent.
+template <class T>
+inline constexpr bool kHostLoadable =
+    std::is_void_v<T> ||
+    (std::is_default_constructible_v<T> && cereal::traits::is_input_serializable<T, InputArchive>::value) ||
+    (kBuiltByLoadAndConstruct<T> && std::is_move_constructible_v<T>);
+
+// Runs T's load_and_construct through the wrapper cereal's own smart
+// pointer loading uses (cereal 1.3), without the pointer: a smart pointer
+// to a polymorphic type (every exception) would want cereal's polymorphic
+// registry. Throws cereal::Exception when load_and_construct built nothing.
+template <class T>
+T load_constructed(InputArchive& in) {
+  alignas(T) std::byte storage[sizeof(T)];
+  cereal::memory_detail::LoadAndConstructLoadWrapper<InputArchive, T> wrapper(reinterpret_cast<T*>(storage));
+  try {
+    in(wrapper);
+  } catch (...) {
+    try {
+      wrapper.construct.ptr()->~T();  // it built the object, then threw
+    } catch (const cereal::Exception&) {
+    }
+    throw;
+  }
+  T* built = wrapper.construct.ptr();
+  T value(std::move(*built));
+  built->~T();
+  return value;
+}
+
+}  // namespace procpool::detail
