@@ -188,7 +188,7 @@ std::exception_ptr rebuild(const Record& r, bool nest) {
       }
     }
   }
-  return raise(RemoteError(r.origin), nest);
+  return as_raised(RemoteError(r.origin), nest);
 }
 
 }  // namespace

@@ -43,7 +43,7 @@ inline constexpr size_t kMaxNesting = 16;
 // Throws `e` as std::throw_with_nested would when `nest` (the current
 // exception then becomes the nested one), else only wraps it.
 template <class E>
-std::exception_ptr raise(E&& e, bool nest) {
+std::exception_ptr as_raised(E&& e, bool nest) {
   if (nest) {
     try {
       std::throw_with_nested(std::forward<E>(e));
@@ -59,7 +59,7 @@ struct ExceptionCodec {
   // Encodes the fields of `e` (whose dynamic type is this type or derives from it).
   void (*save)(OutputArchive& out, const std::exception& e);
   // Rebuilds the exception from its fields and what the record says of it
-  // (type, what(), ...), and raise()s it.
+  // (type, what(), ...), as as_raised() gives it.
   std::exception_ptr (*load)(InputArchive& fields, const RemoteOrigin& origin, bool nest);
 };
 
@@ -107,11 +107,11 @@ void register_exception() {
   };
   codec.load = [](InputArchive& in, const RemoteOrigin& origin, bool nest) -> std::exception_ptr {
     if constexpr (kBuiltByLoadAndConstruct<E>) {
-      return raise(load_constructed<E>(in), nest);
+      return as_raised(load_constructed<E>(in), nest);
     } else {
       E e = make_with_what<E>(origin.message());
       if constexpr (cereal::traits::is_input_serializable<E, InputArchive>::value) in(e);
-      return raise(std::move(e), nest);
+      return as_raised(std::move(e), nest);
     }
   };
   ExceptionRegistry::instance().add(typeid(E), std::move(codec));

@@ -96,8 +96,8 @@ std::exception_ptr load_standard(InputArchive& in, const RemoteOrigin& origin, b
     code = std::error_code(value, category_named(category));
   }
   E e = build<E>(origin.message(), code);
-  if (origin.type_name() == type_name<E>() && origin.message() == e.what()) return raise(std::move(e), nest);
-  return raise(RemoteStandard<E>(std::move(e), origin), nest);
+  if (origin.type_name() == type_name<E>() && origin.message() == e.what()) return as_raised(std::move(e), nest);
+  return as_raised(RemoteStandard<E>(std::move(e), origin), nest);
 }
 
 template <class E>
@@ -145,7 +145,7 @@ void add_procpool_errors(ExceptionRegistry& registry) {
       [](InputArchive& in, const RemoteOrigin&, bool nest) {
         std::string function, detail;
         in(function, detail);
-        return raise(SerializationError(function, detail), nest);
+        return as_raised(SerializationError(function, detail), nest);
       });
   add_error<ResourceLimitExceeded>(
       registry,
@@ -157,7 +157,7 @@ void add_procpool_errors(ExceptionRegistry& registry) {
         std::string limit, context;
         unsigned long long value = 0, maximum = 0;
         in(limit, value, maximum, context);
-        return raise(ResourceLimitExceeded(limit, value, maximum, context), nest);
+        return as_raised(ResourceLimitExceeded(limit, value, maximum, context), nest);
       });
   add_error<UnknownFunction>(
       registry,
@@ -169,7 +169,7 @@ void add_procpool_errors(ExceptionRegistry& registry) {
         std::string name;
         std::vector<std::string> close;
         in(name, close);
-        return raise(UnknownFunction(name, close), nest);
+        return as_raised(UnknownFunction(name, close), nest);
       });
 }
 
