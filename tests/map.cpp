@@ -128,6 +128,16 @@ TEST_CASE("Map.HugeChunkSizeStillRunsEveryCall") {
   CHECK(out.at(9) == 81);
 }
 
+TEST_CASE("Map.NegativeChunkSizeThrowsInvalidArgumentNamingIt" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  int chunksize = -1;
+  CHECK_THROWS_WITH_AS(pool.map(square, range(10), chunksize),
+                       "procpool: map's chunksize must be 0 (the pool picks) or positive, not -1",
+                       std::invalid_argument);
+  CHECK_THROWS_AS(pool.map(square, range(10), -5L), std::invalid_argument);
+  CHECK(pool.map(square, range(10), 3).get().at(9) == 81);  // a positive int is a chunk size as before
+}
+
 namespace {
 struct Tag {
   template <class Archive>

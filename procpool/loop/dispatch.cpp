@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Sending calls to workers: a submitted call joins the pool's queue, goes
-// to the least-loaded worker that has room (max_tasks_per_worker), and is
+// to the least-loaded worker that has room (prefetch_per_worker), and is
 // written into its request ring, its SharedBytes' descriptors first. All of
 // it under dispatch_mutex_; see pool_core.hpp for the locks.
 #include <procpool/loop/pool_core.hpp>
@@ -96,7 +96,7 @@ void PoolCore::dispatch_locked(Published& out) {
   while (!pending_.empty()) {
     WorkerSlot* best = nullptr;
     for (auto& slot : slots_)
-      if (usable(*slot) && slot->assigned.size() < options_.max_tasks_per_worker &&
+      if (usable(*slot) && slot->assigned.size() < options_.prefetch_per_worker &&
           (!best || slot->assigned.size() < best->assigned.size()))
         best = slot.get();
     if (!best) break;

@@ -55,6 +55,10 @@ class Future {
   // a worker runs to completion.
   bool cancel() { return state().cancel(); }
 
+  // True if it is ready and failed with TaskCancelled (as
+  // concurrent.futures' Future.cancelled()).
+  bool cancelled() const { return state().ready() && state().cancelled(); }
+
   // The exception it settled with, if it is ready and failed; else null.
   std::exception_ptr error_if_failed() const { return state().ready() ? state().error() : nullptr; }
   std::shared_ptr<detail::StateBase> shared_state() const { return state_; }

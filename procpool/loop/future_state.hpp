@@ -118,6 +118,9 @@ class StateBase {
   }
   // After ready(): whether it settled with an error, and which.
   bool failed() const noexcept { return error_ != nullptr; }
+  // After ready(): it failed with TaskCancelled (a cancellation, not an
+  // exception the call raised).
+  bool cancelled() const noexcept;
   std::exception_ptr error() const noexcept { return error_; }
   void rethrow_if_error() const {
     if (error_) std::rethrow_exception(error_);

@@ -5,9 +5,11 @@
 // map's future when the last chunk has settled.
 #include <algorithm>
 #include <atomic>
+#include <concepts>
 #include <exception>
 #include <iterator>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -31,6 +33,20 @@ inline constexpr size_t kMaxChunk = static_cast<size_t>(kEmptyElementAllowance);
 inline size_t default_chunk_size(size_t calls, size_t workers) {
   size_t chunks = 8 * (workers ? workers : 1);
   return std::clamp<size_t>((calls + chunks - 1) / chunks, 1, 1024);
+}
+
+// A chunk size as the caller gave it, 0 for the pool's choice. A negative
+// one is the caller's mistake, not a request for one chunk of everything (as
+// it would silently become once converted to size_t).
+template <std::integral Chunk>
+size_t checked_chunk_size(Chunk chunksize) {
+  static_assert(!std::is_same_v<Chunk, bool>, "chunksize is a count, not a flag");
+  if constexpr (std::is_signed_v<Chunk>) {
+    if (chunksize < 0)
+      throw std::invalid_argument("procpool: map's chunksize must be 0 (the pool picks) or positive, not " +
+                                  std::to_string(chunksize));
+  }
+  return static_cast<size_t>(chunksize);
 }
 
 // A chunk's answer must hold one result per call: a worker that answers

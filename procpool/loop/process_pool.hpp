@@ -6,9 +6,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <concepts>
 #include <exception>
 #include <memory>
 #include <string>
+#include <stdexcept>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -86,9 +88,10 @@ class ProcessPool {
   // input order (nothing for a void fn). If a call throws, the future fails
   // with that exception (from the earliest chunk that failed), and the calls
   // after it in its chunk do not run; other chunks do. A crash fails the map
-  // with WorkerCrashed; cancel() does not apply to it.
-  template <class R, class A, class Range>
-  Future<detail::map_result_t<R>> map(R (*fn)(A), const Range& inputs, size_t chunksize = 0);
+  // with WorkerCrashed; cancel() does not apply to it. A negative chunksize
+  // throws std::invalid_argument (Python's map raises ValueError).
+  template <class R, class A, class Range, std::integral Chunk = size_t>
+  Future<detail::map_result_t<R>> map(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
 
   // The Asio asynchronous form of submit: pool.async_call(fn, args..., token).
   //
@@ -203,20 +206,21 @@ Future<R> ProcessPool::submit(R (*fn)(A...), Args&&... args) {
   });
 }
 
-template <class R, class A, class Range>
-Future<detail::map_result_t<R>> ProcessPool::map(R (*fn)(A), const Range& inputs, size_t chunksize) {
+template <class R, class A, class Range, std::integral Chunk>
+Future<detail::map_result_t<R>> ProcessPool::map(R (*fn)(A), const Range& inputs, Chunk chunksize) {
   using Out = detail::map_result_t<R>;
   static_assert(std::is_constructible_v<std::decay_t<A>, decltype(*std::begin(inputs))>,
                 "an input cannot be converted to the function's parameter type");
+  size_t chunk_asked = detail::checked_chunk_size(chunksize);
   uint32_t id = 0;
   std::exception_ptr failure;
   const detail::FunctionEntry* entry = entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
   if (!entry) return detail::failed_future<Out>(failure);
   size_t n = static_cast<size_t>(std::size(inputs));
-  size_t chunk = chunksize ? chunksize : detail::default_chunk_size(n, worker_count());
+  size_t chunk = chunk_asked ? chunk_asked : detail::default_chunk_size(n, worker_count());
   // Each SharedBytes input or result is a descriptor, and a frame carries
   // at most kMaxHandlesPerFrame.
-  if (!chunksize && (std::is_same_v<std::decay_t<A>, SharedBytes> || std::is_same_v<R, SharedBytes>))
+  if (!chunk_asked && (std::is_same_v<std::decay_t<A>, SharedBytes> || std::is_same_v<R, SharedBytes>))
     chunk = std::min(chunk, detail::kMaxHandlesPerFrame);
   chunk = std::min(chunk, detail::kMaxChunk);
   size_t parts = n / chunk + (n % chunk != 0);  // (n + chunk - 1) would overflow for a huge chunk
