@@ -54,8 +54,9 @@ class Poller {
   virtual bool on_own_thread() const noexcept = 0;
   // Runs a settled state's callbacks on the pool's own thread.
   virtual void run_callbacks(Callbacks callbacks) = 0;
-  // Drops the call behind `state` if no worker has it yet; true if dropped
-  // (the state is then settled with TaskCancelled).
+  // Withdraws the call behind `state` if it can prove the call will not
+  // run; true exactly then (the state is then settled with TaskCancelled).
+  // The rule, queue by queue, is at the top of loop/cancel.cpp.
   virtual bool cancel(StateBase& state) = 0;
   // How long a waiting thread polls before it sleeps, for a call whose
   // encoded request is `request_bytes` long.
@@ -111,7 +112,7 @@ class StateBase {
     poller_ = std::move(poller);
     request_bytes_ = static_cast<uint32_t>(std::min<size_t>(request_bytes, UINT32_MAX));
   }
-  // Asks the pool to drop the call if it has not reached a worker yet.
+  // Asks the pool to withdraw the call (Poller::cancel).
   bool cancel() {
     auto poller = poller_.lock();
     return poller && !ready() && poller->cancel(*this);
@@ -132,6 +133,7 @@ class StateBase {
     uint64_t task_id = 0;
     int slot = -1;           // -1: in the pool's own queue; else the worker slot
     bool withdrawn = false;  // put on that worker's CancelList
+    uint32_t cancel_entry = 0;  // then: the list's count before its entry
   };
   PoolPlace place;
   // Set by the pool when sending this call had to wake its worker from sleep.
