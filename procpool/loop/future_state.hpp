@@ -28,7 +28,20 @@
 
 #include <procpool/common/archive.hpp>
 
+namespace procpool {
+template <class T>
+class Result;
+}  // namespace procpool
+
 namespace procpool::detail {
+
+// Results (map with return_exceptions, a gather's) are made in this process
+// or decoded by the state that expects them (OutcomeChunkState), never by
+// cereal: cereal would take any vector for loadable.
+template <class T>
+inline constexpr bool kResultVector = false;
+template <class T>
+inline constexpr bool kResultVector<std::vector<Result<T>>> = true;
 
 // Something that can make progress on outstanding results from a waiting
 // thread (the pool: it drains response rings). Lets a blocked get() poll the
@@ -188,7 +201,7 @@ class SharedState : public StateBase {
   bool void_value() const noexcept override { return std::is_void_v<T>; }
   void load_value(InputArchive& in) override {
     if constexpr (std::is_void_v<T>) {
-    } else if constexpr (std::is_default_constructible_v<T> &&
+    } else if constexpr (!kResultVector<T> && std::is_default_constructible_v<T> &&
                          cereal::traits::is_input_serializable<T, InputArchive>::value) {
       value_.emplace();
       in(*value_);

@@ -14,35 +14,9 @@
 #include <vector>
 
 #include <procpool/loop/event_loop.hpp>
+#include <procpool/loop/result.hpp>
 
 namespace procpool {
-
-// A value or the exception that took its place (gather with
-// return_exceptions).
-template <class T>
-class Result {
- public:
-  using value_type = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
-  explicit Result(std::exception_ptr error) : error_(std::move(error)) {}
-  template <class... U>
-  explicit Result(std::in_place_t, U&&... v) : value_(std::in_place, std::forward<U>(v)...) {}
-  bool has_value() const noexcept { return !error_; }
-  std::exception_ptr error() const noexcept { return error_; }
-  // The value, or rethrows the exception.
-  value_type& value() {
-    if (error_) std::rethrow_exception(error_);
-    return *value_;
-  }
-
- private:
-  std::optional<value_type> value_;
-  std::exception_ptr error_;
-};
-
-// Tag: gather(return_exceptions, ...) gives Results instead of propagating
-// the first exception.
-struct ReturnExceptions {};
-inline constexpr ReturnExceptions return_exceptions{};
 
 namespace detail {
 
