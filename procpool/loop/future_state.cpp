@@ -83,16 +83,7 @@ void StateBase::run_each(Callbacks& callbacks) noexcept {
   }
 }
 
-bool StateBase::cancelled() const noexcept {
-  if (!error_) return false;
-  try {
-    std::rethrow_exception(error_);
-  } catch (const TaskCancelled&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
+bool StateBase::cancelled() const noexcept { return holds_error<TaskCancelled>(error_); }
 
 bool StateBase::settle_error(std::exception_ptr error) {
   if (!try_claim()) return false;

@@ -43,6 +43,19 @@ inline constexpr bool kResultVector = false;
 template <class T>
 inline constexpr bool kResultVector<std::vector<Result<T>>> = true;
 
+// True if `error` holds an E (a null one holds nothing).
+template <class E>
+bool holds_error(const std::exception_ptr& error) noexcept {
+  if (!error) return false;
+  try {
+    std::rethrow_exception(error);
+  } catch (const E&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
 // Something that can make progress on outstanding results from a waiting
 // thread (the pool: it drains response rings). Lets a blocked get() poll the
 // rings itself for a moment instead of paying for two thread wake-ups.
