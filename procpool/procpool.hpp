@@ -29,8 +29,10 @@
 #include <procpool/loop/event_loop.hpp>
 #include <procpool/loop/future.hpp>
 #include <procpool/loop/gather.hpp>
+#include <procpool/loop/map_stream.hpp>
 #include <procpool/loop/pool_options.hpp>
 #include <procpool/loop/process_pool.hpp>
+#include <procpool/loop/result.hpp>
 #include <procpool/loop/task.hpp>
 #include <procpool/loop/thread_pool.hpp>
 #include <procpool/loop/wait.hpp>

@@ -132,7 +132,7 @@ TEST_CASE("CrashIsolation.PoolKeepsServingAfterManyCrashes" * doctest::timeout(1
 }
 
 TEST_CASE("CrashIsolation.TasksOnOtherWorkersAreUntouched" * doctest::timeout(60)) {
-  procpool::ProcessPool pool({.workers = 2, .max_tasks_per_worker = 1});
+  procpool::ProcessPool pool({.workers = 2, .prefetch_per_worker = 1});
   auto slow = pool.submit(tasks::sleep_ms, 200);  // takes one worker
   auto crashed = pool.submit(tasks::crash, std::string("segv"));
   CHECK_THROWS_AS(crashed.get(), procpool::WorkerCrashed);

@@ -155,7 +155,7 @@ TEST_CASE("EventLoop.GatherWithReturnExceptionsGivesEachOutcome" * doctest::time
 }
 
 TEST_CASE("EventLoop.WaitForTimesOutAndDropsAQueuedCall" * doctest::timeout(30)) {
-  procpool::ProcessPool pool({.workers = 1, .max_tasks_per_worker = 1});
+  procpool::ProcessPool pool({.workers = 1, .prefetch_per_worker = 1});
   procpool::EventLoop loop;
   std::string path = "/tmp/procpool-test-wait-for-" + std::to_string(getpid());
   std::remove(path.c_str());
@@ -240,6 +240,34 @@ TEST_CASE("EventLoop.WaitFirstExceptionReturnsOnTheFailure" * doctest::timeout(3
   REQUIRE(result.done.size() == 1);
   CHECK_THROWS_AS(result.done[0].get(), std::runtime_error);
   CHECK(result.pending.size() == 1);
+}
+
+TEST_CASE("EventLoop.WaitFirstExceptionTakesACancelledFutureAsDoneNotRaised" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1, .prefetch_per_worker = 1});
+  procpool::EventLoop loop;
+  auto running = pool.submit(tasks::sleep_ms, 200);
+  auto queued = pool.submit(tasks::sleep_ms, 1);  // waits in the pool's queue behind it
+  REQUIRE(queued.cancel());
+  REQUIRE(queued.cancelled());
+  auto result = loop.run_until_complete(procpool::wait(std::vector{queued, running}, procpool::FIRST_EXCEPTION));
+  CHECK(result.done.size() == 2);  // it returned only when the running call was done too
+  CHECK(result.pending.empty());
+  CHECK(running.get() == 200);
+}
+
+TEST_CASE("EventLoop.AsCompletedYieldsAFutureGivenTwiceOnce" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 2});
+  procpool::EventLoop loop;
+  auto a = pool.submit(tasks::sleep_ms, 10);
+  auto b = pool.submit(tasks::sleep_ms, 20);
+  auto seen = loop.run_until_complete([&]() -> Task<std::vector<double>> {
+    procpool::as_completed completed(std::vector{a, b, a});
+    CHECK(completed.size() == 2);
+    std::vector<double> values;
+    while (!completed.empty()) values.push_back((co_await completed.next()).get());
+    co_return values;
+  }());
+  CHECK(seen == std::vector<double>{10, 20});
 }
 
 TEST_CASE("EventLoop.AsCompletedYieldsInCompletionOrder" * doctest::timeout(30)) {
@@ -329,7 +357,7 @@ TEST_CASE("EventLoop.CtrlCCancelsTheMainTaskAndStopsThePool" * doctest::timeout(
 }
 
 TEST_CASE("EventLoop.ShieldedPoolCallIsNotDropped" * doctest::timeout(30)) {
-  procpool::ProcessPool pool({.workers = 1, .max_tasks_per_worker = 1});
+  procpool::ProcessPool pool({.workers = 1, .prefetch_per_worker = 1});
   procpool::EventLoop loop;
   auto busy = pool.submit(tasks::sleep_ms, 100);
   auto queued = pool.submit(tasks::add, 2, 3);  // still in the pool's queue

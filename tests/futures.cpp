@@ -1,8 +1,18 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
 #include <coroutine>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <procpool/loop/pool_core.hpp>
 
 #include "support/census.hpp"
 #include "support/task_functions.hpp"
@@ -31,6 +41,19 @@ Detached add_then_echo(procpool::ProcessPool& pool, std::atomic<int>& out, std::
     threw = true;
   }
 }
+
+// Which calls of mark_ran ran: shared memory mapped before any pool forks,
+// so every worker writes into the test's own view.
+constexpr int kMarks = 1 << 16;
+std::atomic<int>* const g_ran = [] {
+  void* p = ::mmap(nullptr, kMarks * sizeof(std::atomic<int>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : static_cast<std::atomic<int>*>(p);
+}();
+int mark_ran(int id) {
+  g_ran[id].fetch_add(1);
+  return id;
+}
+PROCPOOL_REGISTER(mark_ran);
 
 }  // namespace
 
@@ -141,4 +164,116 @@ TEST_CASE("Futures.BlockingGetInACallbackIsRefusedNotDeadlocked" * doctest::time
   });
   CHECK(census::eventually([&] { return refused.load(); }));
   CHECK(pool.submit(tasks::add, 2, 2).get() == 4);
+}
+
+// cancel() is true exactly when the future ends in TaskCancelled, and then
+// the call never ran; false means the call's own result arrives.
+TEST_CASE("Futures.CancelOfACallInAWorkersRingBehindARunningOneIsTrueAndItNeverRuns" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});  // calls go to the worker's ring at once
+  std::string path = "/tmp/procpool-test-cancel-ring-" + std::to_string(getpid());
+  std::remove(path.c_str());
+  auto busy = pool.submit(tasks::sleep_ms, 300);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the worker has started it
+  auto next = pool.submit(tasks::record_run, path, 1);          // right behind it
+  auto later = pool.submit(tasks::record_run, path, 2);
+  auto after = pool.submit(tasks::add, 2, 2);
+  CHECK(later.cancel());
+  CHECK(next.cancel());
+  CHECK(next.cancelled());
+  CHECK_THROWS_WITH_AS(later.get(), "the call was cancelled before it started", procpool::TaskCancelled);
+  CHECK_FALSE(next.cancel());  // once is enough
+  CHECK(busy.get() == 300);
+  CHECK(after.get() == 4);
+  CHECK_FALSE(std::ifstream(path).good());  // neither ran
+  std::remove(path.c_str());
+}
+
+TEST_CASE("Futures.CancelOfACallHandedToAWorkerButNotYetInItsRingIsTrue" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = 4096});
+  std::string path = "/tmp/procpool-test-cancel-unsent-" + std::to_string(getpid());
+  std::remove(path.c_str());
+  auto busy = pool.submit(tasks::sleep_ms, 200);
+  std::string big(1 << 16, 'b');
+  auto streaming = pool.submit(tasks::echo, big);        // fills the ring; the rest waits for room
+  auto unsent = pool.submit(tasks::record_run, path, 3);  // handed to the worker, not a byte in its ring
+  CHECK(unsent.cancel());
+  CHECK_THROWS_AS(unsent.get(), procpool::TaskCancelled);
+  CHECK(streaming.get() == big);
+  CHECK(pool.submit(tasks::add, 1, 1).get() == 2);
+  CHECK_FALSE(std::ifstream(path).good());
+  std::remove(path.c_str());
+}
+
+TEST_CASE("Futures.CancelIsTrueExactlyWhenTheFutureEndsCancelledUnderLoad" * doctest::timeout(60)) {
+  REQUIRE(g_ran != nullptr);
+  long states_before = procpool::detail::StateBase::live_count();
+  int promised = 0, refused = 0;
+  std::vector<bool> withdrawn(kMarks);
+  {
+    procpool::ProcessPool pool({.workers = 2});
+    int id = 0;
+    for (int round = 0; round < 300 && id + 64 <= kMarks; ++round) {
+      std::vector<procpool::Future<int>> calls;
+      for (int k = 0; k < 64; ++k) calls.push_back(pool.submit(mark_ran, id + k));
+      // Cancelled from the back, while the workers run the front: every
+      // place a call can be (queue, ring, running, answered).
+      std::vector<bool> said(64);
+      for (int k = 63; k >= 0; --k)
+        if (k % 3 != 1) said[static_cast<size_t>(k)] = calls[static_cast<size_t>(k)].cancel();
+      for (int k = 0; k < 64; ++k) {
+        auto& f = calls[static_cast<size_t>(k)];
+        if (said[static_cast<size_t>(k)]) {
+          ++promised;
+          withdrawn[static_cast<size_t>(id + k)] = true;
+          CHECK(f.cancelled());
+        } else {
+          ++refused;
+          CHECK(f.get() == id + k);
+        }
+      }
+      id += 64;
+    }
+    CHECK(pool.submit(tasks::add, 1, 1).get() == 2);  // every earlier call is answered or skipped
+    pool.shutdown(true);
+    int wrong = 0;
+    for (int k = 0; k < id; ++k) wrong += g_ran[k].load() != (withdrawn[static_cast<size_t>(k)] ? 0 : 1);
+    CHECK(wrong == 0);  // a withdrawn call never ran, every other ran once
+  }
+  MESSAGE("cancel() true " << promised << " times, false " << refused << " times");
+  CHECK(promised > 0);
+  CHECK(refused > 0);
+  CHECK(procpool::detail::StateBase::live_count() == states_before);
+}
+
+// A withdrawal the worker races: the host cannot promise it, so cancel() is
+// false, and the call's real result settles the future whether the worker
+// ran the call (it began it before the entry) or skipped it (it saw the
+// entry, after the host's check): then the host sends it again.
+TEST_CASE("Futures.CancelThatLosesTheRaceToTheWorkerIsFalseAndTheResultArrives" * doctest::timeout(30)) {
+  for (int step : {0, 1}) {
+    CAPTURE(step);
+    std::string path = "/tmp/procpool-test-cancel-race-" + std::to_string(getpid());
+    std::remove(path.c_str());
+    static int race_step;
+    race_step = step;
+    procpool::ProcessPool pool({.workers = 1});
+    auto busy = pool.submit(tasks::sleep_ms, 30);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // the worker runs it; its answer is to come
+    auto target = pool.submit(tasks::record_run, path, 5);
+    // The worker answers `busy` and begins `target` while cancel() holds still.
+    procpool::detail::cancel_race_for_tests = [](int at) {
+      if (at == race_step) std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    };
+    bool said = target.cancel();
+    procpool::detail::cancel_race_for_tests = nullptr;
+    CHECK_FALSE(said);
+    CHECK(target.get() == 5);
+    CHECK_FALSE(target.cancelled());
+    CHECK(busy.get() == 30);
+    std::ifstream runs(path);
+    std::string line, all;
+    while (std::getline(runs, line)) all += line + ";";
+    CHECK(all == "5;");  // ran exactly once
+    std::remove(path.c_str());
+  }
 }

@@ -2,11 +2,14 @@
 // ProcessPool::map: many calls of one function, in chunks of one frame each.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <chrono>
 
 #include "support/census.hpp"
 #include "support/task_functions.hpp"
@@ -30,6 +33,13 @@ PROCPOOL_REGISTER(append_line);
 
 long not_registered(int x) { return x; }
 
+// Dies on "segv", as tasks::crash does; echoes anything else.
+std::string echo_or_crash(std::string s) {
+  if (s == "segv") tasks::crash(s);
+  return s;
+}
+PROCPOOL_REGISTER(echo_or_crash);
+
 std::vector<int> range(int n) {
   std::vector<int> v(static_cast<size_t>(n));
   std::iota(v.begin(), v.end(), 0);
@@ -38,7 +48,7 @@ std::vector<int> range(int n) {
 
 }  // namespace
 
-TEST_CASE("Map.ReturnsEveryResultInInputOrder") {
+TEST_CASE("Map.ReturnsEveryResultInInputOrder" * doctest::timeout(60)) {
   census::Snapshot before;
   {
     procpool::ProcessPool pool({.workers = 2});
@@ -128,6 +138,16 @@ TEST_CASE("Map.HugeChunkSizeStillRunsEveryCall") {
   CHECK(out.at(9) == 81);
 }
 
+TEST_CASE("Map.NegativeChunkSizeThrowsInvalidArgumentNamingIt" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  int chunksize = -1;
+  CHECK_THROWS_WITH_AS(pool.map(square, range(10), chunksize),
+                       "procpool: map's chunksize must be 0 (the pool picks) or positive, not -1",
+                       std::invalid_argument);
+  CHECK_THROWS_AS(pool.map(square, range(10), -5L), std::invalid_argument);
+  CHECK(pool.map(square, range(10), 3).get().at(9) == 81);  // a positive int is a chunk size as before
+}
+
 namespace {
 struct Tag {
   template <class Archive>
@@ -161,4 +181,116 @@ TEST_CASE("Map.AChunkAnsweredWithTooFewResultsIsTheWorkersProtocolError" * docte
     CHECK(pool.worker_pids().at(0) != liar);
   }
   CHECK(census::leaks_since(before) == "");
+}
+
+namespace {
+// Each element's outcome: what a Result holds, as a short string.
+template <class R>
+std::string outcome(procpool::Result<R>& r) {
+  try {
+    return std::to_string(r.value());
+  } catch (const std::exception& e) {
+    return std::string("!") + e.what();
+  }
+}
+std::vector<std::string> expected_outcomes(int n) {
+  std::vector<std::string> out;
+  for (int x = 0; x < n; ++x) out.push_back(x > 0 && x % 1000 == 0 ? "!rejected " + std::to_string(x) : std::to_string(x));
+  return out;
+}
+}  // namespace
+
+TEST_CASE("Map.ReturnExceptionsGivesEachElementItsOwnOutcome" * doctest::timeout(30)) {
+  census::Snapshot before;
+  long states_before = procpool::detail::StateBase::live_count();
+  {
+    procpool::ProcessPool pool({.workers = 2});
+    for (size_t chunk : {size_t{0}, size_t{1}, size_t{100}, size_t{5000}}) {
+      CAPTURE(chunk);
+      std::vector<procpool::Result<int>> out = pool.map(procpool::return_exceptions, reject_thousands, range(5000), chunk).get();
+      std::vector<std::string> seen;
+      for (auto& r : out) seen.push_back(outcome(r));
+      CHECK(seen == expected_outcomes(5000));  // the calls after a throw in its chunk ran too
+      CHECK_THROWS_AS(out.at(1000).value(), std::invalid_argument);  // the same type
+    }
+  }
+  CHECK(procpool::detail::StateBase::live_count() == states_before);
+  CHECK(census::leaks_since(before) == "");
+}
+
+TEST_CASE("Map.ReturnExceptionsOfAVoidFunctionRunsEveryCall" * doctest::timeout(30)) {
+  std::string path = "/tmp/procpool-test-map-each-void-" + std::to_string(getpid());
+  std::remove(path.c_str());
+  {
+    procpool::ProcessPool pool({.workers = 2});
+    std::vector<procpool::Result<void>> out = pool.map(procpool::return_exceptions, append_line, std::vector<std::string>(50, path), 8).get();
+    CHECK(out.size() == 50);
+    CHECK(std::all_of(out.begin(), out.end(), [](auto& r) { return r.has_value(); }));
+  }
+  std::ifstream lines(path);
+  int count = 0;
+  for (std::string line; std::getline(lines, line);) ++count;
+  CHECK(count == 50);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("Map.ReturnExceptionsFailsOnlyTheCrashedChunksElements" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 2});
+  std::vector<std::string> in{"x", "y", "segv", "z", "w", "v"};
+  auto out = pool.map(procpool::return_exceptions, echo_or_crash, in, 3).get();
+  REQUIRE(out.size() == 6);
+  for (size_t i = 0; i < 3; ++i) CHECK_THROWS_AS(out[i].value(), procpool::WorkerCrashed);  // the lost answer
+  for (size_t i = 3; i < 6; ++i) CHECK(out[i].value() == in[i]);
+}
+
+TEST_CASE("Map.ImapGivesEachOutcomeInInputOrder" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 2});
+  for (size_t chunk : {size_t{0}, size_t{1}, size_t{333}}) {
+    CAPTURE(chunk);
+    auto stream = pool.imap(reject_thousands, range(3000), chunk);
+    CHECK(stream.size() == 3000);
+    std::vector<std::string> seen;
+    for (procpool::Result<int> r : stream) seen.push_back(outcome(r));
+    CHECK(seen == expected_outcomes(3000));
+    CHECK(stream.done());
+    CHECK_THROWS_AS(stream.next(), procpool::Error);
+  }
+}
+
+TEST_CASE("Map.ImapGivesTheFirstResultBeforeTheLastCallIsDone" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 2});
+  auto start = std::chrono::steady_clock::now();
+  auto stream = pool.imap(tasks::sleep_ms, std::vector<int>{10, 600}, 1);
+  CHECK(stream.next().value() == 10);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(500));
+  CHECK(stream.next().value() == 600);
+}
+
+TEST_CASE("Map.ImapUnorderedGivesEachOutcomeOnceAsChunksAreAnswered" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 2, .prefetch_per_worker = 1});  // no chunk waits behind the slow one
+  // The first chunk is the slow one: its outcomes come last.
+  std::vector<int> in{400, 1, 2, 3, 4, 5};
+  std::vector<size_t> order;
+  for (auto [i, r] : pool.imap_unordered(tasks::sleep_ms, in, 1)) {
+    CHECK(r.value() == in[i]);
+    order.push_back(i);
+  }
+  REQUIRE(order.size() == 6);
+  CHECK(order.back() == 0);
+  std::sort(order.begin(), order.end());
+  CHECK(order == std::vector<size_t>{0, 1, 2, 3, 4, 5});
+
+  std::vector<std::string> seen(3000);
+  for (auto [i, r] : pool.imap_unordered(reject_thousands, range(3000), 64)) seen.at(i) = outcome(r);
+  CHECK(seen == expected_outcomes(3000));
+}
+
+TEST_CASE("Map.ImapOfAnUnregisteredFunctionGivesUnknownFunctionPerElement" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  int n = 0;
+  for (auto r : pool.imap(not_registered, range(5), 2)) {
+    CHECK_THROWS_AS(r.value(), procpool::UnknownFunction);
+    ++n;
+  }
+  CHECK(n == 5);
 }

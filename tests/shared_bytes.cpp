@@ -224,7 +224,7 @@ TEST_CASE("SharedBytes.CallsQueuedBehindACrashAreResentWithTheirBuffers" * docte
 TEST_CASE("SharedBytes.CallsLargerThanTheRingSendTheirBuffersOnce" * doctest::timeout(60)) {
   // Each frame streams through a ring smaller than itself, so the host
   // meets a full ring in the middle of sending calls that carry SharedBytes.
-  procpool::ProcessPool pool({.workers = 1, .ring_bytes = 4096, .max_tasks_per_worker = 8});
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = 4096, .prefetch_per_worker = 8});
   std::vector<procpool::Future<size_t>> calls;
   for (size_t i = 0; i < 40; ++i)
     calls.push_back(pool.submit(padded_size, std::string(10000 + i, 'p'), pattern(100 + i)));
@@ -239,7 +239,7 @@ TEST_CASE("SharedBytes.ACallThatMeetsAFullRingSendsItsBuffersOnce" * doctest::ti
   // A frame is 24 header + 4 id + 8 fingerprint + 8 + L string + 8 + 4 SharedBytes bytes.
   constexpr size_t kRing = 4096, kFixed = 56;
   const size_t first = 2048 - kFixed, second = kRing - (2048 - 24) - kFixed;
-  procpool::ProcessPool pool({.workers = 1, .ring_bytes = kRing, .max_tasks_per_worker = 8});
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = kRing, .prefetch_per_worker = 8});
   pid_t worker = pool.worker_pids().at(0);
   std::vector<procpool::Future<size_t>> calls;
   calls.push_back(pool.submit(slow_padded_size, std::string(first, 's'), pattern(1)));

@@ -136,6 +136,8 @@ void latency(int round, const Counts& n, const std::string& raw_dir) {
   emit_percentiles("rtt_idle", round, idle);
 }
 
+void map_family(procpool::ProcessPool& pool, int round, int count);
+
 // Throughput three ways, on a pool of its own: separate calls submitted
 // then awaited (futures, and asyncio-style gather), and map.
 void throughput(int round, const Counts& n) {
@@ -154,6 +156,37 @@ void throughput(int round, const Counts& n) {
     pool.map(noop_arg, inputs, 256).get();
     emit(kSystem, "throughput_map", std::to_string(calls), round, calls / (micros(Clock::now() - t0) / 1e6));
   }
+  map_family(pool, round, count);
+}
+
+// The map family over the same `count` no-op elements and chunks: all
+// results at once (map), each element's own outcome at once (map with
+// return_exceptions), and lazily, in input order (imap) or as chunks are
+// answered (imap_unordered). Rates in elements per second.
+void map_family(procpool::ProcessPool& pool, int round, int count) {
+  std::vector<int> inputs(static_cast<size_t>(count), 1);
+  auto rate = [&](const char* variant, auto&& run) {
+    auto t0 = Clock::now();
+    size_t failed = run();
+    double seconds = micros(Clock::now() - t0) / 1e6;
+    if (failed != 0) fail(std::string(variant) + ": " + std::to_string(failed) + " elements failed");
+    emit(kSystem, "map_family", variant, round, count / seconds);
+  };
+  auto failures = [](auto&& outcomes) {
+    size_t failed = 0;
+    for (auto&& r : outcomes) {
+      if constexpr (requires { r.result; }) failed += !r.result.has_value();
+      else failed += !r.has_value();
+    }
+    return failed;
+  };
+  rate("map", [&] {
+    pool.map(noop_arg, inputs, 256).get();
+    return size_t{0};
+  });
+  rate("map_each", [&] { return failures(pool.map(procpool::return_exceptions, noop_arg, inputs, 256).get()); });
+  rate("imap", [&] { return failures(pool.imap(noop_arg, inputs, 256)); });
+  rate("imap_unordered", [&] { return failures(pool.imap_unordered(noop_arg, inputs, 256)); });
 }
 
 // Round trips of fn(bytes), the first one a warm-up (the ring's pages, the

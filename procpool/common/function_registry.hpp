@@ -3,7 +3,9 @@
 // The table of functions a worker may run, filled before any pool starts.
 // Forked workers inherit it, so a function id means the same on both sides.
 #include <atomic>
+#include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -15,6 +17,8 @@
 #include <cereal/types/tuple.hpp>
 
 #include <procpool/common/archive.hpp>
+#include <procpool/common/backtrace.hpp>
+#include <procpool/common/exception_codec.hpp>
 #include <procpool/common/constructed.hpp>
 #include <procpool/common/type_name.hpp>
 
@@ -30,9 +34,13 @@ struct FunctionEntry {
   // Decodes the arguments, runs the function and encodes its result. Throws
   // whatever the function throws; DecodeError for malformed arguments.
   void (*invoke)(ErasedFn fn, InputArchive& args, OutputArchive& result);
-  // The same for a CallMany frame: a size tag n, then n calls, whose
-  // results are encoded as a cereal vector (nothing for void). Stops at the
-  // first call that throws.
+  // The same for a CallMany frame: a ManyMode byte, a size tag n, then n
+  // calls. StopAtFirstThrow: the results as a cereal vector (nothing for
+  // void); the first call that throws ends the chunk with its exception.
+  // EachOutcome: the size tag n, then per call `true` and its result, or
+  // `false` and its exception record (exception_codec.hpp) as a size-tagged
+  // blob; only arguments that do not decode or a result that does not
+  // encode end the chunk (the stream is then out of step).
   void (*invoke_many)(ErasedFn fn, InputArchive& args, OutputArchive& results);
 };
 
@@ -81,22 +89,62 @@ decltype(auto) pass_argument(T& value) {
 }
 
 template <class R, class... A>
-void invoke_registered(ErasedFn erased, InputArchive& in, OutputArchive& out) {
+R call_registered(ErasedFn erased, std::tuple<std::decay_t<A>...>& args) {
   auto fn = reinterpret_cast<R (*)(A...)>(erased);
+  return [&]<size_t... I>(std::index_sequence<I...>) -> R {
+    return fn(pass_argument<A>(std::get<I>(args))...);
+  }(std::index_sequence_for<A...>{});
+}
+
+template <class R>
+void encode_result(OutputArchive& out, R& result) {
+  try {
+    out(result);
+  } catch (const std::exception& e) {
+    throw EncodeError(e.what());
+  }
+}
+
+template <class R, class... A>
+void invoke_registered(ErasedFn erased, InputArchive& in, OutputArchive& out) {
   std::tuple<std::decay_t<A>...> args;
   in(args);
-  auto call = [&]<size_t... I>(std::index_sequence<I...>) -> decltype(auto) {
-    return fn(pass_argument<A>(std::get<I>(args))...);
-  };
   if constexpr (std::is_void_v<R>) {
-    call(std::index_sequence_for<A...>{});
+    call_registered<R, A...>(erased, args);
   } else {
-    R result = call(std::index_sequence_for<A...>{});
-    try {
-      out(result);
-    } catch (const std::exception& e) {
-      throw EncodeError(e.what());
+    R result = call_registered<R, A...>(erased, args);
+    encode_result(out, result);
+  }
+}
+
+enum class ManyMode : uint8_t { StopAtFirstThrow = 0, EachOutcome = 1 };
+
+// An EachOutcome element's exception record is cut to this (its message and
+// backtrace first): a chunk of many failures must still fit its answer.
+inline constexpr size_t kElementExceptionBytes = size_t{64} << 10;
+
+template <class R, class... A>
+void invoke_registered_outcome(ErasedFn erased, InputArchive& in, OutputArchive& out, ByteBuffer& error) {
+  std::tuple<std::decay_t<A>...> args;
+  in(args);
+  std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> result;
+  error.clear();
+  try {
+    if constexpr (std::is_void_v<R>) {
+      call_registered<R, A...>(erased, args);
+      result.emplace(true);
+    } else {
+      result.emplace(call_registered<R, A...>(erased, args));
     }
+  } catch (...) {
+    encode_current_exception(error, last_throw_backtrace(), kElementExceptionBytes);
+  }
+  out(result.has_value());
+  if (!result) {
+    out(cereal::make_size_tag(static_cast<cereal::size_type>(error.size())));
+    out.saveBinary(error.data(), static_cast<std::streamsize>(error.size()));
+  } else if constexpr (!std::is_void_v<R>) {
+    encode_result(out, *result);
   }
 }
 
@@ -104,8 +152,16 @@ void invoke_registered(ErasedFn erased, InputArchive& in, OutputArchive& out) {
 // encodes a std::vector of them: the host decodes a std::vector<R>.
 template <class R, class... A>
 void invoke_many_registered(ErasedFn erased, InputArchive& in, OutputArchive& out) {
+  uint8_t mode = 0;
   cereal::size_type n = 0;
-  in(cereal::make_size_tag(n));
+  in(mode, cereal::make_size_tag(n));
+  if (mode == static_cast<uint8_t>(ManyMode::EachOutcome)) {
+    out(cereal::make_size_tag(n));
+    ByteBuffer error;
+    for (cereal::size_type i = 0; i < n; ++i) invoke_registered_outcome<R, A...>(erased, in, out, error);
+    return;
+  }
+  if (mode != static_cast<uint8_t>(ManyMode::StopAtFirstThrow)) throw DecodeError("a CallMany frame of unknown mode");
   if constexpr (!std::is_void_v<R>) out(cereal::make_size_tag(n));
   for (cereal::size_type i = 0; i < n; ++i) invoke_registered<R, A...>(erased, in, out);
 }

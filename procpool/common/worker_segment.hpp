@@ -58,7 +58,10 @@ inline constexpr uint32_t kCancelSlots = 32;
 // then count (release); before starting a call the worker looks for its id
 // among the last kCancelSlots entries (acquire on count). A withdrawal that
 // arrives after the worker's look is too late: the call runs. One older than
-// the last kCancelSlots is forgotten: the call runs. Both are safe outcomes.
+// the last kCancelSlots is forgotten: the call runs. The host appends only
+// where it can prove the worker's look comes after the entry, and keeps
+// each entry among the last kCancelSlots until its call is answered: the
+// protocol, and the fences it relies on, is at the top of loop/cancel.cpp.
 struct CancelList {
   alignas(kCacheLine) std::atomic<uint32_t> count{0};
   std::atomic<TaskId> ids[kCancelSlots];

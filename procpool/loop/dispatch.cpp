@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Sending calls to workers: a submitted call joins the pool's queue, goes
-// to the least-loaded worker that has room (max_tasks_per_worker), and is
+// to the least-loaded worker that has room (prefetch_per_worker), and is
 // written into its request ring, its SharedBytes' descriptors first. All of
 // it under dispatch_mutex_; see pool_core.hpp for the locks.
 #include <procpool/loop/pool_core.hpp>
@@ -64,39 +64,12 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
   }
 }
 
-bool PoolCore::cancel(StateBase& state) {
-  {
-    std::lock_guard dispatch(dispatch_mutex_);
-    if (state.place.task_id == 0) return false;  // not one of ours
-    if (state.place.slot >= 0) {
-      // Already handed to a worker: put it on that worker's CancelList. If
-      // the worker has not started it, it answers Skipped and the future
-      // fails with TaskCancelled; if it has, the call runs to its end.
-      WorkerSlot& slot = *slots_[static_cast<size_t>(state.place.slot)];
-      if (slot.alive && !state.place.withdrawn) {
-        state.place.withdrawn = true;
-        CancelList& list = slot.segment->header().cancelled;
-        uint32_t n = list.count.load(std::memory_order_relaxed);
-        list.ids[n % kCancelSlots].store(state.place.task_id, std::memory_order_relaxed);
-        list.count.store(n + 1, std::memory_order_release);
-      }
-      return false;
-    }
-    // Still in the pool's own queue: claim it before the lock goes, so that
-    // no dispatch can send it meanwhile (dispatch drops claimed calls).
-    if (!state.try_claim()) return false;
-  }
-  state.set_error(std::make_exception_ptr(TaskCancelled("the call was cancelled before it started")));
-  state.publish();
-  return true;
-}
-
 void PoolCore::dispatch_locked(Published& out) {
   auto usable = [](const WorkerSlot& s) { return s.alive && s.condemned.empty() && s.request_fault.empty(); };
   while (!pending_.empty()) {
     WorkerSlot* best = nullptr;
     for (auto& slot : slots_)
-      if (usable(*slot) && slot->assigned.size() < options_.max_tasks_per_worker &&
+      if (usable(*slot) && slot->assigned.size() < options_.prefetch_per_worker &&
           (!best || slot->assigned.size() < best->assigned.size()))
         best = slot.get();
     if (!best) break;

@@ -127,15 +127,7 @@ class TaskHandle {
 // True if `f` is ready and failed with an E.
 template <class E, class T>
 bool dynamic_cast_error(const Future<T>& f) {
-  auto e = f.error_if_failed();
-  if (!e) return false;
-  try {
-    std::rethrow_exception(e);
-  } catch (const E&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
+  return detail::holds_error<E>(f.error_if_failed());
 }
 
 class EventLoop {

@@ -50,10 +50,22 @@ class Future {
     state().on_ready([self = *this, cb = std::forward<Callback>(callback)]() mutable { cb(std::move(self)); });
   }
 
-  // Asks the pool to drop the call if no worker has taken it yet; true if it
-  // was dropped (the future then fails with TaskCancelled). A call already in
-  // a worker runs to completion.
+  // Withdraws the call if the pool can make sure it will not run. True
+  // exactly when the future (now ready) fails with TaskCancelled; false
+  // when the call runs, or may, and its own result will settle the future
+  // (as concurrent.futures' Future.cancel()). Where the call is:
+  //   - in the pool's queue: withdrawn, true;
+  //   - handed ahead to a worker, behind a call whose answer the worker has
+  //     not written yet: withdrawn (the worker skips it), true;
+  //   - the worker's next or running call (or a worker that just died or
+  //     failed): false; it runs to its end.
+  // A future that is already ready, or not a pool call, gives false.
+  // Thread safety: any thread; never blocks on a worker.
   bool cancel() { return state().cancel(); }
+
+  // True if it is ready and failed with TaskCancelled (as
+  // concurrent.futures' Future.cancelled()).
+  bool cancelled() const { return state().ready() && state().cancelled(); }
 
   // The exception it settled with, if it is ready and failed; else null.
   std::exception_ptr error_if_failed() const { return state().ready() ? state().error() : nullptr; }

@@ -83,6 +83,8 @@ void StateBase::run_each(Callbacks& callbacks) noexcept {
   }
 }
 
+bool StateBase::cancelled() const noexcept { return holds_error<TaskCancelled>(error_); }
+
 bool StateBase::settle_error(std::exception_ptr error) {
   if (!try_claim()) return false;
   set_error(std::move(error));

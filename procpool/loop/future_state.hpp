@@ -29,7 +29,33 @@
 #include <procpool/common/archive.hpp>
 #include <procpool/common/constructed.hpp>
 
+namespace procpool {
+template <class T>
+class Result;
+}  // namespace procpool
+
 namespace procpool::detail {
+
+// Results (map with return_exceptions, a gather's) are made in this process
+// or decoded by the state that expects them (OutcomeChunkState), never by
+// cereal: cereal would take any vector for loadable.
+template <class T>
+inline constexpr bool kResultVector = false;
+template <class T>
+inline constexpr bool kResultVector<std::vector<Result<T>>> = true;
+
+// True if `error` holds an E (a null one holds nothing).
+template <class E>
+bool holds_error(const std::exception_ptr& error) noexcept {
+  if (!error) return false;
+  try {
+    std::rethrow_exception(error);
+  } catch (const E&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
 
 // Something that can make progress on outstanding results from a waiting
 // thread (the pool: it drains response rings). Lets a blocked get() poll the
@@ -55,8 +81,9 @@ class Poller {
   virtual bool on_own_thread() const noexcept = 0;
   // Runs a settled state's callbacks on the pool's own thread.
   virtual void run_callbacks(Callbacks callbacks) = 0;
-  // Drops the call behind `state` if no worker has it yet; true if dropped
-  // (the state is then settled with TaskCancelled).
+  // Withdraws the call behind `state` if it can prove the call will not
+  // run; true exactly then (the state is then settled with TaskCancelled).
+  // The rule, queue by queue, is at the top of loop/cancel.cpp.
   virtual bool cancel(StateBase& state) = 0;
   // How long a waiting thread polls before it sleeps, for a call whose
   // encoded request is `request_bytes` long.
@@ -112,13 +139,16 @@ class StateBase {
     poller_ = std::move(poller);
     request_bytes_ = static_cast<uint32_t>(std::min<size_t>(request_bytes, UINT32_MAX));
   }
-  // Asks the pool to drop the call if it has not reached a worker yet.
+  // Asks the pool to withdraw the call (Poller::cancel).
   bool cancel() {
     auto poller = poller_.lock();
     return poller && !ready() && poller->cancel(*this);
   }
   // After ready(): whether it settled with an error, and which.
   bool failed() const noexcept { return error_ != nullptr; }
+  // After ready(): it failed with TaskCancelled (a cancellation, not an
+  // exception the call raised).
+  bool cancelled() const noexcept;
   std::exception_ptr error() const noexcept { return error_; }
   void rethrow_if_error() const {
     if (error_) std::rethrow_exception(error_);
@@ -130,6 +160,7 @@ class StateBase {
     uint64_t task_id = 0;
     int slot = -1;           // -1: in the pool's own queue; else the worker slot
     bool withdrawn = false;  // put on that worker's CancelList
+    uint32_t cancel_entry = 0;  // then: the list's count before its entry
   };
   PoolPlace place;
   // Set by the pool when sending this call had to wake its worker from sleep.
@@ -184,7 +215,7 @@ class SharedState : public StateBase {
   bool void_value() const noexcept override { return std::is_void_v<T>; }
   void load_value(InputArchive& in) override {
     if constexpr (std::is_void_v<T>) {
-    } else if constexpr (std::is_default_constructible_v<T> &&
+    } else if constexpr (!kResultVector<T> && std::is_default_constructible_v<T> &&
                          cereal::traits::is_input_serializable<T, InputArchive>::value) {
       value_.emplace();
       in(*value_);

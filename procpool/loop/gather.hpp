@@ -14,35 +14,9 @@
 #include <vector>
 
 #include <procpool/loop/event_loop.hpp>
+#include <procpool/loop/result.hpp>
 
 namespace procpool {
-
-// A value or the exception that took its place (gather with
-// return_exceptions).
-template <class T>
-class Result {
- public:
-  using value_type = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
-  explicit Result(std::exception_ptr error) : error_(std::move(error)) {}
-  template <class... U>
-  explicit Result(std::in_place_t, U&&... v) : value_(std::in_place, std::forward<U>(v)...) {}
-  bool has_value() const noexcept { return !error_; }
-  std::exception_ptr error() const noexcept { return error_; }
-  // The value, or rethrows the exception.
-  value_type& value() {
-    if (error_) std::rethrow_exception(error_);
-    return *value_;
-  }
-
- private:
-  std::optional<value_type> value_;
-  std::exception_ptr error_;
-};
-
-// Tag: gather(return_exceptions, ...) gives Results instead of propagating
-// the first exception.
-struct ReturnExceptions {};
-inline constexpr ReturnExceptions return_exceptions{};
 
 namespace detail {
 
@@ -96,7 +70,11 @@ Task<T> as_task(Task<T> task) {
 // TaskCancelled.
 class WhenSettled {
  public:
-  enum class Mode { All, FirstError, Any };
+  // FirstError: any failure ends the wait, a cancellation too (gather, as
+  // asyncio.gather treats a cancelled child as one that raised).
+  // FirstRaised: only an exception ends it; a cancelled state is merely done
+  // (wait's FIRST_EXCEPTION, as in asyncio and concurrent.futures).
+  enum class Mode { All, FirstError, FirstRaised, Any };
   enum class Outcome { Done, Failed, TimedOut };
 
   WhenSettled(std::vector<std::shared_ptr<StateBase>> states, Mode mode,
@@ -115,10 +93,10 @@ class WhenSettled {
     // the condition met resumes. (The lambdas own what they use: they may
     // run after this awaiter is gone.)
     for (auto& s : watch_->states)
-      s->on_ready([once, watch = watch_, anchor = h.promise().anchor, failed_state = s.get()] {
-        bool failed = failed_state->failed();
-        anchor->post([once, watch, failed] {
-          if (watch->note_settled(failed)) once->resume_here();
+      s->on_ready([once, watch = watch_, anchor = h.promise().anchor, settled = s.get()] {
+        bool ends = watch->ends_early(*settled);
+        anchor->post([once, watch, ends] {
+          if (watch->note_settled(ends)) once->resume_here();
         });
       });
     if (timeout_) {
@@ -154,13 +132,23 @@ class WhenSettled {
     std::vector<std::shared_ptr<StateBase>> states;
     Mode mode;
     size_t settled = 0;  // counted on the loop's thread, one per state
-    bool any_failed = false;
+    bool ended_early = false;
+    // A settled state that satisfies the wait before the others are done.
+    bool ends_early(const StateBase& s) const {
+      switch (mode) {
+        case Mode::Any: return true;
+        case Mode::FirstError: return s.failed();
+        case Mode::FirstRaised: return s.failed() && !s.cancelled();
+        case Mode::All: return false;
+      }
+      return false;
+    }
     // O(1) per settlement: a gather of 100,000 futures must not rescan them
     // all each time one settles.
-    bool note_settled(bool failed) {
+    bool note_settled(bool ends) {
       ++settled;
-      any_failed |= failed;
-      return mode == Mode::Any || settled == states.size() || (mode == Mode::FirstError && any_failed);
+      ended_early |= ends;
+      return ended_early || settled == states.size();
     }
     // A full scan: only before suspending and once after resuming.
     std::optional<Outcome> satisfied() const {
@@ -168,8 +156,7 @@ class WhenSettled {
       for (auto& s : states) {
         if (!s->ready()) continue;
         ++ready;
-        if (mode == Mode::FirstError && s->failed()) return Outcome::Failed;
-        if (mode == Mode::Any) return Outcome::Done;
+        if (ends_early(*s)) return mode == Mode::Any ? Outcome::Done : Outcome::Failed;
       }
       if (ready == states.size()) return Outcome::Done;
       return std::nullopt;

@@ -26,7 +26,7 @@ PoolCore::PoolCore(PoolOptions options)
   if (own_io_) work_.emplace(io_.get_executor());
   if (options_.workers == 0) options_.workers = std::max(1u, std::thread::hardware_concurrency());
   options_.ring_bytes = std::bit_ceil(std::max<size_t>(options_.ring_bytes, 4096));
-  options_.max_tasks_per_worker = std::max<size_t>(options_.max_tasks_per_worker, 1);
+  options_.prefetch_per_worker = std::max<size_t>(options_.prefetch_per_worker, 1);
 }
 
 PoolCore::~PoolCore() { shutdown(false); }

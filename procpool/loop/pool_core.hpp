@@ -3,7 +3,8 @@
 // The host side of a pool: dispatches calls into workers' request rings
 // (dispatch.cpp), drains their response rings into futures
 // (response_reader.cpp), watches each worker's pidfd and replaces a worker
-// that dies (worker_supervision.cpp), and stops them (pool_shutdown.cpp);
+// that dies (worker_supervision.cpp), withdraws cancelled calls
+// (cancel.cpp), and stops them (pool_shutdown.cpp);
 // pool_core.cpp holds the start, the reactor's doorbells and the polling by
 // waiting threads. ProcessPool is its public face.
 //
@@ -42,6 +43,11 @@
 
 namespace procpool::detail {
 
+// Tests only: called by cancel() with both locks held, before it appends a
+// withdrawal to a worker's CancelList (step 0) and after (step 1), so that a
+// test can let the worker race it.
+extern void (*cancel_race_for_tests)(int step);
+
 class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCore> {
  public:
   explicit PoolCore(PoolOptions options);
@@ -64,6 +70,9 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   bool on_own_thread() const noexcept override;
   void run_callbacks(Callbacks callbacks) override;
   bool cancel(StateBase& state) override;
+  // Queues again a call whose worker skipped it after a withdrawal that
+  // cancel() could not promise (cancel.cpp), under a new task id.
+  void resend_skipped(std::shared_ptr<StateBase> state, TaskRecord record);
   std::chrono::nanoseconds poll_budget(size_t request_bytes) const noexcept override;
   void polled(bool productive) noexcept override;
   size_t max_message_bytes() const noexcept { return options_.max_message_bytes; }
@@ -118,6 +127,12 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // unless a thread polls or a sweep is due.
   void expect_answers_locked(WorkerSlot& slot);
   bool calls_in_flight_locked() const;
+  // cancel() of assigned[i], which is (at least partly) in the worker's
+  // ring: true if the call is withdrawn for sure and its state claimed with
+  // TaskCancelled set (cancel.cpp has the protocol).
+  // Both mutexes held.
+  bool withdraw_from_ring_locked(WorkerSlot& slot, size_t i);
+  bool worker_will_see_withdrawal_locked(WorkerSlot& slot, size_t i);
   // Fails the call at assigned[sent], whose SharedBytes could not be sent
   // (error `err`).
   void refuse_locked(WorkerSlot& slot, int err, Published& out);

@@ -1,19 +1,24 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// ProcessPool::map's bookkeeping: the chunks of one map travel as CallMany
-// frames (frame.hpp), each with a state of its own; MapGather settles the
-// map's future when the last chunk has settled.
+// The map family's bookkeeping: the chunks of one map travel as CallMany
+// frames (frame.hpp), each with a state of its own; MapGather settles a
+// map's future when the last chunk has settled (imap and imap_unordered
+// read the chunks' states themselves: map_stream.hpp).
 #include <algorithm>
 #include <atomic>
+#include <concepts>
 #include <exception>
 #include <iterator>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include <procpool/common/archive.hpp>
+#include <procpool/common/exception_codec.hpp>
 #include <procpool/loop/future_state.hpp>
+#include <procpool/loop/result.hpp>
 
 namespace procpool::detail {
 
@@ -31,6 +36,29 @@ inline constexpr size_t kMaxChunk = static_cast<size_t>(kEmptyElementAllowance);
 inline size_t default_chunk_size(size_t calls, size_t workers) {
   size_t chunks = 8 * (workers ? workers : 1);
   return std::clamp<size_t>((calls + chunks - 1) / chunks, 1, 1024);
+}
+
+// How `calls` calls are cut into chunks of `size` (the last may be short).
+struct ChunkPlan {
+  size_t calls = 0;
+  size_t size = 1;
+  size_t chunks() const noexcept { return calls / size + (calls % size != 0); }  // calls + size - 1 may overflow
+  size_t first(size_t chunk) const noexcept { return chunk * size; }
+  size_t count(size_t chunk) const noexcept { return std::min(size, calls - chunk * size); }
+};
+
+// A chunk size as the caller gave it, 0 for the pool's choice. A negative
+// one is the caller's mistake, not a request for one chunk of everything (as
+// it would silently become once converted to size_t).
+template <std::integral Chunk>
+size_t checked_chunk_size(Chunk chunksize) {
+  static_assert(!std::is_same_v<Chunk, bool>, "chunksize is a count, not a flag");
+  if constexpr (std::is_signed_v<Chunk>) {
+    if (chunksize < 0)
+      throw std::invalid_argument("procpool: map's chunksize must be 0 (the pool picks) or positive, not " +
+                                  std::to_string(chunksize));
+  }
+  return static_cast<size_t>(chunksize);
 }
 
 // A chunk's answer must hold one result per call: a worker that answers
@@ -51,6 +79,51 @@ class ChunkState final : public SharedState<std::vector<R>> {
   size_t calls_;
 };
 
+// A chunk that answers each call's outcome (ManyMode::EachOutcome): a size
+// tag, then per call `true` and its result, or `false` and its exception
+// record as a size-tagged blob. The record is decoded from its own bytes,
+// so that one whose fields could not all be read leaves the next call's
+// outcome in step.
+template <class R>
+class OutcomeChunkState final : public SharedState<std::vector<Result<R>>> {
+ public:
+  explicit OutcomeChunkState(size_t calls) noexcept : calls_(calls) {}
+  void load_value(InputArchive& in) override {
+    cereal::size_type n = 0;
+    in(cereal::make_size_tag(n));
+    if (n != calls_)
+      throw DecodeError(std::to_string(n) + " results for a chunk of " + std::to_string(calls_) + " calls");
+    std::vector<Result<R>> outcomes;
+    outcomes.reserve(calls_);
+    ByteBuffer record;
+    for (size_t i = 0; i < calls_; ++i) {
+      bool ok = false;
+      in(ok);
+      if (ok) {
+        if constexpr (std::is_void_v<R>) {
+          outcomes.emplace_back(std::in_place);
+        } else {
+          R value{};
+          in(value);
+          outcomes.emplace_back(std::in_place, std::move(value));
+        }
+        continue;
+      }
+      cereal::size_type size = 0;
+      in(cereal::make_size_tag(size));
+      if (size > in.remaining()) throw DecodeError("an exception record longer than the answer");
+      record.resize(static_cast<size_t>(size));
+      in.loadBinary(record.data(), static_cast<std::streamsize>(size));
+      InputArchive fields(record.data(), record.size());
+      outcomes.emplace_back(decode_exception(fields));
+    }
+    this->value_.emplace(std::move(outcomes));
+  }
+
+ private:
+  size_t calls_;
+};
+
 // A void chunk's answer carries no results, so there is nothing to miscount.
 template <class R>
 std::shared_ptr<SharedState<map_result_t<R>>> chunk_state(size_t calls) {
@@ -58,14 +131,20 @@ std::shared_ptr<SharedState<map_result_t<R>>> chunk_state(size_t calls) {
   else return std::make_shared<ChunkState<R>>(calls);
 }
 
-template <class Out>
+// kEach: Out is a vector of Results, one per call, and a chunk that failed
+// as a whole (its worker crashed) gives each of its calls that error;
+// otherwise the earliest failed chunk fails the map.
+template <class Out, bool kEach = false>
 class MapGather {
  public:
   MapGather(std::shared_ptr<SharedState<Out>> whole, size_t parts)
-      : whole_(std::move(whole)), parts_(parts), left_(parts + 1) {}
+      : whole_(std::move(whole)), parts_(parts), counts_(parts), left_(parts + 1) {}
 
-  // Before seal(): the i-th chunk's state.
-  void set_part(size_t i, std::shared_ptr<SharedState<Out>> part) { parts_[i] = std::move(part); }
+  // Before seal(): the i-th chunk's state and how many calls it holds.
+  void set_part(size_t i, std::shared_ptr<SharedState<Out>> part, size_t count) {
+    parts_[i] = std::move(part);
+    counts_[i] = count;
+  }
   // After every set_part: from now on the last part to settle settles the
   // whole. (left_ starts one above the count, so no part can finish the
   // map while parts_ is still being filled.)
@@ -75,16 +154,25 @@ class MapGather {
   void part_done() {
     // acq_rel: the thread that takes left_ to zero sees every part's result.
     if (left_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-    for (auto& part : parts_)
-      if (part->failed()) {
-        whole_->settle_error(part->error());  // the earliest chunk that failed, as Python's map raises
-        return;
-      }
+    if constexpr (!kEach) {
+      for (auto& part : parts_)
+        if (part->failed()) {
+          whole_->settle_error(part->error());  // the earliest chunk that failed, as Python's map raises
+          return;
+        }
+    }
     if (!whole_->try_claim()) return;
     try {
       if constexpr (!std::is_void_v<Out>) {
         Out all;
-        for (auto& part : parts_) {
+        for (size_t i = 0; i < parts_.size(); ++i) {
+          auto& part = parts_[i];
+          if constexpr (kEach) {
+            if (part->failed()) {
+              for (size_t k = 0; k < counts_[i]; ++k) all.emplace_back(part->error());
+              continue;
+            }
+          }
           Out some = part->take();
           if (all.empty()) all = std::move(some);
           else all.insert(all.end(), std::make_move_iterator(some.begin()), std::make_move_iterator(some.end()));
@@ -100,6 +188,7 @@ class MapGather {
  private:
   std::shared_ptr<SharedState<Out>> whole_;
   std::vector<std::shared_ptr<SharedState<Out>>> parts_;
+  std::vector<size_t> counts_;
   std::atomic<size_t> left_;
 };
 

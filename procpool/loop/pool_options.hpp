@@ -18,10 +18,13 @@ struct PoolOptions {
   // return; larger ones fail with ResourceLimitExceeded("max_message_bytes")
   // on whichever side meets them.
   size_t max_message_bytes = size_t{1} << 30;
-  // Calls handed to one worker ahead of time. More keeps workers busy under
-  // load; fewer lets a long task delay fewer queued ones (a queued call waits
-  // for the call ahead of it on its worker).
-  size_t max_tasks_per_worker = 16;
+  // How many calls one worker holds at a time: the one it runs and those
+  // written into its ring behind it. More keeps workers busy under load;
+  // fewer lets a long task delay fewer queued ones (a call handed ahead
+  // waits for the call before it on its worker). Not a limit on a worker's
+  // lifetime (Python's max_tasks_per_child): workers are replaced only when
+  // they die. Was max_tasks_per_worker, a name that read as that limit.
+  size_t prefetch_per_worker = 16;
   // How long a worker keeps polling for the next call before sleeping.
   std::chrono::microseconds worker_spin{50};
   // How long a thread blocked on a Future polls the response rings itself

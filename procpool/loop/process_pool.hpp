@@ -6,9 +6,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <concepts>
 #include <exception>
 #include <memory>
 #include <string>
+#include <stdexcept>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -20,6 +22,7 @@
 #include <procpool/common/function_registry.hpp>
 #include <procpool/common/shared_bytes.hpp>
 #include <procpool/loop/future.hpp>
+#include <procpool/loop/map_stream.hpp>
 #include <procpool/loop/pool_map.hpp>
 #include <procpool/loop/pool_options.hpp>
 
@@ -92,9 +95,30 @@ class ProcessPool {
   // input order (nothing for a void fn). If a call throws, the future fails
   // with that exception (from the earliest chunk that failed), and the calls
   // after it in its chunk do not run; other chunks do. A crash fails the map
-  // with WorkerCrashed; cancel() does not apply to it.
-  template <class R, class A, class Range>
-  Future<detail::map_result_t<R>> map(R (*fn)(A), const Range& inputs, size_t chunksize = 0);
+  // with WorkerCrashed; cancel() does not apply to it. A negative chunksize
+  // throws std::invalid_argument (Python's map raises ValueError).
+  template <class R, class A, class Range, std::integral Chunk = size_t>
+  Future<detail::map_result_t<R>> map(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
+
+  // The same, with each call's own outcome: a Result per input, in input
+  // order, holding its value or the exception it threw (as gather with
+  // return_exceptions); a call that throws does not stop the others of its
+  // chunk. A crash fails the calls of the chunk that was running with
+  // WorkerCrashed, those that had already finished too (their results
+  // were in the chunk's answer, which is lost); other chunks are unharmed.
+  template <class R, class A, class Range, std::integral Chunk = size_t>
+  Future<std::vector<Result<R>>> map(ReturnExceptions, R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
+
+  // Lazy forms of map(return_exceptions, ...), as Python's Pool.imap and
+  // imap_unordered: a stream to iterate (map_stream.hpp) that gives each
+  // input's Result once its chunk has been answered: imap in input order
+  // (an element waits for those before it), imap_unordered as chunks are
+  // answered, with the input's index. Chunks as in map; the calls are all
+  // submitted here, not as the stream is read.
+  template <class R, class A, class Range, std::integral Chunk = size_t>
+  MapStream<R> imap(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
+  template <class R, class A, class Range, std::integral Chunk = size_t>
+  UnorderedMapStream<R> imap_unordered(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
 
   // The Asio asynchronous form of submit: pool.async_call(fn, args..., token).
   //
@@ -140,6 +164,17 @@ class ProcessPool {
   void watch(detail::StateBase& state) const;
   template <class R, class... A, class Token, class... Args>
   auto async_call_with(R (*fn)(A...), Token&& token, Args&&... args);
+  // Sends fn(x) for every x of `inputs` as CallMany chunks, each settling
+  // the state make_state(count) gives it.
+  template <class Out, class R, class A, class Range, class MakeState>
+  std::vector<std::shared_ptr<detail::SharedState<Out>>> send_chunks(R (*fn)(A), const Range& inputs,
+                                                                     detail::ChunkPlan& plan, size_t chunksize,
+                                                                     detail::ManyMode mode, MakeState make_state);
+  template <class R, class A, class Range>
+  detail::MapChunks<R> send_outcome_chunks(R (*fn)(A), const Range& inputs, size_t chunksize);
+  // One future for all the chunks, settled when the last one is.
+  template <class Out, bool kEach>
+  Future<Out> gather_chunks(std::vector<std::shared_ptr<detail::SharedState<Out>>> parts, const detail::ChunkPlan& plan);
   void enqueue_frame(detail::ByteBuffer frame, detail::HandleList handles, detail::FrameKind kind,
                      uint32_t function_id, std::shared_ptr<detail::StateBase> state);
   size_t max_message_bytes() const noexcept;
@@ -211,49 +246,6 @@ Future<R> ProcessPool::submit(R (*fn)(A...), Args&&... args) {
   return enqueue<R>(id, *entry, [&](detail::OutputArchive& ar) {
     (detail::encode_argument<A>(ar, std::forward<Args>(args)), ...);
   });
-}
-
-template <class R, class A, class Range>
-Future<detail::map_result_t<R>> ProcessPool::map(R (*fn)(A), const Range& inputs, size_t chunksize) {
-  using Out = detail::map_result_t<R>;
-  static_assert(std::is_constructible_v<std::decay_t<A>, decltype(*std::begin(inputs))>,
-                "an input cannot be converted to the function's parameter type");
-  static_assert(!detail::kBuiltByLoadAndConstruct<R>,
-                "map's results travel as a std::vector, which needs a default-constructible type; submit each call");
-  uint32_t id = 0;
-  std::exception_ptr failure;
-  const detail::FunctionEntry* entry = entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
-  if (!entry) return detail::failed_future<Out>(failure);
-  size_t n = static_cast<size_t>(std::size(inputs));
-  size_t chunk = chunksize ? chunksize : detail::default_chunk_size(n, worker_count());
-  // Each SharedBytes input or result is a descriptor, and a frame carries
-  // at most kMaxHandlesPerFrame.
-  if (!chunksize && (std::is_same_v<std::decay_t<A>, SharedBytes> || std::is_same_v<R, SharedBytes>))
-    chunk = std::min(chunk, detail::kMaxHandlesPerFrame);
-  chunk = std::min(chunk, detail::kMaxChunk);
-  size_t parts = n / chunk + (n % chunk != 0);  // (n + chunk - 1) would overflow for a huge chunk
-  auto whole = std::make_shared<detail::SharedState<Out>>();
-  watch(*whole);
-  auto gather = std::make_shared<detail::MapGather<Out>>(whole, parts);
-  auto next = std::begin(inputs);
-  for (size_t p = 0; p < parts; ++p) {
-    size_t count = std::min(chunk, n - p * chunk);
-    auto first = next;
-    std::advance(next, count);  // here, so that a chunk that fails to encode does not shift the next
-    Future<Out> part = enqueue<Out>(
-        id, *entry,
-        [&](detail::OutputArchive& ar) {
-          ar(cereal::make_size_tag(static_cast<cereal::size_type>(count)));
-          auto it = first;
-          for (size_t i = 0; i < count; ++i, ++it) detail::encode_argument<A>(ar, *it);
-        },
-        detail::FrameKind::CallMany, detail::chunk_state<R>(count));
-    auto state = std::static_pointer_cast<detail::SharedState<Out>>(part.shared_state());
-    gather->set_part(p, state);
-    state->on_ready_anywhere([gather] { gather->part_done(); });
-  }
-  gather->seal();
-  return Future<Out>(std::move(whole));
 }
 
 template <class R, class... Args>
@@ -337,3 +329,5 @@ auto ProcessPool::async_call_with(R (*fn)(A...), Token&& token, Args&&... args) 
 }
 
 }  // namespace procpool
+
+#include <procpool/loop/process_pool_map.hpp>

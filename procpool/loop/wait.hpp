@@ -2,6 +2,7 @@
 #pragma once
 // asyncio's wait, as_completed and shield for procpool::Task.
 #include <optional>
+#include <unordered_set>
 #include <vector>
 
 #include <procpool/loop/gather.hpp>
@@ -21,13 +22,16 @@ struct WaitResult {
 
 // Waits until `when` holds for `futures` (or the timeout passes; no
 // exception then) and splits them into done and pending. Cancels nothing.
+// FIRST_EXCEPTION returns when a future fails with an exception, or when all
+// are done: a cancelled future (TaskCancelled) is done, not an exception, as
+// in asyncio and concurrent.futures.
 template <class T>
 Task<WaitResult<T>> wait(std::vector<Future<T>> futures, ReturnWhen when = ALL_COMPLETED,
                          std::optional<std::chrono::steady_clock::duration> timeout = std::nullopt) {
   std::vector<std::shared_ptr<detail::StateBase>> states;
   for (auto& f : futures) states.push_back(f.shared_state());
   auto mode = when == FIRST_COMPLETED   ? detail::WhenSettled::Mode::Any
-              : when == FIRST_EXCEPTION ? detail::WhenSettled::Mode::FirstError
+              : when == FIRST_EXCEPTION ? detail::WhenSettled::Mode::FirstRaised
                                         : detail::WhenSettled::Mode::All;
   co_await detail::WhenSettled(std::move(states), mode, {}, {}, timeout);
   WaitResult<T> out;
@@ -41,7 +45,13 @@ Task<WaitResult<T>> wait(std::vector<Future<T>> futures, ReturnWhen when = ALL_C
 template <class T>
 class as_completed {
  public:
-  explicit as_completed(std::vector<Future<T>> futures) : remaining_(std::move(futures)) {}
+  // A future given more than once is yielded once, at its first place.
+  explicit as_completed(std::vector<Future<T>> futures) {
+    std::unordered_set<const detail::StateBase*> seen;
+    remaining_.reserve(futures.size());
+    for (auto& f : futures)
+      if (seen.insert(f.shared_state().get()).second) remaining_.push_back(std::move(f));
+  }
   bool empty() const noexcept { return remaining_.empty(); }
   size_t size() const noexcept { return remaining_.size(); }
   // The next future to complete (already ready when it is returned).

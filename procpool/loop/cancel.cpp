@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: MIT
+// Future::cancel(): the host alone decides, at once, whether a call will end
+// in TaskCancelled. cancel() returns true exactly when it settled the future
+// with TaskCancelled itself, which it does only where it can prove the call
+// will not run; otherwise it returns false and the call's own outcome
+// settles the future.
+//
+// Where the call is, and what cancel() does (drain_mutex_ and
+// dispatch_mutex_ held, so no answer is half taken):
+//   1. in the pool's queue: claimed, so no dispatch sends it; true.
+//   2. in a worker's `assigned` but not a byte of it (nor its descriptors)
+//      in the ring: taken out of `assigned`; the worker never learns of it;
+//      true.
+//   3. in the ring at assigned[i], i >= 1, behind a call the worker has not
+//      finished answering: appended to the worker's CancelList and, if the
+//      check below proves the worker will see the entry, settled; true.
+//   4. anything else (the worker's front call, which it may be beginning
+//      now; a call behind an answer already written; a call it runs; a dead
+//      or condemned worker; a full CancelList): false, and nothing is
+//      appended, so the call runs and its result arrives.
+//
+// Case 3, the proof. The worker (worker_loop.cpp) stores `started` =
+// answered + i + 1 (release) when it begins assigned[i], then reads the
+// CancelList (acquire on count) and skips the call if its id is there.
+// Before that, it has published the end of assigned[i-1]'s answer, and
+// ByteRing::publish stores the ring's head, then runs a seq_cst fence (Y).
+// The host:
+//   pre-check (below); ids[n % kCancelSlots].store(id, relaxed);
+//   count.store(n + 1, release); fence(seq_cst) (X); then reads `started`
+//   and the response ring's head, and requires either
+//     (a) started <= answered + i - 1: assigned[i-1] is not begun, or
+//     (b) started <= answered + i and nothing unread in the response ring:
+//         with the drain lock held every answer written so far has been
+//         taken, and assigned[i-1] is still in `assigned`, so the end of its
+//         answer is not written.
+// Either way the host did not see a store the worker makes before Y, so Y
+// does not precede X in the single total order of seq_cst fences: X
+// precedes Y, and the worker's read of count after Y sees this entry
+// ([atomics.fences]). It will skip the call; its Skipped answer later finds
+// the state claimed and is absorbed (response_reader.cpp accepts Skipped
+// for a withdrawn call). The same condition is checked before the append,
+// so that a call the host cannot promise is never put on the list.
+//
+// If the condition fails after the append, the worker raced it: it may or
+// may not see the entry, and the host cannot know before the answer comes.
+// cancel() returns false and hands the call's place in `assigned` to a
+// WithdrawalProbe: whatever the worker answers settles the probe, which
+// passes a value or an error on to the caller's state, and for a Skipped
+// answer (the call never ran) queues the call again under a new task id
+// (the old one stays in the worker's list). Either way the future ends
+// with the call's real outcome.
+//
+// The worker reads only the last kCancelSlots entries, so an entry must not
+// be pushed out while its call is unanswered: the host appends only when
+// every withdrawn call still in `assigned` was appended within the last
+// kCancelSlots entries (PoolPlace::cancel_entry), else it is case 4.
+// A replacement worker gets a fresh segment, so no stale entry reaches it.
+#include <procpool/loop/pool_core.hpp>
+
+#include <algorithm>
+#include <cstring>
+
+#include <procpool/common/errors.hpp>
+
+namespace procpool::detail {
+
+void (*cancel_race_for_tests)(int step) = nullptr;
+
+namespace {
+
+std::exception_ptr cancelled_before_it_started() {
+  return std::make_exception_ptr(TaskCancelled("the call was cancelled before it started"));
+}
+
+}  // namespace
+
+// Stands in for a call whose withdrawal raced the worker (case 3 above,
+// lost): it takes the worker's answer and passes it on.
+class WithdrawalProbe final : public SharedState<void> {
+ public:
+  explicit WithdrawalProbe(std::shared_ptr<StateBase> call) noexcept : call_(std::move(call)) {}
+  // The value goes straight into the caller's state: nobody else settles it
+  // while the probe holds its place (cancel() sees it withdrawn).
+  void load_value(InputArchive& in) override { call_->load_value(in); }
+  bool void_value() const noexcept override { return call_->void_value(); }
+
+  // Runs once the probe is settled, on the settling thread, no lock held.
+  void pass_on(const std::weak_ptr<PoolCore>& pool) {
+    if (cancelled()) {
+      // Skipped: it never ran. The call goes back to the queue.
+      auto core = pool.lock();
+      if (!resend_error_ && core) return core->resend_skipped(std::move(call_), std::move(record_));
+      call_->settle_error(resend_error_ ? resend_error_
+                                        : std::make_exception_ptr(PoolShutdown("the pool stopped first")));
+      return;
+    }
+    if (!call_->try_claim()) return;
+    if (failed()) call_->set_error(error());
+    call_->publish();
+  }
+
+  TaskRecord record_;               // what resend_skipped needs: a copy of the frame and descriptors
+  std::exception_ptr resend_error_;  // the copy could not be made
+
+ private:
+  std::shared_ptr<StateBase> call_;
+};
+
+bool PoolCore::cancel(StateBase& state) {
+  {
+    std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+    StateBase::PoolPlace& place = state.place;
+    if (place.task_id == 0 || place.withdrawn) return false;
+    if (place.slot < 0) {
+      // Case 1: claimed before the lock goes, so that no dispatch sends it
+      // meanwhile (dispatch drops claimed calls).
+      if (!state.try_claim()) return false;
+      state.set_error(cancelled_before_it_started());
+    } else {
+      WorkerSlot& slot = *slots_[static_cast<size_t>(place.slot)];
+      auto at = std::find_if(slot.assigned.begin(), slot.assigned.end(),
+                             [&](const TaskRecord& t) { return t.id == place.task_id; });
+      if (at == slot.assigned.end() || !slot.alive || !slot.condemned.empty() || !slot.request_fault.empty())
+        return false;
+      size_t i = static_cast<size_t>(at - slot.assigned.begin());
+      bool unsent = i > slot.sent || (i == slot.sent && slot.sent_bytes == 0 && !slot.handles_sent);
+      if (unsent) {
+        // Case 2.
+        if (!state.try_claim()) return false;
+        slot.assigned.erase(at);
+        slot.count_calls();
+        place.slot = -1;
+        state.set_error(cancelled_before_it_started());
+      } else if (!withdraw_from_ring_locked(slot, i)) {
+        return false;
+      }
+    }
+  }
+  state.publish();
+  return true;
+}
+
+bool PoolCore::worker_will_see_withdrawal_locked(WorkerSlot& slot, size_t i) {
+  uint64_t started = slot.segment->control().started.load(std::memory_order_acquire);
+  if (started + 1 <= slot.answered + i) return true;  // (a)
+  if (started > slot.answered + i) return false;
+  try {
+    return slot.responses.readable() == 0;  // (b)
+  } catch (const RingCorrupt&) {
+    return false;  // a forged head: the drain condemns the worker
+  }
+}
+
+bool PoolCore::withdraw_from_ring_locked(WorkerSlot& slot, size_t i) {
+  if (i == 0 || !worker_will_see_withdrawal_locked(slot, i)) return false;
+  CancelList& list = slot.segment->header().cancelled;
+  uint32_t n = list.count.load(std::memory_order_relaxed);
+  for (const TaskRecord& t : slot.assigned)
+    if (t.state->place.withdrawn && n - t.state->place.cancel_entry >= kCancelSlots) return false;
+  TaskRecord& task = slot.assigned[i];
+  StateBase& state = *task.state;
+  // Made before the append: once the entry is out, the outcome must be
+  // handled whatever happens, so nothing after it may fail.
+  auto probe = std::make_shared<WithdrawalProbe>(task.state);
+  if (cancel_race_for_tests) cancel_race_for_tests(0);
+  list.ids[n % kCancelSlots].store(task.id, std::memory_order_relaxed);
+  list.count.store(n + 1, std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (cancel_race_for_tests) cancel_race_for_tests(1);
+  state.place.withdrawn = true;
+  state.place.cancel_entry = n;
+  if (worker_will_see_withdrawal_locked(slot, i)) {
+    bool claimed = state.try_claim();  // in `assigned`, so unsettled: only cancel() claims such a call
+    if (claimed) state.set_error(cancelled_before_it_started());
+    return claimed;
+  }
+  // Lost the race: the probe takes the call's place and its answer.
+  probe->place = state.place;
+  probe->record_.id = task.id;
+  probe->record_.function_id = task.function_id;
+  try {
+    probe->record_.frame.append(task.frame.data(), task.frame.size());
+    if (task.handles) probe->record_.handles = std::make_unique<HandleList>(*task.handles);
+  } catch (...) {
+    probe->resend_error_ = std::current_exception();  // a Skipped answer then fails the call with it
+  }
+  probe->on_ready_anywhere([probe = probe.get(), pool = weak_from_this()] { probe->pass_on(pool); });
+  task.state = std::move(probe);
+  return false;
+}
+
+void PoolCore::resend_skipped(std::shared_ptr<StateBase> state, TaskRecord record) {
+  Published out;
+  {
+    std::unique_lock lock(dispatch_mutex_);
+    if (stopping_) {
+      lock.unlock();
+      state->settle_error(std::make_exception_ptr(PoolShutdown("the pool stopped before the call could run")));
+      return;
+    }
+    // A new id: the old one stays in the skipping worker's CancelList.
+    record.id = ++next_task_;
+    FrameHeader header;
+    std::memcpy(&header, record.frame.data(), sizeof header);
+    header.task_id = record.id;
+    std::memcpy(record.frame.data(), &header, sizeof header);
+    state->place = StateBase::PoolPlace{record.id, -1, false, 0};
+    record.state = std::move(state);
+    pending_.push_front(std::move(record));
+    dispatch_locked(out);
+  }
+  publish(out);
+}
+
+}  // namespace procpool::detail

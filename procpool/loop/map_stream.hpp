@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// What pool.imap and pool.imap_unordered return: each element's outcome as
+// soon as it can be given, read by one thread.
+//
+//   for (procpool::Result<long> r : pool.imap(fn, inputs)) use(r.value());
+//   for (auto [i, r] : pool.imap_unordered(fn, inputs)) use(i, r.value());
+//
+// A chunk's outcomes come together (one frame answers a chunk), so an
+// element is ready when its chunk's answer is in: imap gives it once it and
+// every element before it are ready, imap_unordered in the order chunks
+// are answered, a chunk's elements in input order. Dropping a stream early
+// does not stop its calls; they run and their results are discarded.
+#include <cstddef>
+#include <deque>
+#include <iterator>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include <procpool/common/errors.hpp>
+#include <procpool/loop/pool_map.hpp>
+#include <procpool/loop/result.hpp>
+
+namespace procpool {
+
+template <class R>
+struct IndexedResult {
+  size_t index;  // of the input it came from
+  Result<R> result;
+};
+
+namespace detail {
+
+template <class R>
+using Outcomes = std::vector<Result<R>>;
+
+// The chunks of one stream, in input order.
+template <class R>
+struct MapChunks {
+  ChunkPlan plan;
+  std::vector<std::shared_ptr<SharedState<Outcomes<R>>>> states;
+};
+
+// A chunk's outcomes once its state is ready; a chunk that failed as a
+// whole (a crash, a malformed answer) gives each of its elements the error.
+template <class R>
+Outcomes<R> take_outcomes(SharedState<Outcomes<R>>& state, size_t count) {
+  if (!state.failed()) return state.take();
+  Outcomes<R> each;
+  each.reserve(count);
+  for (size_t i = 0; i < count; ++i) each.emplace_back(state.error());
+  return each;
+}
+
+// A blocking input iterator over a stream's next(), for range-for.
+template <class Stream, class Item>
+class StreamIterator {
+ public:
+  using iterator_category = std::input_iterator_tag;
+  using value_type = Item;
+  using difference_type = std::ptrdiff_t;
+  StreamIterator() = default;
+  explicit StreamIterator(Stream* stream) : stream_(stream) { ++*this; }
+  Item& operator*() { return *item_; }
+  StreamIterator& operator++() {
+    if (stream_->done()) item_.reset();
+    else item_.emplace(stream_->next());
+    return *this;
+  }
+  void operator++(int) { ++*this; }
+  friend bool operator==(const StreamIterator& it, std::default_sentinel_t) noexcept { return !it.item_; }
+
+ private:
+  Stream* stream_ = nullptr;
+  std::optional<Item> item_;
+};
+
+// Chunk numbers in the order their states settle, for imap_unordered. The
+// reader sleeps on `wake`, a state of its own that a settling chunk settles:
+// its wait polls the pool's rings first, as a Future's does.
+struct SettledChunks {
+  std::mutex mutex;
+  std::deque<size_t> settled;
+  std::shared_ptr<SharedState<void>> wake;
+  void note(size_t chunk) {
+    std::shared_ptr<SharedState<void>> sleeper;
+    {
+      std::lock_guard lock(mutex);
+      settled.push_back(chunk);
+      sleeper = std::move(wake);
+    }
+    if (sleeper && sleeper->try_claim()) sleeper->publish();
+  }
+};
+
+}  // namespace detail
+
+// pool.imap: each element's Result in input order. Not thread-safe: one
+// reader. next() blocks like Future::get() (polling the pool's rings first)
+// and, on the pool's own thread, throws procpool::Error rather than wait.
+template <class R>
+class MapStream {
+ public:
+  explicit MapStream(detail::MapChunks<R> chunks) : chunks_(std::move(chunks)) {}
+  size_t size() const noexcept { return chunks_.plan.calls; }
+  // Every element has been given.
+  bool done() const noexcept { return given_ == size(); }
+  // The next element's outcome; throws procpool::Error when done().
+  Result<R> next() {
+    if (done()) throw Error("MapStream::next(): every element was given");
+    if (at_ == buffer_.size()) {
+      auto& state = *chunks_.states[chunk_];
+      state.wait();
+      buffer_ = detail::take_outcomes(state, chunks_.plan.count(chunk_));
+      chunks_.states[chunk_++].reset();
+      at_ = 0;
+    }
+    ++given_;
+    return std::move(buffer_[at_++]);
+  }
+  using iterator = detail::StreamIterator<MapStream, Result<R>>;
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+ private:
+  detail::MapChunks<R> chunks_;
+  size_t chunk_ = 0;  // the next chunk to read
+  detail::Outcomes<R> buffer_;
+  size_t at_ = 0;
+  size_t given_ = 0;
+};
+
+// pool.imap_unordered: each element's index and Result, a chunk at a time
+// in the order chunks are answered. Blocking and threads as MapStream.
+template <class R>
+class UnorderedMapStream {
+ public:
+  explicit UnorderedMapStream(detail::MapChunks<R> chunks)
+      : chunks_(std::move(chunks)), settled_(std::make_shared<detail::SettledChunks>()) {
+    for (size_t c = 0; c < chunks_.states.size(); ++c)
+      chunks_.states[c]->on_ready_anywhere([settled = settled_, c] { settled->note(c); });
+  }
+  size_t size() const noexcept { return chunks_.plan.calls; }
+  bool done() const noexcept { return given_ == size(); }
+  IndexedResult<R> next() {
+    if (done()) throw Error("UnorderedMapStream::next(): every element was given");
+    if (at_ == buffer_.size()) {
+      size_t c = wait_for_a_chunk();
+      buffer_ = detail::take_outcomes(*chunks_.states[c], chunks_.plan.count(c));
+      chunks_.states[c].reset();
+      first_ = chunks_.plan.first(c);
+      at_ = 0;
+    }
+    ++given_;
+    size_t i = at_++;
+    return IndexedResult<R>{first_ + i, std::move(buffer_[i])};
+  }
+  using iterator = detail::StreamIterator<UnorderedMapStream, IndexedResult<R>>;
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+ private:
+  size_t wait_for_a_chunk() {
+    for (;;) {
+      auto wake = std::make_shared<detail::SharedState<void>>();
+      for (auto& state : chunks_.states)
+        if (state) {
+          wake->set_poller(state->poller(), 0);  // any chunk still out leads to the pool
+          break;
+        }
+      {
+        std::lock_guard lock(settled_->mutex);
+        if (!settled_->settled.empty()) {
+          size_t c = settled_->settled.front();
+          settled_->settled.pop_front();
+          return c;
+        }
+        settled_->wake = wake;
+      }
+      wake->wait();
+    }
+  }
+
+  detail::MapChunks<R> chunks_;
+  std::shared_ptr<detail::SettledChunks> settled_;
+  detail::Outcomes<R> buffer_;
+  size_t first_ = 0;  // the input index of buffer_[0]
+  size_t at_ = 0;
+  size_t given_ = 0;
+};
+
+}  // namespace procpool
