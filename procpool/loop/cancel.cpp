@@ -81,7 +81,7 @@ class WithdrawalProbe final : public SharedState<void> {
   explicit WithdrawalProbe(std::shared_ptr<StateBase> call) noexcept : call_(std::move(call)) {}
   // The value goes straight into the caller's state: nobody else settles it
   // while the probe holds its place (cancel() sees it withdrawn).
-  void load_value(InputArchive& in) override { call_->load_value(in); }
+  void load_value(InputArchive& in, const AnswerSource& from) override { call_->load_value(in, from); }
   bool void_value() const noexcept override { return call_->void_value(); }
 
   // Runs once the probe is settled, on the settling thread, no lock held.

@@ -24,7 +24,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
+
+#include <sys/types.h>
 
 #include <procpool/common/archive.hpp>
 #include <procpool/common/constructed.hpp>
@@ -61,6 +64,12 @@ bool holds_error(const std::exception_ptr& error) noexcept {
 // thread (the pool: it drains response rings). Lets a blocked get() poll the
 // rings itself for a moment instead of paying for two thread wake-ups.
 using Callbacks = std::vector<std::function<void()>>;
+
+// The worker process an answer came from and the function it ran.
+struct AnswerSource {
+  const std::string& function;
+  pid_t pid;
+};
 
 class StateBase;
 
@@ -118,7 +127,9 @@ class StateBase {
   bool try_claim() noexcept;
   // After a successful try_claim().
   void set_error(std::exception_ptr error) noexcept { error_ = std::move(error); }
-  virtual void load_value(InputArchive& in) = 0;  // throws DecodeError
+  // `from`: who answered, for the exceptions a result holds (a map's
+  // per-element outcomes). Throws DecodeError.
+  virtual void load_value(InputArchive& in, const AnswerSource& from) = 0;
   // A void result: an empty Value frame needs no decoding at all.
   virtual bool void_value() const noexcept = 0;
   void publish();
@@ -213,7 +224,7 @@ template <class T>
 class SharedState : public StateBase {
  public:
   bool void_value() const noexcept override { return std::is_void_v<T>; }
-  void load_value(InputArchive& in) override {
+  void load_value(InputArchive& in, const AnswerSource&) override {
     if constexpr (std::is_void_v<T>) {
     } else if constexpr (!kResultVector<T> && std::is_default_constructible_v<T> &&
                          cereal::traits::is_input_serializable<T, InputArchive>::value) {

@@ -68,8 +68,8 @@ template <class R>
 class ChunkState final : public SharedState<std::vector<R>> {
  public:
   explicit ChunkState(size_t calls) noexcept : calls_(calls) {}
-  void load_value(InputArchive& in) override {
-    SharedState<std::vector<R>>::load_value(in);
+  void load_value(InputArchive& in, const AnswerSource& from) override {
+    SharedState<std::vector<R>>::load_value(in, from);
     size_t results = this->value_ ? this->value_->size() : 0;
     if (results != calls_)
       throw DecodeError(std::to_string(results) + " results for a chunk of " + std::to_string(calls_) + " calls");
@@ -88,7 +88,7 @@ template <class R>
 class OutcomeChunkState final : public SharedState<std::vector<Result<R>>> {
  public:
   explicit OutcomeChunkState(size_t calls) noexcept : calls_(calls) {}
-  void load_value(InputArchive& in) override {
+  void load_value(InputArchive& in, const AnswerSource& from) override {
     cereal::size_type n = 0;
     in(cereal::make_size_tag(n));
     if (n != calls_)
@@ -115,7 +115,7 @@ class OutcomeChunkState final : public SharedState<std::vector<Result<R>>> {
       record.resize(static_cast<size_t>(size));
       in.loadBinary(record.data(), static_cast<std::streamsize>(size));
       InputArchive fields(record.data(), record.size());
-      outcomes.emplace_back(decode_exception(fields));
+      outcomes.emplace_back(decode_exception(fields, from.function, from.pid));
     }
     this->value_.emplace(std::move(outcomes));
   }

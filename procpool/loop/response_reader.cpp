@@ -174,10 +174,10 @@ namespace {
 // are malformed: they propagate, and condemn it. Anything else was thrown
 // by the result type's own load(): the value is one it refuses, which is
 // no fault of the worker; the call fails with SerializationError.
-std::exception_ptr load_value(StateBase& state, InputArchive& in, const std::string& function) {
+std::exception_ptr load_value(StateBase& state, InputArchive& in, const std::string& function, pid_t pid) {
   std::string why;
   try {
-    state.load_value(in);
+    state.load_value(in, AnswerSource{function, pid});
     return nullptr;
   } catch (const DecodeError&) {
     throw;
@@ -227,7 +227,7 @@ void PoolCore::settle_answer(WorkerSlot& slot, Answered& answered, const FrameHe
       try {
         InputArchive in(payload, rest, &handles);
         if (header.kind == static_cast<uint32_t>(FrameKind::Value)) {
-          outcome = load_value(*state, in, function_name(function_id));
+          outcome = load_value(*state, in, function_name(function_id), slot.pid);
           if (!outcome && in.remaining() != 0)
             malformed = std::to_string(in.remaining()) + " stray bytes after the result";
         } else {
