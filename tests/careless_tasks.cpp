@@ -70,9 +70,22 @@ int exit_with(int code) {
 PROCPOOL_REGISTER(exit_with);
 
 // Reaps orphans that came to this process (the test is their subreaper)
-// and says whether `pid` is gone.
+// and says whether `pid` is gone. One that is not (the test fails) is
+// killed here, so that a failure leaves nothing behind.
 bool gone(pid_t pid) {
-  return census::eventually([&] { return census::orphans_gone({pid}); }, 5000ms);
+  if (census::eventually([&] { return census::orphans_gone({pid}); }, 5000ms)) return true;
+  ::kill(pid, SIGKILL);
+  census::eventually([&] { return census::orphans_gone({pid}); });
+  return false;
+}
+
+// Five calls, each answered within 5 s.
+void serves_calls(procpool::ProcessPool& pool) {
+  for (int i = 0; i < 5; ++i) {
+    auto g = pool.submit(tasks::identity, i);
+    REQUIRE(g.wait_for(5s));
+    CHECK(g.get() == i);
+  }
 }
 
 struct Subreaper {
@@ -102,11 +115,7 @@ TEST_CASE("CarelessTasks.ATaskThatClosesItsDescriptorsStillGetsItsAnswerThrough"
     CHECK(f.get() == 42);
     // The worker could no longer reach the host and was replaced; the calls
     // after it are served.
-    for (int i = 0; i < 5; ++i) {
-      auto g = pool.submit(tasks::identity, i);
-      REQUIRE(g.wait_for(5s));
-      CHECK(g.get() == i);
-    }
+    serves_calls(pool);
     CHECK(census::eventually([&] {
       auto pids = pool.worker_pids();
       return pids.size() == 1 && pids[0] != first;
@@ -122,11 +131,7 @@ TEST_CASE("CarelessTasks.AWorkerWhoseDoorbellNumberNowNamesAnotherFileIsStillHea
   auto f = pool.submit(close_my_fds, 7, true);
   REQUIRE(f.wait_for(5s));
   CHECK(f.get() == 7);
-  for (int i = 0; i < 5; ++i) {
-    auto g = pool.submit(tasks::identity, i);
-    REQUIRE(g.wait_for(5s));
-    CHECK(g.get() == i);
-  }
+  serves_calls(pool);
 }
 
 TEST_CASE("CarelessTasks.ChildrenATaskForkedDieWhenThePoolShutsDown" * doctest::timeout(60)) {
@@ -160,25 +165,16 @@ TEST_CASE("CarelessTasks.ChildrenATaskForkedDieWhenTheHostIsKilled" * doctest::t
   // A host that runs a pool, killed with SIGKILL: its workers die (their
   // parent-death signal), and so do the processes their tasks forked.
   Subreaper subreaper;
-  int fds[2];
-  REQUIRE(pipe(fds) == 0);
-  pid_t host = fork();
-  REQUIRE(host >= 0);
-  if (host == 0) {
-    close(fds[0]);
-    procpool::ProcessPool pool({.workers = 1});
-    int child = pool.submit(start_child, std::string("fork")).get();
-    (void)!write(fds[1], &child, sizeof child);
-    for (;;) pause();
-  }
-  close(fds[1]);
-  int child = 0;
-  REQUIRE(read(fds[0], &child, sizeof child) == sizeof child);
-  close(fds[0]);
+  auto host = census::fork_host(1, [] {
+    auto* pool = new procpool::ProcessPool({.workers = 1});  // alive until the host is killed
+    return std::vector<pid_t>{pool->submit(start_child, std::string("fork")).get()};
+  });
+  REQUIRE(host.reported.size() == 1);
+  pid_t child = host.reported[0];
   REQUIRE(child > 0);
   CHECK(census::process_exists(child));
-  ::kill(host, SIGKILL);
-  waitpid(host, nullptr, 0);
+  ::kill(host.pid, SIGKILL);
+  waitpid(host.pid, nullptr, 0);
   CHECK(gone(child));
 }
 

@@ -56,24 +56,14 @@ TEST_CASE("Lifecycle.WorkersDieWithTheHost" * doctest::timeout(60)) {
   // Become the subreaper so the orphaned workers come to us and can be
   // reaped here; then kill a host that runs a pool.
   REQUIRE(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
-  int fds[2];
-  REQUIRE(pipe(fds) == 0);
-  pid_t host = fork();
-  REQUIRE(host >= 0);
-  if (host == 0) {
-    close(fds[0]);
-    procpool::ProcessPool pool({.workers = 2});
-    auto pids = pool.worker_pids();
-    (void)!write(fds[1], pids.data(), pids.size() * sizeof(pid_t));
-    for (;;) pause();
-  }
-  close(fds[1]);
-  pid_t workers[2] = {0, 0};
-  REQUIRE(read(fds[0], workers, sizeof workers) == sizeof workers);
-  close(fds[0]);
-  ::kill(host, SIGKILL);
-  waitpid(host, nullptr, 0);
-  CHECK(census::eventually([&] { return census::orphans_gone({workers[0], workers[1]}); }));
+  auto host = census::fork_host(2, [] {
+    auto* pool = new procpool::ProcessPool({.workers = 2});  // alive until the host is killed
+    return pool->worker_pids();
+  });
+  REQUIRE(host.reported.size() == 2);
+  ::kill(host.pid, SIGKILL);
+  waitpid(host.pid, nullptr, 0);
+  CHECK(census::eventually([&] { return census::orphans_gone(host.reported); }));
   prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
 

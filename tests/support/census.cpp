@@ -72,6 +72,25 @@ bool orphans_gone(const std::vector<pid_t>& pids) {
   return true;
 }
 
+ForkedHost fork_host(size_t count, const std::function<std::vector<pid_t>()>& report) {
+  ForkedHost host;
+  int fds[2];
+  if (pipe(fds) != 0) return host;
+  host.pid = fork();
+  if (host.pid == 0) {
+    close(fds[0]);
+    std::vector<pid_t> pids = report();
+    (void)!write(fds[1], pids.data(), pids.size() * sizeof(pid_t));
+    for (;;) pause();
+  }
+  close(fds[1]);
+  std::vector<pid_t> pids(count);
+  size_t want = count * sizeof(pid_t);
+  if (host.pid > 0 && read(fds[0], pids.data(), want) == static_cast<ssize_t>(want)) host.reported = pids;
+  close(fds[0]);
+  return host;
+}
+
 Snapshot::Snapshot() : fds(open_fds()), shm(shm_names()), kids(children()) {}
 
 std::string leaks_since(const Snapshot& before) {

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -19,6 +20,15 @@ bool process_exists(pid_t pid);  // false once it is gone and reaped
 // For a subreaper (PR_SET_CHILD_SUBREAPER): reaps the orphans that came to
 // it, then says whether all of `pids` are gone.
 bool orphans_gone(const std::vector<pid_t>& pids);
+// Forks a host process that runs `report` (say, starts a pool it keeps alive
+// and returns its workers' pids), sends the pids back, and waits to be
+// killed; returns
+// the host's pid and `count` reported pids (empty if they did not come).
+struct ForkedHost {
+  pid_t pid = -1;
+  std::vector<pid_t> reported;
+};
+ForkedHost fork_host(size_t count, const std::function<std::vector<pid_t>()>& report);
 // Waits until `pred` holds or `timeout` passes; returns pred().
 template <class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
