@@ -139,3 +139,21 @@ TEST_CASE("Lifecycle.WorkersThatNeverBecomeReadyThreeTimesStopThePoolWithTheReas
   CHECK_THROWS_WITH_AS(f.get(), doctest::Contains("did not say it was ready within 100 ms"), procpool::Error);
   CHECK_THROWS_WITH_AS(pool.submit(tasks::add, 1, 2).get(), doctest::Contains("start_timeout"), procpool::Error);
 }
+
+TEST_CASE("Lifecycle.PoolsBuiltFromManyThreadsAtOnceAllServe" * doctest::timeout(90)) {
+  // Each fork may be taken while another thread holds the allocator's or
+  // the loader's lock: a worker that would block for ever on it is replaced
+  // after its start-up deadline, and every call is served.
+  census::Snapshot before;
+  std::atomic<int> served{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      procpool::ProcessPool pool({.workers = 2, .start_timeout = std::chrono::milliseconds(1000)});
+      for (int i = 0; i < 20; ++i)
+        if (pool.submit(tasks::add, t, i).get() == t + i) ++served;
+    });
+  for (auto& th : threads) th.join();
+  CHECK(served.load() == 8 * 20);
+  CHECK(census::leaks_since(before) == "");
+}
