@@ -2,7 +2,8 @@
 #pragma once
 // The shared-memory segment of one worker: a control block and two rings.
 //
-//   offset 0                 ControlBlock (worker writes, host reads)
+//   offset 0                 ControlBlock (worker writes, host reads),
+//                            CancelList, StopRequest (host writes, worker reads)
 //   sizeof(SegmentHeader)    request ring data  (host -> worker), capacity C
 //   ... + C                  response ring data (worker -> host), capacity C
 //
@@ -67,9 +68,22 @@ struct CancelList {
   std::atomic<TaskId> ids[kCancelSlots];
 };
 
+// The host asks the worker to stop (host writes, worker reads): a call of
+// its ran past its deadline or was cancelled while it ran, and stop_grace
+// gives it time. The host stores 1 (release) before it sends SIGTERM. The
+// worker looks (acquire) before it begins each call and exits instead, so
+// a task that survives SIGTERM and returns does not let its worker begin
+// the calls behind it; a task may poll it (procpool::this_call::
+// stop_requested()) to end early. Only a courtesy: SIGKILL follows the
+// grace whatever the worker does with it.
+struct StopRequest {
+  alignas(kCacheLine) std::atomic<uint32_t> requested{0};
+};
+
 struct SegmentHeader {
   ControlBlock control;
   CancelList cancelled;
+  StopRequest stop;
   RingHeader request;
   RingHeader response;
 };
