@@ -93,6 +93,26 @@ std::map<int, int> runs_in(const std::string& path) {
   return runs;
 }
 
+// Queues `n` calls that record their runs in `path`: on one worker, they
+// wait in its ring behind the call before them.
+std::vector<procpool::Future<int>> queue_behind(procpool::ProcessPool& pool, const std::string& path, int n) {
+  std::vector<procpool::Future<int>> behind;
+  for (int i = 0; i < n; ++i) behind.push_back(pool.submit(tasks::record_run, path, i));
+  return behind;
+}
+
+// Each call queue_behind made succeeded, and each of the `ids` calls that
+// recorded themselves in `path` ran exactly once.
+void check_each_ran_once(std::vector<procpool::Future<int>>& behind, const std::string& path, size_t ids) {
+  for (int i = 0; i < static_cast<int>(behind.size()); ++i) {
+    REQUIRE(behind[i].wait_for(10s));
+    CHECK(behind[i].get() == i);
+  }
+  auto runs = runs_in(path);
+  CHECK(runs.size() == ids);
+  for (auto [id, n] : runs) CHECK(n == 1);
+}
+
 bool replaced(procpool::ProcessPool& pool, pid_t old) {
   return census::eventually([&] {
     auto pids = pool.worker_pids();
@@ -125,17 +145,10 @@ TEST_CASE("Deadlines.AnInfiniteLoopIsStoppedItsWorkerReplacedAndTheCallsBehindIt
     procpool::ProcessPool pool(one_worker());
     pid_t first = pool.worker_pids().at(0);
     auto stuck = pool.submit_with({.timeout = 200ms}, spin_forever, 0);
-    std::vector<procpool::Future<int>> behind;  // handed to the same worker, in its ring
-    for (int i = 0; i < 5; ++i) behind.push_back(pool.submit(tasks::record_run, path, i));
+    auto behind = queue_behind(pool, path, 5);
     require_timeout(stuck);
-    for (int i = 0; i < 5; ++i) {
-      REQUIRE(behind[i].wait_for(10s));
-      CHECK(behind[i].get() == i);
-    }
+    check_each_ran_once(behind, path, 5);
     CHECK(replaced(pool, first));
-    auto runs = runs_in(path);
-    CHECK(runs.size() == 5);
-    for (auto [id, n] : runs) CHECK(n == 1);
   }
   std::remove(path.c_str());
   CHECK(census::leaks_since(before) == "");
@@ -170,21 +183,14 @@ TEST_CASE("Deadlines.ATaskThatPollsTheStopRequestEndsWithinTheGraceAndItsWorkerB
   procpool::ProcessPool pool(options);
   pid_t first = pool.worker_pids().at(0);
   auto f = pool.submit_with({.timeout = 100ms}, stop_when_asked, 7);
-  std::vector<procpool::Future<int>> behind;
-  for (int i = 0; i < 3; ++i) behind.push_back(pool.submit(tasks::record_run, path, i));
+  auto behind = queue_behind(pool, path, 3);
   require_timeout(f);  // its late value is dropped
   // The worker exits after the task returns, long before the grace ends,
   // and the calls behind it run once, on the replacement.
   auto start = Clock::now();
-  for (int i = 0; i < 3; ++i) {
-    REQUIRE(behind[i].wait_for(5s));
-    CHECK(behind[i].get() == i);
-  }
-  CHECK(replaced(pool, first));
+  check_each_ran_once(behind, path, 3);
   CHECK(Clock::now() - start < 5s);
-  auto runs = runs_in(path);
-  CHECK(runs.size() == 3);
-  for (auto [id, n] : runs) CHECK(n == 1);
+  CHECK(replaced(pool, first));
   std::remove(path.c_str());
 }
 
@@ -282,18 +288,14 @@ TEST_CASE("Deadlines.CancelOfARunningCallStopsItsWorker" * doctest::timeout(60))
     procpool::ProcessPool pool(one_worker());
     pid_t first = pool.worker_pids().at(0);
     auto running = pool.submit(record_then_sleep, path, 100, 100000);
-    std::vector<procpool::Future<int>> behind;
-    for (int i = 0; i < 3; ++i) behind.push_back(pool.submit(tasks::record_run, path, i));
+    auto behind = queue_behind(pool, path, 3);
     REQUIRE(census::eventually([&] { return runs_in(path).count(100) == 1; }));
     CHECK(running.cancel());
     CHECK(running.cancelled());
     CHECK_THROWS_AS(running.get(), procpool::TaskCancelled);
     CHECK_FALSE(running.cancel());  // settled: nothing more
-    for (int i = 0; i < 3; ++i) CHECK(behind[i].get() == i);
+    check_each_ran_once(behind, path, 4);  // and the cancelled one once
     CHECK(replaced(pool, first));
-    auto runs = runs_in(path);
-    CHECK(runs.size() == 4);
-    for (auto [id, n] : runs) CHECK(n == 1);
   }
   std::remove(path.c_str());
   CHECK(census::leaks_since(before) == "");
