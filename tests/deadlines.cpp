@@ -262,12 +262,14 @@ TEST_CASE("Deadlines.TheTimeoutNamesTheFunctionTheDeadlineAndTheWorker" * doctes
   }
 }
 
-TEST_CASE("Deadlines.ThePoolsDefaultAppliesAndACallMaySetNone" * doctest::timeout(60)) {
+TEST_CASE("Deadlines.ThePoolsDefaultAppliesToCallsAndMapChunksAndACallMaySetNone" * doctest::timeout(60)) {
   auto options = one_worker();
   options.timeout = 200ms;
   procpool::ProcessPool pool(options);
   auto f = pool.submit(spin_forever, 0);
   require_timeout(f);
+  auto m = pool.map(spin_forever, std::vector<int>{1, 2}, 1);  // a chunk is a call
+  require_timeout(m);
   CHECK(pool.submit_with({.timeout = 0ms}, tasks::sleep_ms, 400).get() == 400);
   CHECK(pool.submit_with({.timeout = 600ms}, tasks::sleep_ms, 400).get() == 400);
 }

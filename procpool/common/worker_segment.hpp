@@ -68,14 +68,15 @@ struct CancelList {
   std::atomic<TaskId> ids[kCancelSlots];
 };
 
-// The host asks the worker to stop (host writes, worker reads): a call of
-// its ran past its deadline or was cancelled while it ran, and stop_grace
-// gives it time. The host stores 1 (release) before it sends SIGTERM. The
-// worker looks (acquire) before it begins each call and exits instead, so
-// a task that survives SIGTERM and returns does not let its worker begin
-// the calls behind it; a task may poll it (procpool::this_call::
-// stop_requested()) to end early. Only a courtesy: SIGKILL follows the
-// grace whatever the worker does with it.
+// The host asks the worker to stop (host writes, worker reads): its front
+// call ran past its deadline or was cancelled while it ran. The host
+// stores 1, runs a seq_cst fence and checks that no byte of that call's
+// answer is in the ring, before any signal (loop/deadlines.cpp has the
+// proof). The worker looks (acquire) after publishing each answer, before
+// it begins the next call, and exits instead: the calls behind the stopped
+// one never begin, even if SIGKILL lands after the call has ended, or a
+// task survives SIGTERM and returns. A task may poll it
+// (procpool::this_call::stop_requested()) to end early within stop_grace.
 struct StopRequest {
   alignas(kCacheLine) std::atomic<uint32_t> requested{0};
 };

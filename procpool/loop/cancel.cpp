@@ -149,20 +149,15 @@ bool PoolCore::cancel(StateBase& state) {
 }
 
 bool PoolCore::stop_running_call_locked(WorkerSlot& slot, StateBase& state) {
-  try {
-    // Its answer has begun to arrive (every earlier one is taken: it is the
-    // front call): it has ended, or is ending; its answer settles it.
-    if (slot.reading_answer() || slot.responses.readable() > 0) return false;
-  } catch (const RingCorrupt&) {
-    return false;  // a forged head: the drain condemns the worker
-  }
   auto error = std::make_exception_ptr(TaskCancelled(
       std::string("the call of '") + function_name(slot.assigned.front().function_id) + "' was cancelled while worker " +
       std::to_string(slot.pid) + " ran it; the worker was stopped and replaced"));
-  if (!state.try_claim()) return false;  // in `assigned`, so unsettled: only cancel() claims such a call
-  state.set_error(std::move(error));
-  stop_running_locked(slot);
-  return true;
+  // False when its answer has begun to arrive: it ended; its answer settles it.
+  if (!request_stop_locked(slot)) return false;
+  bool claimed = state.try_claim();  // in `assigned`, so unsettled: only cancel() claims such a call
+  if (claimed) state.set_error(std::move(error));
+  stop_running_locked(slot);  // requested: the worker is to go either way
+  return claimed;
 }
 
 bool PoolCore::worker_will_see_withdrawal_locked(WorkerSlot& slot, size_t i) {

@@ -42,14 +42,12 @@
 // then reports its death, and on_death takes the call named by stop_task
 // off whatever the worker's `started` says (so it is never run again), and
 // requeues the calls behind it, which it never began. The slot takes no
-// call meanwhile. A stop with a grace also sets the segment's StopRequest
-// before SIGTERM: the task may poll it, and the worker exits instead of
-// beginning another call.
+// call meanwhile. With a grace, the task may poll the StopRequest.
 //
-// Left as is: an answer published in the microseconds between the drain
-// and the SIGKILL is taken when the worker's death is handled; if the
-// worker began the next call in that window, that call fails with
-// WorkerCrashed (it may have run: it is not sent again).
+// Before any signal the host sets the segment's StopRequest and proves the
+// worker will begin no other call (request_stop_locked, below): a call that
+// ends between the decision and the SIGKILL does not let the worker begin
+// the next one, which would then die with it.
 #include <procpool/loop/pool_core.hpp>
 
 #include <boost/asio/post.hpp>
@@ -64,6 +62,7 @@ namespace procpool::detail {
 namespace {
 using Clock = std::chrono::steady_clock;
 constexpr Clock::time_point kNever = Clock::time_point::max();
+constexpr auto kRecheck = std::chrono::milliseconds(10);
 }  // namespace
 
 void PoolCore::start_front_clock_slow(WorkerSlot& slot) {
@@ -103,6 +102,7 @@ void PoolCore::arm_deadline_timer_locked() {
 
 void PoolCore::on_deadline() {
   Published out;
+  bool answered_meanwhile = false;
   {
     std::lock_guard drain(drain_mutex_);
     if (stopping_) return;
@@ -119,6 +119,13 @@ void PoolCore::on_deadline() {
       const TaskRecord& front = slot->assigned.front();
       auto error = std::make_exception_ptr(
           TaskTimeout(function_name(front.function_id), std::chrono::milliseconds(front.timeout_ms), slot->pid));
+      if (!request_stop_locked(*slot)) {
+        // It ended after all: its answer settles it. Looked at again a little
+        // later, should that answer never be whole (then the drain condemns it).
+        answered_meanwhile = true;
+        slot->front_deadline = now + kRecheck;
+        continue;
+      }
       if (front.state->try_claim()) {
         front.state->set_error(std::move(error));
         out.push_back(front.state);
@@ -131,7 +138,40 @@ void PoolCore::on_deadline() {
       deadline_timer_at_ = kNever;  // out of memory: the next call with a deadline tries again
     }
   }
+  if (answered_meanwhile) {
+    std::lock_guard drain(drain_mutex_);
+    if (!stopping_) drain_locked(out);  // the answers that spared their workers
+  }
   publish(out);
+}
+
+// The stop request's proof, as cancel.cpp's case 3 (b): the host stores the
+// request, runs a seq_cst fence (X), and finds no byte of the front call's
+// answer in the ring (every earlier answer is taken: both locks are held).
+// The worker publishes that answer (ByteRing::publish: the head, then a
+// seq_cst fence Y) before it looks at the request (acquire) on its way to
+// begin the next call. The host did not see the head stored before Y, so X
+// precedes Y and the worker's look sees the request: it exits instead of
+// beginning another call, and the calls behind the stopped one never ran,
+// though SIGKILL may land after the front call has ended. If a byte of the
+// answer is there, the call has ended: nothing is stopped, and the request
+// is withdrawn (a worker that saw it meanwhile exits, and its death
+// requeues the calls behind it, which it did not begin).
+bool PoolCore::request_stop_locked(WorkerSlot& slot) {
+  auto answer_arriving = [&] {
+    try {
+      return slot.reading_answer() || slot.responses.readable() > 0;
+    } catch (const RingCorrupt&) {
+      return false;  // a forged head: stop it all the same (the drain condemns it too)
+    }
+  };
+  if (answer_arriving()) return false;
+  std::atomic<uint32_t>& requested = slot.segment->header().stop.requested;
+  requested.store(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!answer_arriving()) return true;
+  requested.store(0, std::memory_order_relaxed);
+  return false;
 }
 
 void PoolCore::stop_running_locked(WorkerSlot& slot) {
@@ -152,10 +192,7 @@ void PoolCore::stop_running_locked(WorkerSlot& slot) {
         kill_process_group(slot.pid);
       });
       slot.stop_timer = std::move(timer);
-      // Before SIGTERM: a task that survives it finds the request, and its
-      // worker begins no other call (StopRequest in worker_segment.hpp).
-      slot.segment->header().stop.requested.store(1, std::memory_order_release);
-      send_signal(pidfd, SIGTERM);
+      send_signal(pidfd, SIGTERM);  // the StopRequest is set: a task that survives it may poll it
       ::kill(-slot.pid, SIGTERM);  // what its tasks started, in its process group
       return;
     } catch (...) {

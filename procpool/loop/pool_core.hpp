@@ -158,8 +158,12 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // Both mutexes held: arms the deadline timer for the earliest deadline.
   void arm_deadline_timer_locked();
   void on_deadline();
-  // Both mutexes held: stops the worker running its front call, which the
-  // caller has settled (SIGTERM, the StopRequest and SIGKILL after
+  // Both mutexes held: sets the worker's StopRequest and proves that the
+  // worker will begin no call after its front one; false (the request
+  // withdrawn) if the front call's answer has begun to arrive: it ended.
+  bool request_stop_locked(WorkerSlot& slot);
+  // Both mutexes held, after request_stop_locked: stops the worker running
+  // its front call, which the caller has settled (SIGTERM and SIGKILL after
   // stop_grace, or SIGKILL at once; its process group too). Its death takes
   // that call off and requeues the rest.
   void stop_running_locked(WorkerSlot& slot);

@@ -108,8 +108,10 @@ class ProcessPool {
   // input order (nothing for a void fn). If a call throws, the future fails
   // with that exception (from the earliest chunk that failed), and the calls
   // after it in its chunk do not run; other chunks do. A crash fails the map
-  // with WorkerCrashed; cancel() does not apply to it. A negative chunksize
-  // throws std::invalid_argument (Python's map raises ValueError).
+  // with WorkerCrashed; cancel() does not apply to it. PoolOptions::timeout
+  // applies to each chunk (one call): a chunk past it fails the map with
+  // TaskTimeout. A negative chunksize throws std::invalid_argument (Python's
+  // map raises ValueError).
   template <class R, class A, class Range, std::integral Chunk = size_t>
   Future<detail::map_result_t<R>> map(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
 

@@ -107,6 +107,17 @@ void PoolCore::on_death(WorkerSlot& slot) {
         task.state->set_error(error);
         out.push_back(task.state);
       }
+      // A stopped worker begins no other call (StopRequest, deadlines.cpp):
+      // one that says it did may have run it, and is not sent again.
+      if (stopped_front && started > slot.answered + 1 && !slot.assigned.empty()) {
+        TaskRecord next = std::move(slot.assigned.front());
+        slot.assigned.pop_front();
+        if (next.state->try_claim()) {
+          next.state->set_error(
+              std::make_exception_ptr(WorkerCrashed(function_name(next.function_id), slot.pid, sig, code, "")));
+          out.push_back(next.state);
+        }
+      }
     }
     // The rest never started: back to the head of the queue, in order.
     while (!slot.assigned.empty()) {
