@@ -36,3 +36,4 @@
 #include <procpool/loop/task.hpp>
 #include <procpool/loop/thread_pool.hpp>
 #include <procpool/loop/wait.hpp>
+#include <procpool/worker/this_call.hpp>

@@ -423,8 +423,8 @@ TEST_CASE("EventLoop.WaitForDropsACallAlreadyInTheWorkersRing" * doctest::timeou
   std::remove(path.c_str());
 }
 
-TEST_CASE("EventLoop.CancellingARunningCallLetsItFinish" * doctest::timeout(30)) {
-  procpool::ProcessPool pool({.workers = 1});
+TEST_CASE("EventLoop.CancellingARunningCallLetsItFinishWithCancelRunningFalse" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1, .cancel_running = false});
   auto running = pool.submit(tasks::sleep_ms, 100);
   std::this_thread::sleep_for(20ms);  // the worker has started it
   CHECK_FALSE(running.cancel());

@@ -41,6 +41,13 @@ WorkerCrashed::WorkerCrashed(std::string function, pid_t pid, int signal, int ex
       exit_code_(exit_code),
       backtrace_(std::move(backtrace)) {}
 
+TaskTimeout::TaskTimeout(std::string function, std::chrono::milliseconds deadline, pid_t pid)
+    : Error("'" + function + "' ran past its deadline of " + std::to_string(deadline.count()) + " ms in worker " +
+            std::to_string(pid) + ", which was killed and replaced"),
+      function_(std::move(function)),
+      deadline_(deadline),
+      pid_(pid) {}
+
 UnknownFunction::UnknownFunction(std::string name, std::vector<std::string> close_matches)
     : Error(unknown_message(name, close_matches)), name_(std::move(name)), close_(std::move(close_matches)) {}
 

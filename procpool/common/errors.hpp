@@ -2,6 +2,7 @@
 #pragma once
 // The errors procpool itself raises. Every one derives from procpool::Error
 // (itself a std::runtime_error) and carries what a user needs to act on it.
+#include <chrono>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -32,11 +33,27 @@ class WorkerCrashed : public Error {
   std::string backtrace_;
 };
 
+// A deadline passed. From a pool call's deadline (CallOptions::timeout,
+// PoolOptions::timeout): the call ran past it and its worker was stopped;
+// function(), deadline() and pid() say which call, which deadline and which
+// worker. From a wait (the event loop's wait_for): only the text is set
+// (empty function, zero deadline and pid), and nothing was stopped.
 class TaskTimeout : public Error {
  public:
   using Error::Error;
+  TaskTimeout(std::string function, std::chrono::milliseconds deadline, pid_t pid);
+  const std::string& function() const noexcept { return function_; }
+  std::chrono::milliseconds deadline() const noexcept { return deadline_; }
+  pid_t pid() const noexcept { return pid_; }
+
+ private:
+  std::string function_;
+  std::chrono::milliseconds deadline_{0};
+  pid_t pid_ = 0;
 };
 
+// The call was cancelled: withdrawn before it ran, or stopped while it ran
+// (Future::cancel with cancel_running), or the task awaiting was cancelled.
 class TaskCancelled : public Error {
  public:
   using Error::Error;

@@ -2,7 +2,8 @@
 #pragma once
 // The shared-memory segment of one worker: a control block and two rings.
 //
-//   offset 0                 ControlBlock (worker writes, host reads)
+//   offset 0                 ControlBlock (worker writes, host reads),
+//                            CancelList, StopRequest (host writes, worker reads)
 //   sizeof(SegmentHeader)    request ring data  (host -> worker), capacity C
 //   ... + C                  response ring data (worker -> host), capacity C
 //
@@ -67,9 +68,23 @@ struct CancelList {
   std::atomic<TaskId> ids[kCancelSlots];
 };
 
+// The host asks the worker to stop (host writes, worker reads): its front
+// call ran past its deadline or was cancelled while it ran. The host
+// stores 1, runs a seq_cst fence and checks that no byte of that call's
+// answer is in the ring, before any signal (loop/deadlines.cpp has the
+// proof). The worker looks (acquire) after publishing each answer, before
+// it begins the next call, and exits instead: the calls behind the stopped
+// one never begin, even if SIGKILL lands after the call has ended, or a
+// task survives SIGTERM and returns. A task may poll it
+// (procpool::this_call::stop_requested()) to end early within stop_grace.
+struct StopRequest {
+  alignas(kCacheLine) std::atomic<uint32_t> requested{0};
+};
+
 struct SegmentHeader {
   ControlBlock control;
   CancelList cancelled;
+  StopRequest stop;
   RingHeader request;
   RingHeader response;
 };

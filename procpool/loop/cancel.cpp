@@ -14,10 +14,15 @@
 //   3. in the ring at assigned[i], i >= 1, behind a call the worker has not
 //      finished answering: appended to the worker's CancelList and, if the
 //      check below proves the worker will see the entry, settled; true.
-//   4. anything else (the worker's front call, which it may be beginning
-//      now; a call behind an answer already written; a call it runs; a dead
-//      or condemned worker; a full CancelList): false, and nothing is
-//      appended, so the call runs and its result arrives.
+//   4. the worker's front call (which it runs, or may be beginning now),
+//      with cancel_running (the default): unless its answer has begun to
+//      arrive, it is settled with TaskCancelled and the worker is stopped
+//      as for a deadline (deadlines.cpp): killed with its process group,
+//      the calls behind it requeued, never run twice; true.
+//   5. anything else (the front call without cancel_running or whose
+//      answer is arriving; a call behind an answer already written; a dead,
+//      condemned or stopping worker; a full CancelList): false, and nothing
+//      is appended, so the call runs and its result arrives.
 //
 // Case 3, the proof. The worker (worker_loop.cpp) stores `started` =
 // answered + i + 1 (release) when it begins assigned[i], then reads the
@@ -124,6 +129,7 @@ bool PoolCore::cancel(StateBase& state) {
         return false;
       size_t i = static_cast<size_t>(at - slot.assigned.begin());
       bool unsent = i > slot.sent || (i == slot.sent && slot.sent_bytes == 0 && !slot.handles_sent);
+      if (slot.stop_task != 0 && i == 0) return false;  // being stopped for it already
       if (unsent) {
         // Case 2.
         if (!state.try_claim()) return false;
@@ -131,6 +137,8 @@ bool PoolCore::cancel(StateBase& state) {
         slot.count_calls();
         place.slot = -1;
         state.set_error(cancelled_before_it_started());
+      } else if (i == 0) {
+        if (!place.cancel_running || !stop_running_call_locked(slot, state)) return false;  // case 4, or 5
       } else if (!withdraw_from_ring_locked(slot, i)) {
         return false;
       }
@@ -138,6 +146,18 @@ bool PoolCore::cancel(StateBase& state) {
   }
   state.publish();
   return true;
+}
+
+bool PoolCore::stop_running_call_locked(WorkerSlot& slot, StateBase& state) {
+  auto error = std::make_exception_ptr(TaskCancelled(
+      std::string("the call of '") + function_name(slot.assigned.front().function_id) + "' was cancelled while worker " +
+      std::to_string(slot.pid) + " ran it; the worker was stopped and replaced"));
+  // False when its answer has begun to arrive: it ended; its answer settles it.
+  if (!request_stop_locked(slot)) return false;
+  bool claimed = state.try_claim();  // in `assigned`, so unsettled: only cancel() claims such a call
+  if (claimed) state.set_error(std::move(error));
+  stop_running_locked(slot);  // requested: the worker is to go either way
+  return claimed;
 }
 
 bool PoolCore::worker_will_see_withdrawal_locked(WorkerSlot& slot, size_t i) {
@@ -204,7 +224,7 @@ void PoolCore::resend_skipped(std::shared_ptr<StateBase> state, TaskRecord recor
     std::memcpy(&header, record.frame.data(), sizeof header);
     header.task_id = record.id;
     std::memcpy(record.frame.data(), &header, sizeof header);
-    state->place = StateBase::PoolPlace{record.id, -1, false, 0};
+    state->place = StateBase::PoolPlace{record.id, -1, false, 0, state->place.cancel_running};
     record.state = std::move(state);
     pending_.push_front(std::move(record));
     dispatch_locked(out);

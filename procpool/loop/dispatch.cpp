@@ -18,7 +18,7 @@
 namespace procpool::detail {
 
 void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint32_t function_id,
-                      std::shared_ptr<StateBase> state) {
+                      std::shared_ptr<StateBase> state, const CallOptions& call) {
   std::unique_lock lock(dispatch_mutex_);
   if (!accepting_) {
     lock.unlock();
@@ -33,9 +33,11 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
   FrameHeader header = make_frame_header(kind, ++next_task_, frame.size() - sizeof(FrameHeader), handles.size());
   std::memcpy(frame.data(), &header, sizeof header);
   state->set_poller(weak_from_this(), frame.size());
-  state->place = StateBase::PoolPlace{header.task_id, -1, false};
+  state->place = StateBase::PoolPlace{header.task_id, -1, false, 0, call.cancel_running.value_or(options_.cancel_running)};
   auto held = handles.empty() ? nullptr : std::make_unique<HandleList>(std::move(handles));
-  pending_.push_back(TaskRecord{header.task_id, function_id, std::move(state), std::move(frame), std::move(held)});
+  auto timeout = std::max<int64_t>(call.timeout.value_or(options_.timeout).count(), 0);
+  pending_.push_back(TaskRecord{header.task_id, function_id, static_cast<uint32_t>(std::min<int64_t>(timeout, UINT32_MAX)),
+                                std::move(state), std::move(frame), std::move(held)});
   if (!on_own_thread()) submitted_.store(submitted_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   Published refused;
   dispatch_locked(refused);
@@ -65,7 +67,9 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
 }
 
 void PoolCore::dispatch_locked(Published& out) {
-  auto usable = [](const WorkerSlot& s) { return s.alive && s.condemned.empty() && s.request_fault.empty(); };
+  auto usable = [](const WorkerSlot& s) {
+    return s.alive && s.condemned.empty() && s.request_fault.empty() && s.stop_task == 0;
+  };
   while (!pending_.empty()) {
     WorkerSlot* best = nullptr;
     for (auto& slot : slots_)
@@ -164,10 +168,12 @@ void PoolCore::pump_locked(WorkerSlot& slot, Published& out) {
     send_signal(slot.pidfd->native_handle(), SIGKILL);
     return;
   }
-  if (wrote && slot.requests.publish()) {
+  if (!wrote) return;
+  if (slot.requests.publish()) {
     futex_wake_all(slot.segment->header().request.data_event);
     for (size_t i = first; i < std::min(slot.sent + 1, slot.assigned.size()); ++i) slot.assigned[i].state->note_woke_worker();
   }
+  start_front_clock_locked(slot);  // after the publish: the worker cannot have begun before it
 }
 
 }  // namespace procpool::detail

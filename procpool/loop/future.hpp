@@ -50,15 +50,17 @@ class Future {
     state().on_ready([self = *this, cb = std::forward<Callback>(callback)]() mutable { cb(std::move(self)); });
   }
 
-  // Withdraws the call if the pool can make sure it will not run. True
-  // exactly when the future (now ready) fails with TaskCancelled; false
-  // when the call runs, or may, and its own result will settle the future
-  // (as concurrent.futures' Future.cancel()). Where the call is:
+  // Withdraws or stops the call. True exactly when the future (now ready)
+  // fails with TaskCancelled; false when the call's own result will settle
+  // the future (as concurrent.futures' Future.cancel()). Where the call is:
   //   - in the pool's queue: withdrawn, true;
   //   - handed ahead to a worker, behind a call whose answer the worker has
   //     not written yet: withdrawn (the worker skips it), true;
-  //   - the worker's next or running call (or a worker that just died or
-  //     failed): false; it runs to its end.
+  //   - the worker's next or running call: with cancel_running (the
+  //     default; PoolOptions, CallOptions) the worker is killed with its
+  //     process group and replaced, the calls behind it requeued, true;
+  //     without it, or when its answer is already arriving, or its worker
+  //     just died or is being stopped: false; it runs to its end.
   // A future that is already ready, or not a pool call, gives false.
   // Thread safety: any thread; never blocks on a worker.
   bool cancel() { return state().cancel(); }

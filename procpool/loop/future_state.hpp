@@ -172,6 +172,7 @@ class StateBase {
     int slot = -1;           // -1: in the pool's own queue; else the worker slot
     bool withdrawn = false;  // put on that worker's CancelList
     uint32_t cancel_entry = 0;  // then: the list's count before its entry
+    bool cancel_running = true;  // cancel() stops the worker running it (CallOptions)
   };
   PoolPlace place;
   // Set by the pool when sending this call had to wake its worker from sleep.

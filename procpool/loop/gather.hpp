@@ -313,8 +313,9 @@ Task<std::vector<Result<T>>> gather(ReturnExceptions, Range awaitables) {
 }
 
 // Awaits `awaitable` for at most `timeout`: on expiry cancels it and throws
-// TaskTimeout. (A pool call that a worker already runs goes on to the end;
-// its result is dropped. One still queued in the pool is dropped.)
+// TaskTimeout. (A pool call is cancelled: dropped if not yet begun; if a
+// worker runs it, the worker is stopped unless cancel_running is false,
+// and then the call goes on to its end and its result is dropped.)
 template <class A, class Rep, class Period>
 Task<detail::await_result_t<A>> wait_for(A awaitable, std::chrono::duration<Rep, Period> timeout) {
   detail::Children children(co_await detail::current_context{});

@@ -4,7 +4,9 @@
 // (dispatch.cpp), drains their response rings into futures
 // (response_reader.cpp), watches each worker's pidfd and replaces a worker
 // that dies (worker_supervision.cpp), withdraws cancelled calls
-// (cancel.cpp), and stops them (pool_shutdown.cpp);
+// (cancel.cpp), stops a worker whose call ran past its deadline or was
+// cancelled while it ran (deadlines.cpp), and stops them all
+// (pool_shutdown.cpp);
 // pool_core.cpp holds the start, the reactor's doorbells and the polling by
 // waiting threads. ProcessPool is its public face.
 //
@@ -36,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include <procpool/loop/call_options.hpp>
 #include <procpool/loop/pool_options.hpp>
 #include <procpool/loop/spin_then_block_mutex.hpp>
 #include <procpool/loop/worker_slot.hpp>
@@ -56,9 +59,10 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void start();
   // Queues an encoded call (frame holds header room + payload). Settles the
   // state with PoolShutdown if the pool no longer accepts work.
-  // `handles`: the descriptors of the SharedBytes the call holds.
+  // `handles`: the descriptors of the SharedBytes the call holds; `call`:
+  // its options (those unset take the pool's).
   void submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint32_t function_id,
-              std::shared_ptr<StateBase> state);
+              std::shared_ptr<StateBase> state, const CallOptions& call = {});
   // wait: lets pending calls finish first, until `deadline` at most.
   void shutdown(bool wait, std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
   // The destructor's shutdown (PoolOptions::destructor_wait).
@@ -133,9 +137,36 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // Both mutexes held.
   bool withdraw_from_ring_locked(WorkerSlot& slot, size_t i);
   bool worker_will_see_withdrawal_locked(WorkerSlot& slot, size_t i);
+  // cancel() of assigned[0] with cancel_running: settles it with
+  // TaskCancelled and stops the worker, unless its answer is arriving.
+  bool stop_running_call_locked(WorkerSlot& slot, StateBase& state);
   // Fails the call at assigned[sent], whose SharedBytes could not be sent
   // (error `err`).
   void refuse_locked(WorkerSlot& slot, int err, Published& out);
+
+  // Deadlines and stopping a running call (deadlines.cpp, which has the
+  // protocol). dispatch_mutex_ held: the front call may just have become
+  // able to begin (its header was published, or the call ahead of it was
+  // answered): starts its clock if it has a timeout. Inline: it is on the
+  // path of every call, and costs a load and a branch when no timeout is set.
+  void start_front_clock_locked(WorkerSlot& slot) {
+    if (slot.front_deadline == std::chrono::steady_clock::time_point::max() && !slot.assigned.empty() &&
+        slot.assigned.front().timeout_ms != 0)
+      start_front_clock_slow(slot);
+  }
+  void start_front_clock_slow(WorkerSlot& slot);
+  // Both mutexes held: arms the deadline timer for the earliest deadline.
+  void arm_deadline_timer_locked();
+  void on_deadline();
+  // Both mutexes held: sets the worker's StopRequest and proves that the
+  // worker will begin no call after its front one; false (the request
+  // withdrawn) if the front call's answer has begun to arrive: it ended.
+  bool request_stop_locked(WorkerSlot& slot);
+  // Both mutexes held, after request_stop_locked: stops the worker running
+  // its front call, which the caller has settled (SIGTERM and SIGKILL after
+  // stop_grace, or SIGKILL at once; its process group too). Its death takes
+  // that call off and requeues the rest.
+  void stop_running_locked(WorkerSlot& slot);
 
   // Draining (drain_mutex_ held), in response_reader.cpp.
   void drain_locked(Published& out);
@@ -243,6 +274,13 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // their seq_cst store of calls_held) and cleared by the watchdog before
   // its last look at calls_held: one of the two sees the other.
   std::atomic<bool> watchdog_due_{false};
+  // Deadlines: the timer fires at the earliest front call's deadline.
+  // deadline_timer_ is touched under both mutexes; deadline_timer_at_
+  // (guarded by dispatch_mutex_) is when it fires, max() if unarmed: a
+  // deadline later than it needs nothing (the timer re-arms for it when it
+  // fires); an earlier one posts a re-arm to the reactor.
+  std::unique_ptr<boost::asio::steady_timer> deadline_timer_;
+  std::chrono::steady_clock::time_point deadline_timer_at_ = std::chrono::steady_clock::time_point::max();
   static constexpr auto kKeepLargeBuffer = std::chrono::milliseconds(100);
   std::unique_ptr<boost::asio::steady_timer> trim_timer_;  // guarded by drain_mutex_
   bool trim_due_ = false;                                   // guarded by drain_mutex_

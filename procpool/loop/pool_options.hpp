@@ -45,6 +45,18 @@ struct PoolOptions {
   // child needs blocks it for ever) is killed and replaced; its calls go
   // to the replacement. Three in a row stop the pool forking.
   std::chrono::milliseconds start_timeout{5000};
+  // The default deadline of a call (CallOptions::timeout): 0, none. Counted
+  // from when its worker may have begun it, not from submit. A call past it
+  // fails with TaskTimeout; its worker and the worker's process group are
+  // killed and the worker replaced; calls queued behind it go to others.
+  std::chrono::milliseconds timeout{0};
+  // Stopping a worker for a deadline or a cancel: SIGTERM first (to it and
+  // its process group), SIGKILL after this grace; 0: SIGKILL at once.
+  std::chrono::milliseconds stop_grace{0};
+  // Future::cancel() on a call a worker has begun stops the worker (as a
+  // deadline does) and fails the call with TaskCancelled. false: such a
+  // call runs to its end and cancel() returns false. Per call: CallOptions.
+  bool cancel_running = true;
   // Close every inherited file descriptor in workers except 0, 1 and 2 (and
   // the worker's own doorbell and SharedBytes socket). With false a worker
   // keeps the host's descriptors, its siblings' channels among them.

@@ -150,6 +150,7 @@ void PoolCore::stop_workers(Published& out) {
   sweep_timer_.reset();  // a sweep or trim still queued finds stopping_ set
   trim_timer_.reset();
   watchdog_timer_.reset();
+  deadline_timer_.reset();
   auto shut = std::make_exception_ptr(PoolShutdown("the pool was shut down before this call finished"));
   fail_all_pending(shut, out);
   for (auto& slot : slots_) {
@@ -161,6 +162,7 @@ void PoolCore::stop_workers(Published& out) {
     slot->assigned.clear();
     slot->count_calls();
     slot->retry.reset();
+    slot->stop_timer.reset();
     slot->pidfd.reset();
     slot->segment.reset();
     slot->doorbell.reset();

@@ -41,8 +41,9 @@ size_t ProcessPool::max_message_bytes() const noexcept { return core_->max_messa
 void detail::FrameSink::make_room(size_t need) { core_.lend_spare_frame(frame_, need); }
 
 void ProcessPool::enqueue_frame(detail::ByteBuffer frame, detail::HandleList handles, detail::FrameKind kind,
-                                uint32_t function_id, std::shared_ptr<detail::StateBase> state) {
-  core_->submit(std::move(frame), std::move(handles), kind, function_id, std::move(state));
+                                uint32_t function_id, std::shared_ptr<detail::StateBase> state,
+                                const CallOptions& options) {
+  core_->submit(std::move(frame), std::move(handles), kind, function_id, std::move(state), options);
 }
 
 const detail::FunctionEntry* ProcessPool::entry_of(detail::ErasedFn fn, uint32_t& id, std::exception_ptr& failure) {

@@ -21,6 +21,7 @@
 #include <procpool/common/frame.hpp>
 #include <procpool/common/function_registry.hpp>
 #include <procpool/common/shared_bytes.hpp>
+#include <procpool/loop/call_options.hpp>
 #include <procpool/loop/future.hpp>
 #include <procpool/loop/map_stream.hpp>
 #include <procpool/loop/pool_map.hpp>
@@ -59,7 +60,9 @@ class FrameSink final : public ByteSink {
 // type derived from one, RemoteError otherwise; nested chains kept), or with the pool's error: UnknownFunction and
 // SerializationError (at once, for a bad call), WorkerCrashed (the worker
 // died running it; the pool forks a replacement and other calls go on),
-// ProtocolError (the worker wrote garbage and was killed),
+// ProtocolError (the worker wrote garbage and was killed), TaskTimeout (it
+// ran past its deadline; its worker was stopped and replaced),
+// TaskCancelled (cancel() withdrew it, or stopped the worker running it),
 // ResourceLimitExceeded (a call or result over max_message_bytes),
 // PoolShutdown (the pool stopped first).
 class ProcessPool {
@@ -87,6 +90,16 @@ class ProcessPool {
   template <class R, class... Args>
   Future<R> call(std::string_view name, Args&&... args);
 
+  // The same with options for this call: a deadline (`{.timeout = 200ms}`,
+  // counted from when its worker may have begun it; past it the call fails
+  // with TaskTimeout and the worker, with its process group, is killed and
+  // replaced) and whether cancel() stops it once running
+  // (`cancel_running`). Unset options take the pool's (PoolOptions).
+  template <class R, class... A, class... Args>
+  Future<R> submit_with(const CallOptions& options, R (*fn)(A...), Args&&... args);
+  template <class R, class... Args>
+  Future<R> call_with(const CallOptions& options, std::string_view name, Args&&... args);
+
   // Calls fn(x) for every x of `inputs` (a sized range), like Python's
   // Executor.map with a chunksize: `chunksize` calls travel in one frame and
   // run back to back in one worker (0: the pool picks, about 8 chunks per
@@ -95,8 +108,10 @@ class ProcessPool {
   // input order (nothing for a void fn). If a call throws, the future fails
   // with that exception (from the earliest chunk that failed), and the calls
   // after it in its chunk do not run; other chunks do. A crash fails the map
-  // with WorkerCrashed; cancel() does not apply to it. A negative chunksize
-  // throws std::invalid_argument (Python's map raises ValueError).
+  // with WorkerCrashed; cancel() does not apply to it. PoolOptions::timeout
+  // applies to each chunk (one call): a chunk past it fails the map with
+  // TaskTimeout. A negative chunksize throws std::invalid_argument (Python's
+  // map raises ValueError).
   template <class R, class A, class Range, std::integral Chunk = size_t>
   Future<detail::map_result_t<R>> map(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
 
@@ -156,7 +171,7 @@ class ProcessPool {
   template <class R, class Encode>
   Future<R> enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode,
                     detail::FrameKind kind = detail::FrameKind::Call,
-                    std::shared_ptr<detail::SharedState<R>> state = nullptr);
+                    std::shared_ptr<detail::SharedState<R>> state = nullptr, const CallOptions& options = {});
   // The registry's entry for fn, or null with `failure` set to UnknownFunction.
   static const detail::FunctionEntry* entry_of(detail::ErasedFn fn, uint32_t& id, std::exception_ptr& failure);
   // Lets a blocked get() on a state the pool does not queue (a map's) poll
@@ -176,7 +191,7 @@ class ProcessPool {
   template <class Out, bool kEach>
   Future<Out> gather_chunks(std::vector<std::shared_ptr<detail::SharedState<Out>>> parts, const detail::ChunkPlan& plan);
   void enqueue_frame(detail::ByteBuffer frame, detail::HandleList handles, detail::FrameKind kind,
-                     uint32_t function_id, std::shared_ptr<detail::StateBase> state);
+                     uint32_t function_id, std::shared_ptr<detail::StateBase> state, const CallOptions& options);
   size_t max_message_bytes() const noexcept;
 
   std::shared_ptr<detail::PoolCore> core_;
@@ -206,7 +221,8 @@ Future<R> failed_future(std::exception_ptr error) {
 
 template <class R, class Encode>
 Future<R> ProcessPool::enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode,
-                               detail::FrameKind kind, std::shared_ptr<detail::SharedState<R>> state) {
+                               detail::FrameKind kind, std::shared_ptr<detail::SharedState<R>> state,
+                               const CallOptions& options) {
   if (!state) state = std::make_shared<detail::SharedState<R>>();
   detail::ByteBuffer frame;
   detail::HandleList handles;  // the SharedBytes among the arguments
@@ -230,12 +246,17 @@ Future<R> ProcessPool::enqueue(uint32_t function_id, const detail::FunctionEntry
         "max_message_bytes", payload, max_message_bytes(), "the call of '" + entry.name + "'")));
     return Future<R>(std::move(state));
   }
-  enqueue_frame(std::move(frame), std::move(handles), kind, function_id, state);
+  enqueue_frame(std::move(frame), std::move(handles), kind, function_id, state, options);
   return Future<R>(std::move(state));
 }
 
 template <class R, class... A, class... Args>
 Future<R> ProcessPool::submit(R (*fn)(A...), Args&&... args) {
+  return submit_with(CallOptions{}, fn, std::forward<Args>(args)...);
+}
+
+template <class R, class... A, class... Args>
+Future<R> ProcessPool::submit_with(const CallOptions& options, R (*fn)(A...), Args&&... args) {
   static_assert(sizeof...(A) == sizeof...(Args), "wrong number of arguments for this function");
   static_assert((std::is_constructible_v<std::decay_t<A>, Args&&> && ...),
                 "an argument cannot be converted to the function's parameter type");
@@ -243,13 +264,18 @@ Future<R> ProcessPool::submit(R (*fn)(A...), Args&&... args) {
   std::exception_ptr failure;
   const detail::FunctionEntry* entry = entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
   if (!entry) return detail::failed_future<R>(failure);
-  return enqueue<R>(id, *entry, [&](detail::OutputArchive& ar) {
-    (detail::encode_argument<A>(ar, std::forward<Args>(args)), ...);
-  });
+  return enqueue<R>(
+      id, *entry, [&](detail::OutputArchive& ar) { (detail::encode_argument<A>(ar, std::forward<Args>(args)), ...); },
+      detail::FrameKind::Call, nullptr, options);
 }
 
 template <class R, class... Args>
 Future<R> ProcessPool::call(std::string_view name, Args&&... args) {
+  return call_with<R>(CallOptions{}, name, std::forward<Args>(args)...);
+}
+
+template <class R, class... Args>
+Future<R> ProcessPool::call_with(const CallOptions& options, std::string_view name, Args&&... args) {
   auto& registry = detail::FunctionRegistry::instance();
   uint32_t id = 0;
   const detail::FunctionEntry* entry = registry.find(name, &id);
@@ -260,7 +286,8 @@ Future<R> ProcessPool::call(std::string_view name, Args&&... args) {
   if (fingerprint != entry->fingerprint)
     return detail::failed_future<R>(std::make_exception_ptr(
         SerializationError(entry->name, "called as " + signature + " but registered as " + entry->signature)));
-  return enqueue<R>(id, *entry, [&](detail::OutputArchive& ar) { (ar(args), ...); });
+  return enqueue<R>(
+      id, *entry, [&](detail::OutputArchive& ar) { (ar(args), ...); }, detail::FrameKind::Call, nullptr, options);
 }
 
 namespace detail {

@@ -163,6 +163,9 @@ PoolCore::Answered PoolCore::take_front_locked(WorkerSlot& slot) {
   slot.count_calls();
   --slot.sent;
   ++slot.answered;
+  // The next call may begin from now: its clock starts if its header is in.
+  slot.front_deadline = std::chrono::steady_clock::time_point::max();
+  start_front_clock_locked(slot);
   if (a.task.frame.capacity() > options_.ring_bytes) keep_spare_frame_locked(a.task.frame);
   return a;
 }

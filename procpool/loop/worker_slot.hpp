@@ -21,6 +21,7 @@ namespace procpool::detail {
 struct TaskRecord {
   TaskId id = 0;
   uint32_t function_id = 0;
+  uint32_t timeout_ms = 0;  // its deadline (0: none); in the padding after function_id
   std::shared_ptr<StateBase> state;
   ByteBuffer frame;  // FrameHeader + payload, kept until answered so an
                      // unstarted call can be re-sent after a crash
@@ -66,6 +67,16 @@ struct WorkerSlot {
   bool handles_sent = false;        // assigned[sent]'s SharedBytes descriptors are sent
   uint64_t answered = 0;            // responses consumed from this process
   std::string request_fault;        // the worker corrupted its request ring; being killed
+  // Deadlines (deadlines.cpp). When the front call, if it has a timeout,
+  // must have ended: the host's own lower bound on when the worker may have
+  // begun it, plus its timeout; max() while it has none or its header is
+  // not in the ring yet.
+  std::chrono::steady_clock::time_point front_deadline = std::chrono::steady_clock::time_point::max();
+  // The host is stopping this worker for the call `stop_task` (its deadline
+  // passed, or it was cancelled while running), which it has settled: no
+  // call is given to it, and its death takes that call off for good.
+  TaskId stop_task = 0;
+  std::unique_ptr<boost::asio::steady_timer> stop_timer;  // SIGKILL after stop_grace (drain mutex)
 
   // Guarded by the pool's drain mutex: an answer being reassembled.
   bool have_header = false;  // `header` is read, frame_left bytes of its payload are still to come

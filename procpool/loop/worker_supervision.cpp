@@ -39,6 +39,9 @@ void PoolCore::spawn(WorkerSlot& slot) {
   slot.forget_answer();
   slot.condemned.clear();
   slot.request_fault.clear();
+  slot.front_deadline = std::chrono::steady_clock::time_point::max();
+  slot.stop_task = 0;
+  slot.stop_timer.reset();
   slot.forked_at = std::chrono::steady_clock::now();
   slot.ready = slot.start_timed_out = false;
   watch_death(slot);
@@ -83,11 +86,16 @@ void PoolCore::on_death(WorkerSlot& slot) {
     // started (it may have zeroed its count): the call it was given first
     // fails and is never sent again, lest it run twice.
     bool broke_protocol = !slot.request_fault.empty() || (!slot.condemned.empty() && slot.condemned_blames_front);
-    if ((started > slot.answered || (broke_protocol && front_reached)) && !slot.assigned.empty()) {
+    // The host stopped it for its front call (deadlines.cpp), which it
+    // settled then (TaskTimeout, TaskCancelled): it goes, whatever `started` says.
+    bool stopped_front = slot.stop_task != 0 && !slot.assigned.empty() && slot.assigned.front().id == slot.stop_task;
+    if ((stopped_front || started > slot.answered || (broke_protocol && front_reached)) && !slot.assigned.empty()) {
       TaskRecord task = std::move(slot.assigned.front());
       slot.assigned.pop_front();
       std::exception_ptr error;
-      if (!slot.condemned.empty() || !slot.request_fault.empty()) {
+      if (stopped_front) {
+        // settled already
+      } else if (!slot.condemned.empty() || !slot.request_fault.empty()) {
         const std::string& why = slot.condemned.empty() ? slot.request_fault : slot.condemned;
         error = std::make_exception_ptr(ProtocolError(slot.pid, function_name(task.function_id), why));
       } else {
@@ -95,9 +103,20 @@ void PoolCore::on_death(WorkerSlot& slot) {
         std::string where = sig != 0 ? symbolize(control.crash_frames, static_cast<int>(frames)) : std::string();
         error = std::make_exception_ptr(WorkerCrashed(function_name(task.function_id), slot.pid, sig, code, where));
       }
-      if (task.state->try_claim()) {
+      if (error && task.state->try_claim()) {
         task.state->set_error(error);
         out.push_back(task.state);
+      }
+      // A stopped worker begins no other call (StopRequest, deadlines.cpp):
+      // one that says it did may have run it, and is not sent again.
+      if (stopped_front && started > slot.answered + 1 && !slot.assigned.empty()) {
+        TaskRecord next = std::move(slot.assigned.front());
+        slot.assigned.pop_front();
+        if (next.state->try_claim()) {
+          next.state->set_error(
+              std::make_exception_ptr(WorkerCrashed(function_name(next.function_id), slot.pid, sig, code, "")));
+          out.push_back(next.state);
+        }
       }
     }
     // The rest never started: back to the head of the queue, in order.
@@ -109,6 +128,9 @@ void PoolCore::on_death(WorkerSlot& slot) {
     slot.count_calls();
     slot.sent = slot.sent_bytes = 0;
     slot.handles_sent = false;
+    slot.front_deadline = std::chrono::steady_clock::time_point::max();
+    slot.stop_task = 0;
+    slot.stop_timer.reset();
     bool failed_start = !served && (code == kExitSetupFailed || slot.start_timed_out);
     slot.failed_starts = failed_start ? slot.failed_starts + 1 : 0;
     std::string setup_error(control.setup_error, strnlen(control.setup_error, sizeof control.setup_error));

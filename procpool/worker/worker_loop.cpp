@@ -23,6 +23,7 @@
 #include <procpool/common/handle_channel.hpp>
 #include <procpool/common/shared_bytes.hpp>
 #include <procpool/worker/response_writer.hpp>
+#include <procpool/worker/this_call.hpp>
 #include <procpool/worker/worker_config.hpp>
 
 namespace procpool::detail {
@@ -46,13 +47,15 @@ constexpr auto kEagerSpin = std::chrono::microseconds(2);
 class WorkerLoop {
  public:
   WorkerLoop(WorkerSegment& segment, const WorkerConfig& config)
-      : control_(segment.control()), cancelled_(segment.header().cancelled), requests_(segment.request_ring()),
+      : control_(segment.control()), cancelled_(segment.header().cancelled), stop_(segment.header().stop),
+        requests_(segment.request_ring()),
         responses_(segment.response_ring()),
         config_(config) {}
 
   [[noreturn]] void run() {
     for (;;) {
       FrameHeader header;
+      if (stop_requested()) _exit(0);  // before it begins another call (StopRequest)
       wait_readable(sizeof header, /*after_task=*/true);
       requests_.peek(&header, sizeof header);
       if (header.magic != kFrameMagic) _exit(kExitProtocol);
@@ -60,6 +63,7 @@ class WorkerLoop {
       bool call = header.kind == static_cast<uint32_t>(FrameKind::Call) ||
                   header.kind == static_cast<uint32_t>(FrameKind::CallMany);
       if (!call || header.length > config_.max_message_bytes || header.handles > kMaxHandlesPerFrame) _exit(kExitProtocol);
+      if (stop_requested()) _exit(0);
       serve(header);
     }
   }
@@ -268,8 +272,11 @@ class WorkerLoop {
   // EAGAIN means the counter is already non-zero: the host will look.
   void ring_doorbell() noexcept { ring_host_doorbell(); }
 
+  bool stop_requested() const noexcept { return stop_.requested.load(std::memory_order_acquire) != 0; }
+
   ControlBlock& control_;
   const CancelList& cancelled_;
+  const StopRequest& stop_;
   ByteRing requests_;
   ByteRing responses_;
   WorkerConfig config_;
@@ -296,6 +303,17 @@ void ring_host_doorbell() noexcept {
   if (g_doorbell_fd >= 0 && ::write(g_doorbell_fd, &one, sizeof one) < 0 && lost_the_host(errno))
     g_host_unreachable = true;
 }
+
+}  // namespace procpool::detail
+
+namespace procpool::this_call {
+bool stop_requested() noexcept {
+  auto* segment = detail::current_worker_segment();
+  return segment && segment->header().stop.requested.load(std::memory_order_acquire) != 0;
+}
+}  // namespace procpool::this_call
+
+namespace procpool::detail {
 
 void run_worker(WorkerSegment& segment, const WorkerConfig& config) {
   g_segment = &segment;

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: MIT
+// Deadlines, and stopping a worker whose call must end now (its deadline
+// passed, or it was cancelled while it ran).
+//
+// When the clock starts. A call's deadline counts from when its worker
+// began it, but the worker's word for that (ControlBlock::started) is not
+// to be trusted: a task can stop its worker, close its descriptors, or
+// scribble over its segment. The host instead uses what it saw itself: a
+// worker runs its calls in ring order, so it cannot have begun the front
+// call (assigned[0]) before both
+//   - the call's header was published in its request ring (pump_locked,
+//     after ByteRing::publish), and
+//   - the host took the answer to the call ahead of it (take_front_locked),
+//     or forked the worker (then nothing was ahead of it).
+// The clock starts at the later of the two moments, as the host saw them
+// (start_front_clock_locked). Each is at or after the event itself, and the
+// worker cannot begin before the events, so a deadline counts from no
+// earlier than the worker could have begun: it is never early by more than
+// the worker's own delay between publishing an answer and reading the next
+// header (microseconds; the worker's code, not the task's). Only the front
+// call can run, so one deadline per worker is tracked (front_deadline).
+//
+// The timer. One steady_timer on the reactor fires at the earliest
+// deadline of all workers (deadline_timer_at_). Most deadlines come later
+// than the one the timer is armed for (calls of one timeout, answered in
+// turn): they cost nothing but a clock read at the front's start; the timer
+// finds them when it fires and re-arms. An earlier one (the first timed
+// call, or a shorter timeout) posts a re-arm to the reactor: dispatchers
+// hold only dispatch_mutex_, and timers are touched under both. Calls
+// without a timeout never read the clock or touch the timer.
+//
+// At the deadline (on_deadline, the reactor): answers already in the rings
+// are taken first, so a call that ended before its deadline succeeds; a
+// front call still past its deadline then has its worker stopped
+// (stop_running_locked): SIGKILL of the worker through its pidfd and of its
+// process group (the unreaped worker still holds the group's id), or
+// SIGTERM to both and SIGKILL after stop_grace. A SIGSTOPped worker, one
+// blocked in a system call, one that ignores SIGTERM or closed every
+// descriptor, and what it forked (in its group), all die by SIGKILL. The
+// The call is failed with TaskTimeout there and then (an answer that comes
+// during the grace finds it settled and is dropped). The worker's pidfd
+// then reports its death, and on_death takes the call named by stop_task
+// off whatever the worker's `started` says (so it is never run again), and
+// requeues the calls behind it, which it never began. The slot takes no
+// call meanwhile. With a grace, the task may poll the StopRequest.
+//
+// Before any signal the host sets the segment's StopRequest and proves the
+// worker will begin no other call (request_stop_locked, below): a call that
+// ends between the decision and the SIGKILL does not let the worker begin
+// the next one, which would then die with it.
+#include <procpool/loop/pool_core.hpp>
+
+#include <boost/asio/post.hpp>
+
+#include <signal.h>
+
+#include <procpool/common/errors.hpp>
+#include <procpool/worker/pidfd.hpp>
+
+namespace procpool::detail {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+constexpr Clock::time_point kNever = Clock::time_point::max();
+constexpr auto kRecheck = std::chrono::milliseconds(10);
+}  // namespace
+
+void PoolCore::start_front_clock_slow(WorkerSlot& slot) {
+  if (slot.stop_task != 0) return;
+  // Its header must be published; pump_locked calls this again once it is.
+  if (slot.sent == 0 && slot.sent_bytes < sizeof(FrameHeader)) return;
+  slot.front_deadline = Clock::now() + std::chrono::milliseconds(slot.assigned.front().timeout_ms);
+  if (slot.front_deadline >= deadline_timer_at_) return;  // the timer fires first and re-arms
+  deadline_timer_at_ = slot.front_deadline;
+  // Rare (an earlier deadline than any so far): the reactor arms the timer.
+  try {
+    boost::asio::post(io_, [weak = weak_from_this()] {
+      auto self = weak.lock();
+      if (!self) return;
+      std::scoped_lock lock(self->drain_mutex_, self->dispatch_mutex_);
+      if (!self->stopping_) self->arm_deadline_timer_locked();
+    });
+  } catch (...) {
+    // Out of memory: the next front call with a deadline tries again.
+    deadline_timer_at_ = kNever;
+  }
+}
+
+void PoolCore::arm_deadline_timer_locked() {
+  Clock::time_point earliest = kNever;
+  for (auto& slot : slots_)
+    if (slot->alive && slot->stop_task == 0) earliest = std::min(earliest, slot->front_deadline);
+  deadline_timer_at_ = earliest;
+  if (earliest == kNever) return;
+  if (!deadline_timer_) deadline_timer_ = std::make_unique<boost::asio::steady_timer>(io_);
+  deadline_timer_->expires_at(earliest);  // cancels a wait for another time
+  deadline_timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    auto self = weak.lock();
+    if (!ec && self) self->on_deadline();
+  });
+}
+
+void PoolCore::on_deadline() {
+  Published out;
+  bool answered_meanwhile = false;
+  {
+    std::lock_guard drain(drain_mutex_);
+    if (stopping_) return;
+    // Answers already written count: a call that ended in time succeeds.
+    drain_locked(out);
+    std::lock_guard dispatch(dispatch_mutex_);
+    auto now = Clock::now();  // after the timer fired: never before a deadline it was armed for
+    for (auto& slot : slots_) {
+      if (!slot->alive || slot->stop_task != 0 || !slot->condemned.empty() || !slot->request_fault.empty() ||
+          slot->front_deadline > now || slot->assigned.empty())
+        continue;
+      // The call fails now, at its deadline, not when its worker is gone
+      // (after stop_grace): an answer that comes meanwhile finds it settled.
+      const TaskRecord& front = slot->assigned.front();
+      auto error = std::make_exception_ptr(
+          TaskTimeout(function_name(front.function_id), std::chrono::milliseconds(front.timeout_ms), slot->pid));
+      if (!request_stop_locked(*slot)) {
+        // It ended after all: its answer settles it. Looked at again a little
+        // later, should that answer never be whole (then the drain condemns it).
+        answered_meanwhile = true;
+        slot->front_deadline = now + kRecheck;
+        continue;
+      }
+      if (front.state->try_claim()) {
+        front.state->set_error(std::move(error));
+        out.push_back(front.state);
+      }
+      stop_running_locked(*slot);
+    }
+    try {
+      arm_deadline_timer_locked();
+    } catch (...) {
+      deadline_timer_at_ = kNever;  // out of memory: the next call with a deadline tries again
+    }
+  }
+  if (answered_meanwhile) {
+    std::lock_guard drain(drain_mutex_);
+    if (!stopping_) drain_locked(out);  // the answers that spared their workers
+  }
+  publish(out);
+}
+
+// The stop request's proof, as cancel.cpp's case 3 (b): the host stores the
+// request, runs a seq_cst fence (X), and finds no byte of the front call's
+// answer in the ring (every earlier answer is taken: both locks are held).
+// The worker publishes that answer (ByteRing::publish: the head, then a
+// seq_cst fence Y) before it looks at the request (acquire) on its way to
+// begin the next call. The host did not see the head stored before Y, so X
+// precedes Y and the worker's look sees the request: it exits instead of
+// beginning another call, and the calls behind the stopped one never ran,
+// though SIGKILL may land after the front call has ended. If a byte of the
+// answer is there, the call has ended: nothing is stopped, and the request
+// is withdrawn (a worker that saw it meanwhile exits, and its death
+// requeues the calls behind it, which it did not begin).
+bool PoolCore::request_stop_locked(WorkerSlot& slot) {
+  auto answer_arriving = [&] {
+    try {
+      return slot.reading_answer() || slot.responses.readable() > 0;
+    } catch (const RingCorrupt&) {
+      return false;  // a forged head: stop it all the same (the drain condemns it too)
+    }
+  };
+  if (answer_arriving()) return false;
+  std::atomic<uint32_t>& requested = slot.segment->header().stop.requested;
+  requested.store(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!answer_arriving()) return true;
+  requested.store(0, std::memory_order_relaxed);
+  return false;
+}
+
+void PoolCore::stop_running_locked(WorkerSlot& slot) {
+  slot.stop_task = slot.assigned.front().id;
+  slot.front_deadline = kNever;
+  int pidfd = slot.pidfd->native_handle();
+  if (options_.stop_grace.count() > 0) {
+    try {
+      auto timer = std::make_unique<boost::asio::steady_timer>(io_, options_.stop_grace);
+      timer->async_wait([weak = weak_from_this(), &slot, task = slot.stop_task](const boost::system::error_code& ec) {
+        auto self = weak.lock();
+        if (ec || !self) return;
+        std::lock_guard drain(self->drain_mutex_);
+        // The same process (stop_task names one call of one process), not
+        // yet reaped (on_death reaps under the drain mutex).
+        if (self->stopping_ || !slot.alive || slot.stop_task != task) return;
+        send_signal(slot.pidfd->native_handle(), SIGKILL);
+        kill_process_group(slot.pid);
+      });
+      slot.stop_timer = std::move(timer);
+      send_signal(pidfd, SIGTERM);  // the StopRequest is set: a task that survives it may poll it
+      ::kill(-slot.pid, SIGTERM);  // what its tasks started, in its process group
+      return;
+    } catch (...) {
+      // Out of memory for the timer: no grace.
+    }
+  }
+  send_signal(pidfd, SIGKILL);
+  kill_process_group(slot.pid);  // the worker is unreaped: the group's id is still its own
+}
+
+}  // namespace procpool::detail
