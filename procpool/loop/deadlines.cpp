@@ -36,7 +36,7 @@
 // process group (the unreaped worker still holds the group's id), or
 // SIGTERM to both and SIGKILL after stop_grace. A SIGSTOPped worker, one
 // blocked in a system call, one that ignores SIGTERM or closed every
-// descriptor, and what it forked (in its group), all die by SIGKILL. The
+// descriptor, and what it forked (in its group), all die by SIGKILL.
 // The call is failed with TaskTimeout there and then (an answer that comes
 // during the grace finds it settled and is dropped). The worker's pidfd
 // then reports its death, and on_death takes the call named by stop_task
