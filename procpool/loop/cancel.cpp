@@ -97,6 +97,7 @@ class WithdrawalProbe final : public SharedState<void> {
       if (!resend_error_ && core) return core->resend_skipped(std::move(call_), std::move(record_));
       call_->settle_error(resend_error_ ? resend_error_
                                         : std::make_exception_ptr(PoolShutdown("the pool stopped first")));
+      if (core) core->count_outcome(*call_);
       return;
     }
     if (!call_->try_claim()) return;
@@ -144,6 +145,7 @@ bool PoolCore::cancel(StateBase& state) {
       }
     }
   }
+  count_outcome(state);
   state.publish();
   return true;
 }

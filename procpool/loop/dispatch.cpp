@@ -38,6 +38,7 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
   auto timeout = std::max<int64_t>(call.timeout.value_or(options_.timeout).count(), 0);
   pending_.push_back(TaskRecord{header.task_id, function_id, static_cast<uint32_t>(std::min<int64_t>(timeout, UINT32_MAX)),
                                 std::move(state), std::move(frame), std::move(held)});
+  counters_.submitted.store(counters_.submitted.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   if (!on_own_thread()) submitted_.store(submitted_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   Published refused;
   dispatch_locked(refused);

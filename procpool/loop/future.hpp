@@ -69,6 +69,23 @@ class Future {
   // concurrent.futures' Future.cancelled()).
   bool cancelled() const { return state().ready() && state().cancelled(); }
 
+  // Where the call is (pool_stats.hpp): pending, running (with the pid of
+  // the worker that has begun it), done, or cancelled. A snapshot: it may
+  // have moved on by the time it is read. A map's future is pending until
+  // it is done (its chunks are separate calls). Never blocks on a worker.
+  CallStatus status() const {
+    const auto& s = state();
+    if (s.ready()) return {s.cancelled() ? CallState::cancelled : CallState::done, 0};
+    auto poller = s.poller();
+    CallStatus now = poller ? poller->status_of(s) : CallStatus{};
+    // Settled meanwhile: say so rather than a stage it has left.
+    if (s.ready()) return {s.cancelled() ? CallState::cancelled : CallState::done, 0};
+    return now;
+  }
+  // As concurrent.futures' Future.running(): a worker has begun the call and
+  // it is not settled yet.
+  bool running() const { return status().state == CallState::running; }
+
   // The exception it settled with, if it is ready and failed; else null.
   std::exception_ptr error_if_failed() const { return state().ready() ? state().error() : nullptr; }
   std::shared_ptr<detail::StateBase> shared_state() const { return state_; }

@@ -31,6 +31,7 @@
 
 #include <procpool/common/archive.hpp>
 #include <procpool/common/constructed.hpp>
+#include <procpool/loop/pool_stats.hpp>
 
 namespace procpool {
 template <class T>
@@ -94,6 +95,9 @@ class Poller {
   // run; true exactly then (the state is then settled with TaskCancelled).
   // The rule, queue by queue, is at the top of loop/cancel.cpp.
   virtual bool cancel(StateBase& state) = 0;
+  // Where the unsettled call behind `state` is: pending (queued, or in a
+  // worker's ring not begun) or running (its worker has begun it).
+  virtual CallStatus status_of(const StateBase& state) = 0;
   // How long a waiting thread polls before it sleeps, for a call whose
   // encoded request is `request_bytes` long.
   // Zero when polling has lately not paid off (see PoolCore::polled).

@@ -322,6 +322,9 @@ void PoolCore::publish(Published& states) {
   // hand-over fails (out of memory), the states after it must still become
   // ready, or their waiters would wait for ever.
   for (auto& s : states) {
+    // A withdrawal probe settled by a Skipped answer is not the call's end:
+    // the call is queued again (cancel.cpp) and counted when it settles.
+    if (!(s->place.withdrawn && s->cancelled())) count_outcome(*s);
     try {
       s->publish();
     } catch (const std::exception& e) {

@@ -40,6 +40,7 @@
 
 #include <procpool/loop/call_options.hpp>
 #include <procpool/loop/pool_options.hpp>
+#include <procpool/loop/pool_stats.hpp>
 #include <procpool/loop/spin_then_block_mutex.hpp>
 #include <procpool/loop/worker_slot.hpp>
 #include <procpool/worker/worker_config.hpp>
@@ -74,6 +75,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   bool on_own_thread() const noexcept override;
   void run_callbacks(Callbacks callbacks) override;
   bool cancel(StateBase& state) override;
+  CallStatus status_of(const StateBase& state) override;  // pool_stats.cpp
+  PoolStats stats();
   // Queues again a call whose worker skipped it after a withdrawal that
   // cancel() could not promise (cancel.cpp), under a new task id.
   void resend_skipped(std::shared_ptr<StateBase> state, TaskRecord record);
@@ -205,7 +208,9 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // The same, drain_mutex_ held, whoever polls.
   bool request_doorbells_locked();
 
-  static void publish(Published& states);
+  // Makes the settled states ready (their waiters wake, callbacks run) and
+  // counts their outcomes in counters_.
+  void publish(Published& states);
   void run_queued_callbacks();
   // Stops the workers and settles what is left, after the reactor stopped;
   // shutdown_mutex_ held.
@@ -293,6 +298,19 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   bool counted_in_registry_ = false;
   std::exception_ptr start_error_;  // why retired slots stopped forking
   std::mutex shutdown_mutex_;
+
+  // What stats() reports. Relaxed atomics: each is a count on its own, read
+  // by stats() with no claim to be one consistent snapshot.
+  struct Counters {
+    std::atomic<uint64_t> submitted{0}, succeeded{0}, raised{0}, crashed{0}, timed_out{0}, cancelled{0},
+        protocol_errors{0}, limit_exceeded{0}, shut_down{0}, other_errors{0}, worker_deaths{0}, respawns{0};
+  };
+  Counters counters_;
+
+ public:
+  // Counts a settled pool call under its outcome (publish() does, and so
+  // does whoever settles a pool call outside it).
+  void count_outcome(const StateBase& state) noexcept;
 };
 
 }  // namespace procpool::detail

@@ -34,6 +34,8 @@ size_t ProcessPool::worker_count() const noexcept { return core_->worker_count()
 
 std::vector<pid_t> ProcessPool::worker_pids() const { return core_->worker_pids(); }
 
+PoolStats ProcessPool::stats() const { return core_->stats(); }
+
 ProcessPool::executor_type ProcessPool::get_executor() const noexcept { return core_->executor(); }
 
 size_t ProcessPool::max_message_bytes() const noexcept { return core_->max_message_bytes(); }

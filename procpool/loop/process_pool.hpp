@@ -26,6 +26,7 @@
 #include <procpool/loop/map_stream.hpp>
 #include <procpool/loop/pool_map.hpp>
 #include <procpool/loop/pool_options.hpp>
+#include <procpool/loop/pool_stats.hpp>
 
 namespace procpool {
 
@@ -165,6 +166,11 @@ class ProcessPool {
   size_t worker_count() const noexcept;
   // Pids of the live workers (for diagnostics and tests).
   std::vector<pid_t> worker_pids() const;
+  // What the pool has done since it was made (calls by outcome, worker
+  // deaths and replacements) and holds now (queue depth, calls in workers,
+  // each worker's pid, calls and resident memory): pool_stats.hpp. Safe
+  // from any thread; reads /proc once per worker.
+  PoolStats stats() const;
 
  private:
   // Encodes a call and queues it; settles `state` (a new one if null).

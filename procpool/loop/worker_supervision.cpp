@@ -62,6 +62,7 @@ void PoolCore::on_death(WorkerSlot& slot) {
   {
     std::lock_guard drain(drain_mutex_);
     if (stopping_ || !slot.alive) return;  // shutdown reaps it
+    counters_.worker_deaths.fetch_add(1, std::memory_order_relaxed);
     int sig = 0, code = -1;
     // Its process group first, while the unreaped worker still holds the
     // group's id (so it cannot name anyone else's): what its tasks started
@@ -174,6 +175,7 @@ void PoolCore::respawn_locked(WorkerSlot& slot, Published& out) {
   try {
     spawn(slot);
     slot.fork_failures = 0;
+    counters_.respawns.fetch_add(1, std::memory_order_relaxed);
   } catch (...) {
     error = std::current_exception();
   }
@@ -195,7 +197,7 @@ void PoolCore::respawn_locked(WorkerSlot& slot, Published& out) {
       if (self->stopping_ || slot.alive || (!self->accepting_ && self->pending_.empty())) return;
       self->respawn_locked(slot, later);
     }
-    publish(later);
+    self->publish(later);
   });
 }
 

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: MIT
+// What the pool has done (counters_, counted as calls settle) and where a
+// call is (status_of), for ProcessPool::stats() and Future::status().
+#include <procpool/loop/pool_core.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include <procpool/common/errors.hpp>
+#include <procpool/common/unique_fd.hpp>
+
+namespace procpool::detail {
+namespace {
+
+// Resident bytes of a live child, from /proc/<pid>/statm (pages); 0 if it
+// cannot be read.
+uint64_t resident_bytes(pid_t pid) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid));
+  UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return 0;
+  char text[128];
+  ssize_t n = ::read(fd.get(), text, sizeof text - 1);
+  if (n <= 0) return 0;
+  text[n] = '\0';
+  unsigned long long size = 0, resident = 0;
+  if (std::sscanf(text, "%llu %llu", &size, &resident) != 2) return 0;
+  return resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+}  // namespace
+
+void PoolCore::count_outcome(const StateBase& state) noexcept {
+  auto bump = [](std::atomic<uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); };
+  std::exception_ptr error = state.error();
+  if (!error) return bump(counters_.succeeded);
+  // Failures are the rare path: a rethrow to learn the type is affordable.
+  try {
+    std::rethrow_exception(error);
+  } catch (const TaskTimeout&) {
+    bump(counters_.timed_out);
+  } catch (const TaskCancelled&) {
+    bump(counters_.cancelled);
+  } catch (const WorkerCrashed&) {
+    bump(counters_.crashed);
+  } catch (const ProtocolError&) {
+    bump(counters_.protocol_errors);
+  } catch (const ResourceLimitExceeded&) {
+    bump(counters_.limit_exceeded);
+  } catch (const PoolShutdown&) {
+    bump(counters_.shut_down);
+  } catch (const RemoteError&) {
+    bump(counters_.raised);  // the task's own exception, of a type the host does not know
+  } catch (const Error&) {
+    bump(counters_.other_errors);
+  } catch (...) {
+    bump(counters_.raised);
+  }
+}
+
+CallStatus PoolCore::status_of(const StateBase& state) {
+  std::lock_guard lock(dispatch_mutex_);
+  const StateBase::PoolPlace& place = state.place;
+  if (place.task_id == 0 || place.slot < 0) return {};
+  WorkerSlot& slot = *slots_[static_cast<size_t>(place.slot)];
+  if (!slot.alive || slot.assigned.empty() || slot.assigned.front().id != place.task_id) return {};
+  // The front call has begun once the worker's count of begun calls passes
+  // the answers read (acquire: pairs with the worker's release store).
+  if (slot.segment->control().started.load(std::memory_order_acquire) > slot.answered)
+    return {CallState::running, slot.pid};
+  return {};
+}
+
+PoolStats PoolCore::stats() {
+  PoolStats s;
+  auto get = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+  s.submitted = get(counters_.submitted);
+  s.succeeded = get(counters_.succeeded);
+  s.raised = get(counters_.raised);
+  s.crashed = get(counters_.crashed);
+  s.timed_out = get(counters_.timed_out);
+  s.cancelled = get(counters_.cancelled);
+  s.protocol_errors = get(counters_.protocol_errors);
+  s.limit_exceeded = get(counters_.limit_exceeded);
+  s.shut_down = get(counters_.shut_down);
+  s.other_errors = get(counters_.other_errors);
+  s.worker_deaths = get(counters_.worker_deaths);
+  s.respawns = get(counters_.respawns);
+  auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard dispatch(dispatch_mutex_);
+    s.queued = pending_.size();
+    for (auto& slot : slots_) {
+      s.in_flight += slot->assigned.size();
+      WorkerStats w;
+      w.index = slot->index;
+      w.calls_held = slot->assigned.size();
+      if (slot->alive) {
+        w.pid = slot->pid;
+        w.calls_answered = slot->answered;
+      }
+      s.workers.push_back(w);
+    }
+  }
+  // Processes are reaped under the drain mutex: while it is held, a pid
+  // still in its slot names that worker, not a stranger that reused it.
+  std::lock_guard drain(drain_mutex_);
+  for (auto& w : s.workers) {
+    const WorkerSlot& slot = *slots_[w.index];
+    if (w.pid == 0 || !slot.alive || slot.pid != w.pid) continue;
+    w.rss_bytes = resident_bytes(w.pid);
+    w.age = now - slot.forked_at;
+  }
+  return s;
+}
+
+}  // namespace procpool::detail

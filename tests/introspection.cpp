@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: MIT
+// Where a call is (Future::status(), running()) and what the pool has done
+// and holds (ProcessPool::stats()).
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/census.hpp"
+#include "support/task_functions.hpp"
+
+namespace {
+using namespace std::chrono_literals;
+
+// Touches `mib` MiB and keeps it until the worker dies: its resident memory
+// shows in stats().
+int hold_memory(int mib) {
+  static std::vector<char> kept;
+  kept.assign(static_cast<size_t>(mib) << 20, 1);
+  return static_cast<int>(kept.size() >> 20);
+}
+PROCPOOL_REGISTER(hold_memory);
+
+int spin_until_stopped() {
+  for (;;) asm volatile("");
+}
+PROCPOOL_REGISTER(spin_until_stopped);
+
+}  // namespace
+
+TEST_CASE("Introspection.ACallIsPendingThenRunningInItsWorkerThenDone") {
+  procpool::ProcessPool pool({.workers = 1});
+  pool.submit(tasks::noop).get();
+  auto first = pool.submit(tasks::sleep_ms, 300);
+  auto second = pool.submit(tasks::noop);  // behind it, on the only worker
+  REQUIRE(census::eventually([&] { return first.running(); }, 2000ms));
+  procpool::CallStatus now = first.status();
+  CHECK(now.state == procpool::CallState::running);
+  CHECK(now.worker == pool.worker_pids().at(0));
+  CHECK(second.status().state == procpool::CallState::pending);
+  CHECK(second.status().worker == 0);
+  CHECK_FALSE(second.running());
+  first.get();
+  CHECK(first.status().state == procpool::CallState::done);
+  CHECK(first.status().worker == 0);
+  second.get();
+  CHECK(second.status().state == procpool::CallState::done);
+}
+
+TEST_CASE("Introspection.ACancelledCallSaysCancelledAndAFailedOneDone") {
+  procpool::ProcessPool pool({.workers = 1});
+  auto blocker = pool.submit(tasks::sleep_ms, 200);
+  auto queued = pool.submit(tasks::noop);
+  REQUIRE(queued.cancel());
+  CHECK(queued.status().state == procpool::CallState::cancelled);
+  auto raising = pool.call<int>("throw_kind", std::string("invalid_argument"));
+  CHECK_THROWS_AS(raising.get(), std::invalid_argument);
+  CHECK(raising.status().state == procpool::CallState::done);
+  blocker.get();
+}
+
+TEST_CASE("Introspection.StatsCountEachCallUnderItsOneOutcome") {
+  procpool::ProcessPool pool({.workers = 2});
+  std::vector<procpool::Future<int>> ok;
+  for (int i = 0; i < 10; ++i) ok.push_back(pool.submit(tasks::identity, i));
+  for (auto& f : ok) f.get();
+  auto raised = pool.call<int>("throw_kind", std::string("out_of_range"));
+  CHECK_THROWS(raised.get());
+  auto crashed = pool.call<int>("crash", std::string("segv"));
+  CHECK_THROWS_AS(crashed.get(), procpool::WorkerCrashed);
+  auto timed_out = pool.submit_with({.timeout = 50ms}, spin_until_stopped);
+  CHECK_THROWS_AS(timed_out.get(), procpool::TaskTimeout);
+  auto running = pool.submit(spin_until_stopped);
+  REQUIRE(census::eventually([&] { return running.running(); }, 2000ms));
+  CHECK(running.cancel());  // stops its worker: TaskCancelled
+  // The pool learns of each death on its own thread: wait for the third
+  // (the cancelled call's worker is being stopped) and its replacement.
+  REQUIRE(census::eventually([&] { return pool.stats().respawns == 3; }, 3000ms));
+  pool.submit(tasks::noop).get();
+
+  procpool::PoolStats s = pool.stats();
+  CHECK(s.submitted == 15);
+  CHECK(s.succeeded == 11);
+  CHECK(s.raised == 1);
+  CHECK(s.crashed == 1);
+  CHECK(s.timed_out == 1);
+  CHECK(s.cancelled == 1);
+  CHECK(s.protocol_errors == 0);
+  CHECK(s.shut_down == 0);
+  CHECK(s.settled() == s.submitted);
+  CHECK(s.worker_deaths == 3);  // the crash, the deadline, the cancel
+  CHECK(s.respawns == 3);
+  CHECK(s.queued == 0);
+  CHECK(s.in_flight == 0);
+}
+
+TEST_CASE("Introspection.StatsShowTheQueueAndEachWorkersCallsAndMemory") {
+  census::Snapshot before;
+  {
+    procpool::ProcessPool pool({.workers = 1, .prefetch_per_worker = 2});
+    CHECK(pool.submit(hold_memory, 64).get() == 64);
+    auto blocker = pool.submit(tasks::sleep_ms, 300);
+    std::vector<procpool::Future<void>> behind;
+    for (int i = 0; i < 5; ++i) behind.push_back(pool.submit(tasks::noop));
+    procpool::PoolStats s = pool.stats();
+    CHECK(s.in_flight == 2);  // the prefetch depth
+    CHECK(s.queued == 4);
+    REQUIRE(s.workers.size() == 1);
+    const procpool::WorkerStats& w = s.workers[0];
+    CHECK(w.pid == pool.worker_pids().at(0));
+    CHECK(w.calls_held == 2);
+    CHECK(w.calls_answered == 1);
+    CHECK(w.rss_bytes >= (uint64_t{64} << 20));
+    CHECK(w.rss_bytes < (uint64_t{1} << 30));
+    CHECK(w.age > 0ms);
+    blocker.get();
+    for (auto& f : behind) f.get();
+    s = pool.stats();
+    CHECK(s.queued == 0);
+    CHECK(s.in_flight == 0);
+    CHECK(s.workers[0].calls_answered == 7);
+    CHECK(s.succeeded == 7);
+  }
+  CHECK(census::leaks_since(before) == "");
+}
+
+TEST_CASE("Introspection.CallsFailedByShutdownAreCounted") {
+  procpool::PoolStats s;
+  {
+    procpool::ProcessPool pool({.workers = 1, .destructor_wait = 0ms});
+    auto stuck = pool.submit(spin_until_stopped);
+    auto queued = pool.submit(tasks::noop);
+    REQUIRE(census::eventually([&] { return stuck.running(); }, 2000ms));
+    pool.shutdown(false);
+    CHECK_THROWS_AS(stuck.get(), procpool::PoolShutdown);
+    CHECK_THROWS_AS(queued.get(), procpool::PoolShutdown);
+    s = pool.stats();
+  }
+  CHECK(s.submitted == 2);
+  CHECK(s.shut_down == 2);
+  CHECK(s.settled() == 2);
+}
