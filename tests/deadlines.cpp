@@ -6,6 +6,8 @@
 // TaskCancelled.
 #include <doctest/doctest.h>
 
+#include <boost/asio/use_future.hpp>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -272,6 +274,25 @@ TEST_CASE("Deadlines.ThePoolsDefaultAppliesToCallsAndMapChunksAndACallMaySetNone
   require_timeout(m);
   CHECK(pool.submit_with({.timeout = 0ms}, tasks::sleep_ms, 400).get() == 400);
   CHECK(pool.submit_with({.timeout = 600ms}, tasks::sleep_ms, 400).get() == 400);
+}
+
+TEST_CASE("Deadlines.AsyncCallAndRunInExecutorTakeADeadline" * doctest::timeout(60)) {
+  procpool::ProcessPool pool(one_worker());
+  std::future<int> asio_call =
+      pool.async_call_with({.timeout = 100ms}, spin_forever, 0, boost::asio::use_future);
+  CHECK_THROWS_AS(asio_call.get(), procpool::TaskTimeout);
+  procpool::EventLoop loop;
+  auto by_pointer = [&]() -> procpool::Task<int> {
+    co_return co_await loop.run_in_executor_with({.timeout = 100ms}, pool, spin_forever, 0);
+  };
+  CHECK_THROWS_AS(loop.run_until_complete(by_pointer()), procpool::TaskTimeout);
+  auto by_name = [&]() -> procpool::Task<int> {
+    co_return co_await loop.run_in_executor_with<int>({.timeout = 100ms}, pool, "spin_forever", 0);
+  };
+  CHECK_THROWS_AS(loop.run_until_complete(by_name()), procpool::TaskTimeout);
+  CHECK(loop.run_until_complete([&]() -> procpool::Task<int> {
+    co_return co_await loop.run_in_executor_with({.timeout = 2000ms}, pool, tasks::add, 2, 3);
+  }()) == 5);
 }
 
 TEST_CASE("Deadlines.WaitForKillsNothing" * doctest::timeout(60)) {

@@ -183,6 +183,16 @@ class EventLoop {
   Future<R> run_in_executor(ProcessPool& pool, std::string_view name, Args&&... args) {
     return pool.call<R>(name, std::forward<Args>(args)...);
   }
+  // The same with this call's options (a deadline, cancel_running), as
+  // ProcessPool::submit_with and call_with.
+  template <class R, class... A, class... Args>
+  Future<R> run_in_executor_with(const CallOptions& options, ProcessPool& pool, R (*fn)(A...), Args&&... args) {
+    return pool.submit_with(options, fn, std::forward<Args>(args)...);
+  }
+  template <class R, class... Args>
+  Future<R> run_in_executor_with(const CallOptions& options, ProcessPool& pool, std::string_view name, Args&&... args) {
+    return pool.call_with<R>(options, name, std::forward<Args>(args)...);
+  }
   // On a thread pool (any callable; no isolation).
   template <class F, class... Args>
   auto run_in_executor(ThreadPool& threads, F&& fn, Args&&... args) {

@@ -149,6 +149,9 @@ class ProcessPool {
   // Thread safety: as submit.
   template <class Fn, class... ArgsAndToken>
   auto async_call(Fn fn, ArgsAndToken&&... args_and_token);
+  // The same with this call's options (as submit_with).
+  template <class Fn, class... ArgsAndToken>
+  auto async_call_with(const CallOptions& options, Fn fn, ArgsAndToken&&... args_and_token);
 
   using executor_type = boost::asio::io_context::executor_type;
   // The pool's reactor: where handlers without an executor of their own run.
@@ -184,7 +187,7 @@ class ProcessPool {
   // the pool's rings, as it would for a call.
   void watch(detail::StateBase& state) const;
   template <class R, class... A, class Token, class... Args>
-  auto async_call_with(R (*fn)(A...), Token&& token, Args&&... args);
+  auto async_call_impl(const CallOptions& options, R (*fn)(A...), Token&& token, Args&&... args);
   // Sends fn(x) for every x of `inputs` as CallMany chunks, each settling
   // the state make_state(count) gives it.
   template <class Out, class R, class A, class Range, class MakeState>
@@ -310,23 +313,29 @@ struct CallSignature<void> {
 template <class Fn, class... ArgsAndToken>
 auto ProcessPool::async_call(Fn fn, ArgsAndToken&&... args_and_token) {
   static_assert(sizeof...(ArgsAndToken) >= 1, "usage: pool.async_call(fn, args..., completion_token)");
+  return async_call_with(CallOptions{}, fn, std::forward<ArgsAndToken>(args_and_token)...);
+}
+
+template <class Fn, class... ArgsAndToken>
+auto ProcessPool::async_call_with(const CallOptions& options, Fn fn, ArgsAndToken&&... args_and_token) {
+  static_assert(sizeof...(ArgsAndToken) >= 1, "usage: pool.async_call_with(options, fn, args..., completion_token)");
   constexpr size_t kArgs = sizeof...(ArgsAndToken) - 1;
   auto all = std::forward_as_tuple(std::forward<ArgsAndToken>(args_and_token)...);
   return [&]<size_t... I>(std::index_sequence<I...>) {
-    return async_call_with(fn, std::get<kArgs>(std::move(all)), std::get<I>(std::move(all))...);
+    return async_call_impl(options, fn, std::get<kArgs>(std::move(all)), std::get<I>(std::move(all))...);
   }(std::make_index_sequence<kArgs>{});
 }
 
 template <class R, class... A, class Token, class... Args>
-auto ProcessPool::async_call_with(R (*fn)(A...), Token&& token, Args&&... args) {
+auto ProcessPool::async_call_impl(const CallOptions& options, R (*fn)(A...), Token&& token, Args&&... args) {
   static_assert(std::is_void_v<R> || std::is_default_constructible_v<R>,
                 "async_call needs a default-constructible result type (the error path passes R{})");
   using Signature = typename detail::CallSignature<R>::type;
   // The call is submitted when Asio initiates the operation (at once for a
   // callback or use_future, when awaited for use_awaitable).
-  auto initiation = [this, fn](auto handler, auto&&... call_args) {
+  auto initiation = [this, fn, options](auto handler, auto&&... call_args) {
     using Handler = decltype(handler);
-    Future<R> future = submit(fn, std::forward<decltype(call_args)>(call_args)...);
+    Future<R> future = submit_with(options, fn, std::forward<decltype(call_args)>(call_args)...);
     auto pool_executor = get_executor();
     auto executor = boost::asio::get_associated_executor(handler, pool_executor);
     // Shared: std::function (under Future::then) needs a copyable callable,
