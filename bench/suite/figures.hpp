@@ -59,6 +59,12 @@ inline const std::vector<FigureSpec>& catalogue() {
       {"crash_replace", "1", "crash → replacement serves the next call (1 worker)", "ms"},
       {"crash_replace", "2", "crash → a call succeeds again (2 workers)", "ms"},
       {"crash_others_failed", "40", "other calls failed beside a crash (of 40)", "calls"},
+      {"deadline_fail", "1", "deadline → its future fails with TaskTimeout (1 worker)", "ms"},
+      {"deadline_replace", "1", "deadline → replacement serves the next call (1 worker)", "ms"},
+      {"cancel_running_settle", "1", "cancel() of a running call, until it returns settled", "µs"},
+      {"cancel_running_replace", "1", "cancel() of a running call → replacement serves the next call", "ms"},
+      {"supervision_rtt", "none", "blocking no-op round trip, worker hot, no deadline (batch mean)", "µs"},
+      {"supervision_rtt", "timeout", "the same with a deadline on every call", "µs"},
       {"mem_pending", "100000", "host RSS per pending call (100,000 pending)", "B"},
       {"mem_worker", "2", "memory per idle worker (Pss)", "KiB"},
   };

@@ -18,6 +18,7 @@
 #include "../bench_util.hpp"
 #include "../timed_calls.hpp"
 #include "protocol.hpp"
+#include "supervision_figures.hpp"
 #include "system.hpp"
 
 // ---- the task functions (bench/python/pp_tasks.py has their twins) ----
@@ -326,6 +327,8 @@ void measure_procpool(const RoundOptions& options) {
     progress(r, "start-up, shutdown, crash");
     lifecycle(r, n);
     crash(r, n);
+    progress(r, "deadlines, cancels, supervision");
+    measure_supervision(r, options.quick);
     progress(r, "latency");
     latency(r, n, options.raw_dir);
     progress(r, "throughput");

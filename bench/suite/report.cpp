@@ -119,6 +119,13 @@ std::vector<Target> targets(const Summary& s) {
     return Target{"", fmt(*replace) + " ms; " + fmt(*worst_lost) + " other calls failed",
                   *replace <= 2 && *worst_lost == 0};
   });
+  V deadline = s.median("procpool", "deadline_replace", "1");
+  check("deadline → replacement serving ≤ 2 ms (1 worker)", {deadline},
+        [&] { return Target{"", fmt(*deadline) + " ms", *deadline <= 2}; });
+  V plain = s.median("procpool", "supervision_rtt", "none"), timed = s.median("procpool", "supervision_rtt", "timeout");
+  check("a deadline on every call costs the hot round trip ≤ 5%", {plain, timed}, [&] {
+    return Target{"", fmt(*timed) + " vs " + fmt(*plain) + " µs: " + x(*timed / *plain), *timed <= 1.05 * *plain};
+  });
   V bytes = s.median("procpool", "mem_pending", "100000");
   check("host memory ≤ 256 B per pending call", {bytes}, [&] { return Target{"", fmt(*bytes) + " B", *bytes <= 256}; });
   return out;
