@@ -156,7 +156,7 @@ TEST_CASE("Deadlines.AnInfiniteLoopIsStoppedItsWorkerReplacedAndTheCallsBehindIt
   CHECK(census::leaks_since(before) == "");
 }
 
-TEST_CASE("Deadlines.ATaskIgnoringSigtermIsKilledAfterTheGrace" * doctest::timeout(60)) {
+TEST_CASE("Deadlines.ATaskIgnoringSigtermIsKilledAfterTheGraceWhileItsReplacementServes" * doctest::timeout(60)) {
   auto options = one_worker();
   options.stop_grace = 300ms;
   procpool::ProcessPool pool(options);
@@ -164,9 +164,15 @@ TEST_CASE("Deadlines.ATaskIgnoringSigtermIsKilledAfterTheGrace" * doctest::timeo
   auto start = Clock::now();
   auto f = pool.submit_with({.timeout = 100ms}, ignore_sigterm_and_spin);
   require_timeout(f);  // at the deadline, not after the grace
-  CHECK(replaced(pool, first));
-  CHECK(Clock::now() - start >= 400ms);  // the worker outlived SIGTERM: the deadline, then the grace
+  // The replacement serves during the grace, while the stopped worker, which
+  // outlived SIGTERM, is still there.
   CHECK(pool.submit(tasks::add, 2, 3).get() == 5);
+  CHECK(replaced(pool, first));
+  CHECK(Clock::now() - start < 400ms);
+  CHECK(census::process_exists(first));
+  // SIGKILL at the end of the grace, and reaped.
+  CHECK(census::eventually([&] { return !census::process_exists(first); }, 2000ms));
+  CHECK(Clock::now() - start >= 400ms);
 }
 
 // Survives SIGTERM, polls the stop request, and returns when it comes.

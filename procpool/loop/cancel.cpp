@@ -113,6 +113,14 @@ class WithdrawalProbe final : public SharedState<void> {
 };
 
 bool PoolCore::cancel(StateBase& state) {
+  // Calls that a stopped worker's replacement could not take: published on
+  // every way out, once the locks are released (declared before them).
+  Published out;
+  struct PublishOnExit {
+    PoolCore& core;
+    Published& out;
+    ~PublishOnExit() { core.publish(out); }
+  } publish_on_exit{*this, out};
   {
     std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
     StateBase::PoolPlace& place = state.place;
@@ -130,7 +138,6 @@ bool PoolCore::cancel(StateBase& state) {
         return false;
       size_t i = static_cast<size_t>(at - slot.assigned.begin());
       bool unsent = i > slot.sent || (i == slot.sent && slot.sent_bytes == 0 && !slot.handles_sent);
-      if (slot.stop_task != 0 && i == 0) return false;  // being stopped for it already
       if (unsent) {
         // Case 2.
         if (!state.try_claim()) return false;
@@ -139,7 +146,7 @@ bool PoolCore::cancel(StateBase& state) {
         place.slot = -1;
         state.set_error(cancelled_before_it_started());
       } else if (i == 0) {
-        if (!place.cancel_running || !stop_running_call_locked(slot, state)) return false;  // case 4, or 5
+        if (!place.cancel_running || !stop_running_call_locked(slot, state, out)) return false;  // case 4, or 5
       } else if (!withdraw_from_ring_locked(slot, i)) {
         return false;
       }
@@ -150,7 +157,7 @@ bool PoolCore::cancel(StateBase& state) {
   return true;
 }
 
-bool PoolCore::stop_running_call_locked(WorkerSlot& slot, StateBase& state) {
+bool PoolCore::stop_running_call_locked(WorkerSlot& slot, StateBase& state, Published& out) {
   auto error = std::make_exception_ptr(TaskCancelled(
       std::string("the call of '") + function_name(slot.assigned.front().function_id) + "' was cancelled while worker " +
       std::to_string(slot.pid) + " ran it; the worker was stopped and replaced"));
@@ -158,7 +165,7 @@ bool PoolCore::stop_running_call_locked(WorkerSlot& slot, StateBase& state) {
   if (!request_stop_locked(slot)) return false;
   bool claimed = state.try_claim();  // in `assigned`, so unsettled: only cancel() claims such a call
   if (claimed) state.set_error(std::move(error));
-  stop_running_locked(slot);  // requested: the worker is to go either way
+  stop_running_locked(slot, out);  // requested: the worker is to go either way
   return claimed;
 }
 

@@ -38,11 +38,13 @@
 // blocked in a system call, one that ignores SIGTERM or closed every
 // descriptor, and what it forked (in its group), all die by SIGKILL.
 // The call is failed with TaskTimeout there and then (an answer that comes
-// during the grace finds it settled and is dropped). The worker's pidfd
-// then reports its death, and on_death takes the call named by stop_task
-// off whatever the worker's `started` says (so it is never run again), and
-// requeues the calls behind it, which it never began. The slot takes no
-// call meanwhile. With a grace, the task may poll the StopRequest.
+// during the grace finds it settled and is dropped). The process then
+// leaves its slot at once (a StoppingWorker, reaped with its process group
+// when its pidfd reports its death): the calls behind it, which it never
+// began, go back to the head of the queue for the other workers, and the
+// slot forks a replacement straight away rather than after the death, so
+// a pool is never a worker short for the time a dying process takes. With
+// a grace, the task may poll the StopRequest meanwhile.
 //
 // Before any signal the host sets the segment's StopRequest and proves the
 // worker will begin no other call (request_stop_locked, below): a call that
@@ -66,7 +68,6 @@ constexpr auto kRecheck = std::chrono::milliseconds(10);
 }  // namespace
 
 void PoolCore::start_front_clock_slow(WorkerSlot& slot) {
-  if (slot.stop_task != 0) return;
   // Its header must be published; pump_locked calls this again once it is.
   if (slot.sent == 0 && slot.sent_bytes < sizeof(FrameHeader)) return;
   slot.front_deadline = Clock::now() + std::chrono::milliseconds(slot.assigned.front().timeout_ms);
@@ -89,7 +90,7 @@ void PoolCore::start_front_clock_slow(WorkerSlot& slot) {
 void PoolCore::arm_deadline_timer_locked() {
   Clock::time_point earliest = kNever;
   for (auto& slot : slots_)
-    if (slot->alive && slot->stop_task == 0) earliest = std::min(earliest, slot->front_deadline);
+    if (slot->alive) earliest = std::min(earliest, slot->front_deadline);
   deadline_timer_at_ = earliest;
   if (earliest == kNever) return;
   if (!deadline_timer_) deadline_timer_ = std::make_unique<boost::asio::steady_timer>(io_);
@@ -111,7 +112,7 @@ void PoolCore::on_deadline() {
     std::lock_guard dispatch(dispatch_mutex_);
     auto now = Clock::now();  // after the timer fired: never before a deadline it was armed for
     for (auto& slot : slots_) {
-      if (!slot->alive || slot->stop_task != 0 || !slot->condemned.empty() || !slot->request_fault.empty() ||
+      if (!slot->alive || !slot->condemned.empty() || !slot->request_fault.empty() ||
           slot->front_deadline > now || slot->assigned.empty())
         continue;
       // The call fails now, at its deadline, not when its worker is gone
@@ -130,7 +131,7 @@ void PoolCore::on_deadline() {
         front.state->set_error(std::move(error));
         out.push_back(front.state);
       }
-      stop_running_locked(*slot);
+      stop_running_locked(*slot, out);
     }
     try {
       arm_deadline_timer_locked();
@@ -174,33 +175,97 @@ bool PoolCore::request_stop_locked(WorkerSlot& slot) {
   return false;
 }
 
-void PoolCore::stop_running_locked(WorkerSlot& slot) {
-  slot.stop_task = slot.assigned.front().id;
-  slot.front_deadline = kNever;
+void PoolCore::stop_running_locked(WorkerSlot& slot, Published& out) {
   int pidfd = slot.pidfd->native_handle();
+  // The process leaves the slot now, not at its death: the call it ran is
+  // settled, and the StopRequest proved it begins no other, so the calls
+  // behind it can go to other workers and the slot can take a new process
+  // at once. Made first: if that fails (out of memory), the worker is
+  // still killed, and its death is handled as any other.
+  std::list<StoppingWorker> leaving;
+  try {
+    leaving.emplace_back();
+  } catch (...) {
+    send_signal(pidfd, SIGKILL);
+    kill_process_group(slot.pid);
+    return;
+  }
+  StoppingWorker& gone = leaving.back();
+  gone.pid = slot.pid;
   if (options_.stop_grace.count() > 0) {
     try {
-      auto timer = std::make_unique<boost::asio::steady_timer>(io_, options_.stop_grace);
-      timer->async_wait([weak = weak_from_this(), &slot, task = slot.stop_task](const boost::system::error_code& ec) {
-        auto self = weak.lock();
-        if (ec || !self) return;
-        std::lock_guard drain(self->drain_mutex_);
-        // The same process (stop_task names one call of one process), not
-        // yet reaped (on_death reaps under the drain mutex).
-        if (self->stopping_ || !slot.alive || slot.stop_task != task) return;
-        send_signal(slot.pidfd->native_handle(), SIGKILL);
-        kill_process_group(slot.pid);
-      });
-      slot.stop_timer = std::move(timer);
-      send_signal(pidfd, SIGTERM);  // the StopRequest is set: a task that survives it may poll it
-      ::kill(-slot.pid, SIGTERM);  // what its tasks started, in its process group
-      return;
+      gone.grace = std::make_unique<boost::asio::steady_timer>(io_, options_.stop_grace);
     } catch (...) {
       // Out of memory for the timer: no grace.
     }
   }
-  send_signal(pidfd, SIGKILL);
-  kill_process_group(slot.pid);  // the worker is unreaped: the group's id is still its own
+  if (gone.grace) {
+    send_signal(pidfd, SIGTERM);  // the StopRequest is set: a task that survives it may poll it
+    ::kill(-slot.pid, SIGTERM);   // what its tasks started, in its process group
+  } else {
+    send_signal(pidfd, SIGKILL);
+    kill_process_group(slot.pid);  // the worker is unreaped: the group's id is still its own
+  }
+  // Its death is watched from the StoppingWorker now: on_death's wait is
+  // cancelled (its handler sees operation_aborted and touches nothing).
+  slot.pidfd->cancel();
+  gone.pidfd = std::move(slot.pidfd);
+  gone.segment = std::move(slot.segment);
+  stopping_workers_.splice(stopping_workers_.end(), leaving);
+  auto it = std::prev(stopping_workers_.end());
+  watch_stopping(it);
+
+  slot.assigned.pop_front();  // settled by the caller
+  while (!slot.assigned.empty()) {
+    slot.assigned.back().state->place.slot = -1;
+    pending_.push_front(std::move(slot.assigned.back()));
+    slot.assigned.pop_back();
+  }
+  slot.count_calls();
+  slot.alive = false;
+  slot.front_deadline = kNever;
+  slot.handle_socket.reset();
+  if (stopping_ || (!accepting_ && pending_.empty())) return;
+  // The replacement is forked by the pool's own thread (a worker dies with
+  // the thread that forked it); meanwhile the others take the calls.
+  if (on_own_thread()) {
+    respawn_locked(slot, out);
+  } else {
+    dispatch_locked(out);
+    schedule_respawn_locked(slot, std::chrono::milliseconds(0));
+  }
+}
+
+void PoolCore::watch_stopping(std::list<StoppingWorker>::iterator it) {
+  if (it->grace)
+    it->grace->async_wait([weak = weak_from_this(), it](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;  // reaped (the timer went with it) or the pool is gone
+      std::lock_guard drain(self->drain_mutex_);
+      if (self->stopping_) return;  // shutdown kills and reaps it
+      send_signal(it->pidfd->native_handle(), SIGKILL);
+      kill_process_group(it->pid);
+    });
+  it->pidfd->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                        [weak = weak_from_this(), it](const boost::system::error_code& ec) {
+                          auto self = weak.lock();
+                          if (ec || !self) return;
+                          std::list<StoppingWorker> reaped;
+                          {
+                            std::lock_guard drain(self->drain_mutex_);
+                            if (self->stopping_) return;
+                            self->reap_stopping_locked(it);
+                            reaped.splice(reaped.end(), self->stopping_workers_, it);
+                          }
+                          // Its segment is unmapped here, with no lock held.
+                        });
+}
+
+void PoolCore::reap_stopping_locked(std::list<StoppingWorker>::iterator it) {
+  kill_process_group(it->pid);  // before the reap frees the group's id
+  int sig = 0, code = 0;
+  reap(it->pidfd->native_handle(), sig, code);
+  counters_.worker_deaths.fetch_add(1, std::memory_order_relaxed);
 }
 
 }  // namespace procpool::detail

@@ -69,7 +69,7 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
 
 void PoolCore::dispatch_locked(Published& out) {
   auto usable = [](const WorkerSlot& s) {
-    return s.alive && s.condemned.empty() && s.request_fault.empty() && s.stop_task == 0;
+    return s.alive && s.condemned.empty() && s.request_fault.empty();
   };
   while (!pending_.empty()) {
     WorkerSlot* best = nullptr;

@@ -31,6 +31,7 @@
 
 #include <atomic>
 #include <deque>
+#include <list>
 #include <optional>
 #include <memory>
 #include <mutex>
@@ -97,7 +98,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // Reactor side.
   void spawn(WorkerSlot& slot);
   void watch_death(WorkerSlot& slot);
-  void on_death(WorkerSlot& slot);
+  void on_death(WorkerSlot& slot, pid_t pid);  // `pid`: the process whose death is reported
   // Both locks held: forks a replacement into a dead slot, or schedules a
   // retry if fork fails.
   void respawn_locked(WorkerSlot& slot, Published& out);
@@ -142,7 +143,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   bool worker_will_see_withdrawal_locked(WorkerSlot& slot, size_t i);
   // cancel() of assigned[0] with cancel_running: settles it with
   // TaskCancelled and stops the worker, unless its answer is arriving.
-  bool stop_running_call_locked(WorkerSlot& slot, StateBase& state);
+  bool stop_running_call_locked(WorkerSlot& slot, StateBase& state, Published& out);
   // Fails the call at assigned[sent], whose SharedBytes could not be sent
   // (error `err`).
   void refuse_locked(WorkerSlot& slot, int err, Published& out);
@@ -167,9 +168,25 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   bool request_stop_locked(WorkerSlot& slot);
   // Both mutexes held, after request_stop_locked: stops the worker running
   // its front call, which the caller has settled (SIGTERM and SIGKILL after
-  // stop_grace, or SIGKILL at once; its process group too). Its death takes
-  // that call off and requeues the rest.
-  void stop_running_locked(WorkerSlot& slot);
+  // stop_grace, or SIGKILL at once; its process group too). The process
+  // leaves the slot for stopping_workers_, the calls behind it are queued
+  // again, and the slot gets a replacement at once.
+  void stop_running_locked(WorkerSlot& slot, Published& out);
+  // A stopped worker on its way out: killed after its grace, reaped (with
+  // its process group) when its pidfd says it died. Guarded by drain_mutex_.
+  struct StoppingWorker {
+    pid_t pid = -1;
+    std::unique_ptr<boost::asio::posix::stream_descriptor> pidfd;
+    std::unique_ptr<WorkerSegment> segment;  // unmapped once it is reaped
+    std::unique_ptr<boost::asio::steady_timer> grace;  // SIGKILL when it fires
+  };
+  std::list<StoppingWorker> stopping_workers_;
+  void watch_stopping(std::list<StoppingWorker>::iterator it);
+  void reap_stopping_locked(std::list<StoppingWorker>::iterator it);  // drain_mutex_ held
+  // Both mutexes held: forks a replacement into `slot` from the reactor
+  // after `delay` (a retry after a failed fork, or a slot emptied on
+  // another thread).
+  void schedule_respawn_locked(WorkerSlot& slot, std::chrono::milliseconds delay);
 
   // Draining (drain_mutex_ held), in response_reader.cpp.
   void drain_locked(Published& out);

@@ -139,6 +139,12 @@ void PoolCore::stop_workers(Published& out) {
   }
 
   std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+  // Workers already being stopped (a deadline, a cancel) get no more grace.
+  for (auto it = stopping_workers_.begin(); it != stopping_workers_.end(); ++it) {
+    send_signal(it->pidfd->native_handle(), SIGKILL);
+    reap_stopping_locked(it);
+  }
+  stopping_workers_.clear();
   for (auto& slot : slots_) {
     if (!slot->alive) continue;
     send_signal(slot->pidfd->native_handle(), SIGKILL);  // a no-op for one that already exited
@@ -162,7 +168,6 @@ void PoolCore::stop_workers(Published& out) {
     slot->assigned.clear();
     slot->count_calls();
     slot->retry.reset();
-    slot->stop_timer.reset();
     slot->pidfd.reset();
     slot->segment.reset();
     slot->doorbell.reset();

@@ -72,11 +72,6 @@ struct WorkerSlot {
   // begun it, plus its timeout; max() while it has none or its header is
   // not in the ring yet.
   std::chrono::steady_clock::time_point front_deadline = std::chrono::steady_clock::time_point::max();
-  // The host is stopping this worker for the call `stop_task` (its deadline
-  // passed, or it was cancelled while running), which it has settled: no
-  // call is given to it, and its death takes that call off for good.
-  TaskId stop_task = 0;
-  std::unique_ptr<boost::asio::steady_timer> stop_timer;  // SIGKILL after stop_grace (drain mutex)
 
   // Guarded by the pool's drain mutex: an answer being reassembled.
   bool have_header = false;  // `header` is read, frame_left bytes of its payload are still to come

@@ -40,8 +40,6 @@ void PoolCore::spawn(WorkerSlot& slot) {
   slot.condemned.clear();
   slot.request_fault.clear();
   slot.front_deadline = std::chrono::steady_clock::time_point::max();
-  slot.stop_task = 0;
-  slot.stop_timer.reset();
   slot.forked_at = std::chrono::steady_clock::now();
   slot.ready = slot.start_timed_out = false;
   watch_death(slot);
@@ -50,18 +48,21 @@ void PoolCore::spawn(WorkerSlot& slot) {
 
 void PoolCore::watch_death(WorkerSlot& slot) {
   slot.pidfd->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                         [weak = weak_from_this(), &slot](const boost::system::error_code& ec) {
+                         [weak = weak_from_this(), &slot, pid = slot.pid](const boost::system::error_code& ec) {
                            auto self = weak.lock();
-                           if (!ec && self) self->on_death(slot);
+                           if (!ec && self) self->on_death(slot, pid);
                          });
 }
 
-void PoolCore::on_death(WorkerSlot& slot) {
+void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
   Published out;
   std::exception_ptr cannot_start;
   {
     std::lock_guard drain(drain_mutex_);
-    if (stopping_ || !slot.alive) return;  // shutdown reaps it
+    // Shutdown reaps it. A process stopped for a deadline or a cancel left
+    // the slot (deadlines.cpp), which may hold its replacement by now: the
+    // pid tells them apart (the stopped one, unreaped, keeps its pid).
+    if (stopping_ || !slot.alive || slot.pid != pid) return;
     counters_.worker_deaths.fetch_add(1, std::memory_order_relaxed);
     int sig = 0, code = -1;
     // Its process group first, while the unreaped worker still holds the
@@ -87,16 +88,11 @@ void PoolCore::on_death(WorkerSlot& slot) {
     // started (it may have zeroed its count): the call it was given first
     // fails and is never sent again, lest it run twice.
     bool broke_protocol = !slot.request_fault.empty() || (!slot.condemned.empty() && slot.condemned_blames_front);
-    // The host stopped it for its front call (deadlines.cpp), which it
-    // settled then (TaskTimeout, TaskCancelled): it goes, whatever `started` says.
-    bool stopped_front = slot.stop_task != 0 && !slot.assigned.empty() && slot.assigned.front().id == slot.stop_task;
-    if ((stopped_front || started > slot.answered || (broke_protocol && front_reached)) && !slot.assigned.empty()) {
+    if ((started > slot.answered || (broke_protocol && front_reached)) && !slot.assigned.empty()) {
       TaskRecord task = std::move(slot.assigned.front());
       slot.assigned.pop_front();
       std::exception_ptr error;
-      if (stopped_front) {
-        // settled already
-      } else if (!slot.condemned.empty() || !slot.request_fault.empty()) {
+      if (!slot.condemned.empty() || !slot.request_fault.empty()) {
         const std::string& why = slot.condemned.empty() ? slot.request_fault : slot.condemned;
         error = std::make_exception_ptr(ProtocolError(slot.pid, function_name(task.function_id), why));
       } else {
@@ -107,17 +103,6 @@ void PoolCore::on_death(WorkerSlot& slot) {
       if (error && task.state->try_claim()) {
         task.state->set_error(error);
         out.push_back(task.state);
-      }
-      // A stopped worker begins no other call (StopRequest, deadlines.cpp):
-      // one that says it did may have run it, and is not sent again.
-      if (stopped_front && started > slot.answered + 1 && !slot.assigned.empty()) {
-        TaskRecord next = std::move(slot.assigned.front());
-        slot.assigned.pop_front();
-        if (next.state->try_claim()) {
-          next.state->set_error(
-              std::make_exception_ptr(WorkerCrashed(function_name(next.function_id), slot.pid, sig, code, "")));
-          out.push_back(next.state);
-        }
       }
     }
     // The rest never started: back to the head of the queue, in order.
@@ -130,8 +115,6 @@ void PoolCore::on_death(WorkerSlot& slot) {
     slot.sent = slot.sent_bytes = 0;
     slot.handles_sent = false;
     slot.front_deadline = std::chrono::steady_clock::time_point::max();
-    slot.stop_task = 0;
-    slot.stop_timer.reset();
     bool failed_start = !served && (code == kExitSetupFailed || slot.start_timed_out);
     slot.failed_starts = failed_start ? slot.failed_starts + 1 : 0;
     std::string setup_error(control.setup_error, strnlen(control.setup_error, sizeof control.setup_error));
@@ -186,7 +169,10 @@ void PoolCore::respawn_locked(WorkerSlot& slot, Published& out) {
   // With no worker left, queued calls cannot wait for one: fail them now.
   if (std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive; })) fail_all_pending(error, out);
   // fork fails for passing reasons (EAGAIN, ENOMEM): try again, backing off.
-  auto delay = std::chrono::milliseconds(std::min(1000, 50 << std::min(slot.fork_failures++, 5u)));
+  schedule_respawn_locked(slot, std::chrono::milliseconds(std::min(1000, 50 << std::min(slot.fork_failures++, 5u))));
+}
+
+void PoolCore::schedule_respawn_locked(WorkerSlot& slot, std::chrono::milliseconds delay) {
   slot.retry = std::make_unique<boost::asio::steady_timer>(io_, delay);
   slot.retry->async_wait([weak = weak_from_this(), &slot](const boost::system::error_code& ec) {
     auto self = weak.lock();
