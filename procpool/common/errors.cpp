@@ -6,7 +6,8 @@
 namespace procpool {
 namespace {
 
-std::string crash_message(const std::string& function, pid_t pid, int signal, int exit_code) {
+std::string crash_message(const std::string& function, pid_t pid, int signal, int exit_code,
+                          const std::vector<std::string>& last_output) {
   std::string how;
   if (signal != 0) {
     const char* abbrev = sigabbrev_np(signal);
@@ -18,7 +19,9 @@ std::string crash_message(const std::string& function, pid_t pid, int signal, in
     how = "died; its exit status was taken by someone else (is SIGCHLD ignored, or are children reaped "
           "with waitpid(-1)?)";
   }
-  return "worker " + std::to_string(pid) + " running '" + function + "' " + how;
+  std::string message = "worker " + std::to_string(pid) + " running '" + function + "' " + how;
+  if (!last_output.empty()) message += "; the last line it wrote: \"" + last_output.back() + "\"";
+  return message;
 }
 
 std::string unknown_message(const std::string& name, const std::vector<std::string>& close) {
@@ -33,13 +36,15 @@ std::string unknown_message(const std::string& name, const std::vector<std::stri
 
 }  // namespace
 
-WorkerCrashed::WorkerCrashed(std::string function, pid_t pid, int signal, int exit_code, std::string backtrace)
-    : Error(crash_message(function, pid, signal, exit_code)),
+WorkerCrashed::WorkerCrashed(std::string function, pid_t pid, int signal, int exit_code, std::string backtrace,
+                             std::vector<std::string> last_output)
+    : Error(crash_message(function, pid, signal, exit_code, last_output)),
       function_(std::move(function)),
       pid_(pid),
       signal_(signal),
       exit_code_(exit_code),
-      backtrace_(std::move(backtrace)) {}
+      backtrace_(std::move(backtrace)),
+      last_output_(std::move(last_output)) {}
 
 TaskTimeout::TaskTimeout(std::string function, std::chrono::milliseconds deadline, pid_t pid)
     : Error("'" + function + "' ran past its deadline of " + std::to_string(deadline.count()) + " ms in worker " +

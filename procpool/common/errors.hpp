@@ -18,8 +18,12 @@ class Error : public std::runtime_error {
 // The worker process running the task died (signal or exit) before answering.
 class WorkerCrashed : public Error {
  public:
-  WorkerCrashed(std::string function, pid_t pid, int signal, int exit_code, std::string backtrace);
+  WorkerCrashed(std::string function, pid_t pid, int signal, int exit_code, std::string backtrace,
+                std::vector<std::string> last_output = {});
   const std::string& function() const noexcept { return function_; }
+  // The last lines the worker wrote to stdout and stderr, oldest first, when
+  // the pool captures its output (PoolOptions::worker_output); else empty.
+  const std::vector<std::string>& last_output() const noexcept { return last_output_; }
   pid_t pid() const noexcept { return pid_; }
   int signal() const noexcept { return signal_; }        // 0 when the worker exited
   int exit_code() const noexcept { return exit_code_; }  // -1 when it was killed by a signal
@@ -31,6 +35,7 @@ class WorkerCrashed : public Error {
   int signal_;
   int exit_code_;
   std::string backtrace_;
+  std::vector<std::string> last_output_;
 };
 
 // A deadline passed. From a pool call's deadline (CallOptions::timeout,

@@ -211,6 +211,7 @@ void PoolCore::stop_running_locked(WorkerSlot& slot, Published& out) {
   slot.pidfd->cancel();
   gone.pidfd = std::move(slot.pidfd);
   gone.segment = std::move(slot.segment);
+  gone.output = std::move(slot.output);
   stopping_workers_.splice(stopping_workers_.end(), leaving);
   auto it = std::prev(stopping_workers_.end());
   watch_stopping(it);
@@ -251,21 +252,27 @@ void PoolCore::watch_stopping(std::list<StoppingWorker>::iterator it) {
                           auto self = weak.lock();
                           if (ec || !self) return;
                           std::list<StoppingWorker> reaped;
+                          std::vector<OutputLine> lines;
                           {
                             std::lock_guard drain(self->drain_mutex_);
                             if (self->stopping_) return;
-                            self->reap_stopping_locked(it);
+                            self->reap_stopping_locked(it, lines);
                             reaped.splice(reaped.end(), self->stopping_workers_, it);
                           }
                           // Its segment is unmapped here, with no lock held.
+                          self->deliver_output(lines);
                         });
 }
 
-void PoolCore::reap_stopping_locked(std::list<StoppingWorker>::iterator it) {
+void PoolCore::reap_stopping_locked(std::list<StoppingWorker>::iterator it, std::vector<OutputLine>& lines) {
   kill_process_group(it->pid);  // before the reap frees the group's id
   int sig = 0, code = 0;
   reap(it->pidfd->native_handle(), sig, code);
   counters_.worker_deaths.fetch_add(1, std::memory_order_relaxed);
+  if (it->output) {
+    auto rest = it->output->finish();
+    lines.insert(lines.end(), std::make_move_iterator(rest.begin()), std::make_move_iterator(rest.end()));
+  }
 }
 
 }  // namespace procpool::detail

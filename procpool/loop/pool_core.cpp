@@ -33,6 +33,7 @@ PoolCore::~PoolCore() { shutdown(false); }
 
 void PoolCore::start() {
   worker_config_ = WorkerConfig{options_.max_message_bytes, options_.worker_spin, -1, -1, options_.close_fds};
+  worker_config_.output = options_.worker_output;
   for (size_t i = 0; i < options_.workers; ++i) {
     auto slot = std::make_unique<WorkerSlot>();
     slot->index = i;

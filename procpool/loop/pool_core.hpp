@@ -179,10 +179,15 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
     std::unique_ptr<boost::asio::posix::stream_descriptor> pidfd;
     std::unique_ptr<WorkerSegment> segment;  // unmapped once it is reaped
     std::unique_ptr<boost::asio::steady_timer> grace;  // SIGKILL when it fires
+    std::shared_ptr<OutputCapture> output;             // still read during the grace
   };
   std::list<StoppingWorker> stopping_workers_;
   void watch_stopping(std::list<StoppingWorker>::iterator it);
-  void reap_stopping_locked(std::list<StoppingWorker>::iterator it);  // drain_mutex_ held
+  // drain_mutex_ held; the output it still had goes into `lines`.
+  void reap_stopping_locked(std::list<StoppingWorker>::iterator it, std::vector<OutputLine>& lines);
+  // Captured output (output_capture.hpp): each line to PoolOptions::on_output,
+  // or to the host's stdout or stderr, prefixed. No pool lock held.
+  void deliver_output(std::vector<OutputLine>& lines) noexcept;
   // Both mutexes held: forks a replacement into `slot` from the reactor
   // after `delay` (a retry after a failed fork, or a slot emptied on
   // another thread).

@@ -4,7 +4,10 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <thread>
+
+#include <procpool/common/worker_output.hpp>
 
 namespace procpool {
 
@@ -61,6 +64,18 @@ struct PoolOptions {
   // the worker's own doorbell and SharedBytes socket). With false a worker
   // keeps the host's descriptors, its siblings' channels among them.
   bool close_fds = true;
+  // What becomes of what workers write to stdout and stderr: the host's
+  // own (inherit), /dev/null (discard), or pipes the pool reads (capture):
+  // each whole line goes to on_output, never cut mid-line nor mixed with
+  // another's, named with the worker's pid and the function whose call
+  // wrote it; a captured stdout is line-buffered, and what a worker wrote
+  // before it crashed is still read, its last lines carried by its
+  // WorkerCrashed (last_output()).
+  WorkerOutput worker_output = WorkerOutput::inherit;
+  // With capture: called with each line on the pool's own thread (keep it
+  // short). Unset: the line goes to the host's stdout or stderr, as the
+  // worker wrote it, prefixed "[worker <pid> <function>] ".
+  std::function<void(const OutputLine&)> on_output{};
   // Run the pool's reactor (doorbells, worker deaths, callbacks) on this
   // io_context instead of a thread of the pool's own. Someone must run it:
   // results are drained by waiting threads, but callbacks, co_await

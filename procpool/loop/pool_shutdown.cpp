@@ -138,41 +138,50 @@ void PoolCore::stop_workers(Published& out) {
       }
   }
 
-  std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
-  // Workers already being stopped (a deadline, a cancel) get no more grace.
-  for (auto it = stopping_workers_.begin(); it != stopping_workers_.end(); ++it) {
-    send_signal(it->pidfd->native_handle(), SIGKILL);
-    reap_stopping_locked(it);
-  }
-  stopping_workers_.clear();
-  for (auto& slot : slots_) {
-    if (!slot->alive) continue;
-    send_signal(slot->pidfd->native_handle(), SIGKILL);  // a no-op for one that already exited
-    kill_process_group(slot->pid);                       // before the reap frees its id
-    int sig = 0, code = 0;
-    reap(slot->pidfd->native_handle(), sig, code);
-    slot->alive = false;
-  }
-  sweep_timer_.reset();  // a sweep or trim still queued finds stopping_ set
-  trim_timer_.reset();
-  watchdog_timer_.reset();
-  deadline_timer_.reset();
-  auto shut = std::make_exception_ptr(PoolShutdown("the pool was shut down before this call finished"));
-  fail_all_pending(shut, out);
-  for (auto& slot : slots_) {
-    for (auto& task : slot->assigned)
-      if (task.state->try_claim()) {
-        task.state->set_error(shut);
-        out.push_back(task.state);
+  std::vector<OutputLine> lines;  // what they wrote last, delivered once the locks are released
+  {
+    std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+    // Workers already being stopped (a deadline, a cancel) get no more grace.
+    for (auto it = stopping_workers_.begin(); it != stopping_workers_.end(); ++it) {
+      send_signal(it->pidfd->native_handle(), SIGKILL);
+      reap_stopping_locked(it, lines);
+    }
+    stopping_workers_.clear();
+    for (auto& slot : slots_) {
+      if (!slot->alive) continue;
+      send_signal(slot->pidfd->native_handle(), SIGKILL);  // a no-op for one that already exited
+      kill_process_group(slot->pid);                       // before the reap frees its id
+      int sig = 0, code = 0;
+      reap(slot->pidfd->native_handle(), sig, code);
+      slot->alive = false;
+      if (slot->output) {
+        auto rest = slot->output->finish();
+        lines.insert(lines.end(), std::make_move_iterator(rest.begin()), std::make_move_iterator(rest.end()));
       }
-    slot->assigned.clear();
-    slot->count_calls();
-    slot->retry.reset();
-    slot->pidfd.reset();
-    slot->segment.reset();
-    slot->doorbell.reset();
-    slot->handle_socket.reset();
+    }
+    sweep_timer_.reset();  // a sweep or trim still queued finds stopping_ set
+    trim_timer_.reset();
+    watchdog_timer_.reset();
+    deadline_timer_.reset();
+    auto shut = std::make_exception_ptr(PoolShutdown("the pool was shut down before this call finished"));
+    fail_all_pending(shut, out);
+    for (auto& slot : slots_) {
+      for (auto& task : slot->assigned)
+        if (task.state->try_claim()) {
+          task.state->set_error(shut);
+          out.push_back(task.state);
+        }
+      slot->assigned.clear();
+      slot->count_calls();
+      slot->retry.reset();
+      slot->pidfd.reset();
+      slot->segment.reset();
+      slot->doorbell.reset();
+      slot->handle_socket.reset();
+      slot->output.reset();
+    }
   }
+  deliver_output(lines);
 }
 
 bool PoolCore::request_stop(WorkerSlot& slot) noexcept {

@@ -15,6 +15,7 @@
 #include <procpool/common/unique_fd.hpp>
 #include <procpool/common/worker_segment.hpp>
 #include <procpool/loop/future_state.hpp>
+#include <procpool/loop/output_capture.hpp>
 
 namespace procpool::detail {
 
@@ -37,6 +38,9 @@ struct WorkerSlot {
   UniqueFd handle_socket;  // the host's end of this process's SharedBytes channel
   pid_t pid = -1;
   std::unique_ptr<boost::asio::posix::stream_descriptor> pidfd;
+  // Its stdout and stderr with WorkerOutput::capture (else null), read on
+  // the reactor; finished (read to the end) when the process is reaped.
+  std::shared_ptr<OutputCapture> output;
   bool alive = false;
   unsigned failed_starts = 0;  // consecutive workers that died before serving
   // Guarded by the drain mutex (set by spawn, which holds both): when this

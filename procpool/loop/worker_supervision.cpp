@@ -28,8 +28,23 @@ void PoolCore::spawn(WorkerSlot& slot) {
   UniqueFd worker_end(sockets.worker);
   slot.handle_socket.reset(sockets.host);  // the previous process's channel, if any, goes
   config.handle_socket = worker_end.get();
+  OutputPipes pipes;
+  if (options_.worker_output == WorkerOutput::capture) {
+    pipes = make_output_pipes();
+    config.stdout_fd = pipes.out_write.get();
+    config.stderr_fd = pipes.err_write.get();
+  }
   SpawnedWorker w = spawn_worker(*slot.segment, config);
   worker_end.reset();
+  pipes.out_write.reset();  // only the worker writes: its death ends the pipes
+  pipes.err_write.reset();
+  slot.output.reset();
+  if (options_.worker_output == WorkerOutput::capture) {
+    slot.output = std::make_shared<OutputCapture>(io_, pipes, w.pid, [weak = weak_from_this()](auto& lines) {
+      if (auto self = weak.lock()) self->deliver_output(lines);
+    });
+    slot.output->start();
+  }
   slot.pid = w.pid;
   slot.pidfd = std::make_unique<boost::asio::posix::stream_descriptor>(io_, w.pidfd);
   slot.alive = true;
@@ -56,6 +71,7 @@ void PoolCore::watch_death(WorkerSlot& slot) {
 
 void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
   Published out;
+  std::vector<OutputLine> output;
   std::exception_ptr cannot_start;
   {
     std::lock_guard drain(drain_mutex_);
@@ -71,6 +87,9 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
     kill_process_group(slot.pid);
     reap(slot.pidfd->native_handle(), sig, code);
     if (sig == 0 && code == -1) sig = slot.segment->control().crash_signal.load(std::memory_order_relaxed);
+    // All it wrote is in its pipes now (its group is dead too): read to the
+    // end, before its last lines are put in its WorkerCrashed.
+    if (slot.output) output = slot.output->finish();
     // Answers the worker completed before it died are valid: take them.
     if (slot.condemned.empty()) drain_slot(slot, out, /*dead=*/true);
     slot.forget_answer();  // what is left of one will not come (nor its buffer be trimmed)
@@ -98,7 +117,9 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
       } else {
         uint32_t frames = std::min<uint32_t>(control.crash_frame_count.load(std::memory_order_acquire), kMaxCrashFrames);
         std::string where = sig != 0 ? symbolize(control.crash_frames, static_cast<int>(frames)) : std::string();
-        error = std::make_exception_ptr(WorkerCrashed(function_name(task.function_id), slot.pid, sig, code, where));
+        error = std::make_exception_ptr(WorkerCrashed(function_name(task.function_id), slot.pid, sig, code, where,
+                                                      slot.output ? slot.output->last_lines()
+                                                                  : std::vector<std::string>()));
       }
       if (error && task.state->try_claim()) {
         task.state->set_error(error);
@@ -128,13 +149,16 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
       cannot_start = std::make_exception_ptr(
           Error("workers fail to start (" + (setup_error.empty() ? std::string("exit code 121") : setup_error) + ")"));
   }
-  // The crashed call fails now, not after the replacement's fork.
+  // What it printed first, then the crashed call fails, not after the
+  // replacement's fork.
+  deliver_output(output);
   publish(out);
   out.clear();
   {
     std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
     slot.pidfd.reset();  // after the publish: unmapping is not free
     slot.segment.reset();
+    slot.output.reset();
     slot.handle_socket.reset();  // descriptors still in it are the dead worker's
     if (stopping_) return;
     // While shutdown(true) lets the last calls finish, a worker is replaced

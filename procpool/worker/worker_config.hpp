@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cstddef>
 
+#include <procpool/common/worker_output.hpp>
+
 namespace procpool::detail {
 
 // What a worker needs to know, fixed when it is forked.
@@ -14,6 +16,11 @@ struct WorkerConfig {
   int doorbell_fd;    // the host's eventfd
   int handle_socket;  // the worker's end of its SharedBytes channel
   bool close_fds;     // close every inherited fd but 0-2, the doorbell and the channel
+  WorkerOutput output = WorkerOutput::inherit;
+  // With WorkerOutput::capture: the write ends of the pipes the host reads,
+  // made the worker's fds 1 and 2.
+  int stdout_fd = -1;
+  int stderr_fd = -1;
 };
 
 // Exit codes a worker uses for its own failures (a task's exit() is the

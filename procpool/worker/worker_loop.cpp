@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <span>
@@ -114,6 +115,12 @@ class WorkerLoop {
     FrameKind kind = FrameKind::Skipped;
     if (!withdrawn(call.task_id)) {
       kind = run_call(*args, many, unreceived, writer);
+      // What the task printed goes out before its answer: a call answered
+      // is a call whose output is in the pipe.
+      if (config_.output == WorkerOutput::capture) {
+        std::fflush(stdout);
+        std::fflush(stderr);
+      }
       if (kind == FrameKind::Value && !results_.empty()) kind = send_result_handles(call.task_id, writer);
     }
     // What the decoding left of a streamed call (all of a withdrawn one, the
@@ -170,6 +177,7 @@ class WorkerLoop {
       if (fp != entry->fingerprint)
         throw SerializationError(entry->name, "the call's signature fingerprint does not match the registered " +
                                                   entry->signature);
+      if (config_.output == WorkerOutput::capture && id != marked_function_) mark_output(id);
       if (unreceived) {
         try {
           std::rethrow_exception(unreceived);
@@ -199,6 +207,20 @@ class WorkerLoop {
       record_throw_backtraces(false);
       return answer_with_current_exception(writer, where);
     }
+  }
+
+  // Tells the host, in both captured streams, that what follows was
+  // written by calls of function `id` (worker_output.hpp).
+  void mark_output(uint32_t id) noexcept {
+    char marker[kOutputMarkerBytes + 1];
+    std::snprintf(marker, sizeof marker, "%c%08x\n", kOutputMarker, id);
+    std::fflush(stdout);  // the previous call's bytes go first
+    for (int fd : {1, 2}) {
+      ssize_t n;
+      do n = ::write(fd, marker, kOutputMarkerBytes);
+      while (n < 0 && errno == EINTR);
+    }
+    marked_function_ = id;
   }
 
   // Sends the descriptors of the result's SharedBytes ahead of the frame.
@@ -281,6 +303,7 @@ class WorkerLoop {
   ByteRing responses_;
   WorkerConfig config_;
   uint64_t started_ = 0;
+  uint32_t marked_function_ = UINT32_MAX;  // the function the captured output was last marked with
   bool woken_ = false;  // the call being served found this worker asleep
   ByteBuffer error_;    // an encoded exception
   HandleList results_;  // the SharedBytes of the result being written

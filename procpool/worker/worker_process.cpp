@@ -74,6 +74,27 @@ void close_inherited_fds(int keep_a, int keep_b) noexcept {
   close_span(from, static_cast<long>(~0u));
 }
 
+// Points fds 1 and 2 at the host's pipes (capture) or /dev/null (discard).
+// A captured stdout is line-buffered, so that a crash loses at most the
+// line being written (a pipe would make it fully buffered).
+bool redirect_output(const WorkerConfig& config) noexcept {
+  int out = -1, err = -1;
+  if (config.output == WorkerOutput::capture) {
+    out = config.stdout_fd;
+    err = config.stderr_fd;
+  } else if (config.output == WorkerOutput::discard) {
+    out = err = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  } else {
+    return true;
+  }
+  if (out < 0 || err < 0) return false;
+  if ((out != 1 && ::dup2(out, 1) < 0) || (err != 2 && ::dup2(err, 2) < 0)) return false;
+  for (int fd : {out, err})
+    if (fd > 2) ::close(fd);  // a second close of /dev/null's fd fails harmlessly
+  if (config.output == WorkerOutput::capture) std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  return true;
+}
+
 [[noreturn]] void become_worker(WorkerSegment& segment, const WorkerConfig& config, pid_t parent) noexcept {
   ControlBlock& control = segment.control();
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail_setup(control, "prctl(PR_SET_PDEATHSIG)");
@@ -91,6 +112,7 @@ void close_inherited_fds(int keep_a, int keep_b) noexcept {
   sigemptyset(&none);
   if (sigprocmask(SIG_SETMASK, &none, nullptr) != 0) fail_setup(control, "sigprocmask");
 
+  if (!redirect_output(config)) fail_setup(control, "redirecting stdout and stderr");
   if (config.close_fds) close_inherited_fds(config.doorbell_fd, config.handle_socket);
   if (!install_crash_handlers(control)) fail_setup(control, "sigaltstack");
   // Up to here the child took no lock a host thread could have held at fork
