@@ -330,6 +330,19 @@ TEST_CASE("Deadlines.CancelOfARunningCallStopsItsWorker" * doctest::timeout(60))
   CHECK(census::leaks_since(before) == "");
 }
 
+TEST_CASE("Deadlines.APoolDestroyedRightAfterAStopReapsTheStoppedWorker" * doctest::timeout(60)) {
+  census::Snapshot before;
+  for (int round = 0; round < 5; ++round) {
+    auto options = one_worker();
+    options.stop_grace = 5000ms;  // still in its grace when the pool goes
+    procpool::ProcessPool pool(options);
+    auto running = pool.submit(ignore_sigterm_and_spin);
+    REQUIRE(census::eventually([&] { return running.running(); }));
+    CHECK(running.cancel());
+  }
+  CHECK(census::leaks_since(before) == "");
+}
+
 TEST_CASE("Deadlines.TheLoopsCancellationsStopARunningCall" * doctest::timeout(60)) {
   procpool::ProcessPool pool(one_worker());
   procpool::EventLoop loop;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <procpool/worker/pidfd.hpp>
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -25,8 +26,15 @@ void kill_process_group(pid_t pgid) noexcept {
 void reap(int pidfd, int& signal, int& exit_code) noexcept {
   siginfo_t info{};
   int r;
+  // A pidfd the reactor waited on is non-blocking, and waitid on it fails
+  // with EAGAIN while the process lives: wait for it to exit (a process
+  // killed with SIGKILL exits promptly), or it would be left a zombie.
   while ((r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED)) != 0 &&
-         errno == EINTR) {
+         (errno == EINTR || errno == EAGAIN)) {
+    if (errno == EAGAIN) {
+      pollfd p{pidfd, POLLIN, 0};
+      (void)::poll(&p, 1, -1);
+    }
   }
   signal = r == 0 && (info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED) ? info.si_status : 0;
   exit_code = r == 0 && info.si_code == CLD_EXITED ? info.si_status : -1;

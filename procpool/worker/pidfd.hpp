@@ -9,12 +9,13 @@ namespace procpool::detail {
 // pidfd is open and the process unreaped.
 int send_signal(int pidfd, int sig) noexcept;
 
-// Reaps the process behind `pidfd`; fills signal (or 0) and exit code (or
-// -1). Both stay unknown (0 and -1) when the status was taken elsewhere: the
-// application ignores SIGCHLD, or reaps every child itself.
 // SIGKILL to a worker's process group (its pid). Call it before reaping the
 // worker: until then its pid, and so the group's id, cannot be reused.
 void kill_process_group(pid_t pgid) noexcept;
+// Reaps the process behind `pidfd`, waiting for it to exit if it has not
+// (a non-blocking pidfd too); fills signal (or 0) and exit code (or -1).
+// Both stay unknown (0 and -1) when the status was taken elsewhere: the
+// application ignores SIGCHLD, or reaps every child itself.
 void reap(int pidfd, int& signal, int& exit_code) noexcept;
 
 }  // namespace procpool::detail
