@@ -62,6 +62,7 @@ class Config:
     samples: int = 5  # startup, shutdown
     crash_samples: int = 3
     pending_count: int = 100_000
+    recycle_calls: int = 400
 
 
 QUICK = Config(
@@ -74,6 +75,7 @@ QUICK = Config(
     samples=1,
     crash_samples=1,
     pending_count=5000,
+    recycle_calls=20,
 )
 
 
@@ -346,6 +348,25 @@ async def fig_startup_shutdown(system, cfg, rep):
     rep.progress(f"startup {median(up):.1f} ms, shutdown {median(down):.1f} ms")
 
 
+async def fig_recycle(system, cfg, rep):
+    """No-ops through a pool whose workers each serve one call (max_tasks_per_child=1).
+
+    Only ProcessPoolExecutor has the option (loky has none). It refuses the
+    fork start method with it; forkserver is the fastest it accepts.
+    """
+    if system.name != PpeSystem.name:
+        return
+    ctx = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(cfg.workers, mp_context=ctx, max_tasks_per_child=1) as ex:
+        await call(ex, pp_tasks.noop)  # the fork server is up
+        n = cfg.recycle_calls
+        start = time.perf_counter_ns()
+        await asyncio.gather(*(call(ex, pp_tasks.noop) for _ in range(n)))
+        rate = n / (elapsed_us(start) / 1e6)
+    rep.record("recycle_throughput", 1, rate)
+    rep.progress(f"max_tasks_per_child=1: {rate:.0f} calls/s")
+
+
 async def crash_sample(system, workers):
     """One crash: returns (ms to the failure, neighbours failed, ms to a served no-op).
 
@@ -462,7 +483,7 @@ async def fig_memory(system, cfg, rep):
 # Figures measured on one warmed pool of cfg.workers, in this order.
 POOL_FIGURES = (fig_rtt, fig_throughput, fig_throughput_map, fig_payload)
 # Figures that build their own pools.
-SYSTEM_FIGURES = (fig_scaling, fig_startup_shutdown, fig_crash, fig_memory)
+SYSTEM_FIGURES = (fig_scaling, fig_startup_shutdown, fig_crash, fig_recycle, fig_memory)
 
 
 async def run_round(system, cfg, rep):

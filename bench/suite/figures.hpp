@@ -65,6 +65,8 @@ inline const std::vector<FigureSpec>& catalogue() {
       {"cancel_running_replace", "1", "cancel() of a running call → replacement serves the next call", "ms"},
       {"supervision_rtt", "none", "blocking no-op round trip, worker hot, no deadline (batch mean)", "µs"},
       {"supervision_rtt", "timeout", "the same with a deadline on every call", "µs"},
+      {"recycle_throughput", "1", "no-ops with max_tasks_per_child=1 (a new worker per call), 2 workers", "calls/s",
+       true},
       {"mem_pending", "100000", "host RSS per pending call (100,000 pending)", "B"},
       {"mem_worker", "2", "memory per idle worker (Pss)", "KiB"},
   };
