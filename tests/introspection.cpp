@@ -3,7 +3,10 @@
 // and holds (ProcessPool::stats()).
 #include <doctest/doctest.h>
 
+#include <time.h>
+
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +25,19 @@ int hold_memory(int mib) {
   return static_cast<int>(kept.size() >> 20);
 }
 PROCPOOL_REGISTER(hold_memory);
+
+// Burns `cpu_ms` of CPU time, and touches `mib` MiB it frees before returning.
+int burn_and_touch(int cpu_ms, int mib) {
+  timespec start{}, now{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &start);
+  do clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+  while ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 < cpu_ms);
+  if (mib < 0) throw std::invalid_argument("negative size");
+  std::vector<char> block(static_cast<size_t>(mib) << 20, 1);
+  asm volatile("" : : "r"(block.data()) : "memory");
+  return mib;
+}
+PROCPOOL_REGISTER(burn_and_touch);
 
 int spin_until_stopped() {
   for (;;) asm volatile("");
@@ -144,4 +160,43 @@ TEST_CASE("Introspection.CallsFailedByShutdownAreCounted") {
   CHECK(s.submitted == 2);
   CHECK(s.shut_down == 2);
   CHECK(s.settled() == 2);
+}
+
+TEST_CASE("Introspection.AMeasuredCallReportsItsWallAndCpuTimeAndPeakMemory") {
+  procpool::ProcessPool pool({.workers = 1});
+  auto heavy = pool.submit_with({.measure_usage = true}, burn_and_touch, 100, 64);
+  CHECK(heavy.get() == 64);
+  std::optional<procpool::CallUsage> u = heavy.usage();
+  REQUIRE(u.has_value());
+  CHECK(u->cpu >= 100ms);
+  CHECK(u->wall >= u->cpu - 5ms);  // the worker's other threads (none here) could make CPU exceed wall
+  CHECK(u->wall < 30s);
+  CHECK(u->peak_rss_bytes >= (uint64_t{64} << 20));
+  // The peak is the call's own: the next call's does not include the 64 MiB.
+  auto light = pool.submit_with({.measure_usage = true}, burn_and_touch, 1, 0);
+  light.get();
+  REQUIRE(light.usage().has_value());
+  CHECK(light.usage()->peak_rss_bytes < (uint64_t{48} << 20));
+  CHECK(light.usage()->cpu < 100ms);
+  // Not asked: none.
+  auto plain = pool.submit(burn_and_touch, 1, 0);
+  plain.get();
+  CHECK_FALSE(plain.usage().has_value());
+}
+
+TEST_CASE("Introspection.UsageComesWithAnExceptionAVoidResultAndThePoolsDefault") {
+  procpool::ProcessPool pool({.workers = 1, .measure_usage = true});
+  auto raising = pool.submit(burn_and_touch, 20, -1);
+  CHECK_THROWS_AS(raising.get(), std::invalid_argument);
+  REQUIRE(raising.usage().has_value());
+  CHECK(raising.usage()->cpu >= 20ms);
+  auto nothing = pool.submit(tasks::noop);
+  nothing.get();
+  CHECK(nothing.usage().has_value());
+  auto crashed = pool.call<int>("crash", std::string("segv"));
+  CHECK_THROWS_AS(crashed.get(), procpool::WorkerCrashed);
+  CHECK_FALSE(crashed.usage().has_value());
+  auto opted_out = pool.submit_with({.measure_usage = false}, tasks::noop);
+  opted_out.get();
+  CHECK_FALSE(opted_out.usage().has_value());
 }

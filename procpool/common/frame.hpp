@@ -48,6 +48,22 @@ struct FrameHeader {
   uint64_t length;
 };
 
+// A Call whose `handles` has this bit set asks the worker to measure it:
+// its answer's payload (Value or Exception) then ends with a UsageTrailer.
+// The count of descriptors is the other bits.
+inline constexpr uint16_t kMeasureUsage = 0x8000;
+inline constexpr uint16_t handle_count(uint16_t handles) noexcept { return handles & ~kMeasureUsage; }
+
+// What a measured call cost, as its worker saw it (untrusted: for reports
+// only): wall and CPU time (the whole process, its threads included) in
+// nanoseconds, and the peak resident memory during the call in bytes.
+struct UsageTrailer {
+  uint64_t wall_ns;
+  uint64_t cpu_ns;
+  uint64_t peak_rss_bytes;
+};
+static_assert(sizeof(UsageTrailer) == 24);
+
 inline FrameHeader make_frame_header(FrameKind kind, TaskId task, uint64_t length, size_t handles = 0) noexcept {
   return {kFrameMagic, static_cast<uint16_t>(kind), static_cast<uint16_t>(handles), task, length};
 }

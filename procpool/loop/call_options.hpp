@@ -16,6 +16,9 @@ struct CallOptions {
   // Whether Future::cancel() on a call a worker has begun stops that worker
   // (the call fails with TaskCancelled) rather than letting it run to its end.
   std::optional<bool> cancel_running{};
+  // Measure the call in its worker (Future::usage(): wall and CPU time, peak
+  // resident memory). Costs a few system calls on each side of the call.
+  std::optional<bool> measure_usage{};
 };
 
 }  // namespace procpool

@@ -31,6 +31,7 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
     return;
   }
   FrameHeader header = make_frame_header(kind, ++next_task_, frame.size() - sizeof(FrameHeader), handles.size());
+  if (kind == FrameKind::Call && call.measure_usage.value_or(options_.measure_usage)) header.handles |= kMeasureUsage;
   std::memcpy(frame.data(), &header, sizeof header);
   state->set_poller(weak_from_this(), frame.size());
   state->place = StateBase::PoolPlace{header.task_id, -1, false, 0, call.cancel_running.value_or(options_.cancel_running)};

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <coroutine>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include <procpool/common/errors.hpp>
@@ -81,6 +82,14 @@ class Future {
     // Settled meanwhile: say so rather than a stage it has left.
     if (s.ready()) return {s.cancelled() ? CallState::cancelled : CallState::done, 0};
     return now;
+  }
+  // What the call cost in its worker, once it is ready, if it was measured
+  // (CallOptions::measure_usage) and its worker answered (a call that
+  // crashed, timed out or was cancelled has none).
+  std::optional<CallUsage> usage() const {
+    const auto& s = state();
+    if (!s.ready() || !s.usage()) return std::nullopt;
+    return *s.usage();
   }
   // As concurrent.futures' Future.running(): a worker has begun the call and
   // it is not settled yet.

@@ -179,6 +179,11 @@ class StateBase {
     bool cancel_running = true;  // cancel() stops the worker running it (CallOptions)
   };
   PoolPlace place;
+  // A measured call's cost (CallOptions::measure_usage): set by whoever
+  // settles it, after try_claim() and before publish(), so a reader that
+  // saw ready() sees it; null for a call not measured.
+  void set_usage(const CallUsage& usage) { usage_ = std::make_unique<CallUsage>(usage); }
+  const CallUsage* usage() const noexcept { return usage_.get(); }
   // Set by the pool when sending this call had to wake its worker from sleep.
   void note_woke_worker() noexcept { woke_worker_.store(true, std::memory_order_relaxed); }
 
@@ -223,6 +228,7 @@ class StateBase {
   std::exception_ptr error_;
   std::unique_ptr<CallbackLists> callbacks_;
   std::weak_ptr<Poller> poller_;
+  std::unique_ptr<CallUsage> usage_;
 };
 
 template <class T>

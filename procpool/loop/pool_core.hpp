@@ -201,6 +201,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   struct Answered {
     TaskRecord task;
     bool withdrawn = false;  // it was put on the worker's CancelList
+    bool measured = false;   // its answer ends with a UsageTrailer (kMeasureUsage)
   };
   Answered take_front_locked(WorkerSlot& slot);  // both mutexes held
   // Decodes the answer, whose payload is `payload` then `rest`, into the

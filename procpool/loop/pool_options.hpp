@@ -60,6 +60,8 @@ struct PoolOptions {
   // deadline does) and fails the call with TaskCancelled. false: such a
   // call runs to its end and cancel() returns false. Per call: CallOptions.
   bool cancel_running = true;
+  // The default of CallOptions::measure_usage: Future::usage() of every call.
+  bool measure_usage = false;
   // Close every inherited file descriptor in workers except 0, 1 and 2 (and
   // the worker's own doorbell and SharedBytes socket). With false a worker
   // keeps the host's descriptors, its siblings' channels among them.

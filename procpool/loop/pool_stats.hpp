@@ -25,6 +25,16 @@ struct CallStatus {
   pid_t worker = 0;  // the worker running it; 0 unless running
 };
 
+// What one call cost in its worker (CallOptions::measure_usage), as the
+// worker reported it: wall and CPU time (the worker process's, its threads
+// included) from its start to its end, and the highest resident memory of
+// the worker during the call.
+struct CallUsage {
+  std::chrono::nanoseconds wall{};
+  std::chrono::nanoseconds cpu{};
+  uint64_t peak_rss_bytes = 0;
+};
+
 // One worker slot: the process now in it, and what it holds.
 struct WorkerStats {
   size_t index = 0;

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
+#include <optional>
 
 #include <procpool/common/errors.hpp>
 #include <procpool/common/exception_codec.hpp>
@@ -159,6 +161,12 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out, bool dead) {
 PoolCore::Answered PoolCore::take_front_locked(WorkerSlot& slot) {
   Answered a{std::move(slot.assigned.front()), false};
   a.withdrawn = a.task.state->place.withdrawn;
+  // Read before the frame may go to the spare below (kMeasureUsage).
+  if (a.task.frame.size() >= sizeof(FrameHeader)) {
+    FrameHeader h;
+    std::memcpy(&h, a.task.frame.data(), sizeof h);
+    a.measured = (h.handles & kMeasureUsage) != 0;
+  }
   slot.assigned.pop_front();
   slot.count_calls();
   --slot.sent;
@@ -177,6 +185,20 @@ namespace {
 // are malformed: they propagate, and condemn it. Anything else was thrown
 // by the result type's own load(): the value is one it refuses, which is
 // no fault of the worker; the call fails with SerializationError.
+// Takes the UsageTrailer off the end of an answer held in two pieces.
+bool peel_trailer(std::span<const std::byte>& payload, std::span<const std::byte>& rest, UsageTrailer& trailer) {
+  constexpr size_t n = sizeof(UsageTrailer);
+  if (payload.size() + rest.size() < n) return false;
+  std::byte bytes[n];
+  size_t from_rest = std::min(rest.size(), n), from_payload = n - from_rest;
+  std::memcpy(bytes, payload.data() + payload.size() - from_payload, from_payload);
+  std::memcpy(bytes + from_payload, rest.data() + rest.size() - from_rest, from_rest);
+  payload = payload.first(payload.size() - from_payload);
+  rest = rest.first(rest.size() - from_rest);
+  std::memcpy(&trailer, bytes, n);
+  return true;
+}
+
 std::exception_ptr load_value(StateBase& state, InputArchive& in, const std::string& function, pid_t pid) {
   std::string why;
   try {
@@ -224,8 +246,15 @@ void PoolCore::settle_answer(WorkerSlot& slot, Answered& answered, const FrameHe
     if (!withdrawn || header.length != 0) malformed = "a Skipped answer to a call the host never withdrew";
     else outcome = std::make_exception_ptr(TaskCancelled("the call was cancelled before it started"));
   }
+  // A measured call's answer ends with its UsageTrailer.
+  std::optional<UsageTrailer> usage;
+  if (!skipped && malformed.empty() && answered.measured) {
+    usage.emplace();
+    if (!peel_trailer(payload, rest, *usage)) malformed = "an answer too short to hold the call's usage";
+  }
   if (state->try_claim()) {
-    bool decode = header.length > 0 || header.kind != static_cast<uint32_t>(FrameKind::Value) || !state->void_value();
+    bool decode = payload.size() + rest.size() > 0 || header.kind != static_cast<uint32_t>(FrameKind::Value) ||
+                  !state->void_value();
     if (!skipped && malformed.empty() && !outcome && decode) {
       try {
         InputArchive in(payload, rest, &handles);
@@ -250,6 +279,15 @@ void PoolCore::settle_answer(WorkerSlot& slot, Answered& answered, const FrameHe
       }
     }
     if (outcome) state->set_error(outcome);
+    if (usage && malformed.empty()) {
+      try {
+        state->set_usage(CallUsage{std::chrono::nanoseconds(static_cast<int64_t>(std::min<uint64_t>(usage->wall_ns, INT64_MAX))),
+                                   std::chrono::nanoseconds(static_cast<int64_t>(std::min<uint64_t>(usage->cpu_ns, INT64_MAX))),
+                                   usage->peak_rss_bytes});
+      } catch (...) {
+        // Out of memory for the report: the call's outcome stands without it.
+      }
+    }
     out.push_back(std::move(state));
   }
   // The call this answer was for has failed with that; the worker has moved

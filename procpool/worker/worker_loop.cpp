@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include <procpool/worker/worker_loop.hpp>
 
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -45,6 +47,45 @@ bool lost_the_host(int err) noexcept { return err == EBADF || err == ENOTSOCK ||
 // call that found the worker asleep skips the first part (wait_readable).
 constexpr auto kEagerSpin = std::chrono::microseconds(2);
 
+// Measures one call (kMeasureUsage): wall and CPU time, and the peak
+// resident memory, which the kernel lets a process reset
+// (/proc/self/clear_refs, "5") so that the peak is this call's.
+class UsageMeter {
+ public:
+  UsageMeter() noexcept {
+    int fd = ::open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      (void)!::write(fd, "5", 1);
+      ::close(fd);
+    }
+    start_ = std::chrono::steady_clock::now();
+    cpu_start_ = cpu_ns();
+  }
+  UsageTrailer finish() const noexcept {
+    UsageTrailer usage{};
+    usage.wall_ns = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count());
+    rusage now{};
+    ::getrusage(RUSAGE_SELF, &now);
+    usage.cpu_ns = cpu_ns(now) - cpu_start_;
+    usage.peak_rss_bytes = static_cast<uint64_t>(now.ru_maxrss) * 1024;
+    return usage;
+  }
+
+ private:
+  static uint64_t cpu_ns(const rusage& r) noexcept {
+    auto ns = [](const timeval& t) { return static_cast<uint64_t>(t.tv_sec) * 1000000000u + static_cast<uint64_t>(t.tv_usec) * 1000u; };
+    return ns(r.ru_utime) + ns(r.ru_stime);
+  }
+  static uint64_t cpu_ns() noexcept {
+    rusage r{};
+    ::getrusage(RUSAGE_SELF, &r);
+    return cpu_ns(r);
+  }
+  std::chrono::steady_clock::time_point start_;
+  uint64_t cpu_start_ = 0;
+};
+
 class WorkerLoop {
  public:
   WorkerLoop(WorkerSegment& segment, const WorkerConfig& config)
@@ -63,7 +104,8 @@ class WorkerLoop {
       if (header.kind == static_cast<uint32_t>(FrameKind::Stop)) _exit(0);
       bool call = header.kind == static_cast<uint32_t>(FrameKind::Call) ||
                   header.kind == static_cast<uint32_t>(FrameKind::CallMany);
-      if (!call || header.length > config_.max_message_bytes || header.handles > kMaxHandlesPerFrame) _exit(kExitProtocol);
+      if (!call || header.length > config_.max_message_bytes || handle_count(header.handles) > kMaxHandlesPerFrame)
+        _exit(kExitProtocol);
       if (stop_requested()) _exit(0);
       serve(header);
     }
@@ -85,9 +127,10 @@ class WorkerLoop {
     // are taken even for a withdrawn call, to stay in step with the frames.
     HandleList arguments;
     std::exception_ptr unreceived;
-    if (call.handles > 0) {
+    uint16_t handles = handle_count(call.handles);
+    if (handles > 0) {
       try {
-        arguments = receive_handles(config_.handle_socket, call.task_id, call.handles, SIZE_MAX);  // the host's
+        arguments = receive_handles(config_.handle_socket, call.task_id, handles, SIZE_MAX);  // the host's
       } catch (const DecodeError&) {
         _exit(kExitProtocol);  // the channel is out of step with the frames: every later call would be too
       } catch (...) {
@@ -114,6 +157,8 @@ class WorkerLoop {
     results_.clear();
     FrameKind kind = FrameKind::Skipped;
     if (!withdrawn(call.task_id)) {
+      std::optional<UsageMeter> meter;
+      if (call.handles & kMeasureUsage) meter.emplace();
       kind = run_call(*args, many, unreceived, writer);
       // What the task printed goes out before its answer: a call answered
       // is a call whose output is in the pipe.
@@ -122,6 +167,10 @@ class WorkerLoop {
         std::fflush(stderr);
       }
       if (kind == FrameKind::Value && !results_.empty()) kind = send_result_handles(call.task_id, writer);
+      if (meter) {
+        UsageTrailer usage = meter->finish();
+        writer.write(&usage, sizeof usage);
+      }
     }
     // What the decoding left of a streamed call (all of a withdrawn one, the
     // rest of one that failed) is read past, to reach the next frame.
