@@ -31,6 +31,17 @@ std::string unknown_message(const std::string& name, const std::vector<std::stri
   return m;
 }
 
+std::string limit_message(const std::string& limit, unsigned long long value, unsigned long long maximum,
+                          const std::string& context) {
+  if (value == 0) {
+    // The amount is unknown (a worker killed by the kernel at the limit).
+    const char* unit = limit == "cpu" ? " s" : (limit == "memory" || limit == "file_size") ? " bytes" : "";
+    return context + " (limit " + limit + " = " + std::to_string(maximum) + unit + ")";
+  }
+  return context + ": " + std::to_string(value) + (limit.ends_with("_bytes") ? " bytes" : "") + " exceeds " + limit +
+         " = " + std::to_string(maximum);
+}
+
 }  // namespace
 
 WorkerCrashed::WorkerCrashed(std::string function, pid_t pid, int signal, int exit_code, std::string backtrace)
@@ -62,8 +73,7 @@ ProtocolError::ProtocolError(pid_t pid, std::string function, const std::string&
 
 ResourceLimitExceeded::ResourceLimitExceeded(std::string limit, unsigned long long value,
                                              unsigned long long maximum, const std::string& context)
-    : Error(context + ": " + std::to_string(value) + (limit.ends_with("_bytes") ? " bytes" : "") + " exceeds " + limit +
-            " = " + std::to_string(maximum)),
+    : Error(limit_message(limit, value, maximum, context)),
       limit_(std::move(limit)),
       value_(value),
       maximum_(maximum),

@@ -33,6 +33,10 @@ PoolCore::~PoolCore() { shutdown(false); }
 
 void PoolCore::start() {
   worker_config_ = WorkerConfig{options_.max_message_bytes, options_.worker_spin, -1, -1, options_.close_fds};
+  worker_config_.max_calls = options_.max_tasks_per_child;
+  worker_config_.max_rss = options_.max_worker_memory;
+  worker_config_.initializer = options_.initializer.encoded();  // options_ outlives every worker's fork
+  worker_config_.limits = options_.limits;
   for (size_t i = 0; i < options_.workers; ++i) {
     auto slot = std::make_unique<WorkerSlot>();
     slot->index = i;

@@ -205,6 +205,22 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // The same, drain_mutex_ held, whoever polls.
   bool request_doorbells_locked();
 
+  // Workers' lives (worker_lives.cpp). on_death, both mutexes held: counts
+  // a worker that died before it started (set-up, initializer,
+  // start_timeout) and returns the PoolBroken error once max_failed_starts
+  // did in a row; a worker that started resets the count.
+  std::exception_ptr count_start_locked(WorkerSlot& slot, bool served, int sig, int code);
+  // Why the worker in `slot` failed to start, as text; `cause` gets the
+  // initializer's exception, or the WorkerCrashed of a worker that died.
+  std::string describe_failed_start(WorkerSlot& slot, int sig, int code, std::exception_ptr& cause) const;
+  // on_death, both mutexes held: the error of a call whose worker a
+  // resource limit killed (SIGXCPU, SIGXFSZ, a failed allocation), or null.
+  std::exception_ptr limit_death_error(const TaskRecord& task, WorkerSlot& slot, int sig, int code) const;
+  unsigned failed_starts_ = 0;  // in a row, pool-wide; guarded by drain_mutex_
+  // Workers that ended their own lives (not crashes), for stats.
+  std::atomic<uint64_t> retired_served_{0};  // max_tasks_per_child
+  std::atomic<uint64_t> retired_memory_{0};  // max_worker_memory
+
   static void publish(Published& states);
   void run_queued_callbacks();
   // Stops the workers and settles what is left, after the reactor stopped;
