@@ -59,6 +59,15 @@ TaskTimeout::TaskTimeout(std::string function, std::chrono::milliseconds deadlin
       deadline_(deadline),
       pid_(pid) {}
 
+CrashLoopDetected::CrashLoopDetected(std::string function, unsigned crashes, std::chrono::milliseconds window,
+                                     std::chrono::milliseconds cooldown)
+    : Error("'" + function + "' killed " + std::to_string(crashes) + " workers in a row within " +
+            std::to_string(window.count()) + " ms: its calls fail without running for " +
+            std::to_string(cooldown.count()) + " ms (crash_loop)"),
+      function_(std::move(function)),
+      crashes_(crashes),
+      cooldown_(cooldown) {}
+
 UnknownFunction::UnknownFunction(std::string name, std::vector<std::string> close_matches)
     : Error(unknown_message(name, close_matches)), name_(std::move(name)), close_(std::move(close_matches)) {}
 

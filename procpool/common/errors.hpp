@@ -82,6 +82,23 @@ class PoolBroken : public Error {
   using Error::Error;
 };
 
+// PoolOptions::crash_loop: the function's calls killed `crashes()` workers
+// in a row; its calls fail at once, without running, until the cool-down
+// ends.
+class CrashLoopDetected : public Error {
+ public:
+  CrashLoopDetected(std::string function, unsigned crashes, std::chrono::milliseconds window,
+                    std::chrono::milliseconds cooldown);
+  const std::string& function() const noexcept { return function_; }
+  unsigned crashes() const noexcept { return crashes_; }
+  std::chrono::milliseconds cooldown() const noexcept { return cooldown_; }
+
+ private:
+  std::string function_;
+  unsigned crashes_;
+  std::chrono::milliseconds cooldown_;
+};
+
 // No function is registered under that name (or that function pointer).
 class UnknownFunction : public Error {
  public:

@@ -80,6 +80,7 @@ void PoolCore::dispatch_locked(Published& out) {
     TaskRecord task = std::move(pending_.front());
     pending_.pop_front();
     if (task.state->claimed()) continue;  // cancelled while it waited here
+    if (crash_loop_on_ && refuse_crash_looping_locked(task, out)) continue;
     task.state->place.slot = static_cast<int>(best->index);
     best->assigned.push_back(std::move(task));
     --best->calls_left;  // max_tasks_per_child (worker_slot.hpp)

@@ -27,6 +27,7 @@ PoolCore::PoolCore(PoolOptions options)
   if (options_.workers == 0) options_.workers = std::max(1u, std::thread::hardware_concurrency());
   options_.ring_bytes = std::bit_ceil(std::max<size_t>(options_.ring_bytes, 4096));
   options_.prefetch_per_worker = std::max<size_t>(options_.prefetch_per_worker, 1);
+  crash_loop_on_ = options_.crash_loop.count > 0;
 }
 
 PoolCore::~PoolCore() { shutdown(false); }

@@ -11,6 +11,16 @@
 
 namespace procpool {
 
+// PoolOptions::crash_loop: a function whose calls killed `count` workers in
+// a row (no call of it answered between), the first of them at most
+// `window` before the last, fails its further calls at once with
+// CrashLoopDetected for `cooldown`; then its calls run again. count 0: off.
+struct CrashLoop {
+  unsigned count = 0;
+  std::chrono::milliseconds window{10000};
+  std::chrono::milliseconds cooldown{30000};
+};
+
 struct PoolOptions {
   // Worker processes; 0 means one per CPU.
   size_t workers = 0;
@@ -95,6 +105,9 @@ struct PoolOptions {
   unsigned max_failed_starts = 3;
   // setrlimit limits applied in each worker (core dumps off by default).
   ResourceLimits limits{};
+  // The crash-loop breaker (off by default: a pool that is meant to run
+  // crashing calls, as the test suites do, would have them refused).
+  CrashLoop crash_loop{};
 };
 
 }  // namespace procpool

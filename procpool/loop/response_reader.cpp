@@ -159,6 +159,7 @@ void PoolCore::drain_slot(WorkerSlot& slot, Published& out, bool dead) {
 PoolCore::Answered PoolCore::take_front_locked(WorkerSlot& slot) {
   Answered a{std::move(slot.assigned.front()), false};
   a.withdrawn = a.task.state->place.withdrawn;
+  note_answer_locked(a.task.function_id);  // crash_loop: the streak ends
   slot.assigned.pop_front();
   slot.count_calls();
   --slot.sent;

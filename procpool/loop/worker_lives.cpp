@@ -114,4 +114,29 @@ std::exception_ptr PoolCore::limit_death_error(const TaskRecord& task, WorkerSlo
   return nullptr;
 }
 
+void PoolCore::note_killing_call_locked(uint32_t function_id) {
+  auto now = std::chrono::steady_clock::now();
+  CrashStreak& streak = crash_streaks_[function_id];
+  if (streak.kills == 0 || now - streak.first > options_.crash_loop.window) {
+    streak.kills = 0;
+    streak.first = now;
+  }
+  if (++streak.kills < options_.crash_loop.count) return;
+  streak.kills = 0;  // counted afresh after the cool-down
+  streak.open_until = now + options_.crash_loop.cooldown;
+}
+
+bool PoolCore::refuse_crash_looping_locked(TaskRecord& task, Published& out) {
+  auto it = crash_streaks_.find(task.function_id);
+  if (it == crash_streaks_.end() || it->second.open_until <= std::chrono::steady_clock::now()) return false;
+  task.state->place.slot = -1;
+  if (task.state->try_claim()) {
+    task.state->set_error(std::make_exception_ptr(CrashLoopDetected(
+        function_name(task.function_id), options_.crash_loop.count, options_.crash_loop.window,
+        options_.crash_loop.cooldown)));
+    out.push_back(std::move(task.state));
+  }
+  return true;
+}
+
 }  // namespace procpool::detail

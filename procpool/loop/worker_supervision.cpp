@@ -104,6 +104,9 @@ void PoolCore::on_death(WorkerSlot& slot) {
         std::string where = sig != 0 ? symbolize(control.crash_frames, static_cast<int>(frames)) : std::string();
         error = std::make_exception_ptr(WorkerCrashed(function_name(task.function_id), slot.pid, sig, code, where));
       }
+      // A call that killed its worker, as opposed to one the host stopped
+      // or a worker that broke the protocol: the crash-loop breaker counts it.
+      if (crash_loop_on_ && !stopped_front && !broke_protocol) note_killing_call_locked(task.function_id);
       if (error && task.state->try_claim()) {
         task.state->set_error(error);
         out.push_back(task.state);
