@@ -34,6 +34,17 @@ std::string unknown_message(const std::string& name, const std::vector<std::stri
   return m;
 }
 
+std::string limit_message(const std::string& limit, unsigned long long value, unsigned long long maximum,
+                          const std::string& context) {
+  if (value == 0) {
+    // The amount is unknown (a worker killed by the kernel at the limit).
+    const char* unit = limit == "cpu" ? " s" : (limit == "memory" || limit == "file_size") ? " bytes" : "";
+    return context + " (limit " + limit + " = " + std::to_string(maximum) + unit + ")";
+  }
+  return context + ": " + std::to_string(value) + (limit.ends_with("_bytes") ? " bytes" : "") + " exceeds " + limit +
+         " = " + std::to_string(maximum);
+}
+
 }  // namespace
 
 WorkerCrashed::WorkerCrashed(std::string function, pid_t pid, int signal, int exit_code, std::string backtrace,
@@ -53,6 +64,15 @@ TaskTimeout::TaskTimeout(std::string function, std::chrono::milliseconds deadlin
       deadline_(deadline),
       pid_(pid) {}
 
+CrashLoopDetected::CrashLoopDetected(std::string function, unsigned crashes, std::chrono::milliseconds window,
+                                     std::chrono::milliseconds cooldown)
+    : Error("'" + function + "' killed " + std::to_string(crashes) + " workers in a row within " +
+            std::to_string(window.count()) + " ms: its calls fail without running for " +
+            std::to_string(cooldown.count()) + " ms (crash_loop)"),
+      function_(std::move(function)),
+      crashes_(crashes),
+      cooldown_(cooldown) {}
+
 UnknownFunction::UnknownFunction(std::string name, std::vector<std::string> close_matches)
     : Error(unknown_message(name, close_matches)), name_(std::move(name)), close_(std::move(close_matches)) {}
 
@@ -67,8 +87,7 @@ ProtocolError::ProtocolError(pid_t pid, std::string function, const std::string&
 
 ResourceLimitExceeded::ResourceLimitExceeded(std::string limit, unsigned long long value,
                                              unsigned long long maximum, const std::string& context)
-    : Error(context + ": " + std::to_string(value) + (limit.ends_with("_bytes") ? " bytes" : "") + " exceeds " + limit +
-            " = " + std::to_string(maximum)),
+    : Error(limit_message(limit, value, maximum, context)),
       limit_(std::move(limit)),
       value_(value),
       maximum_(maximum),

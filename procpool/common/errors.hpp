@@ -77,6 +77,33 @@ class PoolShutdown : public Error {
   using Error::Error;
 };
 
+// Workers kept failing to start (PoolOptions::max_failed_starts in a row:
+// set-up, initializer, start_timeout): the pool forks no more, and every
+// pending and later call fails with this. what() names the last cause;
+// when it was an exception the initializer threw, that exception is nested
+// (std::rethrow_if_nested, as its own type when it crosses as one).
+class PoolBroken : public Error {
+ public:
+  using Error::Error;
+};
+
+// PoolOptions::crash_loop: the function's calls killed `crashes()` workers
+// in a row; its calls fail at once, without running, until the cool-down
+// ends.
+class CrashLoopDetected : public Error {
+ public:
+  CrashLoopDetected(std::string function, unsigned crashes, std::chrono::milliseconds window,
+                    std::chrono::milliseconds cooldown);
+  const std::string& function() const noexcept { return function_; }
+  unsigned crashes() const noexcept { return crashes_; }
+  std::chrono::milliseconds cooldown() const noexcept { return cooldown_; }
+
+ private:
+  std::string function_;
+  unsigned crashes_;
+  std::chrono::milliseconds cooldown_;
+};
+
 // No function is registered under that name (or that function pointer).
 class UnknownFunction : public Error {
  public:
@@ -114,7 +141,9 @@ class ProtocolError : public Error {
   std::string function_;
 };
 
-// A configured limit was exceeded (e.g. "max_message_bytes").
+// A configured limit was exceeded (e.g. "max_message_bytes"; "memory",
+// "cpu", "file_size" for PoolOptions::limits). value() is 0 when the amount
+// is unknown (a worker killed by SIGXCPU): what() then gives the limit only.
 class ResourceLimitExceeded : public Error {
  public:
   ResourceLimitExceeded(std::string limit, unsigned long long value, unsigned long long maximum,

@@ -24,6 +24,9 @@
 namespace procpool::detail {
 
 inline constexpr int kMaxCrashFrames = 48;
+// Room for the exception a worker's initializer threw (an exception_codec
+// record, cut to fit).
+inline constexpr size_t kStartupErrorBytes = 2048;
 
 // Written only by the worker; the host reads it after the worker died (its
 // death, seen through the pidfd, orders these writes before the reads), or
@@ -50,6 +53,25 @@ struct ControlBlock {
   // taken while another host thread held a lock the child needs (the
   // allocator's, under a sanitizer) blocks the child for ever.
   std::atomic<uint32_t> ready{0};
+
+  // ---- Workers' lives (worker/worker_lives.cpp writes, loop/worker_lives.cpp
+  // reads). The host reads these only after it has reaped the worker: the
+  // exit and the reaping wait order every store of the dead process before
+  // the reads, so relaxed stores and loads suffice; a live worker's values
+  // are never read. Like the rest of the block, range-checked, not trusted.
+  //
+  // 1 while the initializer runs: a death then (a signal, an exit) is the
+  // initializer's, and the host says so.
+  std::atomic<uint32_t> initializing{0};
+  // Set by the worker's new_handler (only with ResourceLimits::memory) when
+  // an allocation failed during the current call, cleared at the next call:
+  // a worker that dies meanwhile died of the memory limit.
+  std::atomic<uint32_t> allocation_failed{0};
+  // The exception the initializer threw, as an exception_codec record of
+  // startup_error_bytes bytes (at most kStartupErrorBytes), written before
+  // the worker exits with kExitInitializerFailed.
+  std::atomic<uint32_t> startup_error_bytes{0};
+  char startup_error[kStartupErrorBytes];
 };
 
 inline constexpr uint32_t kCancelSlots = 32;

@@ -143,6 +143,7 @@ bool PoolCore::cancel(StateBase& state) {
         if (!state.try_claim()) return false;
         slot.assigned.erase(at);
         slot.count_calls();
+        ++slot.calls_left;  // never reached the worker (max_tasks_per_child)
         place.slot = -1;
         state.set_error(cancelled_before_it_started());
       } else if (i == 0) {

@@ -75,15 +75,17 @@ void PoolCore::dispatch_locked(Published& out) {
   while (!pending_.empty()) {
     WorkerSlot* best = nullptr;
     for (auto& slot : slots_)
-      if (usable(*slot) && slot->assigned.size() < options_.prefetch_per_worker &&
+      if (usable(*slot) && slot->calls_left > 0 && slot->assigned.size() < options_.prefetch_per_worker &&
           (!best || slot->assigned.size() < best->assigned.size()))
         best = slot.get();
     if (!best) break;
     TaskRecord task = std::move(pending_.front());
     pending_.pop_front();
     if (task.state->claimed()) continue;  // cancelled while it waited here
+    if (crash_loop_on_ && refuse_crash_looping_locked(task, out)) continue;
     task.state->place.slot = static_cast<int>(best->index);
     best->assigned.push_back(std::move(task));
+    --best->calls_left;  // max_tasks_per_child (worker_slot.hpp)
     if (best->assigned.size() > 1) {
       best->count_calls();
     } else {
@@ -120,6 +122,7 @@ void PoolCore::refuse_locked(WorkerSlot& slot, int err, Published& out) {
   TaskRecord task = std::move(slot.assigned[slot.sent]);  // none of it is in the ring
   slot.assigned.erase(slot.assigned.begin() + static_cast<std::ptrdiff_t>(slot.sent));
   slot.count_calls();
+  ++slot.calls_left;  // never reached the worker
   task.state->place.slot = -1;
   if (!task.state->try_claim()) return;
   task.state->set_error(std::make_exception_ptr(Error(

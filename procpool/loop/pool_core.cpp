@@ -27,6 +27,7 @@ PoolCore::PoolCore(PoolOptions options)
   if (options_.workers == 0) options_.workers = std::max(1u, std::thread::hardware_concurrency());
   options_.ring_bytes = std::bit_ceil(std::max<size_t>(options_.ring_bytes, 4096));
   options_.prefetch_per_worker = std::max<size_t>(options_.prefetch_per_worker, 1);
+  crash_loop_on_ = options_.crash_loop.count > 0;
 }
 
 PoolCore::~PoolCore() { shutdown(false); }
@@ -34,6 +35,10 @@ PoolCore::~PoolCore() { shutdown(false); }
 void PoolCore::start() {
   worker_config_ = WorkerConfig{options_.max_message_bytes, options_.worker_spin, -1, -1, options_.close_fds};
   worker_config_.output = options_.worker_output;
+  worker_config_.max_calls = options_.max_tasks_per_child;
+  worker_config_.max_rss = options_.max_worker_memory;
+  worker_config_.initializer = options_.initializer.encoded();  // options_ outlives every worker's fork
+  worker_config_.limits = options_.limits;
   for (size_t i = 0; i < options_.workers; ++i) {
     auto slot = std::make_unique<WorkerSlot>();
     slot->index = i;

@@ -37,6 +37,7 @@
 #include <mutex>
 #include <span>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <procpool/loop/call_options.hpp>
@@ -230,6 +231,44 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   bool request_doorbells(bool calls_in_flight);
   // The same, drain_mutex_ held, whoever polls.
   bool request_doorbells_locked();
+
+  // Workers' lives (worker_lives.cpp). on_death, both mutexes held: counts
+  // a worker that died before it started (set-up, initializer,
+  // start_timeout) and returns the PoolBroken error once max_failed_starts
+  // did in a row; a worker that started resets the count.
+  std::exception_ptr count_start_locked(WorkerSlot& slot, bool served, int sig, int code);
+  // Why the worker in `slot` failed to start, as text; `cause` gets the
+  // initializer's exception, or the WorkerCrashed of a worker that died.
+  std::string describe_failed_start(WorkerSlot& slot, int sig, int code, std::exception_ptr& cause) const;
+  // on_death, both mutexes held: the error of a call whose worker a
+  // resource limit killed (SIGXCPU, SIGXFSZ, a failed allocation), or null.
+  std::exception_ptr limit_death_error(const TaskRecord& task, WorkerSlot& slot, int sig, int code) const;
+  unsigned failed_starts_ = 0;  // in a row, pool-wide; guarded by drain_mutex_
+  // The crash-loop breaker (PoolOptions::crash_loop), dispatch_mutex_ held.
+  // A call of `function_id` killed its worker: counts it, and opens the
+  // breaker at crash_loop.count in a row within the window.
+  void note_killing_call_locked(uint32_t function_id);
+  // An answer of `function_id` came (its worker survived it): its streak
+  // of kills ends; an open breaker stays open for its cool-down. Inline: on
+  // the path of every answer, a test of a bool while the breaker is off.
+  void note_answer_locked(uint32_t function_id) {
+    if (!crash_loop_on_ || crash_streaks_.empty()) return;
+    if (auto it = crash_streaks_.find(function_id); it != crash_streaks_.end()) it->second.kills = 0;
+  }
+  // Fails `task` with CrashLoopDetected if its function's breaker is open
+  // (into `out`); true if it did.
+  bool refuse_crash_looping_locked(TaskRecord& task, Published& out);
+  struct CrashStreak {
+    unsigned kills = 0;
+    std::chrono::steady_clock::time_point first{};       // of the streak's kills
+    std::chrono::steady_clock::time_point open_until{};  // the breaker's end
+  };
+  bool crash_loop_on_ = false;  // crash_loop.count > 0; set at construction
+  std::unordered_map<uint32_t, CrashStreak> crash_streaks_;  // by function id
+  // Workers that ended their own lives (not crashes), for stats.
+  std::atomic<uint64_t> retired_served_{0};  // max_tasks_per_child
+  std::atomic<uint64_t> retired_memory_{0};  // max_worker_memory
+
 
   // Makes the settled states ready (their waiters wake, callbacks run) and
   // counts their outcomes in counters_.

@@ -8,8 +8,20 @@
 #include <thread>
 
 #include <procpool/common/worker_output.hpp>
+#include <procpool/common/initializer.hpp>
+#include <procpool/common/resource_limits.hpp>
 
 namespace procpool {
+
+// PoolOptions::crash_loop: a function whose calls killed `count` workers in
+// a row (no call of it answered between), the first of them at most
+// `window` before the last, fails its further calls at once with
+// CrashLoopDetected for `cooldown`; then its calls run again. count 0: off.
+struct CrashLoop {
+  unsigned count = 0;
+  std::chrono::milliseconds window{10000};
+  std::chrono::milliseconds cooldown{30000};
+};
 
 struct PoolOptions {
   // Worker processes; 0 means one per CPU.
@@ -46,7 +58,7 @@ struct PoolOptions {
   // How long a new worker has to set itself up and say it is ready. One
   // that does not (a fork taken while another host thread held a lock the
   // child needs blocks it for ever) is killed and replaced; its calls go
-  // to the replacement. Three in a row stop the pool forking.
+  // to the replacement. max_failed_starts in a row break the pool.
   std::chrono::milliseconds start_timeout{5000};
   // The default deadline of a call (CallOptions::timeout): 0, none. Counted
   // from when its worker may have begun it, not from submit. A call past it
@@ -87,6 +99,31 @@ struct PoolOptions {
   // worker dies with the thread that forked it (PR_SET_PDEATHSIG), so these
   // threads should live as long as the pool.
   boost::asio::io_context* io_context = nullptr;
+
+  // ---- Workers' lives (DESIGN.md, "Workers' lives") ----
+  // Python's max_tasks_per_child: a worker exits after this many calls (a
+  // map chunk is one call, as a work item is in Python) once it has
+  // published the last one's answer, and is replaced at once; no call
+  // waits for it, fails or runs twice. 0: no limit.
+  size_t max_tasks_per_child = 0;
+  // Resident memory in bytes: a worker whose RSS is above it after a call
+  // exits once that call's answer is published, and is replaced; calls
+  // queued behind it go to the replacement. 0: off (no cost on a call).
+  size_t max_worker_memory = 0;
+  // Run in each new worker before it takes calls, within start_timeout
+  // (procpool::initializer(fn, args...)). One that throws, crashes or
+  // overruns start_timeout is a failed start.
+  Initializer initializer{};
+  // Workers that fail to start in a row (set-up, initializer, start_timeout)
+  // before the pool is broken: every pending and later call then fails
+  // with PoolBroken, which names the cause, and no worker is forked again.
+  // A worker that starts resets the count.
+  unsigned max_failed_starts = 3;
+  // setrlimit limits applied in each worker (core dumps off by default).
+  ResourceLimits limits{};
+  // The crash-loop breaker (off by default: a pool that is meant to run
+  // crashing calls, as the test suites do, would have them refused).
+  CrashLoop crash_loop{};
 };
 
 }  // namespace procpool

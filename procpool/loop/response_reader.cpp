@@ -167,6 +167,7 @@ PoolCore::Answered PoolCore::take_front_locked(WorkerSlot& slot) {
     std::memcpy(&h, a.task.frame.data(), sizeof h);
     a.measured = (h.handles & kMeasureUsage) != 0;
   }
+  note_answer_locked(a.task.function_id);  // crash_loop: the streak ends
   slot.assigned.pop_front();
   slot.count_calls();
   --slot.sent;

@@ -42,14 +42,13 @@ struct WorkerSlot {
   // the reactor; finished (read to the end) when the process is reaped.
   std::shared_ptr<OutputCapture> output;
   bool alive = false;
-  unsigned failed_starts = 0;  // consecutive workers that died before serving
   // Guarded by the drain mutex (set by spawn, which holds both): when this
   // process was forked, whether it has said it is ready (ControlBlock::ready),
   // and whether the watchdog killed it for not saying so in time.
   std::chrono::steady_clock::time_point forked_at{};
   bool ready = false;
   bool start_timed_out = false;
-  bool retired = false;         // its workers kept failing set-up: no more forks
+  bool retired = false;         // the pool is broken (PoolBroken): no more forks
   unsigned fork_failures = 0;  // consecutive failed forks (retried on a timer)
   std::unique_ptr<boost::asio::steady_timer> retry;
 
@@ -70,6 +69,13 @@ struct WorkerSlot {
   size_t sent_bytes = 0;            // bytes of assigned[sent] already in the ring
   bool handles_sent = false;        // assigned[sent]'s SharedBytes descriptors are sent
   uint64_t answered = 0;            // responses consumed from this process
+  // Calls this process may still be given (max_tasks_per_child; SIZE_MAX:
+  // no limit). Taken when a call is assigned, given back when one leaves
+  // `assigned` with no byte of it in the ring: so the host hands the
+  // worker exactly the frames the worker counts (a withdrawn call it
+  // answers Skipped counts on both sides), and the worker exits after the
+  // last one's answer.
+  size_t calls_left = SIZE_MAX;
   std::string request_fault;        // the worker corrupted its request ring; being killed
   // Deadlines (deadlines.cpp). When the front call, if it has a timeout,
   // must have ended: the host's own lower bound on when the worker may have

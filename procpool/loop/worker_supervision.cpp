@@ -51,6 +51,7 @@ void PoolCore::spawn(WorkerSlot& slot) {
   slot.sent = slot.sent_bytes = 0;
   slot.handles_sent = false;
   slot.answered = 0;
+  slot.calls_left = options_.max_tasks_per_child > 0 ? options_.max_tasks_per_child : SIZE_MAX;
   slot.forget_answer();
   slot.condemned.clear();
   slot.request_fault.clear();
@@ -114,13 +115,18 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
       if (!slot.condemned.empty() || !slot.request_fault.empty()) {
         const std::string& why = slot.condemned.empty() ? slot.request_fault : slot.condemned;
         error = std::make_exception_ptr(ProtocolError(slot.pid, function_name(task.function_id), why));
-      } else {
+      } else if (!(error = limit_death_error(task, slot, sig, code))) {
         uint32_t frames = std::min<uint32_t>(control.crash_frame_count.load(std::memory_order_acquire), kMaxCrashFrames);
         std::string where = sig != 0 ? symbolize(control.crash_frames, static_cast<int>(frames)) : std::string();
         error = std::make_exception_ptr(WorkerCrashed(function_name(task.function_id), slot.pid, sig, code, where,
                                                       slot.output ? slot.output->last_lines()
                                                                   : std::vector<std::string>()));
       }
+      // A call that killed its worker, as opposed to a worker that broke the
+      // protocol: the crash-loop breaker counts it. (A worker the host stops
+      // for a deadline or a cancel leaves its slot first: no death of its
+      // comes here.)
+      if (crash_loop_on_ && !broke_protocol) note_killing_call_locked(task.function_id);
       if (error && task.state->try_claim()) {
         task.state->set_error(error);
         out.push_back(task.state);
@@ -136,18 +142,9 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
     slot.sent = slot.sent_bytes = 0;
     slot.handles_sent = false;
     slot.front_deadline = std::chrono::steady_clock::time_point::max();
-    bool failed_start = !served && (code == kExitSetupFailed || slot.start_timed_out);
-    slot.failed_starts = failed_start ? slot.failed_starts + 1 : 0;
-    std::string setup_error(control.setup_error, strnlen(control.setup_error, sizeof control.setup_error));
-    if (slot.start_timed_out)
-      setup_error = "a new worker did not say it was ready within " + std::to_string(options_.start_timeout.count()) +
-                    " ms (start_timeout) and was killed; a fork taken while another thread of the host held a lock "
-                    "can block the child for ever";
-    // A worker that fails its own set-up will fail it again: after three in
-    // a row, stop forking them.
-    if (slot.failed_starts >= 3)
-      cannot_start = std::make_exception_ptr(
-          Error("workers fail to start (" + (setup_error.empty() ? std::string("exit code 121") : setup_error) + ")"));
+    if (started == slot.answered && code == kExitServedItsCalls) retired_served_.fetch_add(1, std::memory_order_relaxed);
+    if (started == slot.answered && code == kExitOverMemory) retired_memory_.fetch_add(1, std::memory_order_relaxed);
+    cannot_start = count_start_locked(slot, served, sig, code);
   }
   // What it printed first, then the crashed call fails, not after the
   // replacement's fork.
@@ -166,12 +163,17 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
     bool needed = accepting_ || !pending_.empty();
     if (!needed) return;
     if (cannot_start) {
-      slot.retired = true;
+      // Broken: no slot forks again, every pending call fails now, and
+      // submit() fails every later one (all slots retired). A worker still
+      // alive finishes the calls it holds.
       start_error_ = cannot_start;
-      if (std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive; }))
-        fail_all_pending(cannot_start, out);
-    } else {
+      for (auto& s : slots_) s->retired = true;
+      fail_all_pending(cannot_start, out);
+    }
+    if (!slot.retired) {
       respawn_locked(slot, out);
+    } else if (std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive; })) {
+      fail_all_pending(start_error_, out);  // the calls a dying worker gave back
     }
   }
   publish(out);
@@ -204,7 +206,7 @@ void PoolCore::schedule_respawn_locked(WorkerSlot& slot, std::chrono::millisecon
     Published later;
     {
       std::scoped_lock lock(self->drain_mutex_, self->dispatch_mutex_);
-      if (self->stopping_ || slot.alive || (!self->accepting_ && self->pending_.empty())) return;
+      if (self->stopping_ || slot.alive || slot.retired || (!self->accepting_ && self->pending_.empty())) return;
       self->respawn_locked(slot, later);
     }
     self->publish(later);
@@ -247,8 +249,10 @@ void PoolCore::on_watchdog() {
     auto now = std::chrono::steady_clock::now();
     for (auto& slot : slots_) {
       if (!slot->alive || slot->ready) continue;
-      if (slot->segment->control().ready.load(std::memory_order_acquire) != 0) slot->ready = true;
-      else if (!slot->start_timed_out && now - slot->forked_at > options_.start_timeout) {
+      if (slot->segment->control().ready.load(std::memory_order_acquire) != 0) {
+        slot->ready = true;
+        failed_starts_ = 0;  // a worker started: failed starts are no longer in a row
+      } else if (!slot->start_timed_out && now - slot->forked_at > options_.start_timeout) {
         slot->start_timed_out = true;
         send_signal(slot->pidfd->native_handle(), SIGKILL);  // on_death replaces it
       }

@@ -2,6 +2,10 @@
 #pragma once
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+
+#include <procpool/common/archive.hpp>
+#include <procpool/common/resource_limits.hpp>
 
 #include <procpool/common/worker_output.hpp>
 
@@ -21,6 +25,12 @@ struct WorkerConfig {
   // made the worker's fds 1 and 2.
   int stdout_fd = -1;
   int stderr_fd = -1;
+
+  // Workers' lives (worker_lives.hpp).
+  uint64_t max_calls = 0;   // PoolOptions::max_tasks_per_child; 0: no limit
+  uint64_t max_rss = 0;     // PoolOptions::max_worker_memory in bytes; 0: off
+  const ByteBuffer* initializer = nullptr;  // the encoded call (the host's, inherited at fork); null: none
+  ResourceLimits limits{};
 };
 
 // Exit codes a worker uses for its own failures (a task's exit() is the
@@ -31,5 +41,12 @@ inline constexpr int kExitProtocol = 122;
 // channel is gone: a task closed its descriptors). It exits once its answer
 // is in the ring, and the pool replaces it.
 inline constexpr int kExitLostHost = 123;
+// The initializer threw (its exception is in ControlBlock::startup_error).
+inline constexpr int kExitInitializerFailed = 120;
+// The worker ends its own life after publishing a call's answer: it served
+// max_tasks_per_child calls, or its RSS is over max_worker_memory. Neither
+// is a crash; the host replaces it and counts it as a retirement.
+inline constexpr int kExitServedItsCalls = 124;
+inline constexpr int kExitOverMemory = 125;
 
 }  // namespace procpool::detail

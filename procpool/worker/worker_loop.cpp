@@ -28,6 +28,7 @@
 #include <procpool/worker/response_writer.hpp>
 #include <procpool/worker/this_call.hpp>
 #include <procpool/worker/worker_config.hpp>
+#include <procpool/worker/worker_lives.hpp>
 
 namespace procpool::detail {
 namespace {
@@ -107,7 +108,18 @@ class WorkerLoop {
       if (!call || header.length > config_.max_message_bytes || handle_count(header.handles) > kMaxHandlesPerFrame)
         _exit(kExitProtocol);
       if (stop_requested()) _exit(0);
+      if (lives_.active()) lives_.before_call();
       serve(header);
+      // Its answer is published: a worker at the end of its life (calls
+      // served, memory) goes now, before it reads another call. The host
+      // gives it no call past max_tasks_per_child, and requeues any behind
+      // one it was over memory after (they never began).
+      if (lives_.active()) {
+        if (int code = lives_.after_call(started_)) {
+          std::fflush(nullptr);  // what its tasks printed
+          _exit(code);
+        }
+      }
     }
   }
 
@@ -254,6 +266,13 @@ class WorkerLoop {
     } catch (...) {
       std::string where = last_throw_backtrace();
       record_throw_backtraces(false);
+      // Under a memory limit, an allocation the task did not survive is the
+      // limit's doing: say so, with the limit (the worker goes on).
+      if (config_.limits.memory && current_exception_is_bad_alloc())
+        return answer_instead(writer, ResourceLimitExceeded("memory", 0, *config_.limits.memory,
+                                                            "'" + (entry ? entry->name : std::string("?")) +
+                                                                "' ran out of memory: an allocation failed "
+                                                                "(std::bad_alloc) under the worker's address-space limit"));
       return answer_with_current_exception(writer, where);
     }
   }
@@ -351,6 +370,7 @@ class WorkerLoop {
   ByteRing requests_;
   ByteRing responses_;
   WorkerConfig config_;
+  WorkerLives& lives_ = worker_lives();
   uint64_t started_ = 0;
   uint32_t marked_function_ = UINT32_MAX;  // the function the captured output was last marked with
   bool woken_ = false;  // the call being served found this worker asleep

@@ -18,6 +18,7 @@
 
 #include <procpool/common/errors.hpp>
 #include <procpool/worker/crash_handler.hpp>
+#include <procpool/worker/worker_lives.hpp>
 #include <procpool/worker/worker_loop.hpp>
 
 namespace procpool::detail {
@@ -122,6 +123,10 @@ bool redirect_output(const WorkerConfig& config) noexcept {
   void* volatile probe = std::malloc(64);
   std::free(probe);
   if (on_exit(end_worker_on_exit, nullptr) != 0) fail_setup(control, "on_exit");
+  // Its resource limits, then its initializer under them: both before it
+  // says it is ready, so that start_timeout bounds the initializer too.
+  if (const char* step = worker_lives().start(config, control)) fail_setup(control, step);
+  worker_lives().run_initializer(config, control);
   control.ready.store(1, std::memory_order_release);
   try {
     run_worker(segment, config);

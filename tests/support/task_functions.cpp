@@ -222,3 +222,14 @@ PROCPOOL_REGISTER_AS("throw_kind", tasks::throw_kind);
 PROCPOOL_REGISTER_AS("crash", tasks::crash);
 PROCPOOL_REGISTER_AS("misbehave", tasks::misbehave);
 PROCPOOL_REGISTER_EXCEPTION(tasks::QuotaExceeded);
+
+namespace tasks {
+int pid_of_worker_after(int) { return static_cast<int>(getpid()); }
+long resident_bytes() {
+  long size = 0, resident = 0;
+  std::ifstream("/proc/self/statm") >> size >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+}  // namespace tasks
+PROCPOOL_REGISTER_AS("pid_of_worker_after", tasks::pid_of_worker_after);
+PROCPOOL_REGISTER_AS("resident_bytes", tasks::resident_bytes);

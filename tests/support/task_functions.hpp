@@ -126,3 +126,9 @@ std::vector<Tag> make_tags(int n);
 // Throws a std::runtime_error whose message is `bytes` long.
 int throw_long_message(size_t bytes);
 }  // namespace tasks
+
+namespace tasks {
+// Workers' lives.
+int pid_of_worker_after(int x);  // the worker's pid, for map (one argument)
+long resident_bytes();           // this worker's RSS, from /proc/self/statm
+}  // namespace tasks
