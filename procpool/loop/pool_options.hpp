@@ -40,6 +40,15 @@ struct PoolOptions {
   // thread (in one of its callbacks), and when an exception unwinds the
   // pool's scope, the destructor does not wait: it acts as shutdown(false).
   std::chrono::milliseconds destructor_wait = std::chrono::milliseconds::max();
+
+  // Backpressure: at most this many calls held by the pool (queued in the
+  // host or in workers' rings, not yet settled; a map chunk is one call).
+  // At the bound submit/call block until a call settles (or fail with
+  // PoolShutdown if the pool shuts down meanwhile), try_submit/try_call
+  // fail at once with PoolFull, and co_await submit_async suspends. A
+  // submit from the pool's own thread (a callback) is admitted over the
+  // bound: it cannot wait for itself. 0: unbounded.
+  size_t max_pending = 0;
   // How long a new worker has to set itself up and say it is ready. One
   // that does not (a fork taken while another host thread held a lock the
   // child needs blocks it for ever) is killed and replaced; its calls go
