@@ -92,7 +92,8 @@ void Backpressure::release() noexcept {
 
 void Backpressure::release_when_settled(StateBase& state) {
   try {
-    state.on_ready_anywhere([self = shared_from_this()] { self->release(); });
+    // Before the state is ready: once a get() returns, its place is free.
+    state.before_ready([self = shared_from_this()] { self->release(); });
   } catch (...) {
     release();  // out of memory: the call is not submitted, its place goes back
     throw;

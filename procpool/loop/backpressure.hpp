@@ -6,7 +6,8 @@
 // A call takes a place when it is admitted and gives it back when its
 // state settles, whoever settles it (an answer, a crash, a cancel, a
 // deadline, shutdown): the release is a callback on the state, which runs
-// exactly once. A caller that finds no place joins a FIFO of waiters; a
+// exactly once, before the state becomes ready (StateBase::before_ready),
+// so a thread whose get() returned finds the place free. A caller that finds no place joins a FIFO of waiters; a
 // place given back goes straight to the first waiter (held_ does not
 // change), so a newcomer never overtakes one that waits, and one release
 // wakes one waiter. close() (any shutdown) refuses every waiter and every
