@@ -25,12 +25,7 @@ Backpressure::Outcome Backpressure::try_acquire() {
 Backpressure::Outcome Backpressure::acquire() {
   auto waiter = std::make_shared<Waiter>();
   std::unique_lock lock(mutex_);
-  if (closed_) return Outcome::Closed;
-  if (queue_.empty() && held_ < limit_) {
-    ++held_;
-    return Outcome::Admitted;
-  }
-  queue_.push_back(waiter);
+  if (Outcome now = acquire_or_queue_locked(waiter); now != Outcome::Full) return now;
   room_.wait(lock, [&] { return waiter->decided; });
   return waiter->admitted ? Outcome::Admitted : Outcome::Closed;
 }
@@ -44,6 +39,10 @@ Backpressure::Outcome Backpressure::acquire_over_bound() {
 
 Backpressure::Outcome Backpressure::acquire_or_queue(const std::shared_ptr<Waiter>& waiter) {
   std::lock_guard lock(mutex_);
+  return acquire_or_queue_locked(waiter);
+}
+
+Backpressure::Outcome Backpressure::acquire_or_queue_locked(const std::shared_ptr<Waiter>& waiter) {
   if (closed_) return Outcome::Closed;
   if (queue_.empty() && held_ < limit_) {
     ++held_;

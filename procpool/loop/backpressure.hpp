@@ -77,6 +77,7 @@ class Backpressure final : public std::enable_shared_from_this<Backpressure> {
   // Hands the freed place to the first waiter; mutex_ held. Returns the
   // grant to call once it is released (empty for a thread, notified here).
   std::function<void(bool)> hand_over_locked();
+  Outcome acquire_or_queue_locked(const std::shared_ptr<Waiter>& waiter);
 
   const size_t limit_;
   mutable std::mutex mutex_;

@@ -55,6 +55,9 @@
 // (the old one stays in the worker's list). Either way the future ends
 // with the call's real outcome.
 //
+// shutdown(cancel_futures) applies cases 1 to 3 to every call the pool
+// holds (cancel_unstarted_locked), never case 4: running calls finish.
+//
 // The worker reads only the last kCancelSlots entries, so an entry must not
 // be pushed out while its call is unanswered: the host appends only when
 // every withdrawn call still in `assigned` was appended within the last

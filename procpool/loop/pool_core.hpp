@@ -5,8 +5,9 @@
 // (response_reader.cpp), watches each worker's pidfd and replaces a worker
 // that dies (worker_supervision.cpp), withdraws cancelled calls
 // (cancel.cpp), stops a worker whose call ran past its deadline or was
-// cancelled while it ran (deadlines.cpp), and stops them all
-// (pool_shutdown.cpp);
+// cancelled while it ran (deadlines.cpp), bounds the calls it holds
+// (max_pending, backpressure.cpp), and stops them all in every form of
+// shutdown (pool_shutdown.cpp);
 // pool_core.cpp holds the start, the reactor's doorbells and the polling by
 // waiting threads. ProcessPool is its public face.
 //

@@ -30,15 +30,16 @@ struct PoolOptions {
   // How long a thread blocked on a Future polls the response rings itself
   // before sleeping (0: sleep at once and let the reactor thread wake it).
   std::chrono::microseconds host_spin{50};
-  // On shutdown, how long workers get after SIGTERM before SIGKILL.
+  // terminate() (and the destructor, once it stops waiting): how long busy
+  // workers get after SIGTERM before SIGKILL.
   std::chrono::milliseconds shutdown_grace{2000};
   // What destroying the pool does with the calls still pending: it waits
   // for them, as shutdown(true) does, at most this long (no limit by
   // default, as Python's `with ProcessPoolExecutor()` and std::jthread wait);
   // those still pending then fail with PoolShutdown and running ones are
-  // stopped, as shutdown(false) does. 0: do not wait. On the pool's own
+  // stopped, as terminate() does. 0: do not wait. On the pool's own
   // thread (in one of its callbacks), and when an exception unwinds the
-  // pool's scope, the destructor does not wait: it acts as shutdown(false).
+  // pool's scope, the destructor does not wait: it acts as terminate().
   std::chrono::milliseconds destructor_wait = std::chrono::milliseconds::max();
 
   // Backpressure: at most this many calls held by the pool (queued in the

@@ -80,7 +80,7 @@ class ProcessPool {
   explicit ProcessPool(PoolOptions options = {});
   // Waits for the calls still pending, as shutdown(true) does, for at most
   // PoolOptions::destructor_wait (no limit by default); then acts as
-  // shutdown(false). It acts as shutdown(false) at once in one of the
+  // terminate(). It acts as terminate() at once in one of the
   // pool's own callbacks (it cannot wait there), and when an exception
   // unwinds the pool's scope (a failure, a cancelled task, Ctrl-C in the
   // event loop): nobody will read those results.
@@ -343,23 +343,6 @@ Future<R> ProcessPool::submit_with(const CallOptions& options, R (*fn)(A...), Ar
   return submit_on(*core_, detail::Admission::Wait, options, nullptr, fn, std::forward<Args>(args)...);
 }
 
-template <class R, class... A, class... Args>
-Future<R> ProcessPool::submit_on(detail::PoolCore& core, detail::Admission admission, const CallOptions& options,
-                                 std::type_identity_t<std::shared_ptr<detail::SharedState<R>>> state, R (*fn)(A...),
-                                 Args&&... args) {
-  static_assert(sizeof...(A) == sizeof...(Args), "wrong number of arguments for this function");
-  static_assert((std::is_constructible_v<std::decay_t<A>, Args&&> && ...),
-                "an argument cannot be converted to the function's parameter type");
-  uint32_t id = 0;
-  std::exception_ptr failure;
-  const detail::FunctionEntry* entry = entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
-  if (!entry) return detail::failed_future<R>(failure, std::move(state));
-  return enqueue_into<R>(
-      core, id, *entry,
-      [&](detail::OutputArchive& ar) { (detail::encode_argument<A>(ar, std::forward<Args>(args)), ...); },
-      detail::FrameKind::Call, std::move(state), options, admission);
-}
-
 template <class R, class... Args>
 Future<R> ProcessPool::call(std::string_view name, Args&&... args) {
   return call_with<R>(CallOptions{}, name, std::forward<Args>(args)...);
@@ -368,27 +351,6 @@ Future<R> ProcessPool::call(std::string_view name, Args&&... args) {
 template <class R, class... Args>
 Future<R> ProcessPool::call_with(const CallOptions& options, std::string_view name, Args&&... args) {
   return call_on<R>(*core_, detail::Admission::Wait, options, nullptr, name, std::forward<Args>(args)...);
-}
-
-template <class R, class... Args>
-Future<R> ProcessPool::call_on(detail::PoolCore& core, detail::Admission admission, const CallOptions& options,
-                               std::shared_ptr<detail::SharedState<R>> state, std::string_view name, Args&&... args) {
-  auto& registry = detail::FunctionRegistry::instance();
-  uint32_t id = 0;
-  const detail::FunctionEntry* entry = registry.find(name, &id);
-  if (!entry)
-    return detail::failed_future<R>(
-        std::make_exception_ptr(UnknownFunction(std::string(name), registry.close_matches(name))), std::move(state));
-  static const std::string signature = detail::signature_of<R, std::decay_t<Args>...>();
-  static const uint64_t fingerprint = detail::fingerprint(signature);
-  if (fingerprint != entry->fingerprint)
-    return detail::failed_future<R>(
-        std::make_exception_ptr(
-            SerializationError(entry->name, "called as " + signature + " but registered as " + entry->signature)),
-        std::move(state));
-  return enqueue_into<R>(
-      core, id, *entry, [&](detail::OutputArchive& ar) { (ar(args), ...); }, detail::FrameKind::Call,
-      std::move(state), options, admission);
 }
 
 namespace detail {
@@ -459,4 +421,4 @@ auto ProcessPool::async_call_with(R (*fn)(A...), Token&& token, Args&&... args) 
 }  // namespace procpool
 
 #include <procpool/loop/process_pool_map.hpp>
-#include <procpool/loop/submit_async.hpp>
+#include <procpool/loop/process_pool_submit.hpp>

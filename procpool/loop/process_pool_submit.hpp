@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// Backpressure's forms that do not block (PoolOptions::max_pending):
-// try_submit / try_call, co_await submit_async in a procpool::Task, and the
-// deferred submit that EventLoop::run_in_executor uses. Included at the end
-// of process_pool.hpp.
+// How a call is submitted: submit_on / call_on check it against the
+// registry, encode it and queue it, taking a place under max_pending as the
+// Admission says; and backpressure's forms that do not block: try_submit /
+// try_call, co_await submit_async in a procpool::Task, and the deferred
+// submit that EventLoop::run_in_executor uses. Included at the end of
+// process_pool.hpp.
 #include <coroutine>
 #include <memory>
 #include <tuple>
@@ -13,6 +15,44 @@
 #include <procpool/loop/task_context.hpp>
 
 namespace procpool {
+
+template <class R, class... A, class... Args>
+Future<R> ProcessPool::submit_on(detail::PoolCore& core, detail::Admission admission, const CallOptions& options,
+                                 std::type_identity_t<std::shared_ptr<detail::SharedState<R>>> state, R (*fn)(A...),
+                                 Args&&... args) {
+  static_assert(sizeof...(A) == sizeof...(Args), "wrong number of arguments for this function");
+  static_assert((std::is_constructible_v<std::decay_t<A>, Args&&> && ...),
+                "an argument cannot be converted to the function's parameter type");
+  uint32_t id = 0;
+  std::exception_ptr failure;
+  const detail::FunctionEntry* entry = entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
+  if (!entry) return detail::failed_future<R>(failure, std::move(state));
+  return enqueue_into<R>(
+      core, id, *entry,
+      [&](detail::OutputArchive& ar) { (detail::encode_argument<A>(ar, std::forward<Args>(args)), ...); },
+      detail::FrameKind::Call, std::move(state), options, admission);
+}
+
+template <class R, class... Args>
+Future<R> ProcessPool::call_on(detail::PoolCore& core, detail::Admission admission, const CallOptions& options,
+                               std::shared_ptr<detail::SharedState<R>> state, std::string_view name, Args&&... args) {
+  auto& registry = detail::FunctionRegistry::instance();
+  uint32_t id = 0;
+  const detail::FunctionEntry* entry = registry.find(name, &id);
+  if (!entry)
+    return detail::failed_future<R>(
+        std::make_exception_ptr(UnknownFunction(std::string(name), registry.close_matches(name))), std::move(state));
+  static const std::string signature = detail::signature_of<R, std::decay_t<Args>...>();
+  static const uint64_t fingerprint = detail::fingerprint(signature);
+  if (fingerprint != entry->fingerprint)
+    return detail::failed_future<R>(
+        std::make_exception_ptr(
+            SerializationError(entry->name, "called as " + signature + " but registered as " + entry->signature)),
+        std::move(state));
+  return enqueue_into<R>(
+      core, id, *entry, [&](detail::OutputArchive& ar) { (ar(args), ...); }, detail::FrameKind::Call,
+      std::move(state), options, admission);
+}
 
 namespace detail {
 
