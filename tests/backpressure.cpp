@@ -64,6 +64,15 @@ Task<int> add_when_room(procpool::ProcessPool& pool) {
   co_return co_await f;
 }
 
+int not_registered(int x) { return x; }  // no PROCPOOL_REGISTER: calls fail with UnknownFunction
+
+// Both wait for room, then fail to submit (nothing by that name).
+Task<void> submit_unknown_when_room(procpool::EventLoop& loop, procpool::ProcessPool& pool, Future<int>& by_name,
+                                    Future<int>& by_pointer) {
+  by_name = loop.run_in_executor<int>(pool, "no_such_function", 1);
+  by_pointer = co_await pool.submit_async(not_registered, 2);
+}
+
 }  // namespace
 
 TEST_CASE("Backpressure.SubmitBlocksAtTheBoundAndResumesWhenACallSettles" * doctest::timeout(60)) {
@@ -269,5 +278,17 @@ TEST_CASE("Backpressure.ACancelledTaskGivesItsPlaceBack" * doctest::timeout(60))
   loop.call_later(50ms, [&] { waiter.cancel(); });
   CHECK_THROWS_AS(loop.run_until_complete([&]() -> Task<int> { co_return co_await waiter; }()), procpool::TaskCancelled);
   CHECK(held.get() == 300);
+  CHECK(census::eventually([&] { return all_places_free(pool, 1); }));
+}
+
+TEST_CASE("Backpressure.AGrantedCallThatFailsToSubmitGivesItsPlaceBack" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1, .max_pending = 1});
+  procpool::EventLoop loop;
+  auto held = pool.submit(tasks::sleep_ms, 200);
+  Future<int> by_name, by_pointer;
+  loop.run_until_complete(submit_unknown_when_room(loop, pool, by_name, by_pointer));
+  CHECK(held.get() == 200);
+  CHECK_THROWS_AS(by_name.get(), procpool::UnknownFunction);
+  CHECK_THROWS_AS(by_pointer.get(), procpool::UnknownFunction);
   CHECK(census::eventually([&] { return all_places_free(pool, 1); }));
 }

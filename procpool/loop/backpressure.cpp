@@ -120,20 +120,19 @@ void Backpressure::close() {
 }
 
 bool PoolCore::admit(StateBase& state, uint32_t function_id, Admission admission) {
+  if (admission == Admission::Reserved) return true;  // its place is tied to the state already
   Backpressure& room = *backpressure_;
-  if (admission != Admission::Reserved) {
-    using Outcome = Backpressure::Outcome;
-    Outcome got = admission == Admission::Try ? room.try_acquire()
-                  : on_own_thread()           ? room.acquire_over_bound()  // it cannot wait for itself
-                                              : room.acquire();
-    if (got == Outcome::Closed) {
-      state.settle_error(std::make_exception_ptr(PoolShutdown("the pool is shut down; no new calls are accepted")));
-      return false;
-    }
-    if (got == Outcome::Full) {
-      state.settle_error(std::make_exception_ptr(PoolFull(room.held() + 1, room.limit(), function_name(function_id))));
-      return false;
-    }
+  using Outcome = Backpressure::Outcome;
+  Outcome got = admission == Admission::Try ? room.try_acquire()
+                : on_own_thread()           ? room.acquire_over_bound()  // it cannot wait for itself
+                                            : room.acquire();
+  if (got == Outcome::Closed) {
+    state.settle_error(std::make_exception_ptr(PoolShutdown("the pool is shut down; no new calls are accepted")));
+    return false;
+  }
+  if (got == Outcome::Full) {
+    state.settle_error(std::make_exception_ptr(PoolFull(room.held() + 1, room.limit(), function_name(function_id))));
+    return false;
   }
   room.release_when_settled(state);
   return true;

@@ -32,7 +32,7 @@ class StateBase;
 enum class Admission : uint8_t {
   Wait,      // block until there is room (over the bound on the pool's own thread)
   Try,       // fail at once with PoolFull when there is none
-  Reserved,  // the caller already holds a place (submit_async, run_in_executor)
+  Reserved,  // the caller holds a place, tied to the state already (submit_async, run_in_executor)
 };
 
 class Backpressure final : public std::enable_shared_from_this<Backpressure> {

@@ -151,13 +151,16 @@ auto ProcessPool::submit_async(R (*fn)(A...), Args&&... args) {
 }
 
 namespace detail {
-// Runs `submit(core, state)` if the pool's core still exists; else fails
-// `state` with PoolShutdown and gives back the place it was granted.
+// Runs `go(core, state)` if the pool's core still exists, else fails
+// `state` with PoolShutdown. A place granted (Reserved) is tied to the
+// state first, so that whatever settles it (an unknown function, arguments
+// that do not encode, a pool gone) gives the place back.
 template <class R, class Go>
 Future<R> submit_if_alive(const std::weak_ptr<PoolCore>& core, const std::shared_ptr<Backpressure>& room,
                           Admission admission, std::shared_ptr<SharedState<R>> state, Go go) {
+  if (!state) state = std::make_shared<SharedState<R>>();
+  if (admission == Admission::Reserved) room->release_when_settled(*state);
   if (auto pool = core.lock()) return go(*pool, std::move(state));
-  if (admission == Admission::Reserved && room) room->release();
   return failed_future<R>(std::make_exception_ptr(PoolShutdown("the pool was destroyed before the call was submitted")),
                           std::move(state));
 }
