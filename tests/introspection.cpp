@@ -145,14 +145,14 @@ TEST_CASE("Introspection.StatsShowTheQueueAndEachWorkersCallsAndMemory") {
   CHECK(census::leaks_since(before) == "");
 }
 
-TEST_CASE("Introspection.CallsFailedByShutdownAreCounted") {
+TEST_CASE("Introspection.CallsFailedByTerminateAreCounted") {
   procpool::PoolStats s;
   {
     procpool::ProcessPool pool({.workers = 1, .destructor_wait = 0ms});
     auto stuck = pool.submit(spin_until_stopped);
     auto queued = pool.submit(tasks::noop);
     REQUIRE(census::eventually([&] { return stuck.running(); }, 2000ms));
-    pool.shutdown(false);
+    pool.terminate();
     CHECK_THROWS_AS(stuck.get(), procpool::PoolShutdown);
     CHECK_THROWS_AS(queued.get(), procpool::PoolShutdown);
     s = pool.stats();

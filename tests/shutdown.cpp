@@ -1,6 +1,16 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <signal.h>
+
+#include <boost/asio/post.hpp>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <thread>
+
 #include "support/census.hpp"
 #include "support/task_functions.hpp"
 
@@ -12,16 +22,251 @@ TEST_CASE("Shutdown.WaitLetsQueuedAndRunningCallsFinish" * doctest::timeout(60))
   for (auto& f : fs) CHECK(f.get() == 50);
 }
 
-TEST_CASE("Shutdown.WithoutWaitFailsPendingCallsWithPoolShutdown" * doctest::timeout(60)) {
+namespace {
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Sleeps `ms` with SIGTERM ignored: only SIGKILL ends it early.
+double ignore_sigterm_and_sleep(int ms) {
+  ::signal(SIGTERM, SIG_IGN);
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+PROCPOOL_REGISTER(ignore_sigterm_and_sleep);
+
+// Where a shutdown form is called from.
+enum class From { MainThread, AnotherThread, Callback };
+const char* name_of(From from) {
+  return from == From::MainThread ? "main thread" : from == From::AnotherThread ? "another thread" : "a callback";
+}
+
+// Runs `act` from `from` and returns how long it took. From a callback: a
+// handler the pool runs on its own thread (posted to its executor, where
+// async_call's handlers and then() callbacks run), so that it does not wait
+// for a worker; Shutdown.EveryFormFromAThenCallback uses then() itself.
+template <class Act>
+Clock::duration act_from(From from, procpool::ProcessPool& pool, Act act) {
+  std::atomic<long long> took{-1};
+  auto timed = [&] {
+    auto t0 = Clock::now();
+    act();
+    took = (Clock::now() - t0).count();
+  };
+  if (from == From::MainThread) timed();
+  else if (from == From::AnotherThread) std::thread(timed).join();
+  else {
+    boost::asio::post(pool.get_executor(), timed);
+    REQUIRE(census::eventually([&] { return took.load() >= 0; }));
+  }
+  return Clock::duration(took.load());
+}
+
+// Runs fn(id) once: appends `id` to `path`, then sleeps `ms`.
+double record_and_sleep(std::string path, int id, int ms) {
+  tasks::record_run(path, id);
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return id;
+}
+PROCPOOL_REGISTER(record_and_sleep);
+
+std::set<int> ids_recorded(const std::string& path) {
+  std::set<int> ids;
+  std::ifstream in(path);
+  for (int id; in >> id;) ids.insert(id);
+  return ids;
+}
+}  // namespace
+
+TEST_CASE("Shutdown.WithoutWaitReturnsAtOnceAndTheRunningCallsStillSucceed" * doctest::timeout(60)) {
+  for (From from : {From::MainThread, From::AnotherThread, From::Callback}) {
+    CAPTURE(name_of(from));
+    census::Snapshot before;
+    size_t threads = census::thread_count();
+    {
+      procpool::ProcessPool pool({.workers = 2});
+      std::vector<procpool::Future<double>> calls;
+      for (int i = 0; i < 2; ++i) calls.push_back(pool.submit(tasks::sleep_ms, 5000));
+      auto queued = pool.submit(tasks::sleep_ms, 10);  // behind one of them: accepted, so it runs too
+      std::this_thread::sleep_for(50ms);               // both 5 s calls are running
+      auto took = act_from(from, pool, [&] { pool.shutdown({.wait = false}); });
+      CHECK(took < 10ms);
+      CHECK_THROWS_AS(pool.submit(tasks::add, 1, 2).get(), procpool::PoolShutdown);
+      for (auto& f : calls) CHECK(f.get() == 5000);
+      CHECK(queued.get() == 10);
+      // The pool's own thread stops and reaps the workers: nobody waits for it.
+      CHECK(census::eventually([&] { return pool.worker_pids().empty() && census::children().empty(); }));
+    }
+    CHECK(census::leaks_since(before) == "");
+    CHECK(census::thread_count() == threads);
+  }
+}
+
+TEST_CASE("Shutdown.DestroyingThePoolAfterAShutdownWithoutWaitWaitsForTheCallsAndLeaksNothing" * doctest::timeout(60)) {
+  census::Snapshot before;
+  size_t threads = census::thread_count();
+  procpool::Future<double> f;
+  {
+    procpool::ProcessPool pool({.workers = 2});
+    f = pool.submit(tasks::sleep_ms, 300);
+    std::this_thread::sleep_for(20ms);
+    pool.shutdown({.wait = false});
+  }  // the destructor waits for the call, as it does by default
+  CHECK(f.ready());
+  CHECK(f.get() == 300);
+  CHECK(census::leaks_since(before) == "");
+  CHECK(census::thread_count() == threads);
+}
+
+TEST_CASE("Shutdown.WaitAfterAShutdownWithoutWaitWaitsForTheEnd" * doctest::timeout(60)) {
   procpool::ProcessPool pool({.workers = 1});
-  auto running = pool.submit(tasks::sleep_ms, 5000);
-  auto queued = pool.submit(tasks::add, 1, 2);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  auto t0 = std::chrono::steady_clock::now();
-  pool.shutdown(false);
-  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(4));  // did not wait for the 5 s task
-  CHECK_THROWS_AS(running.get(), procpool::PoolShutdown);
-  CHECK_THROWS_AS(queued.get(), procpool::PoolShutdown);
+  auto f = pool.submit(tasks::sleep_ms, 300);
+  std::this_thread::sleep_for(20ms);
+  pool.shutdown({.wait = false});
+  pool.shutdown({.wait = false});  // idempotent
+  pool.shutdown();                 // waits for the call and the reaping
+  CHECK(f.ready());
+  CHECK(pool.worker_pids().empty());
+  CHECK(census::children().empty());
+}
+
+TEST_CASE("Shutdown.CancelFuturesFailsExactlyTheCallsNotBegun" * doctest::timeout(60)) {
+  for (bool wait : {true, false})
+    for (From from : {From::MainThread, From::AnotherThread, From::Callback}) {
+      if (wait && from == From::Callback) continue;  // wait = true throws there (FromACallbackIsRefused...)
+      CAPTURE(wait);
+      CAPTURE(name_of(from));
+      std::string path = "/tmp/procpool_cancel_futures_" + std::to_string(::getpid());
+      std::remove(path.c_str());
+      // Two per worker: one running and one in its ring; the rest in the pool's queue.
+      procpool::ProcessPool pool({.workers = 2, .prefetch_per_worker = 2});
+      std::vector<procpool::Future<double>> running, waiting;
+      for (int i = 0; i < 2; ++i) running.push_back(pool.submit(record_and_sleep, path, 100 + i, 400));
+      for (int i = 0; i < 8; ++i) waiting.push_back(pool.submit(record_and_sleep, path, i, 1));
+      REQUIRE(census::eventually([&] { return ids_recorded(path).size() == 2; }));  // both have begun
+      auto took = act_from(from, pool, [&] { pool.shutdown({.wait = wait, .cancel_futures = true}); });
+      if (!wait) CHECK(took < 10ms);
+      for (auto& f : waiting) {
+        CHECK(f.ready());  // at once, whether or not shutdown waits
+        CHECK_THROWS_WITH_AS(f.get(), doctest::Contains("cancel_futures"), procpool::TaskCancelled);
+      }
+      for (auto& f : running) CHECK(f.get() >= 100);
+      if (wait) CHECK(pool.worker_pids().empty());
+      pool.shutdown();
+      CHECK(ids_recorded(path) == std::set<int>{100, 101});  // no cancelled call ran
+      std::remove(path.c_str());
+    }
+}
+
+TEST_CASE("Shutdown.EveryFormFromAThenCallback" * doctest::timeout(60)) {
+  enum Form { WithoutWait, CancelFutures, Terminate, Kill };
+  for (Form form : {WithoutWait, CancelFutures, Terminate, Kill}) {
+    CAPTURE(form);
+    census::Snapshot before;
+    {
+      procpool::ProcessPool pool({.workers = 2, .shutdown_grace = 300ms});
+      auto slow = pool.submit(tasks::sleep_ms, 400);  // one worker runs it
+      std::this_thread::sleep_for(20ms);
+      std::atomic<bool> done{false};
+      std::exception_ptr error;
+      pool.submit(tasks::add, 1, 1).then([&](procpool::Future<int>) {  // the other worker answers
+        try {
+          if (form == WithoutWait) pool.shutdown({.wait = false});
+          else if (form == CancelFutures) pool.shutdown({.wait = false, .cancel_futures = true});
+          else if (form == Terminate) pool.terminate();
+          else pool.kill();
+        } catch (...) {
+          error = std::current_exception();
+        }
+        done = true;
+      });
+      REQUIRE(census::eventually([&] { return done.load(); }));
+      CHECK(error == nullptr);
+      if (form == WithoutWait || form == CancelFutures) CHECK(slow.get() == 400);
+      else CHECK_THROWS_AS(slow.get(), procpool::PoolShutdown);
+      CHECK_THROWS_AS(pool.submit(tasks::add, 1, 2).get(), procpool::PoolShutdown);
+      CHECK(census::eventually([&] { return pool.worker_pids().empty() && census::children().empty(); }));
+    }
+    CHECK(census::leaks_since(before) == "");
+  }
+}
+
+TEST_CASE("Shutdown.TerminateFailsRunningAndPendingCallsWithinTheGrace" * doctest::timeout(60)) {
+  for (From from : {From::MainThread, From::AnotherThread, From::Callback}) {
+    CAPTURE(name_of(from));
+    census::Snapshot before;
+    {
+      procpool::ProcessPool pool({.workers = 2, .shutdown_grace = 300ms});
+      auto obeys = pool.submit(tasks::sleep_ms, 5000);                 // dies of SIGTERM
+      auto stubborn = pool.submit(ignore_sigterm_and_sleep, 5000);      // needs the SIGKILL
+      auto queued = pool.submit(tasks::sleep_ms, 5000);
+      std::this_thread::sleep_for(100ms);
+      auto t0 = Clock::now();
+      auto took = act_from(from, pool, [&] { pool.terminate(); });
+      if (from == From::Callback) CHECK(took < 10ms);  // the pool's thread finishes once the callback returns
+      else CHECK(took >= 300ms);                      // the stubborn worker had its grace
+      for (auto* f : {&obeys, &stubborn, &queued})
+        CHECK_THROWS_WITH_AS(f->get(), doctest::Contains("shut down"), procpool::PoolShutdown);
+      CHECK(census::eventually([&] { return census::children().empty(); }));
+      CHECK(Clock::now() - t0 < 1300ms);  // the grace, plus slack: not the 5 s calls
+      CHECK_THROWS_AS(pool.submit(tasks::add, 1, 2).get(), procpool::PoolShutdown);
+      pool.terminate();  // idempotent
+    }
+    CHECK(census::leaks_since(before) == "");
+  }
+}
+
+TEST_CASE("Shutdown.KillStopsEveryWorkerAtOnce" * doctest::timeout(60)) {
+  for (From from : {From::MainThread, From::AnotherThread, From::Callback}) {
+    CAPTURE(name_of(from));
+    procpool::ProcessPool pool({.workers = 2, .shutdown_grace = 5000ms});
+    auto stubborn = pool.submit(ignore_sigterm_and_sleep, 5000);
+    auto queued = pool.submit(tasks::sleep_ms, 5000);
+    std::this_thread::sleep_for(100ms);
+    auto t0 = Clock::now();
+    act_from(from, pool, [&] { pool.kill(); });
+    CHECK_THROWS_AS(stubborn.get(), procpool::PoolShutdown);
+    CHECK_THROWS_AS(queued.get(), procpool::PoolShutdown);
+    CHECK(census::eventually([&] { return census::children().empty(); }));
+    CHECK(Clock::now() - t0 < 1000ms);  // no grace
+    pool.kill();
+    pool.shutdown();
+    CHECK_THROWS_AS(pool.submit(tasks::add, 1, 2).get(), procpool::PoolShutdown);
+  }
+}
+
+TEST_CASE("Shutdown.TerminateCutsAShutdownWithoutWaitShort" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1, .shutdown_grace = 300ms});
+  auto f = pool.submit(tasks::sleep_ms, 5000);
+  std::this_thread::sleep_for(50ms);
+  auto t0 = Clock::now();
+  pool.shutdown({.wait = false});
+  pool.terminate();
+  CHECK(Clock::now() - t0 < 1000ms);
+  CHECK_THROWS_AS(f.get(), procpool::PoolShutdown);
+  CHECK(pool.worker_pids().empty());
+}
+
+TEST_CASE("Shutdown.TheDestructorDoesNotHangOnAStuckWorker" * doctest::timeout(60)) {
+  census::Snapshot before;
+  procpool::Future<double> stopped_running, stubborn;
+  auto t0 = Clock::now();
+  {
+    procpool::ProcessPool pool(
+        {.workers = 3, .shutdown_grace = 300ms, .destructor_wait = std::chrono::milliseconds(200)});
+    stopped_running = pool.submit(tasks::sleep_ms, 5000);
+    stubborn = pool.submit(ignore_sigterm_and_sleep, 5000);
+    std::this_thread::sleep_for(100ms);
+    auto pids = pool.worker_pids();
+    REQUIRE(pids.size() == 3);
+    // Every worker SIGSTOPped (two running, one idle): none can read a Stop
+    // frame or act on SIGTERM; the stubborn one ignores SIGTERM besides.
+    for (pid_t p : pids) ::kill(p, SIGSTOP);
+  }
+  auto took = Clock::now() - t0;
+  CHECK(took < 2000ms);  // destructor_wait, then the grace, then SIGKILL
+  CHECK_THROWS_AS(stopped_running.get(), procpool::PoolShutdown);
+  CHECK_THROWS_AS(stubborn.get(), procpool::PoolShutdown);
+  CHECK(census::leaks_since(before) == "");
 }
 
 TEST_CASE("Shutdown.TheDestructorWaitsForSubmittedCalls" * doctest::timeout(60)) {

@@ -93,6 +93,10 @@ ResourceLimitExceeded::ResourceLimitExceeded(std::string limit, unsigned long lo
       maximum_(maximum),
       context_(context) {}
 
+PoolFull::PoolFull(unsigned long long would_hold, unsigned long long max_pending, const std::string& function)
+    : ResourceLimitExceeded("max_pending", would_hold, max_pending,
+                            "the pool is full: calls held with this call of '" + function + "'") {}
+
 SandboxViolation::SandboxViolation(std::string function, std::string syscall)
     : Error("'" + function + "' made the forbidden system call " + syscall), syscall_(std::move(syscall)) {}
 

@@ -160,6 +160,14 @@ class ResourceLimitExceeded : public Error {
   std::string context_;
 };
 
+// A non-blocking submit (try_submit, try_call) found the pool holding
+// PoolOptions::max_pending calls already: limit() is "max_pending",
+// maximum() the bound, value() the calls that admitting this one would make.
+class PoolFull : public ResourceLimitExceeded {
+ public:
+  PoolFull(unsigned long long would_hold, unsigned long long max_pending, const std::string& function);
+};
+
 // Raised by the sandbox (seccomp) when a task makes a forbidden syscall.
 class SandboxViolation : public Error {
  public:

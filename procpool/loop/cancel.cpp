@@ -55,6 +55,9 @@
 // (the old one stays in the worker's list). Either way the future ends
 // with the call's real outcome.
 //
+// shutdown(cancel_futures) applies cases 1 to 3 to every call the pool
+// holds (cancel_unstarted_locked), never case 4: running calls finish.
+//
 // The worker reads only the last kCancelSlots entries, so an entry must not
 // be pushed out while its call is unanswered: the host appends only when
 // every withdrawn call still in `assigned` was appended within the last
@@ -70,14 +73,6 @@
 namespace procpool::detail {
 
 void (*cancel_race_for_tests)(int step) = nullptr;
-
-namespace {
-
-std::exception_ptr cancelled_before_it_started() {
-  return std::make_exception_ptr(TaskCancelled("the call was cancelled before it started"));
-}
-
-}  // namespace
 
 // Stands in for a call whose withdrawal raced the worker (case 3 above,
 // lost): it takes the worker's answer and passes it on.
@@ -123,39 +118,56 @@ bool PoolCore::cancel(StateBase& state) {
   } publish_on_exit{*this, out};
   {
     std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
-    StateBase::PoolPlace& place = state.place;
-    if (place.task_id == 0 || place.withdrawn) return false;
-    if (place.slot < 0) {
-      // Case 1: claimed before the lock goes, so that no dispatch sends it
-      // meanwhile (dispatch drops claimed calls).
-      if (!state.try_claim()) return false;
-      state.set_error(cancelled_before_it_started());
-    } else {
-      WorkerSlot& slot = *slots_[static_cast<size_t>(place.slot)];
-      auto at = std::find_if(slot.assigned.begin(), slot.assigned.end(),
-                             [&](const TaskRecord& t) { return t.id == place.task_id; });
-      if (at == slot.assigned.end() || !slot.alive || !slot.condemned.empty() || !slot.request_fault.empty())
-        return false;
-      size_t i = static_cast<size_t>(at - slot.assigned.begin());
-      bool unsent = i > slot.sent || (i == slot.sent && slot.sent_bytes == 0 && !slot.handles_sent);
-      if (unsent) {
-        // Case 2.
-        if (!state.try_claim()) return false;
-        slot.assigned.erase(at);
-        slot.count_calls();
-        ++slot.calls_left;  // never reached the worker (max_tasks_per_child)
-        place.slot = -1;
-        state.set_error(cancelled_before_it_started());
-      } else if (i == 0) {
-        if (!place.cancel_running || !stop_running_call_locked(slot, state, out)) return false;  // case 4, or 5
-      } else if (!withdraw_from_ring_locked(slot, i)) {
-        return false;
-      }
-    }
+    if (!withdraw_locked(state, /*may_stop=*/true, "the call was cancelled before it started", out)) return false;
   }
   count_outcome(state);
   state.publish();
   return true;
+}
+
+void PoolCore::cancel_unstarted_locked(Published& out) {
+  // shutdown(cancel_futures): cases 1 to 3 for every call held, never 4 (a
+  // running call finishes). Copied first: a withdrawal changes `assigned`.
+  std::vector<std::shared_ptr<StateBase>> held;
+  for (auto& t : pending_) held.push_back(t.state);
+  for (auto& slot : slots_)
+    for (auto& t : slot->assigned) held.push_back(t.state);
+  for (auto& state : held)
+    if (!state->claimed() &&
+        withdraw_locked(*state, /*may_stop=*/false, "the call was cancelled by shutdown(cancel_futures) before it started",
+                      out))
+      out.push_back(std::move(state));
+}
+
+bool PoolCore::withdraw_locked(StateBase& state, bool may_stop, const char* why, Published& out) {
+  StateBase::PoolPlace& place = state.place;
+  if (place.task_id == 0 || place.withdrawn) return false;
+  if (place.slot < 0) {
+    // Case 1: claimed before the lock goes, so that no dispatch sends it
+    // meanwhile (dispatch drops claimed calls).
+    if (!state.try_claim()) return false;
+    state.set_error(std::make_exception_ptr(TaskCancelled(why)));
+    return true;
+  }
+  WorkerSlot& slot = *slots_[static_cast<size_t>(place.slot)];
+  auto at = std::find_if(slot.assigned.begin(), slot.assigned.end(),
+                         [&](const TaskRecord& t) { return t.id == place.task_id; });
+  if (at == slot.assigned.end() || !slot.alive || !slot.condemned.empty() || !slot.request_fault.empty())
+    return false;
+  size_t i = static_cast<size_t>(at - slot.assigned.begin());
+  bool unsent = i > slot.sent || (i == slot.sent && slot.sent_bytes == 0 && !slot.handles_sent);
+  if (unsent) {
+    // Case 2.
+    if (!state.try_claim()) return false;
+    slot.assigned.erase(at);
+    slot.count_calls();
+    ++slot.calls_left;  // never reached the worker (max_tasks_per_child)
+    place.slot = -1;
+    state.set_error(std::make_exception_ptr(TaskCancelled(why)));
+    return true;
+  }
+  if (i == 0) return may_stop && place.cancel_running && stop_running_call_locked(slot, state, out);  // case 4, or 5
+  return withdraw_from_ring_locked(slot, i, why);  // case 3, or 5
 }
 
 bool PoolCore::stop_running_call_locked(WorkerSlot& slot, StateBase& state, Published& out) {
@@ -181,7 +193,7 @@ bool PoolCore::worker_will_see_withdrawal_locked(WorkerSlot& slot, size_t i) {
   }
 }
 
-bool PoolCore::withdraw_from_ring_locked(WorkerSlot& slot, size_t i) {
+bool PoolCore::withdraw_from_ring_locked(WorkerSlot& slot, size_t i, const char* why) {
   if (i == 0 || !worker_will_see_withdrawal_locked(slot, i)) return false;
   CancelList& list = slot.segment->header().cancelled;
   uint32_t n = list.count.load(std::memory_order_relaxed);
@@ -201,7 +213,7 @@ bool PoolCore::withdraw_from_ring_locked(WorkerSlot& slot, size_t i) {
   state.place.cancel_entry = n;
   if (worker_will_see_withdrawal_locked(slot, i)) {
     bool claimed = state.try_claim();  // in `assigned`, so unsettled: only cancel() claims such a call
-    if (claimed) state.set_error(cancelled_before_it_started());
+    if (claimed) state.set_error(std::make_exception_ptr(TaskCancelled(why)));
     return claimed;
   }
   // Lost the race: the probe takes the call's place and its answer.

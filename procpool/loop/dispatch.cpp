@@ -18,7 +18,12 @@
 namespace procpool::detail {
 
 void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint32_t function_id,
-                      std::shared_ptr<StateBase> state, const CallOptions& call) {
+                      std::shared_ptr<StateBase> state, const CallOptions& call, Admission admission) {
+  // max_pending (backpressure.cpp): without it, this one branch is all the
+  // hot path pays.
+  if (backpressure_) [[unlikely]] {
+    if (!admit(*state, function_id, admission)) return;
+  }
   std::unique_lock lock(dispatch_mutex_);
   if (!accepting_) {
     lock.unlock();

@@ -173,25 +173,33 @@ class EventLoop {
   double time() const noexcept;
 
   // Runs fn(args...) in a worker process of `pool` (asyncio's
-  // run_in_executor with a process pool): an awaitable Future.
+  // run_in_executor with a process pool): an awaitable Future. Never blocks
+  // the loop's thread: at the pool's max_pending the call (its arguments
+  // copied, not yet encoded) waits for a free place, FIFO with the pool's
+  // other waiters, and is submitted by the thread that frees it; the Future
+  // is pending meanwhile (cancel() cannot withdraw it until then). To
+  // suspend the task itself until there is room, co_await
+  // pool.submit_async(fn, args...).
   template <class R, class... A, class... Args>
   Future<R> run_in_executor(ProcessPool& pool, R (*fn)(A...), Args&&... args) {
-    return pool.submit(fn, std::forward<Args>(args)...);
+    return run_in_executor_with(CallOptions{}, pool, fn, std::forward<Args>(args)...);
   }
   // By registered name.
   template <class R, class... Args>
   Future<R> run_in_executor(ProcessPool& pool, std::string_view name, Args&&... args) {
-    return pool.call<R>(name, std::forward<Args>(args)...);
+    return run_in_executor_with<R>(CallOptions{}, pool, name, std::forward<Args>(args)...);
   }
   // The same with this call's options (a deadline, cancel_running), as
   // ProcessPool::submit_with and call_with.
   template <class R, class... A, class... Args>
   Future<R> run_in_executor_with(const CallOptions& options, ProcessPool& pool, R (*fn)(A...), Args&&... args) {
-    return pool.submit_with(options, fn, std::forward<Args>(args)...);
+    if (!pool.bounded()) return pool.submit_with(options, fn, std::forward<Args>(args)...);
+    return pool.submit_when_room<R>(pool.deferred_submit(options, fn, std::forward<Args>(args)...));
   }
   template <class R, class... Args>
   Future<R> run_in_executor_with(const CallOptions& options, ProcessPool& pool, std::string_view name, Args&&... args) {
-    return pool.call_with<R>(options, name, std::forward<Args>(args)...);
+    if (!pool.bounded()) return pool.call_with<R>(options, name, std::forward<Args>(args)...);
+    return pool.submit_when_room<R>(pool.deferred_call<R>(options, name, std::forward<Args>(args)...));
   }
   // On a thread pool (any callable; no isolation).
   template <class F, class... Args>

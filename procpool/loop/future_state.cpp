@@ -52,6 +52,14 @@ bool StateBase::try_claim() noexcept {
 }
 
 void StateBase::publish() {
+  if (has_first_) [[unlikely]] {
+    Callbacks first;
+    {
+      SpinGuard guard(callbacks_lock_);
+      first.swap(callbacks_->first);
+    }
+    run_each(first);
+  }
   std::unique_ptr<CallbackLists> lists;
   uint32_t before;
   {
@@ -102,6 +110,16 @@ void StateBase::add_callback(Callbacks CallbackLists::*list, std::function<void(
     }
   }
   callback();
+}
+
+void StateBase::before_ready(std::function<void()> callback) {
+  if (ready()) return callback();
+  {
+    SpinGuard guard(callbacks_lock_);
+    if (!callbacks_) callbacks_ = std::make_unique<CallbackLists>();
+    callbacks_->first.push_back(std::move(callback));
+  }
+  has_first_ = true;
 }
 
 void StateBase::on_ready_anywhere(std::function<void()> callback) {

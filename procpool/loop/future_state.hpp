@@ -149,6 +149,12 @@ class StateBase {
   // posts somewhere): it runs on the thread that settles the state, saving
   // the hop to the pool's thread.
   void on_ready_anywhere(std::function<void()> callback);
+  // Runs `callback` once on the settling thread when the state is settled,
+  // before it becomes ready: before any waiter can see it or any other
+  // callback runs (the pool gives back a max_pending place there, so that
+  // a get() that returned has freed it). Only before the state is shared
+  // with a thread that could settle it; at once if it is already ready.
+  void before_ready(std::function<void()> callback);
   std::shared_ptr<Poller> poller() const noexcept { return poller_.lock(); }
   void set_poller(std::weak_ptr<Poller> poller, size_t request_bytes) noexcept {
     poller_ = std::move(poller);
@@ -203,6 +209,7 @@ class StateBase {
   struct CallbackLists {
     Callbacks pool_thread;  // on_ready
     Callbacks anywhere;     // on_ready_anywhere
+    Callbacks first;        // before_ready
   };
   // Guards callbacks_ and the kReady transition: a callback is either in the
   // lists publish() takes or added after kReady (and run at once), never both
@@ -225,6 +232,9 @@ class StateBase {
   std::atomic<uint32_t> status_{kPending};
   uint32_t request_bytes_ = 0;       // only sizes the poll budget: saturates
   std::atomic_flag callbacks_lock_;  // clear: unlocked (C++20 value-initialises it)
+  // before_ready was called: publish() runs `first` (set before the state
+  // is shared, so publish reads it unlocked; in the padding, free).
+  bool has_first_ = false;
   std::exception_ptr error_;
   std::unique_ptr<CallbackLists> callbacks_;
   std::weak_ptr<Poller> poller_;

@@ -28,9 +28,18 @@ PoolCore::PoolCore(PoolOptions options)
   options_.ring_bytes = std::bit_ceil(std::max<size_t>(options_.ring_bytes, 4096));
   options_.prefetch_per_worker = std::max<size_t>(options_.prefetch_per_worker, 1);
   crash_loop_on_ = options_.crash_loop.count > 0;
+  if (options_.max_pending != 0) backpressure_ = std::make_shared<Backpressure>(options_.max_pending);
 }
 
-PoolCore::~PoolCore() { shutdown(false); }
+PoolCore::~PoolCore() {
+  halt(StopMode::Terminate);
+  // The last reference may be dropped on the reactor thread (the pool
+  // destroyed in its own callback, finished there): it cannot join itself.
+  if (reactor_.joinable()) {
+    if (std::this_thread::get_id() == reactor_id_) reactor_.detach();
+    else reactor_.join();
+  }
+}
 
 void PoolCore::start() {
   worker_config_ = WorkerConfig{options_.max_message_bytes, options_.worker_spin, -1, -1, options_.close_fds};
@@ -61,7 +70,7 @@ void PoolCore::start() {
       }
       for (auto& slot : slots_) arm_doorbell(*slot);
     } catch (...) {
-      shutdown(false);
+      halt(StopMode::Terminate);
       throw;
     }
     return;
@@ -79,13 +88,10 @@ void PoolCore::start() {
         std::fprintf(stderr, "procpool: the pool's reactor caught a non-standard exception\n");
       }
     }
-    // Shut down from this thread (say, the pool destroyed in a callback):
-    // finish here, now that no handler of ours is on the stack.
-    if (auto self = std::move(finish_on_reactor_)) {
-      std::lock_guard once(shutdown_mutex_);
-      reactor_.detach();
-      finish_shutdown();
-    }
+    // Halted from this thread (the pool destroyed in a callback, or the
+    // last call of a shutdown(wait = false) done): finish here, now that no
+    // handler of ours is on the stack.
+    finish_on_reactor();
   });
   reactor_id_ = reactor_.get_id();
 
@@ -104,7 +110,7 @@ void PoolCore::start() {
   try {
     started.get_future().get();
   } catch (...) {
-    shutdown(false);
+    halt(StopMode::Terminate);
     throw;
   }
 }

@@ -5,8 +5,9 @@
 // (response_reader.cpp), watches each worker's pidfd and replaces a worker
 // that dies (worker_supervision.cpp), withdraws cancelled calls
 // (cancel.cpp), stops a worker whose call ran past its deadline or was
-// cancelled while it ran (deadlines.cpp), and stops them all
-// (pool_shutdown.cpp);
+// cancelled while it ran (deadlines.cpp), bounds the calls it holds
+// (max_pending, backpressure.cpp), and stops them all in every form of
+// shutdown (pool_shutdown.cpp);
 // pool_core.cpp holds the start, the reactor's doorbells and the polling by
 // waiting threads. ProcessPool is its public face.
 //
@@ -29,7 +30,10 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <poll.h>
+
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <list>
 #include <optional>
@@ -40,9 +44,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include <procpool/loop/backpressure.hpp>
 #include <procpool/loop/call_options.hpp>
 #include <procpool/loop/pool_options.hpp>
 #include <procpool/loop/pool_stats.hpp>
+#include <procpool/loop/shutdown_options.hpp>
 #include <procpool/loop/spin_then_block_mutex.hpp>
 #include <procpool/loop/worker_slot.hpp>
 #include <procpool/worker/worker_config.hpp>
@@ -63,13 +69,27 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // Queues an encoded call (frame holds header room + payload). Settles the
   // state with PoolShutdown if the pool no longer accepts work.
   // `handles`: the descriptors of the SharedBytes the call holds; `call`:
-  // its options (those unset take the pool's).
+  // its options (those unset take the pool's); `admission`: how it takes a
+  // place under max_pending (backpressure.hpp).
   void submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint32_t function_id,
-              std::shared_ptr<StateBase> state, const CallOptions& call = {});
-  // wait: lets pending calls finish first, until `deadline` at most.
-  void shutdown(bool wait, std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
+              std::shared_ptr<StateBase> state, const CallOptions& call = {},
+              Admission admission = Admission::Wait);
+
+  // ---- every shutdown (pool_shutdown.cpp, which has the phases) ----
+  // Stops accepting; cancel_futures withdraws the calls not begun; wait:
+  // lets the others finish (until `deadline` at most), then halts; !wait:
+  // returns, and the reactor halts once they have finished.
+  void shutdown(ShutdownOptions how,
+                std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
+  // terminate(): Stop frames to idle workers, SIGTERM to busy ones, SIGKILL
+  // after shutdown_grace; kill(): SIGKILL at once. Either way every call
+  // not yet settled fails with PoolShutdown.
+  enum class StopMode : uint8_t { Terminate, Kill };
+  void halt(StopMode mode);
   // The destructor's shutdown (PoolOptions::destructor_wait).
   void shutdown_on_destroy();
+  // Null without max_pending.
+  const std::shared_ptr<Backpressure>& backpressure() const noexcept { return backpressure_; }
 
   bool poll_responses() override;
   void begin_polling() noexcept override { pollers_.fetch_add(1, std::memory_order_acq_rel); }
@@ -123,8 +143,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void start_timer(std::unique_ptr<boost::asio::steady_timer>& timer, std::chrono::microseconds after,
                    void (PoolCore::*handler)());
   void fail_all_pending(std::exception_ptr error, Published& out);
-  // Stop frame, SIGTERM, SIGKILL; reaps all; fails what is left.
-  void stop_workers(Published& out);
+  // Stop frame, SIGTERM, SIGKILL (or SIGKILL only); reaps all; fails what is left.
+  void stop_workers(Published& out, StopMode mode);
   bool request_stop(WorkerSlot& slot) noexcept;  // writes a Stop frame if it fits
 
   // Dispatch (dispatch_mutex_ held).
@@ -140,7 +160,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // ring: true if the call is withdrawn for sure and its state claimed with
   // TaskCancelled set (cancel.cpp has the protocol).
   // Both mutexes held.
-  bool withdraw_from_ring_locked(WorkerSlot& slot, size_t i);
+  bool withdraw_from_ring_locked(WorkerSlot& slot, size_t i, const char* why);
   bool worker_will_see_withdrawal_locked(WorkerSlot& slot, size_t i);
   // cancel() of assigned[0] with cancel_running: settles it with
   // TaskCancelled and stops the worker, unless its answer is arriving.
@@ -274,9 +294,38 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // counts their outcomes in counters_.
   void publish(Published& states);
   void run_queued_callbacks();
+
+  // ---- every shutdown (pool_shutdown.cpp) ----
+  // accepting_ = false, closes admission (blocked submitters fail with
+  // PoolShutdown), and with cancel_unstarted withdraws every call that
+  // cancel() can prove not begun (cancel.cpp).
+  void stop_accepting(bool cancel_unstarted);
+  // Both mutexes held: cancel() without its case 4 (never stops a running
+  // call), for every call held; those it settles go into `out`.
+  void cancel_unstarted_locked(Published& out);
+  // Cases 1 to 4 of cancel.cpp for `state` (4 only with `may_stop`); true
+  // when it settled the state (not yet published) with TaskCancelled.
+  // Calls a stopped worker's replacement refused go into `out`.
+  bool withdraw_locked(StateBase& state, bool may_stop, const char* why, Published& out);
+  // The states of the calls accepted and not yet settled.
+  std::vector<std::shared_ptr<StateBase>> outstanding_calls();
+  // shutdown(wait = false): once every outstanding call has settled, the
+  // reactor runs on_drained, which halts the pool.
+  void watch_drain();
+  void on_drained();
   // Stops the workers and settles what is left, after the reactor stopped;
-  // shutdown_mutex_ held.
-  void finish_shutdown();
+  // run by the thread that moved phase_ to Halting (or the reactor thread
+  // for it), with no lock held.
+  void finish_shutdown(StopMode mode);
+  // On the reactor thread once io_.run() has returned.
+  void finish_on_reactor();
+  // phase_ >= Halting, `once` holds shutdown_mutex_: waits for Stopped,
+  // then joins the reactor thread. Not on the reactor thread.
+  void await_stopped(std::unique_lock<std::mutex>& once);
+  void join_reactor();
+  // Polls the pidfds until each has exited, `limit` at most.
+  static void await_exits(std::vector<pollfd>& pidfds, std::chrono::milliseconds limit);
+  static constexpr auto kReapLimit = std::chrono::milliseconds(5000);
   const char* function_name(uint32_t id) const;
 
   PoolOptions options_;
@@ -286,10 +335,26 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::thread reactor_;
   std::thread::id reactor_id_;
-  // Set when the pool is shut down from its own thread: keeps the core alive
+  // Every shutdown. phase_, drain_watched_, finish_on_reactor_ and
+  // finish_mode_ are guarded by shutdown_mutex_ (pool_shutdown.cpp has the
+  // phases); stopped_cv_ is signalled when phase_ becomes Stopped.
+  // join_mutex_ makes joining the reactor thread one thread's act.
+  enum class Phase : uint8_t { Open, Draining, Halting, Stopped };
+  Phase phase_ = Phase::Open;
+  bool drain_watched_ = false;  // a shutdown(wait = false) watches the last calls
+  // Set when the pool is halted from its own thread: keeps the core alive
   // until that thread, leaving io_.run(), has finished the shutdown.
   std::shared_ptr<PoolCore> finish_on_reactor_;
-  bool deferred_ = false;  // guarded by shutdown_mutex_, like stopped_
+  StopMode finish_mode_ = StopMode::Terminate;
+  std::condition_variable stopped_cv_;
+  std::mutex join_mutex_;
+  // max_pending (backpressure.cpp): null when unbounded, so that submit
+  // pays one predictable branch. Set in the constructor, then read-only.
+  std::shared_ptr<Backpressure> backpressure_;
+  // Takes a place for `state` (Admission::Wait blocks; over the bound on
+  // the pool's own thread), ties its release to the state's settlement;
+  // false when it settled the state instead (PoolShutdown, PoolFull).
+  bool admit(StateBase& state, uint32_t function_id, Admission admission);
 
   std::mutex callbacks_mutex_;
   std::vector<Callbacks> queued_callbacks_;  // for the reactor to run
@@ -356,7 +421,6 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   TaskId next_task_ = 0;
   bool accepting_ = false;
   bool stopping_ = false;
-  bool stopped_ = false;
   bool counted_in_registry_ = false;
   std::exception_ptr start_error_;  // why retired slots stopped forking
   std::mutex shutdown_mutex_;

@@ -45,16 +45,26 @@ struct PoolOptions {
   // How long a thread blocked on a Future polls the response rings itself
   // before sleeping (0: sleep at once and let the reactor thread wake it).
   std::chrono::microseconds host_spin{50};
-  // On shutdown, how long workers get after SIGTERM before SIGKILL.
+  // terminate() (and the destructor, once it stops waiting): how long busy
+  // workers get after SIGTERM before SIGKILL.
   std::chrono::milliseconds shutdown_grace{2000};
   // What destroying the pool does with the calls still pending: it waits
   // for them, as shutdown(true) does, at most this long (no limit by
   // default, as Python's `with ProcessPoolExecutor()` and std::jthread wait);
   // those still pending then fail with PoolShutdown and running ones are
-  // stopped, as shutdown(false) does. 0: do not wait. On the pool's own
+  // stopped, as terminate() does. 0: do not wait. On the pool's own
   // thread (in one of its callbacks), and when an exception unwinds the
-  // pool's scope, the destructor does not wait: it acts as shutdown(false).
+  // pool's scope, the destructor does not wait: it acts as terminate().
   std::chrono::milliseconds destructor_wait = std::chrono::milliseconds::max();
+
+  // Backpressure: at most this many calls held by the pool (queued in the
+  // host or in workers' rings, not yet settled; a map chunk is one call).
+  // At the bound submit/call block until a call settles (or fail with
+  // PoolShutdown if the pool shuts down meanwhile), try_submit/try_call
+  // fail at once with PoolFull, and co_await submit_async suspends. A
+  // submit from the pool's own thread (a callback) is admitted over the
+  // bound: it cannot wait for itself. 0: unbounded.
+  size_t max_pending = 0;
   // How long a new worker has to set itself up and say it is ready. One
   // that does not (a fork taken while another host thread held a lock the
   // child needs blocks it for ever) is killed and replaced; its calls go

@@ -16,7 +16,9 @@ std::string describe_unregistered(ErasedFn fn) {
 }  // namespace detail
 
 ProcessPool::ProcessPool(PoolOptions options)
-    : core_(std::make_shared<detail::PoolCore>(options)), uncaught_at_construction_(std::uncaught_exceptions()) {
+    : core_(std::make_shared<detail::PoolCore>(options)),
+      uncaught_at_construction_(std::uncaught_exceptions()),
+      options_max_pending_(options.max_pending) {
   core_->start();
 }
 
@@ -24,11 +26,19 @@ ProcessPool::~ProcessPool() {
   if (!core_) return;
   // Unwinding (an error, a cancelled task, Ctrl-C): nobody will read the
   // results, and waiting would hold the error up.
-  if (std::uncaught_exceptions() > uncaught_at_construction_) core_->shutdown(false);
+  if (std::uncaught_exceptions() > uncaught_at_construction_) core_->halt(detail::PoolCore::StopMode::Terminate);
   else core_->shutdown_on_destroy();
 }
 
-void ProcessPool::shutdown(bool wait) { core_->shutdown(wait); }
+void ProcessPool::shutdown(ShutdownOptions how) { core_->shutdown(how); }
+
+void ProcessPool::shutdown(bool wait) { core_->shutdown(ShutdownOptions{.wait = wait}); }
+
+void ProcessPool::terminate() { core_->halt(detail::PoolCore::StopMode::Terminate); }
+
+void ProcessPool::kill() { core_->halt(detail::PoolCore::StopMode::Kill); }
+
+std::shared_ptr<detail::Backpressure> ProcessPool::backpressure() const noexcept { return core_->backpressure(); }
 
 size_t ProcessPool::worker_count() const noexcept { return core_->worker_count(); }
 
@@ -38,14 +48,14 @@ PoolStats ProcessPool::stats() const { return core_->stats(); }
 
 ProcessPool::executor_type ProcessPool::get_executor() const noexcept { return core_->executor(); }
 
-size_t ProcessPool::max_message_bytes() const noexcept { return core_->max_message_bytes(); }
+size_t ProcessPool::max_message_bytes(const detail::PoolCore& core) noexcept { return core.max_message_bytes(); }
 
 void detail::FrameSink::make_room(size_t need) { core_.lend_spare_frame(frame_, need); }
 
-void ProcessPool::enqueue_frame(detail::ByteBuffer frame, detail::HandleList handles, detail::FrameKind kind,
-                                uint32_t function_id, std::shared_ptr<detail::StateBase> state,
-                                const CallOptions& options) {
-  core_->submit(std::move(frame), std::move(handles), kind, function_id, std::move(state), options);
+void ProcessPool::enqueue_frame(detail::PoolCore& core, detail::ByteBuffer frame, detail::HandleList handles,
+                                detail::FrameKind kind, uint32_t function_id, std::shared_ptr<detail::StateBase> state,
+                                const CallOptions& options, detail::Admission admission) {
+  core.submit(std::move(frame), std::move(handles), kind, function_id, std::move(state), options, admission);
 }
 
 const detail::FunctionEntry* ProcessPool::entry_of(detail::ErasedFn fn, uint32_t& id, std::exception_ptr& failure) {

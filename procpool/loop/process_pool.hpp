@@ -21,17 +21,23 @@
 #include <procpool/common/frame.hpp>
 #include <procpool/common/function_registry.hpp>
 #include <procpool/common/shared_bytes.hpp>
+#include <procpool/loop/backpressure.hpp>
 #include <procpool/loop/call_options.hpp>
 #include <procpool/loop/future.hpp>
 #include <procpool/loop/map_stream.hpp>
 #include <procpool/loop/pool_map.hpp>
 #include <procpool/loop/pool_options.hpp>
 #include <procpool/loop/pool_stats.hpp>
+#include <procpool/loop/shutdown_options.hpp>
 
 namespace procpool {
 
+class EventLoop;
+
 namespace detail {
 class PoolCore;
+template <class R, class Submit>
+class SubmitAwaitable;
 
 // Where a call is encoded: its frame. A call that outgrows a ring's worth
 // takes over the buffer of an earlier large call if the pool kept one that
@@ -54,7 +60,9 @@ class FrameSink final : public ByteSink {
 
 // A pool of forked worker processes that run registered functions.
 //
-// submit() and call() never block on a worker and are safe from any thread.
+// submit() and call() never block on a worker and are safe from any thread;
+// with PoolOptions::max_pending they block while the pool holds that many
+// calls (try_submit fails at once, submit_async suspends a coroutine).
 // Every Future they return settles exactly once: with the result, with the
 // exception the task threw (same type for standard and registered types,
 // its nearest standard base mixed with RemoteOrigin for an unregistered
@@ -64,18 +72,21 @@ class FrameSink final : public ByteSink {
 // ProtocolError (the worker wrote garbage and was killed), TaskTimeout (it
 // ran past its deadline; its worker was stopped and replaced),
 // TaskCancelled (cancel() withdrew it, or stopped the worker running it),
-// ResourceLimitExceeded (a call or result over max_message_bytes),
-// PoolShutdown (the pool stopped first).
+// ResourceLimitExceeded (a call or result over max_message_bytes; PoolFull,
+// one of them, from try_submit at max_pending), PoolShutdown (the pool
+// stopped first).
 class ProcessPool {
  public:
   // Forks the workers; throws procpool::Error when none can be started.
   explicit ProcessPool(PoolOptions options = {});
   // Waits for the calls still pending, as shutdown(true) does, for at most
   // PoolOptions::destructor_wait (no limit by default); then acts as
-  // shutdown(false). It acts as shutdown(false) at once in one of the
+  // terminate(). It acts as terminate() at once in one of the
   // pool's own callbacks (it cannot wait there), and when an exception
   // unwinds the pool's scope (a failure, a cancelled task, Ctrl-C in the
   // event loop): nobody will read those results.
+  // Never hangs on a stuck worker once it stops waiting: SIGKILL ends one
+  // that is SIGSTOPped or ignores SIGTERM after shutdown_grace.
   ~ProcessPool();
   ProcessPool(const ProcessPool&) = delete;
   ProcessPool& operator=(const ProcessPool&) = delete;
@@ -100,6 +111,25 @@ class ProcessPool {
   Future<R> submit_with(const CallOptions& options, R (*fn)(A...), Args&&... args);
   template <class R, class... Args>
   Future<R> call_with(const CallOptions& options, std::string_view name, Args&&... args);
+
+  // Backpressure (PoolOptions::max_pending). try_submit and try_call never
+  // block: at the bound the future they return has already failed with
+  // PoolFull (a ResourceLimitExceeded naming "max_pending"). Without a
+  // bound they are submit and call.
+  template <class R, class... A, class... Args>
+  Future<R> try_submit(R (*fn)(A...), Args&&... args);
+  template <class R, class... Args>
+  Future<R> try_call(std::string_view name, Args&&... args);
+  // In a procpool::Task: `Future<R> f = co_await pool.submit_async(fn, args...);`
+  // suspends the task (never the loop's thread) until the pool has room,
+  // then submits and gives the call's Future (co_await that for the
+  // result). Resumed on the loop's thread, FIFO with blocked submitters. A
+  // cancellation of the task while it waits throws TaskCancelled and
+  // submits nothing. After shutdown the Future has failed with
+  // PoolShutdown. The arguments are copied (decayed) into the awaitable.
+  // Thread safety: as submit; the awaitable belongs to its task.
+  template <class R, class... A, class... Args>
+  auto submit_async(R (*fn)(A...), Args&&... args);
 
   // Calls fn(x) for every x of `inputs` (a sized range), like Python's
   // Executor.map with a chunksize: `chunksize` calls travel in one frame and
@@ -157,14 +187,34 @@ class ProcessPool {
   // The pool's reactor: where handlers without an executor of their own run.
   executor_type get_executor() const noexcept;
 
-  // Stops accepting calls. wait = true: lets queued and running calls finish
-  // first. wait = false: they fail with PoolShutdown. Then stops the workers
-  // (Stop frame, SIGTERM, SIGKILL after shutdown_grace) and reaps them all.
-  // Idempotent. From a callback the pool runs (its own thread):
-  // shutdown(false) fails the pending calls at once and the workers are
-  // stopped and reaped once the callback returns; shutdown(true) throws
-  // procpool::Error, since waiting there would deadlock.
-  void shutdown(bool wait = true);
+  // Every shutdown stops accepting calls (a later submit fails with
+  // PoolShutdown, as do submits blocked at max_pending), is idempotent and
+  // safe from any thread. As concurrent.futures' Executor.shutdown:
+  //   - wait = true: returns once the calls already accepted have finished
+  //     and the workers (idle by then: a Stop frame each) are reaped.
+  //     Throws procpool::Error on the pool's own thread (a then() callback,
+  //     a coroutine the pool resumed), where waiting would deadlock.
+  //   - wait = false: returns at once, also from the pool's own thread; the
+  //     accepted calls still finish, and the pool's own thread then stops
+  //     and reaps the workers. Destroying the pool later waits as the
+  //     destructor does (destructor_wait) and leaks nothing.
+  //   - cancel_futures = true: calls no worker has begun fail with
+  //     TaskCancelled at once (those cancel() can prove not begun); the
+  //     running ones finish (and wait = true waits for them).
+  // A later shutdown may wait where an earlier one did not, or cut it
+  // short: terminate(), kill().
+  void shutdown(ShutdownOptions how = {});
+  // shutdown({.wait = wait}). shutdown(false) used to fail the pending calls
+  // with PoolShutdown; that is terminate() now.
+  void shutdown(bool wait);
+  // Stops every worker now: a Stop frame to idle ones, SIGTERM to busy ones
+  // (and their process groups), SIGKILL to those left after shutdown_grace.
+  // Calls not yet settled, running or pending, fail with PoolShutdown.
+  // Returns within shutdown_grace (plus reaping); at once on the pool's own
+  // thread, which finishes the stop once the callback returns.
+  void terminate();
+  // terminate() without the grace: SIGKILL to every worker at once.
+  void kill();
 
   size_t worker_count() const noexcept;
   // Pids of the live workers (for diagnostics and tests).
@@ -176,11 +226,41 @@ class ProcessPool {
   PoolStats stats() const;
 
  private:
+  friend class EventLoop;
   // Encodes a call and queues it; settles `state` (a new one if null).
   template <class R, class Encode>
   Future<R> enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode,
                     detail::FrameKind kind = detail::FrameKind::Call,
-                    std::shared_ptr<detail::SharedState<R>> state = nullptr, const CallOptions& options = {});
+                    std::shared_ptr<detail::SharedState<R>> state = nullptr, const CallOptions& options = {}) {
+    return enqueue_into<R>(*core_, function_id, entry, std::forward<Encode>(encode), kind, std::move(state), options);
+  }
+  // The same on `core`: what submit_async and run_in_executor call once the
+  // pool has room, holding the core only weakly meanwhile.
+  template <class R, class Encode>
+  static Future<R> enqueue_into(detail::PoolCore& core, uint32_t function_id, const detail::FunctionEntry& entry,
+                                Encode&& encode, detail::FrameKind kind, std::shared_ptr<detail::SharedState<R>> state,
+                                const CallOptions& options, detail::Admission admission = detail::Admission::Wait);
+  // submit_with and call_with on `core`, taking a place as `admission` says.
+  template <class R, class... A, class... Args>
+  static Future<R> submit_on(detail::PoolCore& core, detail::Admission admission, const CallOptions& options,
+                             std::type_identity_t<std::shared_ptr<detail::SharedState<R>>> state, R (*fn)(A...),
+                             Args&&... args);
+  template <class R, class... Args>
+  static Future<R> call_on(detail::PoolCore& core, detail::Admission admission, const CallOptions& options,
+                           std::shared_ptr<detail::SharedState<R>> state, std::string_view name, Args&&... args);
+  // A callable `(Admission, state) -> Future<R>` that submits fn(args...)
+  // (copied) into `state` (a new one if null) if the pool still exists.
+  template <class R, class... A, class... Args>
+  auto deferred_submit(const CallOptions& options, R (*fn)(A...), Args&&... args) const;
+  template <class R, class... Args>
+  auto deferred_call(const CallOptions& options, std::string_view name, Args&&... args) const;
+  // For EventLoop::run_in_executor: submits now if there is room, else
+  // returns a pending Future and submits once a place is free, from the
+  // thread that frees it: never blocks the calling (loop) thread.
+  template <class R, class Submit>
+  Future<R> submit_when_room(Submit submit);
+  std::shared_ptr<detail::Backpressure> backpressure() const noexcept;
+  bool bounded() const noexcept { return options_max_pending_ != 0; }
   // The registry's entry for fn, or null with `failure` set to UnknownFunction.
   static const detail::FunctionEntry* entry_of(detail::ErasedFn fn, uint32_t& id, std::exception_ptr& failure);
   // Lets a blocked get() on a state the pool does not queue (a map's) poll
@@ -199,12 +279,14 @@ class ProcessPool {
   // One future for all the chunks, settled when the last one is.
   template <class Out, bool kEach>
   Future<Out> gather_chunks(std::vector<std::shared_ptr<detail::SharedState<Out>>> parts, const detail::ChunkPlan& plan);
-  void enqueue_frame(detail::ByteBuffer frame, detail::HandleList handles, detail::FrameKind kind,
-                     uint32_t function_id, std::shared_ptr<detail::StateBase> state, const CallOptions& options);
-  size_t max_message_bytes() const noexcept;
+  static void enqueue_frame(detail::PoolCore& core, detail::ByteBuffer frame, detail::HandleList handles,
+                            detail::FrameKind kind, uint32_t function_id, std::shared_ptr<detail::StateBase> state,
+                            const CallOptions& options, detail::Admission admission);
+  static size_t max_message_bytes(const detail::PoolCore& core) noexcept;
 
   std::shared_ptr<detail::PoolCore> core_;
   int uncaught_at_construction_;  // see ~ProcessPool
+  size_t options_max_pending_;    // PoolOptions::max_pending
 };
 
 // ---- implementation ----
@@ -221,23 +303,24 @@ void encode_argument(OutputArchive& ar, Arg&& arg) {
 std::string describe_unregistered(ErasedFn fn);
 
 template <class R>
-Future<R> failed_future(std::exception_ptr error) {
-  auto state = std::make_shared<SharedState<R>>();
+Future<R> failed_future(std::exception_ptr error, std::shared_ptr<SharedState<R>> state = nullptr) {
+  if (!state) state = std::make_shared<SharedState<R>>();
   state->settle_error(std::move(error));
   return Future<R>(std::move(state));
 }
 }  // namespace detail
 
 template <class R, class Encode>
-Future<R> ProcessPool::enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode,
-                               detail::FrameKind kind, std::shared_ptr<detail::SharedState<R>> state,
-                               const CallOptions& options) {
+Future<R> ProcessPool::enqueue_into(detail::PoolCore& core, uint32_t function_id, const detail::FunctionEntry& entry,
+                                    Encode&& encode, detail::FrameKind kind,
+                                    std::shared_ptr<detail::SharedState<R>> state, const CallOptions& options,
+                                    detail::Admission admission) {
   if (!state) state = std::make_shared<detail::SharedState<R>>();
   detail::ByteBuffer frame;
   detail::HandleList handles;  // the SharedBytes among the arguments
   try {
     frame.grow(sizeof(detail::FrameHeader));
-    detail::FrameSink sink(frame, *core_);
+    detail::FrameSink sink(frame, core);
     detail::OutputArchive ar(sink, &handles);
     ar(function_id, entry.fingerprint);
     encode(ar);
@@ -250,12 +333,12 @@ Future<R> ProcessPool::enqueue(uint32_t function_id, const detail::FunctionEntry
     return Future<R>(std::move(state));
   }
   size_t payload = frame.size() - sizeof(detail::FrameHeader);
-  if (payload > max_message_bytes()) {
+  if (payload > max_message_bytes(core)) {
     state->settle_error(std::make_exception_ptr(ResourceLimitExceeded(
-        "max_message_bytes", payload, max_message_bytes(), "the call of '" + entry.name + "'")));
+        "max_message_bytes", payload, max_message_bytes(core), "the call of '" + entry.name + "'")));
     return Future<R>(std::move(state));
   }
-  enqueue_frame(std::move(frame), std::move(handles), kind, function_id, state, options);
+  enqueue_frame(core, std::move(frame), std::move(handles), kind, function_id, state, options, admission);
   return Future<R>(std::move(state));
 }
 
@@ -266,16 +349,7 @@ Future<R> ProcessPool::submit(R (*fn)(A...), Args&&... args) {
 
 template <class R, class... A, class... Args>
 Future<R> ProcessPool::submit_with(const CallOptions& options, R (*fn)(A...), Args&&... args) {
-  static_assert(sizeof...(A) == sizeof...(Args), "wrong number of arguments for this function");
-  static_assert((std::is_constructible_v<std::decay_t<A>, Args&&> && ...),
-                "an argument cannot be converted to the function's parameter type");
-  uint32_t id = 0;
-  std::exception_ptr failure;
-  const detail::FunctionEntry* entry = entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
-  if (!entry) return detail::failed_future<R>(failure);
-  return enqueue<R>(
-      id, *entry, [&](detail::OutputArchive& ar) { (detail::encode_argument<A>(ar, std::forward<Args>(args)), ...); },
-      detail::FrameKind::Call, nullptr, options);
+  return submit_on(*core_, detail::Admission::Wait, options, nullptr, fn, std::forward<Args>(args)...);
 }
 
 template <class R, class... Args>
@@ -285,18 +359,7 @@ Future<R> ProcessPool::call(std::string_view name, Args&&... args) {
 
 template <class R, class... Args>
 Future<R> ProcessPool::call_with(const CallOptions& options, std::string_view name, Args&&... args) {
-  auto& registry = detail::FunctionRegistry::instance();
-  uint32_t id = 0;
-  const detail::FunctionEntry* entry = registry.find(name, &id);
-  if (!entry)
-    return detail::failed_future<R>(std::make_exception_ptr(UnknownFunction(std::string(name), registry.close_matches(name))));
-  static const std::string signature = detail::signature_of<R, std::decay_t<Args>...>();
-  static const uint64_t fingerprint = detail::fingerprint(signature);
-  if (fingerprint != entry->fingerprint)
-    return detail::failed_future<R>(std::make_exception_ptr(
-        SerializationError(entry->name, "called as " + signature + " but registered as " + entry->signature)));
-  return enqueue<R>(
-      id, *entry, [&](detail::OutputArchive& ar) { (ar(args), ...); }, detail::FrameKind::Call, nullptr, options);
+  return call_on<R>(*core_, detail::Admission::Wait, options, nullptr, name, std::forward<Args>(args)...);
 }
 
 namespace detail {
@@ -373,3 +436,4 @@ auto ProcessPool::async_call_impl(const CallOptions& options, R (*fn)(A...), Tok
 }  // namespace procpool
 
 #include <procpool/loop/process_pool_map.hpp>
+#include <procpool/loop/process_pool_submit.hpp>

@@ -91,6 +91,16 @@ ForkedHost fork_host(size_t count, const std::function<std::vector<pid_t>()>& re
   return host;
 }
 
+size_t thread_count() {
+  size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/task")) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
 Snapshot::Snapshot() : fds(open_fds()), shm(shm_names()), kids(children()) {}
 
 std::string leaks_since(const Snapshot& before) {

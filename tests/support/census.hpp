@@ -17,6 +17,8 @@ std::set<std::string> shm_names();
 // Children of this process, zombies included.
 std::vector<pid_t> children();
 bool process_exists(pid_t pid);  // false once it is gone and reaped
+// Threads of this process now (/proc/self/task).
+size_t thread_count();
 // For a subreaper (PR_SET_CHILD_SUBREAPER): reaps the orphans that came to
 // it, then says whether all of `pids` are gone.
 bool orphans_gone(const std::vector<pid_t>& pids);
