@@ -104,6 +104,12 @@ TEST_CASE("Recycling.ABurstWithOneCallPerChildDoesNotStall" * doctest::timeout(6
     auto took = std::chrono::steady_clock::now() - t0;
     MESSAGE("200 calls, one per worker: " << std::chrono::duration<double, std::milli>(took).count() << " ms");
     CHECK(took < 20s);
+    // Each call retired its worker; none of them counts as a crash.
+    REQUIRE(census::eventually([&] { return pool.stats().retired_after_max_tasks >= 199; }));
+    procpool::PoolStats s = pool.stats();
+    CHECK(s.succeeded == 200);
+    CHECK(s.crashed == 0);
+    CHECK(s.retired_over_memory == 0);
   }
   CHECK(census::leaks_since(before) == "");
 }
@@ -184,6 +190,8 @@ TEST_CASE("Recycling.AWorkerOverMaxWorkerMemoryIsReplacedAfterItsCall" * doctest
     for (auto [id, n] : runs.per_id) CHECK(n == 1);
     CHECK(runs.per_id.size() == 6);
     CHECK(pool.worker_pids().at(0) != first);
+    CHECK(pool.stats().retired_over_memory == 1);
+    CHECK(pool.stats().retired_after_max_tasks == 0);
   }
   std::remove(path.c_str());
   CHECK(census::leaks_since(before) == "");

@@ -105,12 +105,25 @@ void supervision_cost(int round, int calls) {
   emit(kSystem, "supervision_rtt", "timeout", round, median(timed));
 }
 
+// No-ops submitted, then awaited, through 2 workers that each serve one
+// call (max_tasks_per_child = 1): a fork per call, as Python's option.
+void recycling(int round, int calls) {
+  procpool::ProcessPool pool({.workers = 2, .max_tasks_per_child = 1});
+  pool.submit(supervised_noop).get();
+  std::vector<procpool::Future<void>> futures;
+  auto t0 = Clock::now();
+  for (int i = 0; i < calls; ++i) futures.push_back(pool.submit(supervised_noop));
+  for (auto& f : futures) f.get();
+  emit(kSystem, "recycle_throughput", "1", round, calls / (micros(Clock::now() - t0) / 1e6));
+}
+
 }  // namespace
 
 void measure_supervision(int round, bool quick) {
   deadlines(round, quick ? 2 : 20);
   cancels(round, quick ? 2 : 20);
   supervision_cost(round, quick ? 2000 : 100000);
+  recycling(round, quick ? 20 : 2000);
 }
 
 }  // namespace bench

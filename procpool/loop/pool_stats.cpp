@@ -88,6 +88,8 @@ PoolStats PoolCore::stats() {
   s.other_errors = get(counters_.other_errors);
   s.worker_deaths = get(counters_.worker_deaths);
   s.respawns = get(counters_.respawns);
+  s.retired_after_max_tasks = get(retired_served_);
+  s.retired_over_memory = get(retired_memory_);
   auto now = std::chrono::steady_clock::now();
   {
     std::lock_guard dispatch(dispatch_mutex_);

@@ -68,6 +68,10 @@ struct PoolStats {
 
   uint64_t worker_deaths = 0;  // worker processes that ended other than by the pool's shutdown
   uint64_t respawns = 0;       // workers forked to replace one
+  // Of those deaths, workers that ended their own lives as asked, having
+  // served max_tasks_per_child calls, or over max_worker_memory.
+  uint64_t retired_after_max_tasks = 0;
+  uint64_t retired_over_memory = 0;
   size_t queued = 0;           // calls in the pool's queue, given to no worker yet
   size_t in_flight = 0;        // calls handed to workers, not answered yet
   std::vector<WorkerStats> workers;
