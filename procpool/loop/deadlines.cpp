@@ -227,14 +227,12 @@ void PoolCore::stop_running_locked(WorkerSlot& slot, Published& out) {
   slot.front_deadline = kNever;
   slot.handle_socket.reset();
   if (stopping_ || (!accepting_ && pending_.empty())) return;
-  // The replacement is forked by the pool's own thread (a worker dies with
-  // the thread that forked it); meanwhile the others take the calls.
-  if (on_own_thread()) {
-    respawn_locked(slot, out);
-  } else {
-    dispatch_locked(out);
-    schedule_respawn_locked(slot, std::chrono::milliseconds(0));
-  }
+  // The others take the calls meanwhile. The replacement is forked by the
+  // pool's own thread (a worker dies with the thread that forked it), in a
+  // handler of its own: the stopped call's future is published first, not
+  // after the fork (a millisecond or more here).
+  dispatch_locked(out);
+  schedule_respawn_locked(slot, std::chrono::milliseconds(0));
 }
 
 void PoolCore::watch_stopping(std::list<StoppingWorker>::iterator it) {
