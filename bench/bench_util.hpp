@@ -16,6 +16,7 @@ namespace bench {
 using Clock = std::chrono::steady_clock;
 
 inline double micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+inline double millis(Clock::duration d) { return micros(d) / 1e3; }
 
 // The p-th percentile (0 < p <= 1) of a sample, nearest-rank method.
 inline double percentile(std::vector<double> v, double p) {

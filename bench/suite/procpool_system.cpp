@@ -82,8 +82,6 @@ Counts counts(bool quick) {
   return {2000, 20000, 500, 100000, 64, 10, 5, {100000, 1000000}};
 }
 
-double millis(Clock::duration d) { return micros(d) / 1e3; }
-
 void emit_percentiles(const std::string& figure, int round, const std::vector<double>& us) {
   emit(kSystem, figure, "p50", round, percentile(us, 0.5));
   emit(kSystem, figure, "p99", round, percentile(us, 0.99));

@@ -33,8 +33,6 @@ namespace {
 
 constexpr const char* kSystem = "procpool";
 
-double millis(Clock::duration d) { return micros(d) / 1e3; }
-
 // One worker, so that only its replacement can serve the call behind.
 // deadline_fail: from the deadline (submit + timeout: the worker is idle,
 // so it may begin the call at once) to the future failing with
