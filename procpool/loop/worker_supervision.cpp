@@ -158,8 +158,8 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
     slot.output.reset();
     slot.handle_socket.reset();  // descriptors still in it are the dead worker's
     if (stopping_) return;
-    // While shutdown(true) lets the last calls finish, a worker is replaced
-    // only if calls are left for it.
+    // While a shutdown (wait true or false) lets the last calls finish, a
+    // worker is replaced only if calls are left for it.
     bool needed = accepting_ || !pending_.empty();
     if (!needed) return;
     if (cannot_start) {
