@@ -38,7 +38,10 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
   FrameHeader header = make_frame_header(kind, ++next_task_, frame.size() - sizeof(FrameHeader), handles.size());
   if (kind == FrameKind::Call && call.measure_usage.value_or(options_.measure_usage)) header.handles |= kMeasureUsage;
   std::memcpy(frame.data(), &header, sizeof header);
-  state->set_poller(weak_from_this(), frame.size());
+  // A call that waited for room already has its poller (set before its
+  // Future was handed out, see ProcessPool::submit_when_room): set once.
+  if (state->has_poller()) state->set_request_bytes(frame.size());
+  else state->set_poller(weak_from_this(), frame.size());
   state->place = StateBase::PoolPlace{header.task_id, -1, false, 0, call.cancel_running.value_or(options_.cancel_running)};
   auto held = handles.empty() ? nullptr : std::make_unique<HandleList>(std::move(handles));
   auto timeout = std::max<int64_t>(call.timeout.value_or(options_.timeout).count(), 0);

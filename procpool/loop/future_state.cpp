@@ -131,7 +131,7 @@ void StateBase::on_ready(std::function<void()> callback) { add_callback(&Callbac
 void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline) {
   auto poller = poller_.lock();
   if (!poller) return;
-  auto budget = poller->poll_budget(request_bytes_);
+  auto budget = poller->poll_budget(request_bytes_.load(std::memory_order_relaxed));
   if (budget.count() == 0) return;
   auto until = std::min(deadline, std::chrono::steady_clock::now() + budget);
   PollingScope polling(*poller);

@@ -156,9 +156,17 @@ class StateBase {
   // with a thread that could settle it; at once if it is already ready.
   void before_ready(std::function<void()> callback);
   std::shared_ptr<Poller> poller() const noexcept { return poller_.lock(); }
+  // Set once, before the state is shared with another thread (submit, or
+  // for a call that waits for room at max_pending, when its Future is
+  // made): waiters read poller_ without a lock.
   void set_poller(std::weak_ptr<Poller> poller, size_t request_bytes) noexcept {
     poller_ = std::move(poller);
-    request_bytes_ = static_cast<uint32_t>(std::min<size_t>(request_bytes, UINT32_MAX));
+    set_request_bytes(request_bytes);
+  }
+  bool has_poller() const noexcept { return !poller_.expired(); }
+  // The call's size, once it is encoded (a waiter may read it meanwhile).
+  void set_request_bytes(size_t request_bytes) noexcept {
+    request_bytes_.store(static_cast<uint32_t>(std::min<size_t>(request_bytes, UINT32_MAX)), std::memory_order_relaxed);
   }
   // Asks the pool to withdraw the call (Poller::cancel).
   bool cancel() {
@@ -230,7 +238,7 @@ class StateBase {
 
   // Small fields first, packed: each pending call holds one state.
   std::atomic<uint32_t> status_{kPending};
-  uint32_t request_bytes_ = 0;       // only sizes the poll budget: saturates
+  std::atomic<uint32_t> request_bytes_{0};  // only sizes the poll budget: saturates
   std::atomic_flag callbacks_lock_;  // clear: unlocked (C++20 value-initialises it)
   // before_ready was called: publish() runs `first` (set before the state
   // is shared, so publish reads it unlocked; in the padding, free).

@@ -201,6 +201,10 @@ Future<R> ProcessPool::submit_when_room(Submit submit) {
   auto room = backpressure();
   if (!room) return submit(detail::Admission::Wait, nullptr);
   auto state = std::make_shared<detail::SharedState<R>>();
+  // Its poller now, before the Future leaves this thread: the submit that
+  // a freed place triggers later runs on another thread, while the loop
+  // may be reading the state's poller (co_await).
+  watch(*state);
   auto call = std::make_shared<Submit>(std::move(submit));  // std::function needs a copyable grant
   auto waiter = std::make_shared<detail::Backpressure::Waiter>();
   waiter->grant = [call, state](bool admitted) {
