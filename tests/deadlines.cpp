@@ -405,6 +405,9 @@ TEST_CASE("Deadlines.CancelRacingCompletionFromSeveralThreadsSettlesEachFutureOn
       calls.push_back(pool.submit(record_then_sleep, path, i, 5 + i % 7));
       calls.back().then([&settled, i](procpool::Future<int>) { settled[i].fetch_add(1); });
     }
+    // Not before a call has begun (a loaded machine may not have started
+    // one by the time every cancel is made): some must hit running calls.
+    REQUIRE(census::eventually([&] { return !runs_in(path).empty(); }, 10000ms));
     std::vector<std::thread> cancellers;
     for (int t = 0; t < 4; ++t)
       cancellers.emplace_back([&, t] {
