@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include <procpool/common/errors.hpp>
+#include <procpool/common/statm.hpp>
 #include <procpool/common/unique_fd.hpp>
 
 namespace procpool::detail {
@@ -20,14 +21,7 @@ uint64_t resident_bytes(pid_t pid) noexcept {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid));
   UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return 0;
-  char text[128];
-  ssize_t n = ::read(fd.get(), text, sizeof text - 1);
-  if (n <= 0) return 0;
-  text[n] = '\0';
-  unsigned long long size = 0, resident = 0;
-  if (std::sscanf(text, "%llu %llu", &size, &resident) != 2) return 0;
-  return resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  return fd.get() < 0 ? 0 : statm_resident_bytes(fd.get());
 }
 
 }  // namespace

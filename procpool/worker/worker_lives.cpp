@@ -16,6 +16,7 @@
 #include <procpool/common/errors.hpp>
 #include <procpool/common/exception_codec.hpp>
 #include <procpool/common/function_registry.hpp>
+#include <procpool/common/statm.hpp>
 
 namespace procpool::detail {
 namespace {
@@ -67,7 +68,6 @@ const char* WorkerLives::start(const WorkerConfig& config, ControlBlock& control
     // closes it only turns the check off (pread fails: no retirement).
     statm_fd_ = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     if (statm_fd_ < 0) return "open(/proc/self/statm) for max_worker_memory";
-    page_bytes_ = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   }
   active_ = max_calls_ > 0 || max_rss_ > 0 || cpu_seconds_ > 0 || limits.memory.has_value();
   return nullptr;
@@ -122,16 +122,7 @@ int WorkerLives::after_call(uint64_t served) noexcept {
   return 0;
 }
 
-uint64_t WorkerLives::resident_bytes() const noexcept {
-  // "size resident shared text lib data dt", in pages.
-  char text[128];
-  ssize_t n = ::pread(statm_fd_, text, sizeof text - 1, 0);
-  if (n <= 0) return 0;
-  text[n] = '\0';
-  unsigned long long size = 0, resident = 0;
-  if (std::sscanf(text, "%llu %llu", &size, &resident) != 2) return 0;
-  return resident * page_bytes_;
-}
+uint64_t WorkerLives::resident_bytes() const noexcept { return statm_resident_bytes(statm_fd_); }
 
 bool current_exception_is_bad_alloc() noexcept {
   try {
