@@ -174,8 +174,9 @@ TEST_CASE("Initializer.FailingOnceThenSucceedingRecovers" * doctest::timeout(60)
   census::Snapshot before;
   TempFile starts("once");
   {
+    // No spare (spare_workers = 0): its start would count as a third.
     procpool::ProcessPool pool({.workers = 1, .initializer = procpool::initializer(init_fails_once, starts.path),
-                                .max_failed_starts = 2});
+                                .max_failed_starts = 2, .spare_workers = 0});
     std::vector<procpool::Future<int>> futures;
     for (int i = 0; i < 10; ++i) futures.push_back(pool.submit(tasks::add, i, 1));
     for (int i = 0; i < 10; ++i) {

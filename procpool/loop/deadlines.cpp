@@ -42,9 +42,10 @@
 // leaves its slot at once (a StoppingWorker, reaped with its process group
 // when its pidfd reports its death): the calls behind it, which it never
 // began, go back to the head of the queue for the other workers, and the
-// slot forks a replacement straight away rather than after the death, so
+// slot is given a replacement straight away rather than after the death, so
 // a pool is never a worker short for the time a dying process takes. With
-// a grace, the task may poll the StopRequest meanwhile.
+// a grace, the task may poll the StopRequest meanwhile. A spare worker
+// takes the slot at once if the pool keeps one (PoolOptions::spare_workers).
 //
 // Before any signal the host sets the segment's StopRequest and proves the
 // worker will begin no other call (request_stop_locked, below): a call that
@@ -227,12 +228,10 @@ void PoolCore::stop_running_locked(WorkerSlot& slot, Published& out) {
   slot.front_deadline = kNever;
   slot.handle_socket.reset();
   if (stopping_ || (!accepting_ && pending_.empty())) return;
-  // The others take the calls meanwhile. The replacement is forked by the
-  // pool's own thread (a worker dies with the thread that forked it), in a
-  // handler of its own: the stopped call's future is published first, not
-  // after the fork (a millisecond or more here).
-  dispatch_locked(out);
-  schedule_respawn_locked(slot, std::chrono::milliseconds(0));
+  // A spare takes the slot now, or the forker thread forks a process for
+  // it while the others take the calls (worker_forker.cpp): either way the
+  // stopped call's future is published without waiting for a fork.
+  respawn_locked(slot, out);
 }
 
 void PoolCore::watch_stopping(std::list<StoppingWorker>::iterator it) {

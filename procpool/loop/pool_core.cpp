@@ -4,7 +4,6 @@
 #include <boost/asio/post.hpp>
 
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,24 +50,17 @@ void PoolCore::start() {
   for (size_t i = 0; i < options_.workers; ++i) {
     auto slot = std::make_unique<WorkerSlot>();
     slot->index = i;
-    // One doorbell per worker, for the slot's lifetime: a worker holds only
-    // its own, so it can neither ring nor silence another's.
-    int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (efd < 0) throw Error(std::string("cannot create a worker's doorbell: eventfd: ") + std::strerror(errno));
-    slot->doorbell = std::make_unique<boost::asio::posix::stream_descriptor>(io_, efd);
     slots_.push_back(std::move(slot));
   }
   FunctionRegistry::instance().pool_started();
   counted_in_registry_ = true;
+  forker_ = std::thread([this] { forker_main(); });
   if (!own_io_) {
     // The user's io_context: fork the first workers from this thread.
     try {
-      {
-        std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
-        for (auto& slot : slots_) spawn(*slot);
-        accepting_ = true;
-      }
-      for (auto& slot : slots_) arm_doorbell(*slot);
+      std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+      for (auto& slot : slots_) install_locked(*slot, fork_worker());
+      accepting_ = true;
     } catch (...) {
       halt(StopMode::Terminate);
       throw;
@@ -99,13 +91,12 @@ void PoolCore::start() {
   boost::asio::post(io_, [this, &started] {
     try {
       std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
-      for (auto& slot : slots_) spawn(*slot);
+      for (auto& slot : slots_) install_locked(*slot, fork_worker());
       accepting_ = true;
       started.set_value();
     } catch (...) {
       started.set_exception(std::current_exception());
     }
-    for (auto& slot : slots_) arm_doorbell(*slot);
   });
   try {
     started.get_future().get();
@@ -134,24 +125,32 @@ bool PoolCore::on_own_thread() const noexcept {
   return own_io_ ? std::this_thread::get_id() == reactor_id_ : io_.get_executor().running_in_this_thread();
 }
 
-void PoolCore::arm_doorbell(WorkerSlot& slot) {
+void PoolCore::arm_doorbell_locked(WorkerSlot& slot) {
   // Under the drain lock, so that shutdown (which closes the doorbells under
   // it, after setting stopping_) cannot close one while it is being armed.
-  std::lock_guard drain(drain_mutex_);
   if (stopping_ || !slot.doorbell) return;
   // Handlers hold the core only weakly: on a user's io_context they may run
   // after the pool is gone (cancelled), and while one runs it keeps the core.
   slot.doorbell->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                            [weak = weak_from_this(), &slot](const boost::system::error_code& ec) {
+                            [weak = weak_from_this(), &slot, generation = slot.doorbell_generation](
+                                const boost::system::error_code& ec) {
                               auto self = weak.lock();
-                              if (!ec && self) self->on_doorbell(slot);
+                              if (!ec && self) self->on_doorbell(slot, generation);
                             });
 }
 
-void PoolCore::on_doorbell(WorkerSlot& rung) {
+void PoolCore::arm_doorbell(WorkerSlot& slot, uint64_t generation) {
+  std::lock_guard drain(drain_mutex_);
+  // A new process took the slot meanwhile: its own doorbell is armed.
+  if (generation == slot.doorbell_generation) arm_doorbell_locked(slot);
+}
+
+void PoolCore::on_doorbell(WorkerSlot& rung, uint64_t generation) {
   {
     std::lock_guard drain(drain_mutex_);
-    if (stopping_ || !rung.doorbell) return;
+    // An earlier process's doorbell, whose wait completed before the slot
+    // took a new one: that one has its own wait.
+    if (stopping_ || !rung.doorbell || generation != rung.doorbell_generation) return;
     uint64_t count;
     ssize_t r = ::read(rung.doorbell->native_handle(), &count, sizeof count);
     (void)r;
@@ -162,10 +161,10 @@ void PoolCore::on_doorbell(WorkerSlot& rung) {
   try {
     reactor_turn();
   } catch (...) {
-    arm_doorbell(rung);
+    arm_doorbell(rung, generation);
     throw;
   }
-  arm_doorbell(rung);
+  arm_doorbell(rung, generation);
 }
 
 void PoolCore::on_sweep() {

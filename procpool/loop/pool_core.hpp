@@ -6,15 +6,19 @@
 // that dies (worker_supervision.cpp), withdraws cancelled calls
 // (cancel.cpp), stops a worker whose call ran past its deadline or was
 // cancelled while it ran (deadlines.cpp), bounds the calls it holds
-// (max_pending, backpressure.cpp), and stops them all in every form of
-// shutdown (pool_shutdown.cpp);
+// (max_pending, backpressure.cpp), forks replacements and keeps spares
+// (worker_forker.cpp), and stops them all in every form of shutdown
+// (pool_shutdown.cpp);
 // pool_core.cpp holds the start, the reactor's doorbells and the polling by
 // waiting threads. ProcessPool is its public face.
 //
 // Threads and locks:
-//   - reactor thread: an Asio io_context the pool owns. It forks every
-//     worker (PR_SET_PDEATHSIG is tied to the forking thread, which must
-//     outlive the workers), waits on the workers' doorbell eventfds and pidfds.
+//   - reactor thread: an Asio io_context the pool owns. It forks the first
+//     workers and waits on the workers' doorbell eventfds and pidfds.
+//   - forker thread: forks every later worker (replacements and spares),
+//     holding no lock while it forks (worker_forker.cpp). A worker dies
+//     with the thread that forked it (PR_SET_PDEATHSIG): both threads
+//     outlive every worker.
 //   - dispatch_mutex_: pending_ and each slot's assigned/sent state, and
 //     writing into request rings; also the kept frame of a large call
 //     (spare_frame_), which a submitting thread takes while it encodes.
@@ -116,15 +120,41 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
  private:
   using Published = std::vector<std::shared_ptr<StateBase>>;
 
-  // Reactor side.
-  void spawn(WorkerSlot& slot);
+  // ---- workers' processes (worker_forker.cpp, which has the protocol) ----
+  // Forks a worker with its own segment, doorbell, SharedBytes channel and
+  // output pipes. Needs no lock; throws procpool::Error (nothing is left).
+  ForkedWorker fork_worker();
+  // Both mutexes held: puts `worker` into `slot` (which holds no process),
+  // watches its death and arms its doorbell.
+  void install_locked(WorkerSlot& slot, ForkedWorker worker);
+  // Both mutexes held: `slot` lost its process. Gives it a spare at once if
+  // one is there, else asks the forker thread for a process; then
+  // dispatches (the other workers take the calls meanwhile).
+  void respawn_locked(WorkerSlot& slot, Published& out);
+  void wake_forker();
+  void forker_main();  // the forker thread
+  // Forks what is wanted, one at a time; returns when to look again (a
+  // spare's refill is held back until refill_after_), if ever.
+  std::optional<std::chrono::steady_clock::time_point> fork_wanted_workers();
+  enum class ForkWanted : uint8_t { nothing, for_slot, spare };
+  ForkWanted fork_wanted_locked() const;
+  // Both mutexes held: gives a new process to a slot that waits for one,
+  // or keeps it as a spare; false when neither wants it.
+  bool place_locked(ForkedWorker& worker, Published& out);
+  // SIGKILL and reap a process no slot will take. No lock held.
+  void discard(ForkedWorker& worker) noexcept;
+  void watch_spare(ForkedWorker& worker);
+  void on_spare_death(pid_t pid);
+  // Both mutexes held: the pool is broken (PoolBroken): no slot forks again
+  // and every pending call fails with `error`.
+  void break_pool_locked(std::exception_ptr error, Published& out);
+  void stop_forker();  // joins the forker thread; no lock held
   void watch_death(WorkerSlot& slot);
   void on_death(WorkerSlot& slot, pid_t pid);  // `pid`: the process whose death is reported
-  // Both locks held: forks a replacement into a dead slot, or schedules a
-  // retry if fork fails.
-  void respawn_locked(WorkerSlot& slot, Published& out);
-  void arm_doorbell(WorkerSlot& slot);
-  void on_doorbell(WorkerSlot& rung);
+  // drain_mutex_ held: waits for the slot's doorbell (of this generation).
+  void arm_doorbell_locked(WorkerSlot& slot);
+  void arm_doorbell(WorkerSlot& slot, uint64_t generation);
+  void on_doorbell(WorkerSlot& rung, uint64_t generation);
   // The reactor's turn: drain, dispatch, publish, until it may sleep.
   void reactor_turn();
   void on_sweep();
@@ -134,6 +164,10 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // and kills a worker that missed its start-up deadline.
   void on_watchdog();
   void arm_watchdog_locked();  // drain_mutex_ held
+  // drain_mutex_ held: marks the workers and spares that said they are
+  // ready (a start ends a row of failed starts), and kills those past
+  // start_timeout.
+  void note_starts_locked();
   bool watchdog_needed_locked() const;
   // A worker was given a call while it held none: makes sure the watchdog
   // runs (a post to the reactor when it had stopped).
@@ -145,7 +179,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void fail_all_pending(std::exception_ptr error, Published& out);
   // Stop frame, SIGTERM, SIGKILL (or SIGKILL only); reaps all; fails what is left.
   void stop_workers(Published& out, StopMode mode);
-  bool request_stop(WorkerSlot& slot) noexcept;  // writes a Stop frame if it fits
+  bool request_stop(ByteRing& requests) noexcept;  // writes a Stop frame if it fits
 
   // Dispatch (dispatch_mutex_ held).
   // Calls that fail on the way (refuse_locked) go into `out`, for the
@@ -209,10 +243,6 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // Captured output (output_capture.hpp): each line to PoolOptions::on_output,
   // or to the host's stdout or stderr, prefixed. No pool lock held.
   void deliver_output(std::vector<OutputLine>& lines) noexcept;
-  // Both mutexes held: forks a replacement into `slot` from the reactor
-  // after `delay` (a retry after a failed fork, or a slot emptied on
-  // another thread).
-  void schedule_respawn_locked(WorkerSlot& slot, std::chrono::milliseconds delay);
 
   // Draining (drain_mutex_ held), in response_reader.cpp.
   void drain_locked(Published& out);
@@ -256,10 +286,13 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // a worker that died before it started (set-up, initializer,
   // start_timeout) and returns the PoolBroken error once max_failed_starts
   // did in a row; a worker that started resets the count.
-  std::exception_ptr count_start_locked(WorkerSlot& slot, bool served, int sig, int code);
-  // Why the worker in `slot` failed to start, as text; `cause` gets the
+  // (A spare's death is counted the same way, served being false.)
+  std::exception_ptr count_start_locked(ControlBlock& control, pid_t pid, bool start_timed_out, bool served, int sig,
+                                        int code);
+  // Why worker `pid` failed to start, as text; `cause` gets the
   // initializer's exception, or the WorkerCrashed of a worker that died.
-  std::string describe_failed_start(WorkerSlot& slot, int sig, int code, std::exception_ptr& cause) const;
+  std::string describe_failed_start(ControlBlock& control, pid_t pid, bool start_timed_out, int sig, int code,
+                                    std::exception_ptr& cause) const;
   // on_death, both mutexes held: the error of a call whose worker a
   // resource limit killed (SIGXCPU, SIGXFSZ, a failed allocation), or null.
   std::exception_ptr limit_death_error(const TaskRecord& task, WorkerSlot& slot, int sig, int code) const;
@@ -361,6 +394,22 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   bool reactor_gone_ = false;                // then callbacks run where they are published
   std::vector<std::unique_ptr<WorkerSlot>> slots_;
 
+  // The forker (worker_forker.cpp). spares_ and spares_wanted_ are guarded
+  // by both mutexes (changed with both held, read with either);
+  // forker_woken_ and forker_stop_ by forker_mutex_, which is taken after
+  // the pool's mutexes, never before.
+  std::list<ForkedWorker> spares_;  // oldest first
+  bool spares_wanted_ = false;      // set by the first replacement
+  // A spare taken is replaced no sooner than kSpareRefillDelay after.
+  static constexpr auto kSpareRefillDelay = std::chrono::milliseconds(5);
+  std::chrono::steady_clock::time_point refill_after_{};
+  std::thread forker_;
+  std::mutex forker_mutex_;
+  std::condition_variable forker_cv_;
+  bool forker_woken_ = false;
+  bool forker_stop_ = false;
+  unsigned fork_failures_ = 0;  // in a row; the forker thread's own
+
   SpinThenBlockMutex drain_mutex_;
   SpinThenBlockMutex dispatch_mutex_;
   std::atomic<int> pollers_{0};  // threads inside a PollingScope
@@ -429,7 +478,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // by stats() with no claim to be one consistent snapshot.
   struct Counters {
     std::atomic<uint64_t> submitted{0}, succeeded{0}, raised{0}, crashed{0}, timed_out{0}, cancelled{0},
-        protocol_errors{0}, limit_exceeded{0}, shut_down{0}, other_errors{0}, worker_deaths{0}, respawns{0};
+        protocol_errors{0}, limit_exceeded{0}, shut_down{0}, other_errors{0}, worker_deaths{0}, respawns{0},
+        spares_taken{0};
   };
   Counters counters_;
 

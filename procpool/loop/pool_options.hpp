@@ -105,9 +105,9 @@ struct PoolOptions {
   // results are drained by waiting threads, but callbacks, co_await
   // resumptions and worker replacement happen only while it runs. It must
   // outlive the pool. The first workers are forked by the thread that
-  // constructs the pool, replacements by a thread running the context; a
-  // worker dies with the thread that forked it (PR_SET_PDEATHSIG), so these
-  // threads should live as long as the pool.
+  // constructs the pool (replacements and spares by a thread of the
+  // pool's own); a worker dies with the thread that forked it
+  // (PR_SET_PDEATHSIG), so that thread should live as long as the pool.
   boost::asio::io_context* io_context = nullptr;
 
   // ---- Workers' lives (DESIGN.md, "Workers' lives") ----
@@ -129,6 +129,16 @@ struct PoolOptions {
   // with PoolBroken, which names the cause, and no worker is forked again.
   // A worker that starts resets the count.
   unsigned max_failed_starts = 3;
+  // Workers forked ahead and kept idle (their initializer run), so that a
+  // worker that dies, is stopped for a deadline or a cancel, or retires
+  // (max_tasks_per_child, max_worker_memory) is replaced at once rather
+  // than after a fork (a millisecond or more, longer in a large host). A
+  // pool forks them only once it has had to replace a worker: a pool
+  // whose workers never go has none. They are not counted in `workers`
+  // and take no calls until they take a slot. 0: none (a replacement is
+  // forked when needed, by a thread of the pool's own, out of the way of
+  // the workers still serving).
+  size_t spare_workers = 1;
   // setrlimit limits applied in each worker (core dumps off by default).
   ResourceLimits limits{};
   // The crash-loop breaker (off by default: a pool that is meant to run

@@ -248,13 +248,19 @@ void PoolCore::stop_workers(Published& out, StopMode mode) {
       if (!slot->alive) continue;
       int pidfd = slot->pidfd->native_handle();
       // Idle workers get a Stop frame and exit cleanly; busy ones SIGTERM.
-      if (slot->assigned.empty() && request_stop(*slot)) {
+      if (slot->assigned.empty() && request_stop(slot->requests)) {
         futex_wake_all(slot->segment->header().request.data_event);
       } else {
         send_signal(pidfd, SIGTERM);
         ::kill(-slot->pid, SIGTERM);  // and what its tasks started, in its process group
       }
       waiting.push_back(pollfd{pidfd, POLLIN, 0});
+    }
+    // Spares are idle: a Stop frame each.
+    for (auto& spare : spares_) {
+      ByteRing requests = spare.segment->request_ring();
+      if (request_stop(requests)) futex_wake_all(spare.segment->header().request.data_event);
+      waiting.push_back(pollfd{spare.pidfd->native_handle(), POLLIN, 0});
     }
   }
   await_exits(waiting, options_.shutdown_grace);
@@ -267,6 +273,11 @@ void PoolCore::stop_workers(Published& out, StopMode mode) {
     for (auto& gone : stopping_workers_) {
       send_signal(gone.pidfd->native_handle(), SIGKILL);
       killed.push_back(pollfd{gone.pidfd->native_handle(), POLLIN, 0});
+    }
+    for (auto& spare : spares_) {
+      send_signal(spare.pidfd->native_handle(), SIGKILL);
+      kill_process_group(spare.pid);
+      killed.push_back(pollfd{spare.pidfd->native_handle(), POLLIN, 0});
     }
     for (auto& slot : slots_) {
       if (!slot->alive) continue;
@@ -281,8 +292,18 @@ void PoolCore::stop_workers(Published& out, StopMode mode) {
   // then waits for it).
   await_exits(killed, kReapLimit);
   std::vector<OutputLine> lines;  // what they wrote last, delivered once the locks are released
+  std::list<ForkedWorker> spares;  // unmapped once the locks are released
   {
     std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
+    for (auto& spare : spares_) {
+      int sig = 0, code = 0;
+      reap(spare.pidfd->native_handle(), sig, code);
+      if (spare.output) {
+        auto rest = spare.output->finish();
+        lines.insert(lines.end(), std::make_move_iterator(rest.begin()), std::make_move_iterator(rest.end()));
+      }
+    }
+    spares.splice(spares.end(), spares_);
     for (auto it = stopping_workers_.begin(); it != stopping_workers_.end(); ++it) reap_stopping_locked(it, lines);
     stopping_workers_.clear();
     for (auto& slot : slots_) {
@@ -309,7 +330,7 @@ void PoolCore::stop_workers(Published& out, StopMode mode) {
         }
       slot->assigned.clear();
       slot->count_calls();
-      slot->retry.reset();
+      slot->needs_process = false;
       slot->pidfd.reset();
       slot->segment.reset();
       slot->doorbell.reset();
@@ -318,6 +339,10 @@ void PoolCore::stop_workers(Published& out, StopMode mode) {
     }
   }
   deliver_output(lines);
+  // Last: the workers it forked died with it otherwise (PR_SET_PDEATHSIG),
+  // before their Stop frame or grace. A fork it had begun is discarded by
+  // it before it returns.
+  stop_forker();
 }
 
 void PoolCore::await_exits(std::vector<pollfd>& pidfds, std::chrono::milliseconds limit) {
@@ -333,15 +358,15 @@ void PoolCore::await_exits(std::vector<pollfd>& pidfds, std::chrono::millisecond
   }
 }
 
-bool PoolCore::request_stop(WorkerSlot& slot) noexcept {
+bool PoolCore::request_stop(ByteRing& requests) noexcept {
   FrameHeader stop = make_frame_header(FrameKind::Stop, 0, 0);
   try {
-    if (slot.requests.free_space(sizeof stop) < sizeof stop) return false;
+    if (requests.free_space(sizeof stop) < sizeof stop) return false;
   } catch (const RingCorrupt&) {
     return false;  // a forged tail: it gets SIGTERM instead
   }
-  slot.requests.write_some(&stop, sizeof stop);
-  slot.requests.publish();
+  requests.write_some(&stop, sizeof stop);
+  requests.publish();
   return true;
 }
 

@@ -82,12 +82,14 @@ PoolStats PoolCore::stats() {
   s.other_errors = get(counters_.other_errors);
   s.worker_deaths = get(counters_.worker_deaths);
   s.respawns = get(counters_.respawns);
+  s.spares_taken = get(counters_.spares_taken);
   s.retired_after_max_tasks = get(retired_served_);
   s.retired_over_memory = get(retired_memory_);
   auto now = std::chrono::steady_clock::now();
   {
     std::lock_guard dispatch(dispatch_mutex_);
     s.queued = pending_.size();
+    s.spare_workers = spares_.size();
     for (auto& slot : slots_) {
       s.in_flight += slot->assigned.size();
       WorkerStats w;

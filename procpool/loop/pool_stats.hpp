@@ -67,7 +67,9 @@ struct PoolStats {
   }
 
   uint64_t worker_deaths = 0;  // worker processes that ended other than by the pool's shutdown
-  uint64_t respawns = 0;       // workers forked to replace one
+  uint64_t respawns = 0;       // workers that took the place of one that went
+  uint64_t spares_taken = 0;   // of those, spares (PoolOptions::spare_workers) that took it at once
+  size_t spare_workers = 0;    // spares forked and idle now
   // Of those deaths, workers that ended their own lives as asked, having
   // served max_tasks_per_child calls, or over max_worker_memory.
   uint64_t retired_after_max_tasks = 0;

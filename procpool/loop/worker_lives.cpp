@@ -34,12 +34,12 @@ std::string describe_exception(const std::exception_ptr& e) {
 
 }  // namespace
 
-std::string PoolCore::describe_failed_start(WorkerSlot& slot, int sig, int code, std::exception_ptr& cause) const {
-  ControlBlock& control = slot.segment->control();
+std::string PoolCore::describe_failed_start(ControlBlock& control, pid_t pid, bool start_timed_out, int sig, int code,
+                                            std::exception_ptr& cause) const {
   bool initializing = control.initializing.load(std::memory_order_relaxed) != 0;
   std::string initializer = "'" + options_.initializer.function() + "' (the initializer)";
-  std::string who = "worker " + std::to_string(slot.pid);
-  if (slot.start_timed_out) {
+  std::string who = "worker " + std::to_string(pid);
+  if (start_timed_out) {
     return who + " did not say it was ready within " + std::to_string(options_.start_timeout.count()) +
            " ms (start_timeout) and was killed; " +
            (initializing ? initializer + " was still running"
@@ -50,7 +50,7 @@ std::string PoolCore::describe_failed_start(WorkerSlot& slot, int sig, int code,
     size_t n = std::min<size_t>(control.startup_error_bytes.load(std::memory_order_relaxed), kStartupErrorBytes);
     try {
       InputArchive in(reinterpret_cast<const std::byte*>(control.startup_error), n);
-      cause = decode_exception(in, options_.initializer.function(), slot.pid);
+      cause = decode_exception(in, options_.initializer.function(), pid);
     } catch (...) {
       cause = std::make_exception_ptr(Error("an exception whose record did not decode"));
     }
@@ -63,15 +63,17 @@ std::string PoolCore::describe_failed_start(WorkerSlot& slot, int sig, int code,
   // Killed, or exited, before it was ready.
   uint32_t frames = std::min<uint32_t>(control.crash_frame_count.load(std::memory_order_relaxed), kMaxCrashFrames);
   std::string where = sig != 0 ? symbolize(control.crash_frames, static_cast<int>(frames)) : std::string();
-  WorkerCrashed crash(initializing ? initializer : std::string("its set-up"), slot.pid, sig, code, where);
+  WorkerCrashed crash(initializing ? initializer : std::string("its set-up"), pid, sig, code, where);
   cause = std::make_exception_ptr(crash);
   return std::string(crash.what()) + " before it was ready";
 }
 
-std::exception_ptr PoolCore::count_start_locked(WorkerSlot& slot, bool served, int sig, int code) {
-  ControlBlock& control = slot.segment->control();
+std::exception_ptr PoolCore::count_start_locked(ControlBlock& control, pid_t pid, bool start_timed_out, bool served,
+                                                int sig, int code) {
+  // Starts that succeeded before this failure end the row it would extend.
+  note_starts_locked();
   bool was_ready = control.ready.load(std::memory_order_relaxed) != 0;
-  bool failed = !served && (!was_ready || slot.start_timed_out || code == kExitSetupFailed ||
+  bool failed = !served && (!was_ready || start_timed_out || code == kExitSetupFailed ||
                             code == kExitInitializerFailed);
   if (!failed) {
     failed_starts_ = 0;
@@ -79,7 +81,7 @@ std::exception_ptr PoolCore::count_start_locked(WorkerSlot& slot, bool served, i
   }
   if (start_error_) return nullptr;  // broken already
   std::exception_ptr cause;
-  std::string why = describe_failed_start(slot, sig, code, cause);
+  std::string why = describe_failed_start(control, pid, start_timed_out, sig, code, cause);
   if (++failed_starts_ < std::max(1u, options_.max_failed_starts)) return nullptr;
   PoolBroken broken("the pool is broken: " + std::to_string(failed_starts_) +
                     " workers in a row failed to start (max_failed_starts); the last: " + why +

@@ -29,12 +29,37 @@ struct TaskRecord {
   std::unique_ptr<HandleList> handles;  // its SharedBytes (null: none)
 };
 
+// A worker process the pool has forked and not yet put in a slot: a
+// spare (PoolOptions::spare_workers), or a replacement on its way to the
+// slot that asked for it (worker_forker.cpp). Its own doorbell, SharedBytes
+// channel and output pipes come with it into the slot.
+struct ForkedWorker {
+  std::unique_ptr<WorkerSegment> segment;
+  // The eventfd the worker rings: each process has its own, so that it can
+  // neither ring nor silence another's. A wait armed for an earlier process
+  // carries an older generation and is dropped (PoolCore::on_doorbell).
+  std::unique_ptr<boost::asio::posix::stream_descriptor> doorbell;
+  uint64_t doorbell_generation = 0;
+  UniqueFd handle_socket;
+  pid_t pid = -1;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> pidfd;
+  std::shared_ptr<OutputCapture> output;
+  std::chrono::steady_clock::time_point forked_at{};
+  // Guarded by the drain mutex, as WorkerSlot's.
+  bool ready = false;
+  bool start_timed_out = false;
+};
+
 struct WorkerSlot {
   size_t index = 0;
   std::unique_ptr<WorkerSegment> segment;
   ByteRing requests;   // the host produces
   ByteRing responses;  // the host consumes
-  std::unique_ptr<boost::asio::posix::stream_descriptor> doorbell;  // eventfd the worker rings
+  // The eventfd the worker rings: each process has its own, so that it can
+  // neither ring nor silence another's. A wait armed for an earlier process
+  // carries an older generation and is dropped (PoolCore::on_doorbell).
+  std::unique_ptr<boost::asio::posix::stream_descriptor> doorbell;
+  uint64_t doorbell_generation = 0;
   UniqueFd handle_socket;  // the host's end of this process's SharedBytes channel
   pid_t pid = -1;
   std::unique_ptr<boost::asio::posix::stream_descriptor> pidfd;
@@ -49,8 +74,9 @@ struct WorkerSlot {
   bool ready = false;
   bool start_timed_out = false;
   bool retired = false;         // the pool is broken (PoolBroken): no more forks
-  unsigned fork_failures = 0;  // consecutive failed forks (retried on a timer)
-  std::unique_ptr<boost::asio::steady_timer> retry;
+  // Guarded by both mutexes: the slot has lost its process and waits for
+  // the forker's next one (no spare was ready).
+  bool needs_process = false;
 
   // Guarded by the pool's dispatch mutex.
   std::deque<TaskRecord> assigned;  // in ring order; front is the oldest unanswered

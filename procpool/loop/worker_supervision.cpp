@@ -16,52 +16,6 @@
 
 namespace procpool::detail {
 
-void PoolCore::spawn(WorkerSlot& slot) {
-  slot.segment = std::make_unique<WorkerSegment>(options_.ring_bytes);
-  slot.requests = slot.segment->request_ring();
-  slot.responses = slot.segment->response_ring();
-  // Its doorbell is armed when it is given its first call
-  // (expect_answers_locked), not before: it has nothing to ring for.
-  WorkerConfig config = worker_config_;
-  config.doorbell_fd = slot.doorbell->native_handle();
-  HandleSockets sockets = make_handle_sockets();
-  UniqueFd worker_end(sockets.worker);
-  slot.handle_socket.reset(sockets.host);  // the previous process's channel, if any, goes
-  config.handle_socket = worker_end.get();
-  OutputPipes pipes;
-  if (options_.worker_output == WorkerOutput::capture) {
-    pipes = make_output_pipes();
-    config.stdout_fd = pipes.out_write.get();
-    config.stderr_fd = pipes.err_write.get();
-  }
-  SpawnedWorker w = spawn_worker(*slot.segment, config);
-  worker_end.reset();
-  pipes.out_write.reset();  // only the worker writes: its death ends the pipes
-  pipes.err_write.reset();
-  slot.output.reset();
-  if (options_.worker_output == WorkerOutput::capture) {
-    slot.output = std::make_shared<OutputCapture>(io_, pipes, w.pid, [weak = weak_from_this()](auto& lines) {
-      if (auto self = weak.lock()) self->deliver_output(lines);
-    });
-    slot.output->start();
-  }
-  slot.pid = w.pid;
-  slot.pidfd = std::make_unique<boost::asio::posix::stream_descriptor>(io_, w.pidfd);
-  slot.alive = true;
-  slot.sent = slot.sent_bytes = 0;
-  slot.handles_sent = false;
-  slot.answered = 0;
-  slot.calls_left = options_.max_tasks_per_child > 0 ? options_.max_tasks_per_child : SIZE_MAX;
-  slot.forget_answer();
-  slot.condemned.clear();
-  slot.request_fault.clear();
-  slot.front_deadline = std::chrono::steady_clock::time_point::max();
-  slot.forked_at = std::chrono::steady_clock::now();
-  slot.ready = slot.start_timed_out = false;
-  watch_death(slot);
-  arm_watchdog_locked();  // its start-up deadline
-}
-
 void PoolCore::watch_death(WorkerSlot& slot) {
   slot.pidfd->async_wait(boost::asio::posix::stream_descriptor::wait_read,
                          [weak = weak_from_this(), &slot, pid = slot.pid](const boost::system::error_code& ec) {
@@ -144,7 +98,7 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
     slot.front_deadline = std::chrono::steady_clock::time_point::max();
     if (started == slot.answered && code == kExitServedItsCalls) retired_served_.fetch_add(1, std::memory_order_relaxed);
     if (started == slot.answered && code == kExitOverMemory) retired_memory_.fetch_add(1, std::memory_order_relaxed);
-    cannot_start = count_start_locked(slot, served, sig, code);
+    cannot_start = count_start_locked(control, slot.pid, slot.start_timed_out, served, sig, code);
   }
   // What it printed first, then the crashed call fails, not after the
   // replacement's fork.
@@ -162,14 +116,10 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
     // worker is replaced only if calls are left for it.
     bool needed = accepting_ || !pending_.empty();
     if (!needed) return;
-    if (cannot_start) {
-      // Broken: no slot forks again, every pending call fails now, and
-      // submit() fails every later one (all slots retired). A worker still
-      // alive finishes the calls it holds.
-      start_error_ = cannot_start;
-      for (auto& s : slots_) s->retired = true;
-      fail_all_pending(cannot_start, out);
-    }
+    // Broken: no slot forks again, every pending call fails now, and
+    // submit() fails every later one (all slots retired). A worker still
+    // alive finishes the calls it holds.
+    if (cannot_start) break_pool_locked(cannot_start, out);
     if (!slot.retired) {
       respawn_locked(slot, out);
     } else if (std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive; })) {
@@ -179,44 +129,10 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
   publish(out);
 }
 
-void PoolCore::respawn_locked(WorkerSlot& slot, Published& out) {
-  std::exception_ptr error;
-  try {
-    spawn(slot);
-    slot.fork_failures = 0;
-    counters_.respawns.fetch_add(1, std::memory_order_relaxed);
-  } catch (...) {
-    error = std::current_exception();
-  }
-  if (!error) {
-    dispatch_locked(out);
-    return;
-  }
-  // With no worker left, queued calls cannot wait for one: fail them now.
-  if (std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive; })) fail_all_pending(error, out);
-  // fork fails for passing reasons (EAGAIN, ENOMEM): try again, backing off.
-  schedule_respawn_locked(slot, std::chrono::milliseconds(std::min(1000, 50 << std::min(slot.fork_failures++, 5u))));
-}
-
-void PoolCore::schedule_respawn_locked(WorkerSlot& slot, std::chrono::milliseconds delay) {
-  slot.retry = std::make_unique<boost::asio::steady_timer>(io_, delay);
-  slot.retry->async_wait([weak = weak_from_this(), &slot](const boost::system::error_code& ec) {
-    auto self = weak.lock();
-    if (ec || !self) return;
-    Published later;
-    {
-      std::scoped_lock lock(self->drain_mutex_, self->dispatch_mutex_);
-      if (self->stopping_ || slot.alive || slot.retired || (!self->accepting_ && self->pending_.empty())) return;
-      self->respawn_locked(slot, later);
-    }
-    self->publish(later);
-  });
-}
-
 bool PoolCore::watchdog_needed_locked() const {
-  return std::any_of(slots_.begin(), slots_.end(), [](auto& s) {
-    return s->alive && (!s->ready || s->calls_held.load(std::memory_order_seq_cst) > 0);
-  });
+  return std::any_of(slots_.begin(), slots_.end(),
+                     [](auto& s) { return s->alive && (!s->ready || s->calls_held.load(std::memory_order_seq_cst) > 0); }) ||
+         std::any_of(spares_.begin(), spares_.end(), [](auto& s) { return !s.ready; });
 }
 
 void PoolCore::arm_watchdog_locked() {
@@ -246,17 +162,7 @@ void PoolCore::on_watchdog() {
     std::lock_guard drain(drain_mutex_);
     watchdog_armed_ = false;
     if (stopping_) return;
-    auto now = std::chrono::steady_clock::now();
-    for (auto& slot : slots_) {
-      if (!slot->alive || slot->ready) continue;
-      if (slot->segment->control().ready.load(std::memory_order_acquire) != 0) {
-        slot->ready = true;
-        failed_starts_ = 0;  // a worker started: failed starts are no longer in a row
-      } else if (!slot->start_timed_out && now - slot->forked_at > options_.start_timeout) {
-        slot->start_timed_out = true;
-        send_signal(slot->pidfd->native_handle(), SIGKILL);  // on_death replaces it
-      }
-    }
+    note_starts_locked();
   }
   // Every ring, whatever the doorbells say.
   reactor_turn();
@@ -270,6 +176,29 @@ void PoolCore::on_watchdog() {
     if (!watchdog_needed_locked()) return;
   }
   arm_watchdog_locked();
+}
+
+void PoolCore::note_starts_locked() {
+  auto now = std::chrono::steady_clock::now();
+  bool started = false;
+  // A process that said it is ready is; one past its start-up deadline
+  // is killed (on_death replaces it, on_spare_death forgets it).
+  auto check = [&](WorkerSegment& segment, bool& ready, bool& timed_out, auto forked_at, auto& pidfd) {
+    if (segment.control().ready.load(std::memory_order_acquire) != 0) {
+      ready = started = true;
+    } else if (!timed_out && now - forked_at > options_.start_timeout) {
+      timed_out = true;
+      send_signal(pidfd.native_handle(), SIGKILL);
+    }
+  };
+  for (auto& slot : slots_)
+    if (slot->alive && !slot->ready) check(*slot->segment, slot->ready, slot->start_timed_out, slot->forked_at, *slot->pidfd);
+  for (auto& spare : spares_)
+    if (!spare.ready) check(*spare.segment, spare.ready, spare.start_timed_out, spare.forked_at, *spare.pidfd);
+  if (started && failed_starts_ > 0) {
+    failed_starts_ = 0;  // a worker started: failed starts are no longer in a row
+    wake_forker();       // spares were not forked while starts failed
+  }
 }
 
 void PoolCore::fail_all_pending(std::exception_ptr error, Published& out) {
