@@ -36,11 +36,13 @@ constexpr const char* kSystem = "procpool";
 // One worker, so that only its replacement can serve the call behind.
 // deadline_fail: from the deadline (submit + timeout: the worker is idle,
 // so it may begin the call at once) to the future failing with
-// TaskTimeout; deadline_replace: to the next call's result.
-void deadlines(int round, int samples) {
+// TaskTimeout; deadline_replace: to the next call's result. With the
+// pool's spare (the default), which takes the slot, and with none, when
+// the replacement is forked.
+void deadlines(int round, int samples, size_t spares) {
   constexpr auto kTimeout = std::chrono::milliseconds(20);
   std::vector<double> fail_ms, replace_ms;
-  procpool::ProcessPool pool({.workers = 1});
+  procpool::ProcessPool pool({.workers = 1, .spare_workers = spares});
   pool.submit(supervised_noop).get();
   for (int s = 0; s < samples; ++s) {
     auto t0 = Clock::now();
@@ -56,6 +58,7 @@ void deadlines(int round, int samples) {
     fail_ms.push_back(millis(failed - due));
     replace_ms.push_back(millis(Clock::now() - due));
   }
+  if (spares == 0) return emit(kSystem, "deadline_replace", "no_spare", round, median(replace_ms));
   emit(kSystem, "deadline_fail", "1", round, median(fail_ms));
   emit(kSystem, "deadline_replace", "1", round, median(replace_ms));
 }
@@ -118,7 +121,8 @@ void recycling(int round, int calls) {
 }  // namespace
 
 void measure_supervision(int round, bool quick) {
-  deadlines(round, quick ? 2 : 20);
+  deadlines(round, quick ? 2 : 20, 1);
+  deadlines(round, quick ? 2 : 20, 0);
   cancels(round, quick ? 2 : 20);
   supervision_cost(round, quick ? 2000 : 100000);
   recycling(round, quick ? 20 : 2000);

@@ -400,7 +400,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // the pool's mutexes, never before.
   std::list<ForkedWorker> spares_;  // oldest first
   bool spares_wanted_ = false;      // set by the first replacement
-  // A spare taken is replaced no sooner than kSpareRefillDelay after.
+  // A spare is forked no sooner than kSpareRefillDelay after the last
+  // replacement (a spare taken, or a process forked for a slot).
   static constexpr auto kSpareRefillDelay = std::chrono::milliseconds(5);
   std::chrono::steady_clock::time_point refill_after_{};
   std::thread forker_;

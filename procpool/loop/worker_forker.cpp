@@ -17,7 +17,11 @@
 // are forked from the pool's first replacement on (spares_wanted_), so a
 // pool whose workers never die never has one. While workers fail to start
 // (failed_starts_ > 0) no spare is forked: a failing initializer is not
-// run more often than slots need workers.
+// run more often than slots need workers. Nor until replacements have
+// paused for kSpareRefillDelay: a fork competes for the CPUs and the
+// host's address space with the new worker's first calls, and, when
+// workers go back to back (a crash per call, max_tasks_per_child = 1),
+// with the next replacement; spares serve the losses that come apart.
 //
 // Who asks. respawn_locked (a slot lost its process) takes a spare or sets
 // the slot's needs_process, and wakes the forker either way (to fork a
@@ -141,13 +145,14 @@ void PoolCore::respawn_locked(WorkerSlot& slot, Published& out) {
     install_locked(slot, std::move(taken.front()));
     counters_.respawns.fetch_add(1, std::memory_order_relaxed);
     counters_.spares_taken.fetch_add(1, std::memory_order_relaxed);
-    // Its successor is forked a little later: a fork now would take a CPU
-    // and the host's address space (page faults wait for the copy of its
-    // page tables) from the spare's first calls.
-    refill_after_ = std::chrono::steady_clock::now() + kSpareRefillDelay;
   } else {
     slot.needs_process = true;
   }
+  // Spares are forked once replacements pause: a fork now would take a
+  // CPU and the host's address space (page faults wait for the copy of its
+  // page tables) from the new worker's first calls, and from the next
+  // replacement should one follow at once (calls crashing back to back).
+  refill_after_ = std::chrono::steady_clock::now() + kSpareRefillDelay;
   wake_forker();  // a process for the slot, or a spare in place of the one taken
   dispatch_locked(out);
 }
@@ -170,12 +175,14 @@ void PoolCore::forker_main() {
     auto later = fork_wanted_workers();
     lock.lock();
     if (fork_failures_ > 0) {
-      // fork fails for passing reasons (EAGAIN, ENOMEM): try again, backing off.
-      later = std::chrono::steady_clock::now() +
-              std::chrono::milliseconds(std::min(1000, 50 << std::min(fork_failures_, 5u)));
-    }
-    if (later) {
-      forker_cv_.wait_until(lock, *later, [&] { return forker_stop_; });
+      // fork fails for passing reasons (EAGAIN, ENOMEM): try again, backing
+      // off, whoever asks meanwhile.
+      auto delay = std::chrono::milliseconds(std::min(1000, 50 << std::min(fork_failures_, 5u)));
+      forker_cv_.wait_for(lock, delay, [&] { return forker_stop_; });
+      forker_woken_ = true;
+    } else if (later) {
+      // A spare's refill is due: unless a slot asks for a process first.
+      forker_cv_.wait_until(lock, *later, [&] { return forker_stop_ || forker_woken_; });
       forker_woken_ = true;
     }
   }
@@ -234,6 +241,7 @@ bool PoolCore::place_locked(ForkedWorker& w, Published& out) {
       if (slot->needs_process && !slot->retired) {
         install_locked(*slot, std::move(w));
         counters_.respawns.fetch_add(1, std::memory_order_relaxed);
+        refill_after_ = std::chrono::steady_clock::now() + kSpareRefillDelay;
         dispatch_locked(out);
         return true;
       }
