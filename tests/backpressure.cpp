@@ -135,7 +135,6 @@ TEST_CASE("Backpressure.SubmitAsyncSuspendsTheTaskNotTheLoop" * doctest::timeout
   std::atomic<int> ticks{0};
   std::atomic<bool> waiting_done{false};
   Clock::duration suspended{};
-  bool first_settled_then = false;
   int ticks_meanwhile = 0;
   auto result = loop.run_until_complete([&]() -> Task<std::vector<double>> {
     auto ticker = loop.create_task(tick(ticks, waiting_done));
@@ -144,7 +143,6 @@ TEST_CASE("Backpressure.SubmitAsyncSuspendsTheTaskNotTheLoop" * doctest::timeout
     auto t0 = Clock::now();
     Future<double> second = co_await pool.submit_async(tasks::sleep_ms, 10);  // suspends until `first` settles
     suspended = Clock::now() - t0;
-    first_settled_then = first.ready();
     ticks_meanwhile = ticks - ticks_before;
     waiting_done = true;
     co_await ticker;
@@ -153,8 +151,10 @@ TEST_CASE("Backpressure.SubmitAsyncSuspendsTheTaskNotTheLoop" * doctest::timeout
     co_return std::vector<double>{a, b};
   }());
   CHECK(result == std::vector<double>{300, 10});
+  // Until `first` settled: its place is given back just before it is
+  // ready (so that whoever sees it ready finds the room), so `first` may
+  // not be ready yet at the very moment this task resumes.
   CHECK(suspended >= 250ms);
-  CHECK(first_settled_then);
   CHECK(ticks_meanwhile >= 10);  // the loop ran the ticker while the task waited for room
   CHECK(all_places_free(pool, 1));
 }

@@ -32,6 +32,7 @@ PoolCore::PoolCore(PoolOptions options)
 
 PoolCore::~PoolCore() {
   halt(StopMode::Terminate);
+  stop_forker();  // joined at the halt's end already, whoever finished it
   // The last reference may be dropped on the reactor thread (the pool
   // destroyed in its own callback, finished there): it cannot join itself.
   if (reactor_.joinable()) {
@@ -55,6 +56,7 @@ void PoolCore::start() {
   FunctionRegistry::instance().pool_started();
   counted_in_registry_ = true;
   forker_ = std::thread([this] { forker_main(); });
+  forker_id_ = forker_.get_id();
   if (!own_io_) {
     // The user's io_context: fork the first workers from this thread.
     try {

@@ -405,6 +405,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   static constexpr auto kSpareRefillDelay = std::chrono::milliseconds(5);
   std::chrono::steady_clock::time_point refill_after_{};
   std::thread forker_;
+  std::thread::id forker_id_;  // set before any other thread can look
   std::mutex forker_mutex_;
   std::condition_variable forker_cv_;
   bool forker_woken_ = false;

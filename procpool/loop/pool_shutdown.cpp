@@ -195,6 +195,7 @@ void PoolCore::finish_shutdown(StopMode mode) {
   run_queued_callbacks();
   Published out;
   stop_workers(out, mode);
+  run_queued_callbacks();  // any the forker thread published meanwhile
   if (counted_in_registry_) FunctionRegistry::instance().pool_stopped();
   {
     // Before the publish: a callback it runs here may call shutdown, which
@@ -215,6 +216,13 @@ void PoolCore::run_callbacks(Callbacks callbacks) {
       boost::asio::post(io_, [weak = weak_from_this()] {
         if (auto self = weak.lock()) self->run_queued_callbacks();
       });
+      return;
+    }
+    // No user code runs on the forker thread (a callback that destroyed
+    // the pool there would wait for the thread's own join): finish_shutdown
+    // runs these once it has joined it.
+    if (std::this_thread::get_id() == forker_id_) {
+      queued_callbacks_.push_back(std::move(callbacks));
       return;
     }
   }

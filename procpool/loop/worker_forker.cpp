@@ -40,6 +40,8 @@
 // halts finds stopping_ set and discards its worker before the join returns.
 #include <procpool/loop/pool_core.hpp>
 
+#include <boost/asio/post.hpp>
+
 #include <signal.h>
 #include <sys/eventfd.h>
 
@@ -221,8 +223,11 @@ std::optional<std::chrono::steady_clock::time_point> PoolCore::fork_wanted_worke
       std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
       if (error) {
         ++fork_failures_;
-        // With no worker left, queued calls cannot wait for one: fail them now.
-        if (std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive; })) fail_all_pending(error, out);
+        // With no worker left, queued calls cannot wait for one: fail them
+        // now (unless the pool is halting: its end fails them). Their
+        // callbacks run on the reactor: no user code runs on this thread.
+        if (!stopping_ && std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive; }))
+          fail_all_pending(error, out);
       } else {
         fork_failures_ = 0;
         placed = place_locked(w, out);
@@ -259,9 +264,19 @@ void PoolCore::discard(ForkedWorker& w) noexcept {
   kill_process_group(w.pid);  // before the reap frees the group's id
   int sig = 0, code = 0;
   reap(pidfd, sig, code);
-  std::vector<OutputLine> lines;
-  if (w.output) lines = w.output->finish();
-  deliver_output(lines);
+  // What it printed (its initializer may have) goes to on_output on the
+  // reactor, as all output does: no user code runs on this thread, so the
+  // pool is never destroyed on it. Dropped if the reactor has stopped.
+  if (w.output) {
+    auto lines = std::make_shared<std::vector<OutputLine>>(w.output->finish());
+    if (!lines->empty())
+      try {
+        boost::asio::post(io_, [weak = weak_from_this(), lines] {
+          if (auto self = weak.lock()) self->deliver_output(*lines);
+        });
+      } catch (...) {
+      }
+  }
   w = ForkedWorker();
 }
 
