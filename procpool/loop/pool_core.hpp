@@ -297,6 +297,13 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // resource limit killed (SIGXCPU, SIGXFSZ, a failed allocation), or null.
   std::exception_ptr limit_death_error(const TaskRecord& task, WorkerSlot& slot, int sig, int code) const;
   unsigned failed_starts_ = 0;  // in a row, pool-wide; guarded by drain_mutex_
+  unsigned max_failed_starts() const noexcept { return std::max(1u, options_.max_failed_starts); }
+  // Both mutexes held: a worker or spare is still starting (not ready, not
+  // past start_timeout).
+  bool start_pending_locked() const;
+  // Both mutexes held: a worker started; a row of failed starts ends, and
+  // the forker is woken for what it held back.
+  void end_failed_row_locked();
   // The crash-loop breaker (PoolOptions::crash_loop), dispatch_mutex_ held.
   // A call of `function_id` killed its worker: counts it, and opens the
   // breaker at crash_loop.count in a row within the window.
@@ -400,8 +407,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // the pool's mutexes, never before.
   std::list<ForkedWorker> spares_;  // oldest first
   bool spares_wanted_ = false;      // set by the first replacement
-  // A spare is forked no sooner than kSpareRefillDelay after the last
-  // replacement (a spare taken, or a process forked for a slot).
+  // A spare taken is refilled no sooner than kSpareRefillDelay after.
   static constexpr auto kSpareRefillDelay = std::chrono::milliseconds(5);
   std::chrono::steady_clock::time_point refill_after_{};
   std::thread forker_;

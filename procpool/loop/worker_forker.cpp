@@ -17,11 +17,11 @@
 // are forked from the pool's first replacement on (spares_wanted_), so a
 // pool whose workers never die never has one. While workers fail to start
 // (failed_starts_ > 0) no spare is forked: a failing initializer is not
-// run more often than slots need workers. Nor until replacements have
-// paused for kSpareRefillDelay: a fork competes for the CPUs and the
-// host's address space with the new worker's first calls, and, when
-// workers go back to back (a crash per call, max_tasks_per_child = 1),
-// with the next replacement; spares serve the losses that come apart.
+// run more often than slots need workers. A spare taken is refilled
+// kSpareRefillDelay later, not at once: a fork competes for the CPUs and
+// the host's address space with the spare's first calls. A slot that asks
+// while a spare is being forked gets that process (slots come first), so
+// a refill never delays a replacement by more than the fork under way.
 //
 // Who asks. respawn_locked (a slot lost its process) takes a spare or sets
 // the slot's needs_process, and wakes the forker either way (to fork a
@@ -147,14 +147,13 @@ void PoolCore::respawn_locked(WorkerSlot& slot, Published& out) {
     install_locked(slot, std::move(taken.front()));
     counters_.respawns.fetch_add(1, std::memory_order_relaxed);
     counters_.spares_taken.fetch_add(1, std::memory_order_relaxed);
+    // Its successor is forked a little later: a fork now would take a CPU
+    // and the host's address space (page faults wait for the copy of its
+    // page tables) from the spare's first calls.
+    refill_after_ = std::chrono::steady_clock::now() + kSpareRefillDelay;
   } else {
     slot.needs_process = true;
   }
-  // Spares are forked once replacements pause: a fork now would take a
-  // CPU and the host's address space (page faults wait for the copy of its
-  // page tables) from the new worker's first calls, and from the next
-  // replacement should one follow at once (calls crashing back to back).
-  refill_after_ = std::chrono::steady_clock::now() + kSpareRefillDelay;
   wake_forker();  // a process for the slot, or a spare in place of the one taken
   dispatch_locked(out);
 }
@@ -194,7 +193,9 @@ PoolCore::ForkWanted PoolCore::fork_wanted_locked() const {
   if (stopping_) return ForkWanted::nothing;
   // While a shutdown lets the last calls finish, a slot gets a worker only
   // if calls are left for it.
-  if (accepting_ || !pending_.empty())
+  // Nor at max_failed_starts failures in a row, while the starts still
+  // under way decide whether the pool is broken (count_start_locked).
+  if ((accepting_ || !pending_.empty()) && failed_starts_ < max_failed_starts())
     for (auto& slot : slots_)
       if (slot->needs_process && !slot->retired) return ForkWanted::for_slot;
   bool spare = spares_wanted_ && accepting_ && !start_error_ && failed_starts_ == 0 &&
@@ -246,7 +247,6 @@ bool PoolCore::place_locked(ForkedWorker& w, Published& out) {
       if (slot->needs_process && !slot->retired) {
         install_locked(*slot, std::move(w));
         counters_.respawns.fetch_add(1, std::memory_order_relaxed);
-        refill_after_ = std::chrono::steady_clock::now() + kSpareRefillDelay;
         dispatch_locked(out);
         return true;
       }

@@ -76,13 +76,17 @@ std::exception_ptr PoolCore::count_start_locked(ControlBlock& control, pid_t pid
   bool failed = !served && (!was_ready || start_timed_out || code == kExitSetupFailed ||
                             code == kExitInitializerFailed);
   if (!failed) {
-    failed_starts_ = 0;
+    end_failed_row_locked();
     return nullptr;
   }
   if (start_error_) return nullptr;  // broken already
   std::exception_ptr cause;
   std::string why = describe_failed_start(control, pid, start_timed_out, sig, code, cause);
-  if (++failed_starts_ < std::max(1u, options_.max_failed_starts)) return nullptr;
+  if (++failed_starts_ < max_failed_starts()) return nullptr;
+  // At the limit, no slot forks again (fork_wanted_locked) until the row
+  // is decided: a worker forked before this one and still starting may
+  // yet start (starts overlap: slots and spares), which ends the row.
+  if (start_pending_locked()) return nullptr;
   PoolBroken broken("the pool is broken: " + std::to_string(failed_starts_) +
                     " workers in a row failed to start (max_failed_starts); the last: " + why +
                     ". No worker is started again; every pending and later call fails with this error");
@@ -93,6 +97,15 @@ std::exception_ptr PoolCore::count_start_locked(ControlBlock& control, pid_t pid
   } catch (...) {
     return as_raised(std::move(broken), true);
   }
+}
+
+bool PoolCore::start_pending_locked() const {
+  return std::any_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive && !s->ready && !s->start_timed_out; }) ||
+         std::any_of(spares_.begin(), spares_.end(), [](auto& s) { return !s.ready && !s.start_timed_out; });
+}
+
+void PoolCore::end_failed_row_locked() {
+  if (std::exchange(failed_starts_, 0) > 0) wake_forker();  // spares, and slots held at the limit
 }
 
 std::exception_ptr PoolCore::limit_death_error(const TaskRecord& task, WorkerSlot& slot, int sig, int code) const {

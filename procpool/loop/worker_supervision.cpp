@@ -195,10 +195,7 @@ void PoolCore::note_starts_locked() {
     if (slot->alive && !slot->ready) check(*slot->segment, slot->ready, slot->start_timed_out, slot->forked_at, *slot->pidfd);
   for (auto& spare : spares_)
     if (!spare.ready) check(*spare.segment, spare.ready, spare.start_timed_out, spare.forked_at, *spare.pidfd);
-  if (started && failed_starts_ > 0) {
-    failed_starts_ = 0;  // a worker started: failed starts are no longer in a row
-    wake_forker();       // spares were not forked while starts failed
-  }
+  if (started) end_failed_row_locked();  // a worker started: failed starts are no longer in a row
 }
 
 void PoolCore::fail_all_pending(std::exception_ptr error, Published& out) {
