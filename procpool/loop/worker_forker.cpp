@@ -128,8 +128,8 @@ void PoolCore::install_locked(WorkerSlot& slot, ForkedWorker w) {
   slot.ready = w.ready;
   slot.start_timed_out = w.start_timed_out;
   watch_death(slot);
-  // Its doorbell is asked for when it is given its first call
-  // (expect_answers_locked), not before: it has nothing to ring for.
+  // The reactor waits on its doorbell from now; the worker is asked to
+  // ring it only once it holds a call (expect_answers_locked).
   arm_doorbell_locked(slot);
   arm_watchdog_locked();  // its start-up deadline, if it is not ready yet
 }
