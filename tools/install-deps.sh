@@ -7,7 +7,7 @@
 #                                   against and plots with: Python 3 with
 #                                   loky (python3-joblib), and gnuplot
 set -euo pipefail
-packages=(g++ cmake make libboost-dev libcereal-dev doctest-dev)
+packages=(g++ cmake make pkg-config libboost-dev libcereal-dev doctest-dev libseccomp-dev)
 case "${1:-}" in
   "") ;;
   --bench) packages+=(python3 python3-joblib gnuplot-nox) ;;

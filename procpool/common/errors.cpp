@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <procpool/common/errors.hpp>
 
+#include <signal.h>
 #include <string.h>
 
 namespace procpool {
@@ -45,11 +46,23 @@ std::string limit_message(const std::string& limit, unsigned long long value, un
          " = " + std::to_string(maximum);
 }
 
+std::string violation_message(const std::string& function, pid_t pid, const std::string& syscall, int number) {
+  std::string what = syscall.empty() ? std::string("a system call it could not record (SIGSYS was blocked or ignored)")
+                                     : "the system call " + syscall + " (" + std::to_string(number) + ")";
+  return "worker " + std::to_string(pid) + " running '" + function + "' made " + what +
+         ", which its sandbox forbids: killed by SIGSYS; the worker was replaced";
+}
+
 }  // namespace
 
 WorkerCrashed::WorkerCrashed(std::string function, pid_t pid, int signal, int exit_code, std::string backtrace,
                              std::vector<std::string> last_output)
-    : Error(crash_message(function, pid, signal, exit_code, last_output)),
+    : WorkerCrashed(crash_message(function, pid, signal, exit_code, last_output), function, pid, signal, exit_code,
+                    std::move(backtrace), std::move(last_output)) {}
+
+WorkerCrashed::WorkerCrashed(std::string message, std::string function, pid_t pid, int signal, int exit_code,
+                             std::string backtrace, std::vector<std::string> last_output)
+    : Error(message),
       function_(std::move(function)),
       pid_(pid),
       signal_(signal),
@@ -97,8 +110,12 @@ PoolFull::PoolFull(unsigned long long would_hold, unsigned long long max_pending
     : ResourceLimitExceeded("max_pending", would_hold, max_pending,
                             "the pool is full: calls held with this call of '" + function + "'") {}
 
-SandboxViolation::SandboxViolation(std::string function, std::string syscall)
-    : Error("'" + function + "' made the forbidden system call " + syscall), syscall_(std::move(syscall)) {}
+SandboxViolation::SandboxViolation(std::string function, pid_t pid, std::string syscall, int syscall_number,
+                                   std::string backtrace, std::vector<std::string> last_output)
+    : WorkerCrashed(violation_message(function, pid, syscall, syscall_number), function, pid, SIGSYS, -1,
+                    std::move(backtrace), std::move(last_output)),
+      syscall_(std::move(syscall)),
+      syscall_number_(syscall_.empty() ? -1 : syscall_number) {}
 
 RemoteOrigin::RemoteOrigin(std::string type_name, std::string message, std::string function, pid_t pid,
                            std::string backtrace)

@@ -29,6 +29,11 @@ class WorkerCrashed : public Error {
   int exit_code() const noexcept { return exit_code_; }  // -1 when it was killed by a signal
   const std::string& backtrace() const noexcept { return backtrace_; }
 
+ protected:
+  // For a subclass that says more of the death than the signal.
+  WorkerCrashed(std::string message, std::string function, pid_t pid, int signal, int exit_code,
+                std::string backtrace, std::vector<std::string> last_output);
+
  private:
   std::string function_;
   pid_t pid_;
@@ -168,14 +173,22 @@ class PoolFull : public ResourceLimitExceeded {
   PoolFull(unsigned long long would_hold, unsigned long long max_pending, const std::string& function);
 };
 
-// Raised by the sandbox (seccomp) when a task makes a forbidden syscall.
-class SandboxViolation : public Error {
+// The task made a system call its sandbox (PoolOptions::sandbox) answers
+// with kill: the worker died by SIGSYS and was replaced. A worker death, so
+// `catch (const WorkerCrashed&)` takes it too (signal() is SIGSYS,
+// backtrace() where the call was made). syscall() names it ("ptrace");
+// empty, with syscall_number() -1, when the worker died by SIGSYS without
+// recording which (a task that blocked SIGSYS: the kernel forced it).
+class SandboxViolation : public WorkerCrashed {
  public:
-  SandboxViolation(std::string function, std::string syscall);
+  SandboxViolation(std::string function, pid_t pid, std::string syscall, int syscall_number, std::string backtrace,
+                   std::vector<std::string> last_output = {});
   const std::string& syscall() const noexcept { return syscall_; }
+  int syscall_number() const noexcept { return syscall_number_; }
 
  private:
   std::string syscall_;
+  int syscall_number_;
 };
 
 // What the host knows of an exception it could not rebuild as its exact

@@ -72,6 +72,18 @@ struct ControlBlock {
   // the worker exits with kExitInitializerFailed.
   std::atomic<uint32_t> startup_error_bytes{0};
   char startup_error[kStartupErrorBytes];
+
+  // ---- Sandbox (worker/crash_handler.cpp writes, loop/worker_supervision.cpp
+  // reads). The syscall a seccomp filter trapped (SIGSYS with si_code
+  // SYS_SECCOMP): its number and its AUDIT_ARCH_* architecture, stored by
+  // the SIGSYS handler before it re-raises the signal. Read only after the
+  // host has reaped the worker (as above: relaxed suffices). violation_arch
+  // 0 means none was recorded: a task that blocked SIGSYS dies by the
+  // kernel's forced signal without the handler, and the host says the
+  // syscall is unknown. A task can forge both; the host only names what it
+  // reads, range-checked by libseccomp's lookup.
+  std::atomic<int32_t> violation_syscall{0};
+  std::atomic<uint32_t> violation_arch{0};
 };
 
 inline constexpr uint32_t kCancelSlots = 32;

@@ -15,6 +15,7 @@
 #include <procpool/common/errors.hpp>
 #include <procpool/common/function_registry.hpp>
 #include <procpool/common/type_name.hpp>
+#include <procpool/sandbox/seccomp_filter.hpp>
 
 namespace procpool::detail {
 
@@ -27,6 +28,7 @@ PoolCore::PoolCore(PoolOptions options)
   options_.ring_bytes = std::bit_ceil(std::max<size_t>(options_.ring_bytes, 4096));
   options_.prefetch_per_worker = std::max<size_t>(options_.prefetch_per_worker, 1);
   crash_loop_on_ = options_.crash_loop.count > 0;
+  check_sandbox(options_.sandbox);  // before any thread or worker: a refused sandbox starts nothing
   if (options_.max_pending != 0) backpressure_ = std::make_shared<Backpressure>(options_.max_pending);
 }
 
@@ -48,6 +50,7 @@ void PoolCore::start() {
   worker_config_.max_rss = options_.max_worker_memory;
   worker_config_.initializer = options_.initializer.encoded();  // options_ outlives every worker's fork
   worker_config_.limits = options_.limits;
+  if (options_.sandbox.enabled()) worker_config_.sandbox = &options_.sandbox;  // options_ outlives every fork
   for (size_t i = 0; i < options_.workers; ++i) {
     auto slot = std::make_unique<WorkerSlot>();
     slot->index = i;

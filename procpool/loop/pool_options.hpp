@@ -10,6 +10,7 @@
 #include <procpool/common/worker_output.hpp>
 #include <procpool/common/initializer.hpp>
 #include <procpool/common/resource_limits.hpp>
+#include <procpool/sandbox/sandbox.hpp>
 
 namespace procpool {
 
@@ -144,6 +145,12 @@ struct PoolOptions {
   // The crash-loop breaker (off by default: a pool that is meant to run
   // crashing calls, as the test suites do, would have them refused).
   CrashLoop crash_loop{};
+  // What workers may do once set up (README.md, "Sandbox"): off by
+  // default; Sandbox::compute_only(), Sandbox::read_only_files({...}), or
+  // either with allow()/deny(). Checked when the pool is made (an unknown
+  // syscall name, no Landlock for read_only_files: procpool::Error);
+  // applied in each worker after its initializer, before its first call.
+  Sandbox sandbox{};
 };
 
 }  // namespace procpool

@@ -11,10 +11,25 @@
 #include <procpool/common/backtrace.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/handle_channel.hpp>
+#include <procpool/sandbox/seccomp_filter.hpp>
 #include <procpool/worker/pidfd.hpp>
 #include <procpool/worker/worker_process.hpp>
 
 namespace procpool::detail {
+namespace {
+
+// A sandboxed worker killed by SIGSYS broke its sandbox: the trap's handler
+// recorded which syscall, unless the task kept the handler from running.
+std::exception_ptr sandbox_violation(const ControlBlock& control, std::string function, pid_t pid,
+                                     std::string backtrace, std::vector<std::string> last_output) {
+  uint32_t arch = control.violation_arch.load(std::memory_order_relaxed);
+  int number = control.violation_syscall.load(std::memory_order_relaxed);
+  std::string name = arch != 0 ? syscall_name(arch, number) : std::string();
+  return std::make_exception_ptr(
+      SandboxViolation(std::move(function), pid, std::move(name), number, std::move(backtrace), std::move(last_output)));
+}
+
+}  // namespace
 
 void PoolCore::watch_death(WorkerSlot& slot) {
   slot.pidfd->async_wait(boost::asio::posix::stream_descriptor::wait_read,
@@ -72,9 +87,12 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
       } else if (!(error = limit_death_error(task, slot, sig, code))) {
         uint32_t frames = std::min<uint32_t>(control.crash_frame_count.load(std::memory_order_acquire), kMaxCrashFrames);
         std::string where = sig != 0 ? symbolize(control.crash_frames, static_cast<int>(frames)) : std::string();
-        error = std::make_exception_ptr(WorkerCrashed(function_name(task.function_id), slot.pid, sig, code, where,
-                                                      slot.output ? slot.output->last_lines()
-                                                                  : std::vector<std::string>()));
+        std::vector<std::string> last = slot.output ? slot.output->last_lines() : std::vector<std::string>();
+        if (sig == SIGSYS && options_.sandbox.enabled())
+          error = sandbox_violation(control, function_name(task.function_id), slot.pid, where, std::move(last));
+        else
+          error = std::make_exception_ptr(
+              WorkerCrashed(function_name(task.function_id), slot.pid, sig, code, where, std::move(last)));
       }
       // A call that killed its worker, as opposed to a worker that broke the
       // protocol: the crash-loop breaker counts it. (A worker the host stops

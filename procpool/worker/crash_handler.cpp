@@ -11,8 +11,17 @@ namespace {
 ControlBlock* g_control = nullptr;
 constexpr int kFatalSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};
 constexpr size_t kAltStackBytes = 256 * 1024;
+// si_code of a seccomp trap (SYS_SECCOMP in <asm-generic/siginfo.h>, which
+// glibc's <signal.h> does not export and cannot be included beside it).
+constexpr int kSysSeccomp = 1;
 
-void on_fatal_signal(int sig) {
+void on_fatal_signal(int sig, siginfo_t* info, void*) {
+  // A seccomp filter's trap (Sandbox::Action::kill): which syscall, for the
+  // host's SandboxViolation. The syscall did not run.
+  if (sig == SIGSYS && info && info->si_code == kSysSeccomp) {
+    g_control->violation_syscall.store(info->si_syscall, std::memory_order_relaxed);
+    g_control->violation_arch.store(info->si_arch, std::memory_order_relaxed);
+  }
   // backtrace() is not formally async-signal-safe; the host called it once
   // before it forked (preload_unwinder) so that libgcc is loaded and it
   // allocates nothing here.
@@ -45,8 +54,8 @@ bool install_crash_handlers(ControlBlock& control) noexcept {
   if (sigaltstack(&ss, nullptr) != 0) return false;
 
   struct sigaction sa {};
-  sa.sa_handler = on_fatal_signal;
-  sa.sa_flags = SA_ONSTACK | SA_RESETHAND | SA_NODEFER;
+  sa.sa_sigaction = on_fatal_signal;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND | SA_NODEFER;
   sigemptyset(&sa.sa_mask);
   for (int sig : kFatalSignals)
     if (sigaction(sig, &sa, nullptr) != 0) return false;

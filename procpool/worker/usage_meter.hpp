@@ -17,13 +17,21 @@ namespace procpool::detail {
 class UsageMeter {
  public:
   UsageMeter() noexcept {
-    int fd = ::open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    // The kernel reads what is written, not where: a kept descriptor
+    // serves every call.
+    int fd = clear_refs_fd_ >= 0 ? clear_refs_fd_ : ::open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
     if (fd >= 0) {
       (void)!::write(fd, "5", 1);
-      ::close(fd);
+      if (fd != clear_refs_fd_) ::close(fd);
     }
     start_ = std::chrono::steady_clock::now();
     cpu_start_ = cpu_ns();
+  }
+  // Opens /proc/self/clear_refs for the worker's life, for a worker that
+  // will not be allowed to open it per call (a sandboxed one). Without it
+  // the peak is the worker's, not the call's.
+  static void keep_clear_refs_open() noexcept {
+    if (clear_refs_fd_ < 0) clear_refs_fd_ = ::open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
   }
   UsageTrailer finish() const noexcept {
     UsageTrailer usage{};
@@ -48,6 +56,7 @@ class UsageMeter {
     ::getrusage(RUSAGE_SELF, &r);
     return cpu_ns(r);
   }
+  static inline int clear_refs_fd_ = -1;
   std::chrono::steady_clock::time_point start_;
   uint64_t cpu_start_ = 0;
 };

@@ -8,6 +8,7 @@
 #include <procpool/common/resource_limits.hpp>
 
 #include <procpool/common/worker_output.hpp>
+#include <procpool/sandbox/sandbox.hpp>
 
 namespace procpool::detail {
 
@@ -31,6 +32,7 @@ struct WorkerConfig {
   uint64_t max_rss = 0;     // PoolOptions::max_worker_memory in bytes; 0: off
   const ByteBuffer* initializer = nullptr;  // the encoded call (the host's, inherited at fork); null: none
   ResourceLimits limits{};
+  const Sandbox* sandbox = nullptr;  // the host's PoolOptions::sandbox, inherited at fork; null: none
 };
 
 // Exit codes a worker uses for its own failures (a task's exit() is the

@@ -17,6 +17,7 @@
 #include <mutex>
 
 #include <procpool/common/errors.hpp>
+#include <procpool/sandbox/enter_sandbox.hpp>
 #include <procpool/worker/crash_handler.hpp>
 #include <procpool/worker/worker_lives.hpp>
 #include <procpool/worker/worker_loop.hpp>
@@ -127,6 +128,10 @@ bool redirect_output(const WorkerConfig& config) noexcept {
   // says it is ready, so that start_timeout bounds the initializer too.
   if (const char* step = worker_lives().start(config, control)) fail_setup(control, step);
   worker_lives().run_initializer(config, control);
+  // After the initializer (the user's trusted set-up may load files),
+  // before the worker says it is ready: no call reaches it unconfined.
+  if (config.sandbox)
+    if (const char* step = enter_sandbox(*config.sandbox)) fail_setup(control, step);
   control.ready.store(1, std::memory_order_release);
   try {
     run_worker(segment, config);
