@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -42,6 +43,16 @@ constexpr const char* kComputeSyscalls[] = {
     "memfd_create", "ftruncate", "fstatfs", "sendmsg", "recvmsg",
     "exit", "exit_group",
 };
+
+// A sanitized build of procpool (-DPROCPOOL_SANITIZE) runs under the
+// sanitizers' runtimes, which make syscalls of their own in a task's
+// process: UBSan's vptr check probes memory by writing it into a pipe
+// (sanitizer_common's IsAccessibleMemoryRange). Never in a release build.
+#ifdef PROCPOOL_SANITIZED
+constexpr std::array<const char*, 2> kSanitizerSyscalls{"pipe2", "pipe"};
+#else
+constexpr std::array<const char*, 0> kSanitizerSyscalls{};
+#endif
 
 // read_only_files adds what reading files needs beyond open itself.
 // stat-like calls see metadata anywhere (Landlock does not restrict them).
@@ -88,6 +99,7 @@ int add_rules(void* ctx, const Sandbox& sandbox, pid_t self, const char*& failed
   bool reads_files = !sandbox.readable_paths().empty();
   std::vector<Rule> rules;
   for (const char* name : kComputeSyscalls) rules.push_back({name, SCMP_ACT_ALLOW, {}});
+  for (const char* name : kSanitizerSyscalls) rules.push_back({name, SCMP_ACT_ALLOW, {}});
   if (reads_files)
     for (const char* name : kReadFileSyscalls) rules.push_back({name, SCMP_ACT_ALLOW, {}});
   // Threads, not processes: a clone without CLONE_THREAD is a fork.
