@@ -46,19 +46,23 @@ std::string limit_message(const std::string& limit, unsigned long long value, un
          " = " + std::to_string(maximum);
 }
 
-std::string violation_message(const std::string& function, pid_t pid, const std::string& syscall, int number) {
+std::string violation_message(const std::string& function, pid_t pid, const std::string& syscall, int number,
+                              const std::vector<std::string>& last_output) {
   std::string what = syscall.empty() ? std::string("a system call it could not record (SIGSYS was blocked or ignored)")
                                      : "the system call " + syscall + " (" + std::to_string(number) + ")";
   return "worker " + std::to_string(pid) + " running '" + function + "' made " + what +
-         ", which its sandbox forbids: killed by SIGSYS; the worker was replaced";
+         ", which its sandbox forbids: killed by SIGSYS; the worker was replaced" +
+         (last_output.empty() ? std::string() : "; the last line it wrote: \"" + last_output.back() + "\"");
 }
 
 }  // namespace
 
 WorkerCrashed::WorkerCrashed(std::string function, pid_t pid, int signal, int exit_code, std::string backtrace,
                              std::vector<std::string> last_output)
+    // last_output copied, not moved: the order in which the arguments are
+    // made is unspecified, and the message reads it.
     : WorkerCrashed(crash_message(function, pid, signal, exit_code, last_output), function, pid, signal, exit_code,
-                    std::move(backtrace), std::move(last_output)) {}
+                    std::move(backtrace), last_output) {}
 
 WorkerCrashed::WorkerCrashed(std::string message, std::string function, pid_t pid, int signal, int exit_code,
                              std::string backtrace, std::vector<std::string> last_output)
@@ -112,8 +116,8 @@ PoolFull::PoolFull(unsigned long long would_hold, unsigned long long max_pending
 
 SandboxViolation::SandboxViolation(std::string function, pid_t pid, std::string syscall, int syscall_number,
                                    std::string backtrace, std::vector<std::string> last_output)
-    : WorkerCrashed(violation_message(function, pid, syscall, syscall_number), function, pid, SIGSYS, -1,
-                    std::move(backtrace), std::move(last_output)),
+    : WorkerCrashed(violation_message(function, pid, syscall, syscall_number, last_output), function, pid, SIGSYS, -1,
+                    std::move(backtrace), last_output),
       syscall_(std::move(syscall)),
       syscall_number_(syscall_.empty() ? -1 : syscall_number) {}
 
