@@ -148,6 +148,10 @@ Filter make_filter(const Sandbox& sandbox) {
   // too; TSYNC: threads the initializer started are confined as well.
   if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, otherwise); rc != 0) return errno = -rc, nullptr;
   if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_TSYNC, 1); rc != 0) return errno = -rc, nullptr;
+  // A binary tree of syscall numbers instead of a list: every syscall the
+  // worker makes pays a few comparisons, not one per rule before its own
+  // (the doorbell's write is on the call path).
+  if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2); rc != 0) return errno = -rc, nullptr;
   return ctx;
 }
 
