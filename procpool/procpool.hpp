@@ -36,4 +36,5 @@
 #include <procpool/loop/task.hpp>
 #include <procpool/loop/thread_pool.hpp>
 #include <procpool/loop/wait.hpp>
+#include <procpool/sandbox/sandbox.hpp>
 #include <procpool/worker/this_call.hpp>

@@ -110,7 +110,9 @@ int add_rules(void* ctx, const Sandbox& sandbox, pid_t self, const char*& failed
   // Any handler but SIGSYS's: the worker's own records which syscall
   // killed it. (Ignoring or blocking SIGSYS does not save a task: the
   // kernel forces it; the host then reports the syscall as unknown.)
+  // Asking what SIGSYS's handler is (no new action) changes nothing.
   rules.push_back({"rt_sigaction", SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_NE, SIGSYS)}});
+  rules.push_back({"rt_sigaction", SCMP_ACT_ALLOW, {SCMP_A1(SCMP_CMP_EQ, 0)}});
   // Signals to itself only (raise, abort; the crash handler's re-raise).
   rules.push_back({"kill", SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_EQ, static_cast<uint64_t>(self))}});
   rules.push_back({"tgkill", SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_EQ, static_cast<uint64_t>(self))}});
