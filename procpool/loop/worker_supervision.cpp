@@ -6,11 +6,9 @@
 
 #include <signal.h>
 
-#include <cstring>
 
 #include <procpool/common/backtrace.hpp>
 #include <procpool/common/errors.hpp>
-#include <procpool/common/handle_channel.hpp>
 #include <procpool/sandbox/seccomp_filter.hpp>
 #include <procpool/worker/pidfd.hpp>
 #include <procpool/worker/worker_process.hpp>
