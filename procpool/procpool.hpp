@@ -37,4 +37,5 @@
 #include <procpool/loop/thread_pool.hpp>
 #include <procpool/loop/wait.hpp>
 #include <procpool/sandbox/sandbox.hpp>
+#include <procpool/worker/start_method.hpp>
 #include <procpool/worker/this_call.hpp>

@@ -328,6 +328,7 @@ TEST_CASE("EventLoop.CtrlCCancelsTheMainTaskAndStopsThePool" * doctest::timeout(
   REQUIRE(child >= 0);
   if (child == 0) {
     close(fds[0]);
+    procpool::init(0, nullptr);  // a zygote of its own, for forkserver pools
     int code = 3;
     try {
       procpool::EventLoop loop;

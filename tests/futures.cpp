@@ -217,7 +217,9 @@ TEST_CASE("Futures.CancelIsTrueExactlyWhenTheFutureEndsCancelledUnderLoad" * doc
   int promised = 0, refused = 0;
   std::vector<bool> withdrawn(kMarks);
   {
-    procpool::ProcessPool pool({.workers = 2, .cancel_running = cancel_running});
+    // g_ran is shared memory the workers inherit: not under spawn.
+    procpool::ProcessPool pool(
+        {.workers = 2, .start_method = census::inheriting_start_method(), .cancel_running = cancel_running});
     int id = 0;
     for (int round = 0; round < 300 && id + 64 <= kMarks; ++round) {
       std::vector<procpool::Future<int>> calls;

@@ -4,11 +4,16 @@
 #include <cxxabi.h>
 #include <dlfcn.h>
 #include <execinfo.h>
+#include <link.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
+#include <vector>
 
 #include <procpool/common/type_name.hpp>
+#include <procpool/common/worker_segment.hpp>
 
 namespace procpool::detail {
 namespace {
@@ -41,6 +46,57 @@ std::string symbolize(void* const* frames, int count) {
     out += "  #" + std::to_string(i) + " " + line + '\n';
   }
   return out;
+}
+
+int loaded_modules(LoadedModule* out, int max) noexcept {
+  struct Walk {
+    LoadedModule* out;
+    int max;
+    int count;
+    uint64_t program_hash;
+  } walk{out, max, 0, 0};
+  // The program's own entry has an empty name: named by its path here.
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self);
+  walk.program_hash = fingerprint(n > 0 ? std::string_view(self, static_cast<size_t>(n)) : std::string_view());
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* data) {
+        auto& w = *static_cast<Walk*>(data);
+        if (w.count >= w.max) return 1;
+        uint64_t lo = UINT64_MAX, hi = 0;
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+          if (ph.p_type != PT_LOAD) continue;
+          lo = std::min<uint64_t>(lo, info->dlpi_addr + ph.p_vaddr);
+          hi = std::max<uint64_t>(hi, info->dlpi_addr + ph.p_vaddr + ph.p_memsz);
+        }
+        if (lo >= hi) return 0;
+        bool program = !info->dlpi_name || !*info->dlpi_name;
+        w.out[w.count++] = {program ? w.program_hash : fingerprint(info->dlpi_name), lo, hi};
+        return 0;
+      },
+      &walk);
+  return walk.count;
+}
+
+std::string symbolize_crash(const ControlBlock& control) {
+  int count = static_cast<int>(
+      std::min<uint32_t>(control.crash_frame_count.load(std::memory_order_acquire), kMaxCrashFrames));
+  int theirs = static_cast<int>(
+      std::min<uint32_t>(control.crash_module_count.load(std::memory_order_relaxed), kMaxLoadedModules));
+  LoadedModule ours[kMaxLoadedModules];
+  int own = loaded_modules(ours, kMaxLoadedModules);
+  std::vector<void*> frames(control.crash_frames, control.crash_frames + count);
+  for (void*& frame : frames) {
+    auto address = reinterpret_cast<uint64_t>(frame);
+    const LoadedModule* from = std::find_if(control.crash_modules, control.crash_modules + theirs,
+                                            [&](const LoadedModule& m) { return m.start <= address && address < m.end; });
+    if (from == control.crash_modules + theirs) continue;  // none noted (a worker of an older layout): as is
+    const LoadedModule* to =
+        std::find_if(ours, ours + own, [&](const LoadedModule& m) { return m.path_hash == from->path_hash; });
+    frame = to == ours + own ? nullptr : reinterpret_cast<void*>(address - from->start + to->start);
+  }
+  return symbolize(frames.data(), count);
 }
 
 void record_throw_backtraces(bool on) noexcept {

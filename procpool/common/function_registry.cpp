@@ -61,6 +61,12 @@ const FunctionEntry* FunctionRegistry::find(ErasedFn fn, uint32_t* id) const {
   return &entries_[it->second];
 }
 
+uint64_t FunctionRegistry::digest() const noexcept {
+  uint64_t h = fingerprint("procpool registry");
+  for (const auto& e : entries_) h = (h ^ fingerprint(e.name)) * 0x100000001b3ULL ^ e.fingerprint;
+  return h;
+}
+
 std::vector<std::string> FunctionRegistry::close_matches(std::string_view name) const {
   std::vector<std::pair<size_t, std::string>> scored;
   for (const auto& e : entries_) {

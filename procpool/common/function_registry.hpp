@@ -59,6 +59,10 @@ class FunctionRegistry {
   const FunctionEntry* find(std::string_view name, uint32_t* id) const;
   const FunctionEntry* at(uint32_t id) const noexcept { return id < entries_.size() ? &entries_[id] : nullptr; }
   std::vector<std::string> close_matches(std::string_view name) const;
+  size_t size() const noexcept { return entries_.size(); }
+  // Of every entry's name and signature, in id order: equal in two
+  // processes when an id means the same function in both.
+  uint64_t digest() const noexcept;
 
   void pool_started() noexcept { live_pools_.fetch_add(1, std::memory_order_acq_rel); }
   void pool_stopped() noexcept { live_pools_.fetch_sub(1, std::memory_order_acq_rel); }

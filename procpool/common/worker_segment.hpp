@@ -7,17 +7,26 @@
 //   sizeof(SegmentHeader)    request ring data  (host -> worker), capacity C
 //   ... + C                  response ring data (worker -> host), capacity C
 //
-// The segment is Boost.Interprocess anonymous shared memory: MAP_SHARED |
-// MAP_ANONYMOUS, inherited by the forked worker. It has no name, so no crash
-// and no shutdown path can leave anything behind in /dev/shm.
+// The segment is mapped by Boost.Interprocess, from one of two memories
+// (SegmentMemory), neither with a name: no crash and no shutdown path can
+// leave anything behind in /dev/shm, so there is nothing to sweep.
 #include <boost/interprocess/anonymous_shared_memory.hpp>
 #include <boost/interprocess/mapped_region.hpp>
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
+#include <string>
 
+#include <procpool/common/errors.hpp>
+#include <procpool/common/unique_fd.hpp>
+
+#include <procpool/common/backtrace.hpp>
 #include <procpool/common/byte_ring.hpp>
 #include <procpool/common/frame.hpp>
 
@@ -45,6 +54,11 @@ struct ControlBlock {
   std::atomic<int> crash_signal{0};
   std::atomic<uint32_t> crash_frame_count{0};
   void* crash_frames[kMaxCrashFrames];
+  // Where the worker's modules are loaded, noted once as it starts (before
+  // `ready`), so that the host can move crash_frames to its own layout
+  // (symbolize_crash). Read only after the worker died, as the frames are.
+  std::atomic<uint32_t> crash_module_count{0};
+  LoadedModule crash_modules[kMaxLoadedModules];
   // Why the worker could not start (it then exits with kExitSetupFailed).
   char setup_error[256];
   // Stored 1 (release) once set-up is done and the worker has allocated
@@ -125,15 +139,54 @@ struct SegmentHeader {
 static_assert(std::is_standard_layout_v<SegmentHeader>);
 static_assert(sizeof(SegmentHeader) % kCacheLine == 0);
 
+enum class SegmentMemory {
+  // MAP_SHARED | MAP_ANONYMOUS, inherited by a worker the host forks.
+  anonymous,
+  // A memfd, for a worker that is not the host's fork (StartMethod::
+  // forkserver, spawn): passed to it over a socket, mapped, closed. Sealed
+  // against shrinking and growing before it leaves the host: a worker
+  // that truncated it would make the host's next read of the segment a
+  // SIGBUS.
+  memfd,
+};
+
 class WorkerSegment {
  public:
-  // ring_capacity must be a power of two.
-  explicit WorkerSegment(size_t ring_capacity)
-      : region_(boost::interprocess::anonymous_shared_memory(sizeof(SegmentHeader) + 2 * ring_capacity)),
-        capacity_(ring_capacity) {
+  static size_t bytes_for(size_t ring_capacity) noexcept { return sizeof(SegmentHeader) + 2 * ring_capacity; }
+
+  // The host's side. ring_capacity must be a power of two. Throws
+  // procpool::Error naming the syscall that failed.
+  explicit WorkerSegment(size_t ring_capacity, SegmentMemory memory = SegmentMemory::anonymous)
+      : capacity_(ring_capacity) {
+    if (memory == SegmentMemory::anonymous) {
+      region_ = boost::interprocess::anonymous_shared_memory(bytes_for(ring_capacity));
+    } else {
+      memfd_.reset(::memfd_create("procpool-segment", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+      if (!memfd_) fail("memfd_create");
+      if (::ftruncate(memfd_.get(), static_cast<off_t>(bytes_for(ring_capacity))) != 0) fail("ftruncate");
+      if (::fcntl(memfd_.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) fail("fcntl(F_ADD_SEALS)");
+      map_memfd();
+    }
     new (region_.get_address()) SegmentHeader();
     inherit_on_fork(false);
   }
+  // A worker's side of a memfd segment it was sent: maps it (it must be
+  // the size the capacity implies) and closes the descriptor.
+  struct Attach {};
+  WorkerSegment(Attach, int memfd, size_t ring_capacity) : memfd_(memfd), capacity_(ring_capacity) {
+    struct stat st {};
+    if (::fstat(memfd_.get(), &st) != 0) fail("fstat");
+    if (static_cast<uint64_t>(st.st_size) != bytes_for(ring_capacity))
+      throw Error("the worker's segment is " + std::to_string(st.st_size) + " bytes, not " +
+                  std::to_string(bytes_for(ring_capacity)));
+    map_memfd();
+    memfd_.reset();
+  }
+  size_t capacity() const noexcept { return capacity_; }
+  // A memfd segment's descriptor, until drop_memfd(); -1 for anonymous.
+  int memfd() const noexcept { return memfd_.get(); }
+  // Once the worker holds its own copy: the mapping stays.
+  void drop_memfd() noexcept { memfd_.reset(); }
   // Segments are not inherited by fork, but for the one being forked: a
   // worker must not map its siblings' rings, where it could forge their
   // answers. Returns false (errno set) if madvise fails.
@@ -149,6 +202,20 @@ class WorkerSegment {
   std::byte* data(size_t offset) noexcept {
     return static_cast<std::byte*>(region_.get_address()) + sizeof(SegmentHeader) + offset;
   }
+  // What mapped_region needs of a memory-mappable object: a descriptor.
+  struct MappableFd {
+    int fd;
+    boost::interprocess::mapping_handle_t get_mapping_handle() const noexcept { return {fd, false}; }
+  };
+  void map_memfd() {
+    region_ = boost::interprocess::mapped_region(MappableFd{memfd_.get()}, boost::interprocess::read_write, 0,
+                                                 bytes_for(capacity_));
+  }
+  [[noreturn]] static void fail(const char* syscall) {
+    throw Error(std::string("cannot make a worker's shared memory: ") + syscall + ": " + std::strerror(errno));
+  }
+
+  UniqueFd memfd_;
   boost::interprocess::mapped_region region_;
   size_t capacity_;
 };

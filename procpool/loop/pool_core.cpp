@@ -16,6 +16,7 @@
 #include <procpool/common/function_registry.hpp>
 #include <procpool/common/type_name.hpp>
 #include <procpool/sandbox/seccomp_filter.hpp>
+#include <procpool/worker/start_state.hpp>
 
 namespace procpool::detail {
 
@@ -29,6 +30,9 @@ PoolCore::PoolCore(PoolOptions options)
   options_.prefetch_per_worker = std::max<size_t>(options_.prefetch_per_worker, 1);
   crash_loop_on_ = options_.crash_loop.count > 0;
   check_sandbox(options_.sandbox);  // before any thread or worker: a refused sandbox starts nothing
+  start_method_ = options_.start_method.value_or(default_start_method().value_or(
+      options_.sandbox.enabled() ? StartMethod::forkserver : StartMethod::fork));
+  check_start_method(start_method_, options_.worker_program);
   if (options_.max_pending != 0) backpressure_ = std::make_shared<Backpressure>(options_.max_pending);
 }
 

@@ -370,6 +370,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
 
   PoolOptions options_;
   WorkerConfig worker_config_{};
+  StartMethod start_method_ = StartMethod::fork;  // resolved from options_ when the pool is made
   std::unique_ptr<boost::asio::io_context> own_io_;  // null with PoolOptions::io_context
   boost::asio::io_context& io_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;

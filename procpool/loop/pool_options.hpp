@@ -5,12 +5,15 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <optional>
+#include <string>
 #include <thread>
 
 #include <procpool/common/worker_output.hpp>
 #include <procpool/common/initializer.hpp>
 #include <procpool/common/resource_limits.hpp>
 #include <procpool/sandbox/sandbox.hpp>
+#include <procpool/worker/start_method.hpp>
 
 namespace procpool {
 
@@ -27,6 +30,18 @@ struct CrashLoop {
 struct PoolOptions {
   // Worker processes; 0 means one per CPU.
   size_t workers = 0;
+  // How workers come to exist (start_method.hpp; README.md, "Start
+  // methods"): a fork of the host, a fork of the zygote procpool::init()
+  // made, or an exec. Unset: procpool::default_start_method() if one was
+  // set, else forkserver for a pool with a sandbox (a sandboxed worker
+  // should not hold a copy of the host's memory) and fork for any other.
+  // forkserver and spawn need procpool::init(argc, argv) at the top of
+  // main; without it the pool is refused with procpool::Error.
+  std::optional<StartMethod> start_method{};
+  // With StartMethod::spawn: the program to exec as a worker (it must
+  // register the same functions, in the same order, and call
+  // procpool::init(argc, argv) first thing in main). Empty: this program.
+  std::string worker_program{};
   // Bytes in each of a worker's two rings (rounded up to a power of two). A
   // call or result larger than this streams through the ring.
   size_t ring_bytes = size_t{4} << 20;

@@ -56,7 +56,8 @@ namespace procpool::detail {
 
 ForkedWorker PoolCore::fork_worker() {
   ForkedWorker w;
-  w.segment = std::make_unique<WorkerSegment>(options_.ring_bytes);
+  w.segment = std::make_unique<WorkerSegment>(
+      options_.ring_bytes, start_method_ == StartMethod::fork ? SegmentMemory::anonymous : SegmentMemory::memfd);
   int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (efd < 0) throw Error(std::string("cannot create a worker's doorbell: eventfd: ") + std::strerror(errno));
   w.doorbell = std::make_unique<boost::asio::posix::stream_descriptor>(io_, efd);
@@ -72,7 +73,7 @@ ForkedWorker PoolCore::fork_worker() {
     config.stdout_fd = pipes.out_write.get();
     config.stderr_fd = pipes.err_write.get();
   }
-  SpawnedWorker spawned = spawn_worker(*w.segment, config);
+  SpawnedWorker spawned = start_worker(start_method_, *w.segment, config, options_.worker_program);
   w.pid = spawned.pid;
   w.forked_at = std::chrono::steady_clock::now();
   worker_end.reset();

@@ -61,8 +61,7 @@ std::string PoolCore::describe_failed_start(ControlBlock& control, pid_t pid, bo
     return who + " could not set itself up (" + (why.empty() ? std::string("exit code 121") : why) + ")";
   }
   // Killed, or exited, before it was ready.
-  uint32_t frames = std::min<uint32_t>(control.crash_frame_count.load(std::memory_order_relaxed), kMaxCrashFrames);
-  std::string where = sig != 0 ? symbolize(control.crash_frames, static_cast<int>(frames)) : std::string();
+  std::string where = sig != 0 ? symbolize_crash(control) : std::string();
   WorkerCrashed crash(initializing ? initializer : std::string("its set-up"), pid, sig, code, where);
   cause = std::make_exception_ptr(crash);
   return std::string(crash.what()) + " before it was ready";

@@ -83,8 +83,7 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
         const std::string& why = slot.condemned.empty() ? slot.request_fault : slot.condemned;
         error = std::make_exception_ptr(ProtocolError(slot.pid, function_name(task.function_id), why));
       } else if (!(error = limit_death_error(task, slot, sig, code))) {
-        uint32_t frames = std::min<uint32_t>(control.crash_frame_count.load(std::memory_order_acquire), kMaxCrashFrames);
-        std::string where = sig != 0 ? symbolize(control.crash_frames, static_cast<int>(frames)) : std::string();
+        std::string where = sig != 0 ? symbolize_crash(control) : std::string();
         std::vector<std::string> last = slot.output ? slot.output->last_lines() : std::vector<std::string>();
         if (sig == SIGSYS && options_.sandbox.enabled())
           error = sandbox_violation(control, function_name(task.function_id), slot.pid, where, std::move(last));

@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include <procpool/common/frame.hpp>
 
@@ -27,11 +29,12 @@ class UsageMeter {
     start_ = std::chrono::steady_clock::now();
     cpu_start_ = cpu_ns();
   }
-  // Opens /proc/self/clear_refs for the worker's life, for a worker that
-  // will not be allowed to open it per call (a sandboxed one). Without it
-  // the peak is the worker's, not the call's.
+  // Opens /proc/self/clear_refs and /proc/self/status for the worker's
+  // life, for a worker that will not be allowed to open them per call (a
+  // sandboxed one). Without them the peak is the worker's, not the call's.
   static void keep_clear_refs_open() noexcept {
     if (clear_refs_fd_ < 0) clear_refs_fd_ = ::open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    if (status_fd_ < 0) status_fd_ = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
   }
   UsageTrailer finish() const noexcept {
     UsageTrailer usage{};
@@ -40,7 +43,12 @@ class UsageMeter {
     rusage now{};
     ::getrusage(RUSAGE_SELF, &now);
     usage.cpu_ns = cpu_ns(now) - cpu_start_;
-    usage.peak_rss_bytes = static_cast<uint64_t>(now.ru_maxrss) * 1024;
+    // The address space's own peak (VmHWM), which clear_refs resets. Not
+    // ru_maxrss: it is the process's, kept across exec, so a spawned
+    // worker's starts at the host's peak (posix_spawn shares the host's
+    // address space until the exec).
+    uint64_t peak_kib = address_space_peak_kib();
+    usage.peak_rss_bytes = (peak_kib ? peak_kib : static_cast<uint64_t>(now.ru_maxrss)) * 1024;
     return usage;
   }
 
@@ -56,7 +64,19 @@ class UsageMeter {
     ::getrusage(RUSAGE_SELF, &r);
     return cpu_ns(r);
   }
+  static uint64_t address_space_peak_kib() noexcept {
+    int fd = status_fd_ >= 0 ? status_fd_ : ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char text[4096];
+    ssize_t n = ::pread(fd, text, sizeof text - 1, 0);
+    if (fd != status_fd_) ::close(fd);
+    if (n <= 0) return 0;
+    text[n] = '\0';
+    const char* line = std::strstr(text, "VmHWM:");
+    return line ? std::strtoull(line + 6, nullptr, 10) : 0;
+  }
   static inline int clear_refs_fd_ = -1;
+  static inline int status_fd_ = -1;
   std::chrono::steady_clock::time_point start_;
   uint64_t cpu_start_ = 0;
 };

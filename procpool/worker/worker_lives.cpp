@@ -93,7 +93,8 @@ void WorkerLives::run_initializer(const WorkerConfig& config, ControlBlock& cont
     size_t n = std::min(record.size(), kStartupErrorBytes);
     std::memcpy(control.startup_error, record.data(), n);
     control.startup_error_bytes.store(static_cast<uint32_t>(n), std::memory_order_relaxed);
-    std::fflush(nullptr);  // what it printed
+    std::fflush(stdout);  // what it printed (not fflush(nullptr): other streams' buffers may be
+    std::fflush(stderr);  // copies of the host's, its to write)
     _exit(kExitInitializerFailed);
   }
   control.initializing.store(0, std::memory_order_relaxed);

@@ -78,7 +78,8 @@ class WorkerLoop {
       // one it was over memory after (they never began).
       if (lives_.active()) {
         if (int code = lives_.after_call(started_)) {
-          std::fflush(nullptr);  // what its tasks printed
+          std::fflush(stdout);  // what its tasks printed (only theirs: see end_worker_on_exit)
+          std::fflush(stderr);
           _exit(code);
         }
       }

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <stdio_ext.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +20,10 @@
 #include <procpool/common/errors.hpp>
 #include <procpool/sandbox/enter_sandbox.hpp>
 #include <procpool/worker/crash_handler.hpp>
+#include <procpool/worker/forkserver.hpp>
+#include <procpool/worker/launch.hpp>
+#include <procpool/worker/spawn_start.hpp>
+#include <procpool/worker/start_state.hpp>
 #include <procpool/worker/worker_lives.hpp>
 #include <procpool/worker/worker_loop.hpp>
 
@@ -48,7 +53,10 @@ void die_with_forking_process() noexcept {
 // atexit handlers and static destructors (inherited with its memory) would
 // run in the worker. Registered after them, so it runs first.
 void end_worker_on_exit(int status, void*) noexcept {
-  std::fflush(nullptr);  // what the task printed
+  // What the task printed; not fflush(nullptr): a stream the host had not
+  // flushed when it forked holds the host's bytes, not the task's.
+  std::fflush(stdout);
+  std::fflush(stderr);
   _exit(status);
 }
 
@@ -99,6 +107,10 @@ bool redirect_output(const WorkerConfig& config) noexcept {
 
 [[noreturn]] void become_worker(WorkerSegment& segment, const WorkerConfig& config, pid_t parent) noexcept {
   ControlBlock& control = segment.control();
+  // What the host had buffered and not flushed (its streams were locked
+  // by another thread) is the host's to write, not this copy's.
+  __fpurge(stdout);
+  __fpurge(stderr);
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail_setup(control, "prctl(PR_SET_PDEATHSIG)");
   if (getppid() != parent) _exit(kExitSetupFailed);  // the host died before we could watch it
   // Its own process group, which the pool kills with it: whatever its tasks
@@ -142,6 +154,18 @@ bool redirect_output(const WorkerConfig& config) noexcept {
 
 }  // namespace
 
+void flush_standard_streams() noexcept {
+  // Not fflush(nullptr): it locks every stream, and a thread blocked in a
+  // read of stdin, or in a write to a full stdout pipe, holds its lock for
+  // as long as it likes. A stream held now is left as is, and its copy in
+  // the child is purged (become_worker).
+  for (FILE* f : {stdout, stderr})
+    if (ftrylockfile(f) == 0) {
+      fflush_unlocked(f);
+      funlockfile(f);
+    }
+}
+
 void prepare_host_for_workers() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -151,10 +175,11 @@ void prepare_host_for_workers() {
   });
 }
 
-SpawnedWorker spawn_worker(WorkerSegment& segment, const WorkerConfig& config) {
-  prepare_host_for_workers();
+namespace {
+
+pid_t fork_worker_process(WorkerSegment& segment, const WorkerConfig& config) {
   pid_t parent = getpid();
-  std::fflush(nullptr);  // unflushed stdio would otherwise be written twice
+  flush_standard_streams();
   // Fork with every signal blocked: a signal that reaches the child before
   // it has reset the host's handlers (a test framework's, an app's) would
   // run that handler in the child. It stays pending until the child has
@@ -167,12 +192,55 @@ SpawnedWorker spawn_worker(WorkerSegment& segment, const WorkerConfig& config) {
   pid_t pid = fork();
   if (pid == 0) become_worker(segment, config, parent);
   int fork_errno = errno;
-  // Also from this side, so that the group exists before fork returns here
-  // (one of the two calls fails harmlessly when the other came first).
-  if (pid > 0) (void)setpgid(pid, pid);
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   segment.inherit_on_fork(false);
   if (pid < 0) throw Error(std::string("cannot start a worker: fork: ") + std::strerror(fork_errno));
+  return pid;
+}
+
+}  // namespace
+
+void become_launched_worker(LaunchMessage& message) noexcept {
+  // Never destroyed: the worker ends in _exit, holding what it points to.
+  static DecodedLaunch launch;
+  const char* error = decode_launch(message, launch);
+  if (!launch.segment) _exit(kExitSetupFailed);
+  try {
+    static WorkerSegment segment(WorkerSegment::Attach{}, launch.segment.release(), launch.ring_capacity);
+    prepare_host_for_workers();  // what a forked worker inherits: its tasks' children die with it
+    // Its layout may differ from the host's (spawn: its own; forkserver:
+    // the program's at init()): where its modules are, for the host to
+    // symbolize a crash's frames (symbolize_crash). A forked worker needs
+    // none, and could block here on a loader lock held at fork.
+    ControlBlock& control = segment.control();
+    control.crash_module_count.store(
+        static_cast<uint32_t>(loaded_modules(control.crash_modules, kMaxLoadedModules)), std::memory_order_relaxed);
+    if (error) {
+      std::snprintf(control.setup_error, sizeof control.setup_error, "%s", error);
+      _exit(kExitSetupFailed);
+    }
+    become_worker(segment, launch.config, launch.host);
+  } catch (...) {
+    _exit(kExitSetupFailed);
+  }
+}
+
+SpawnedWorker start_worker(StartMethod method, WorkerSegment& segment, const WorkerConfig& config,
+                           const std::string& program) {
+  prepare_host_for_workers();
+  pid_t pid = -1;
+  switch (method) {
+    case StartMethod::fork: pid = fork_worker_process(segment, config); break;
+    case StartMethod::forkserver: pid = zygote_start_worker(config, segment); break;
+    case StartMethod::spawn:
+      pid = exec_worker(config, segment, program.empty() ? "/proc/self/exe" : program, start_state().argv0);
+      break;
+  }
+  segment.drop_memfd();  // the worker mapped its own
+  // Its own process group: also set from this side, so that the group
+  // exists before the pool may signal it (one of the two calls fails
+  // harmlessly when the other came first, or after an exec).
+  (void)setpgid(pid, pid);
 
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) {

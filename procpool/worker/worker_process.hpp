@@ -2,7 +2,10 @@
 #pragma once
 #include <sys/types.h>
 
+#include <string>
+
 #include <procpool/common/worker_segment.hpp>
+#include <procpool/worker/start_method.hpp>
 #include <procpool/worker/worker_config.hpp>
 
 namespace procpool::detail {
@@ -12,8 +15,14 @@ struct SpawnedWorker {
   int pidfd;  // owned by the caller; readable when the worker has exited
 };
 
-// Forks a worker serving `segment`. In the child: dies with the parent
-// (PR_SET_PDEATHSIG, then a check that the parent did not already go), its
+struct LaunchMessage;
+
+// Starts a worker serving `segment` by `method`: forked here (fork), asked
+// of the zygote (forkserver) or exec'd (spawn: `program`, empty for this
+// program). The segment must be a memfd segment for the latter two. In
+// every case the worker is this process's child, watched by a pidfd. In the
+// worker: dies with the thread that forked it, or that called init()
+// (PR_SET_PDEATHSIG, then a check that the host did not already go), its
 // own process group (pid = pgid; the pool kills the group),
 // default signal dispositions except SIGINT (ignored: Ctrl-C is the host's
 // to handle), an empty signal mask, fds closed but 0-2 and the doorbell,
@@ -21,8 +30,15 @@ struct SpawnedWorker {
 // the child exits with kExitSetupFailed. Call it from a thread that lives as
 // long as the worker should: PR_SET_PDEATHSIG fires when that thread ends.
 // Throws procpool::Error when fork or pidfd_open fails (nothing is left).
-SpawnedWorker spawn_worker(WorkerSegment& segment, const WorkerConfig& config);
-// Done once per process before the first fork (spawn_worker calls it): what
+SpawnedWorker start_worker(StartMethod method, WorkerSegment& segment, const WorkerConfig& config,
+                           const std::string& program);
+// A worker that was sent its launch message (by the zygote that forked it,
+// or on its bootstrap socket after exec) sets itself up from it and serves.
+[[noreturn]] void become_launched_worker(LaunchMessage& message) noexcept;
+// Flushes stdout and stderr before a fork, unless another thread holds one
+// (then it is skipped: the fork never waits for a lock).
+void flush_standard_streams() noexcept;
+// Done once per process before the first fork (start_worker calls it): what
 // a child must not do itself (load the unwinder), and the fork handlers
 // that make a task's own children die with their parent.
 void prepare_host_for_workers();

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include <doctest/doctest.h>
-
 #include "census.hpp"
+
+#include <procpool/procpool.hpp>
+#include <procpool/worker/forkserver.hpp>
 
 #include <dirent.h>
 #include <signal.h>
@@ -55,11 +55,18 @@ std::vector<pid_t> children() {
       char state;
       pid_t ppid;
       rest >> state >> ppid;
-      if (ppid == self) out.push_back(static_cast<pid_t>(std::stoi(e->d_name)));
+      pid_t pid = static_cast<pid_t>(std::stoi(e->d_name));
+      // The forkserver's zygote lives as long as this process.
+      if (ppid == self && pid != procpool::detail::zygote_pid()) out.push_back(pid);
     }
     closedir(d);
   }
   return out;
+}
+
+procpool::StartMethod inheriting_start_method() {
+  auto m = procpool::default_start_method().value_or(procpool::StartMethod::fork);
+  return m == procpool::StartMethod::spawn ? procpool::StartMethod::fork : m;
 }
 
 bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
@@ -79,6 +86,7 @@ ForkedHost fork_host(size_t count, const std::function<std::vector<pid_t>()>& re
   host.pid = fork();
   if (host.pid == 0) {
     close(fds[0]);
+    procpool::init(0, nullptr);  // a zygote of its own, for forkserver pools
     std::vector<pid_t> pids = report();
     (void)!write(fds[1], pids.data(), pids.size() * sizeof(pid_t));
     for (;;) pause();

@@ -10,7 +10,13 @@
 #include <string>
 #include <vector>
 
+#include <procpool/worker/start_method.hpp>
+
 namespace census {
+
+// The suite's start method (--start-method), unless it is spawn: for a
+// test whose workers must inherit memory the host mapped before them.
+procpool::StartMethod inheriting_start_method();
 
 std::set<int> open_fds();
 std::set<std::string> shm_names();
