@@ -285,10 +285,14 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // Workers' lives (worker_lives.cpp). on_death, both mutexes held: counts
   // a worker that died before it started (set-up, initializer,
   // start_timeout) and returns the PoolBroken error once max_failed_starts
-  // did in a row; a worker that started resets the count.
-  // (A spare's death is counted the same way, served being false.)
-  std::exception_ptr count_start_locked(ControlBlock& control, pid_t pid, bool start_timed_out, bool served, int sig,
-                                        int code);
+  // did in a row; a worker that started resets the count. `forked_at` and
+  // `seen_ready` are the worker's: the failure of one whose fork began
+  // before the host last saw a start succeed is not counted (what a row is
+  // when starts overlap: worker_lives.cpp). (A spare's death is counted the
+  // same way, served being false.)
+  std::exception_ptr count_start_locked(ControlBlock& control, pid_t pid,
+                                        std::chrono::steady_clock::time_point forked_at, bool seen_ready,
+                                        bool start_timed_out, bool served, int sig, int code);
   // Why worker `pid` failed to start, as text; `cause` gets the
   // initializer's exception, or the WorkerCrashed of a worker that died.
   std::string describe_failed_start(ControlBlock& control, pid_t pid, bool start_timed_out, int sig, int code,
@@ -297,12 +301,15 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // resource limit killed (SIGXCPU, SIGXFSZ, a failed allocation), or null.
   std::exception_ptr limit_death_error(const TaskRecord& task, WorkerSlot& slot, int sig, int code) const;
   unsigned failed_starts_ = 0;  // in a row, pool-wide; guarded by drain_mutex_
+  // When the host saw the latest start that succeeded (note_starts_locked,
+  // or its death if it was not seen ready before); guarded by drain_mutex_.
+  std::chrono::steady_clock::time_point last_start_seen_{};
   unsigned max_failed_starts() const noexcept { return std::max(1u, options_.max_failed_starts); }
   // Both mutexes held: a worker or spare is still starting (not ready, not
   // past start_timeout).
   bool start_pending_locked() const;
-  // Both mutexes held: a worker started; a row of failed starts ends, and
-  // the forker is woken for what it held back.
+  // Both mutexes held: a worker was seen to have started; a row of failed
+  // starts ends, and the forker is woken for what it held back.
   void end_failed_row_locked();
   // The crash-loop breaker (PoolOptions::crash_loop), dispatch_mutex_ held.
   // A call of `function_id` killed its worker: counts it, and opens the

@@ -214,8 +214,15 @@ std::optional<std::chrono::steady_clock::time_point> PoolCore::fork_wanted_worke
     }
     ForkedWorker w;
     std::exception_ptr error;
+    // Dated from before the fork, not from fork_worker's return: this
+    // thread may wait for a CPU while the child already runs its
+    // initializer (and fails), and that start must not pass for one begun
+    // after a success the host sees meanwhile (count_start_locked). Its
+    // start_timeout runs from here too.
+    auto began = std::chrono::steady_clock::now();
     try {
       w = fork_worker();
+      w.forked_at = began;
     } catch (...) {
       error = std::current_exception();
     }
@@ -251,7 +258,12 @@ bool PoolCore::place_locked(ForkedWorker& w, Published& out) {
         dispatch_locked(out);
         return true;
       }
-  if (fork_wanted_locked() != ForkWanted::spare) return false;
+  // Kept even while starts fail (no spare is forked then, but this one is
+  // forked already): killed, a start that may have succeeded would go
+  // unseen, and two failures around it would count as a row. on_death
+  // counts a failure before it asks for the slot's replacement: the slot
+  // takes this spare then.
+  if (!spares_wanted_ || !accepting_ || start_error_ || spares_.size() >= options_.spare_workers) return false;
   spares_.push_back(std::move(w));
   watch_spare(spares_.back());
   arm_watchdog_locked();  // its start-up deadline
@@ -310,7 +322,7 @@ void PoolCore::on_spare_death(pid_t pid) {
     // Killed while it waited for work (from outside, or by the watchdog
     // for its start-up deadline), or its initializer failed: counted as
     // any worker that died before it served.
-    if (auto broken = count_start_locked(control, w.pid, w.start_timed_out, false, sig, code))
+    if (auto broken = count_start_locked(control, w.pid, w.forked_at, w.ready, w.start_timed_out, false, sig, code))
       break_pool_locked(broken, out);
     else
       wake_forker();  // another spare, unless starts are failing now

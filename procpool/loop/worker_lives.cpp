@@ -67,24 +67,40 @@ std::string PoolCore::describe_failed_start(ControlBlock& control, pid_t pid, bo
   return std::string(crash.what()) + " before it was ready";
 }
 
-std::exception_ptr PoolCore::count_start_locked(ControlBlock& control, pid_t pid, bool start_timed_out, bool served,
-                                                int sig, int code) {
-  // Starts that succeeded before this failure end the row it would extend.
+// What "in a row" means when starts overlap (every slot's, and spares'):
+// the host learns their outcomes (a success when it sees `ready`, a
+// failure when it reaps the worker) in an order that need not be theirs.
+// A worker whose initializer failed may be reaped only after one whose
+// initializer ran later was seen ready; counted then, its failure and the
+// next one would make a row around that success. So a row is of starts
+// begun after the host last saw one succeed: a failure extends it only if
+// its worker's fork began (forked_at) after last_start_seen_, and one begun
+// before is older news than that success. Before a failure is counted the
+// host looks at every worker still starting, so a success there already
+// is seen first.
+std::exception_ptr PoolCore::count_start_locked(ControlBlock& control, pid_t pid,
+                                                std::chrono::steady_clock::time_point forked_at, bool seen_ready,
+                                                bool start_timed_out, bool served, int sig, int code) {
   note_starts_locked();
   bool was_ready = control.ready.load(std::memory_order_relaxed) != 0;
   bool failed = !served && (!was_ready || start_timed_out || code == kExitSetupFailed ||
                             code == kExitInitializerFailed);
   if (!failed) {
+    // A success seen only now, at its death. One seen earlier keeps the
+    // time it was seen: the failures of starts begun since still count.
+    if (!seen_ready) last_start_seen_ = std::chrono::steady_clock::now();
     end_failed_row_locked();
     return nullptr;
   }
   if (start_error_) return nullptr;  // broken already
   std::exception_ptr cause;
   std::string why = describe_failed_start(control, pid, start_timed_out, sig, code, cause);
-  if (++failed_starts_ < max_failed_starts()) return nullptr;
+  if (forked_at > last_start_seen_) ++failed_starts_;
+  if (failed_starts_ < max_failed_starts()) return nullptr;
   // At the limit, no slot forks again (fork_wanted_locked) until the row
   // is decided: a worker forked before this one and still starting may
-  // yet start (starts overlap: slots and spares), which ends the row.
+  // yet start (starts overlap: slots and spares), which ends the row. The
+  // last of them to fail decides it, even one too old to be counted.
   if (start_pending_locked()) return nullptr;
   PoolBroken broken("the pool is broken: " + std::to_string(failed_starts_) +
                     " workers in a row failed to start (max_failed_starts); the last: " + why +

@@ -113,7 +113,8 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
     slot.front_deadline = std::chrono::steady_clock::time_point::max();
     if (started == slot.answered && code == kExitServedItsCalls) retired_served_.fetch_add(1, std::memory_order_relaxed);
     if (started == slot.answered && code == kExitOverMemory) retired_memory_.fetch_add(1, std::memory_order_relaxed);
-    cannot_start = count_start_locked(control, slot.pid, slot.start_timed_out, served, sig, code);
+    cannot_start =
+        count_start_locked(control, slot.pid, slot.forked_at, slot.ready, slot.start_timed_out, served, sig, code);
   }
   // What it printed first, then the crashed call fails, not after the
   // replacement's fork.
@@ -210,7 +211,10 @@ void PoolCore::note_starts_locked() {
     if (slot->alive && !slot->ready) check(*slot->segment, slot->ready, slot->start_timed_out, slot->forked_at, *slot->pidfd);
   for (auto& spare : spares_)
     if (!spare.ready) check(*spare.segment, spare.ready, spare.start_timed_out, spare.forked_at, *spare.pidfd);
-  if (started) end_failed_row_locked();  // a worker started: failed starts are no longer in a row
+  if (started) {  // a worker started: failed starts are no longer in a row
+    last_start_seen_ = now;
+    end_failed_row_locked();
+  }
 }
 
 void PoolCore::fail_all_pending(std::exception_ptr error, Published& out) {
