@@ -91,6 +91,7 @@ procpool::Task<void> async_main(procpool::EventLoop& loop, uint32_t seed, size_t
 }  // namespace
 
 int main(int argc, char** argv) {
+  procpool::init(argc, argv);  // first: the forkserver's zygote is a copy of this moment
   unsigned long long seed = std::random_device{}();
   unsigned long long workers = 0;
   for (int i = 1; i < argc; ++i) {

@@ -67,6 +67,7 @@ procpool::Task<void> tour(procpool::EventLoop& loop) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  procpool::init(argc, argv);  // first: the forkserver's zygote is a copy of this moment
   if (argc > 1) {
     std::cout << "Usage: " << argv[0] << "\nRuns a short tour of procpool's asyncio-style helpers.\n";
     return std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help" ? 0 : 2;

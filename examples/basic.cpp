@@ -51,6 +51,7 @@ procpool::Task<void> async_main(procpool::EventLoop& loop, double seconds) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  procpool::init(argc, argv);  // first: the forkserver's zygote is a copy of this moment
   double seconds = 5.0;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];

@@ -55,6 +55,7 @@ std::vector<pid_t> report(std::vector<procpool::Future<int>>& futures, int first
 }  // namespace
 
 int main(int argc, char** argv) {
+  procpool::init(argc, argv);  // first: the forkserver's zygote is a copy of this moment
   bool backtrace = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];

@@ -29,6 +29,7 @@ procpool::SharedBytes thumbnail(procpool::SharedBytes image, size_t step) {
 PROCPOOL_REGISTER(thumbnail);
 
 int main(int argc, char** argv) {
+  procpool::init(argc, argv);  // first: the forkserver's zygote is a copy of this moment
   bool timings = argc > 1 && std::string(argv[1]) == "--timings";
   if (argc > 1 && !timings) {
     std::cout << "Usage: " << argv[0] << " [--timings]\n"
