@@ -54,15 +54,28 @@ void run_program(const Program& program, SuiteResults& results) {
   }
 }
 
+// Samples per round of start_methods.py: loky takes over a second a start
+// on this 2-core VM, so that its default of 7 would take some 2 minutes a
+// round; the suite's rounds make up the rest.
+constexpr int kPythonStartSamples = 2;
+
 std::vector<Program> programs(const SuiteOptions& o, int round) {
-  std::string common = " --round " + std::to_string(round) + (o.quick ? " --quick" : "") + " --raw " + quoted(o.raw_dir);
-  std::vector<Program> list = {
-      {"procpool", quoted(o.self) + " --system procpool" + common},
-      {"floor", quoted(o.self) + " --system floor" + common},
-  };
-  if (!o.python.empty()) {
-    for (const char* system : {"python-ppe", "python-loky"})
-      list.push_back({system, quoted(o.python) + " -B " + quoted(o.python_script) + " --system " + system + common});
+  std::string round_arg = " --round " + std::to_string(round) + (o.quick ? " --quick" : "");
+  std::string common = round_arg + " --raw " + quoted(o.raw_dir);
+  std::string python = quoted(o.python) + " -B " + quoted(o.python_dir);
+  std::vector<Program> list;
+  if (o.groups.count(kCoreGroup)) {
+    list.push_back({"procpool", quoted(o.self) + " --system procpool" + common});
+    list.push_back({"floor", quoted(o.self) + " --system floor" + common});
+    if (!o.python.empty())
+      for (const char* system : {"python-ppe", "python-loky"})
+        list.push_back({system, python + "/executor_bench.py --system " + system + common});
+  }
+  if (o.groups.count(kStartMethodsGroup)) {
+    list.push_back({"procpool start methods", quoted(o.self) + " --system start-methods" + common});
+    std::string samples = o.quick ? "" : " --samples " + std::to_string(kPythonStartSamples);
+    if (!o.python.empty())
+      list.push_back({"python start methods", python + "/start_methods.py" + round_arg + samples});
   }
   return list;
 }

@@ -4,6 +4,7 @@
 // rounds (the order rotates each round so that no system always runs first
 // or last on a machine whose load drifts), and collects what they print.
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -11,12 +12,22 @@
 
 namespace bench {
 
+// The groups of figures a run can be limited to (--group), each a set of
+// measuring programs run every round.
+inline constexpr const char* kCoreGroup = "core";                   // procpool, the floor, executor_bench.py
+inline constexpr const char* kStartMethodsGroup = "start-methods";  // start_method_figures.cpp, start_methods.py
+inline const std::set<std::string>& all_groups() {
+  static const std::set<std::string> groups = {kCoreGroup, kStartMethodsGroup};
+  return groups;
+}
+
 struct SuiteOptions {
   int rounds = 3;
   bool quick = false;
+  std::set<std::string> groups = all_groups();
   std::string self;           // this executable, which measures procpool and the floor
   std::string python;         // interpreter; "" = none found
-  std::string python_script;  // bench/python/executor_bench.py
+  std::string python_dir;     // bench/python: executor_bench.py, start_methods.py
   std::string raw_dir;        // raw samples and plot data
 };
 

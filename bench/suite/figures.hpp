@@ -70,15 +70,54 @@ inline const std::vector<FigureSpec>& catalogue() {
        true},
       {"mem_pending", "100000", "host RSS per pending call (100,000 pending)", "B"},
       {"mem_worker", "2", "memory per idle worker (Pss)", "KiB"},
+      // The start-methods group (start_method_figures.cpp and bench/python/
+      // start_methods.py), each with the host holding 10 MiB or 1 GiB of
+      // extra heap; systems procpool-<method> and python-<method>.
+      {"sm_startup", "10MiB", "start methods: 2 workers, constructor to first result, host +10 MiB", "ms"},
+      {"sm_startup", "1GiB", "start methods: 2 workers, constructor to first result, host +1 GiB", "ms"},
+      {"sm_startup_cold", "10MiB", "start methods: the same, fork server started too, host +10 MiB", "ms"},
+      {"sm_startup_cold", "1GiB", "start methods: the same, fork server started too, host +1 GiB", "ms"},
+      {"sm_respawn", "10MiB", "start methods: max_tasks_per_child=1, no spare: result → next result, host +10 MiB",
+       "ms"},
+      {"sm_respawn", "1GiB", "start methods: max_tasks_per_child=1, no spare: result → next result, host +1 GiB",
+       "ms"},
+      {"sm_respawn_spare", "10MiB", "start methods: the same with 1 spare, 6 calls back to back (mean), "
+       "host +10 MiB", "ms"},
+      {"sm_respawn_spare", "1GiB", "start methods: the same with 1 spare, 6 calls back to back (mean), host +1 GiB",
+       "ms"},
+      {"sm_respawn_spare_ready", "10MiB", "start methods: the same, each call made once the spare is ready, "
+       "host +10 MiB", "ms"},
+      {"sm_respawn_spare_ready", "1GiB", "start methods: the same, each call made once the spare is ready, "
+       "host +1 GiB", "ms"},
+      {"sm_crash_replace", "10MiB", "start methods: worker SIGKILLed, no spare: crashing submit → next result, "
+       "host +10 MiB", "ms"},
+      {"sm_crash_replace", "1GiB", "start methods: worker SIGKILLed, no spare: crashing submit → next result, "
+       "host +1 GiB", "ms"},
+      {"sm_rebuild", "10MiB", "start methods: worker killed: its call's failure → a call served again "
+       "(Python: a new executor), host +10 MiB", "ms"},
+      {"sm_rebuild", "1GiB", "start methods: worker killed: its call's failure → a call served again "
+       "(Python: a new executor), host +1 GiB", "ms"},
+      {"sm_fork_return", "10MiB", "bare fork() of the host until it returns, host +10 MiB", "ms"},
+      {"sm_fork_return", "1GiB", "bare fork() of the host until it returns, host +1 GiB", "ms"},
+      {"sm_fork_wait", "10MiB", "bare fork() of the host until the child is reaped, host +10 MiB", "ms"},
+      {"sm_fork_wait", "1GiB", "bare fork() of the host until the child is reaped, host +1 GiB", "ms"},
+      {"sm_host_rss", "10MiB", "host RSS holding +10 MiB", "MiB"},
+      {"sm_host_rss", "1GiB", "host RSS holding +1 GiB", "MiB"},
+      {"sandbox_rtt", "none", "blocking no-op round trip, worker hot, forkserver, no sandbox (batch mean)", "µs"},
+      {"sandbox_rtt", "compute_only", "the same with Sandbox::compute_only()", "µs"},
+      {"sandbox_startup", "none", "start-up of 2 forkserver workers to first result, no sandbox", "ms"},
+      {"sandbox_startup", "compute_only", "the same with Sandbox::compute_only()", "ms"},
   };
   return specs;
 }
 
 // Report order; a system that emitted nothing is left out.
 inline const std::vector<std::string>& system_order() {
-  static const std::vector<std::string> systems = {"procpool",    "procpool-shared", "python-ppe", "python-loky",
-                                                   "floor-spin",  "floor-futex",     "floor-copy", "floor-memfd",
-                                                   "thread-pool", "memcpy"};
+  static const std::vector<std::string> systems = {
+      "procpool",       "procpool-shared", "procpool-fork", "procpool-forkserver", "procpool-spawn",
+      "procpool-host",  "python-ppe",      "python-fork",   "python-forkserver",   "python-spawn",
+      "python-loky",    "python-bare-fork", "floor-spin",   "floor-futex",         "floor-copy",
+      "floor-memfd",    "thread-pool",     "memcpy"};
   return systems;
 }
 
@@ -86,6 +125,14 @@ inline std::string system_label(const std::string& system) {
   if (system == "procpool-shared") return "procpool, SharedBytes payload";
   if (system == "python-ppe") return "Python asyncio + ProcessPoolExecutor";
   if (system == "python-loky") return "Python asyncio + loky";
+  if (system == "procpool-fork") return "procpool, StartMethod::fork";
+  if (system == "procpool-forkserver") return "procpool, StartMethod::forkserver";
+  if (system == "procpool-spawn") return "procpool, StartMethod::spawn";
+  if (system == "procpool-host") return "procpool's measuring process";
+  if (system == "python-fork") return "Python ProcessPoolExecutor, fork";
+  if (system == "python-forkserver") return "Python ProcessPoolExecutor, forkserver";
+  if (system == "python-spawn") return "Python ProcessPoolExecutor, spawn";
+  if (system == "python-bare-fork") return "Python's measuring process";
   if (system == "floor-spin") return "floor: shm ping-pong, spinning";
   if (system == "floor-futex") return "floor: shm ping-pong, futex";
   if (system == "thread-pool") return "floor: in-process thread pool";

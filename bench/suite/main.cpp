@@ -4,25 +4,37 @@
 // <out>/latest.md with plots. `cmake --build <dir> --target bench` runs it
 // with the results going to bench/results.
 //
-//   procpool_bench [--rounds N] [--quick] [--out DIR] [--python PY | --no-python]
-//   procpool_bench --system procpool|floor --round R [--quick] [--raw DIR]   (one round; used by the driver)
+//   procpool_bench [--rounds N] [--quick] [--group G[,G]] [--out DIR] [--python PY | --no-python]
+//   procpool_bench --system procpool|floor|start-methods --round R [--quick] [--raw DIR]
+//                                                        (one round; used by the driver)
 #include <unistd.h>
+
+#include <procpool/procpool.hpp>
 
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "driver.hpp"
 #include "report.hpp"
+#include "start_methods_report.hpp"
+#include "summary.hpp"
 #include "system.hpp"
 
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: procpool_bench [--rounds N] [--quick] [--out DIR] [--python PY | --no-python]\n"
+    "Usage: procpool_bench [--rounds N] [--quick] [--group G[,G]] [--out DIR] [--python PY | --no-python]\n"
     "  --rounds N   interleaved rounds (default 3); figures are medians over rounds\n"
     "  --quick      one tiny round: a smoke test of the whole suite\n"
+    "  --group G    only these groups of figures (default: all): core (procpool, the floor,\n"
+    "               Python's executors) and start-methods (fork, forkserver, spawn: start-up,\n"
+    "               respawn and crash replacement at two host sizes, beside Python's; the\n"
+    "               sandbox's cost); repeat it or separate names with commas\n"
     "  --out DIR    where latest.md, records.tsv and the plots go (default bench-results)\n"
     "  --python PY  the Python interpreter for the Python systems (default: python3, else Debian's)\n"
     "  --no-python  measure procpool and the floor only\n";
@@ -31,8 +43,19 @@ struct Options {
   int rounds = 3;
   bool quick = false, python_enabled = true;
   std::string out = "bench-results", python, system, raw;
+  std::set<std::string> groups;  // empty: all
   int round = 1;
 };
+
+// Adds the comma-separated group names of `list`; false if one is unknown.
+bool add_groups(const std::string& list, std::set<std::string>& groups) {
+  std::istringstream in(list);
+  for (std::string name; std::getline(in, name, ',');) {
+    if (!bench::all_groups().count(name)) return false;
+    groups.insert(name);
+  }
+  return !list.empty();
+}
 
 int usage_error(const std::string& what) {
   std::fprintf(stderr, "procpool_bench: %s\n%s", what.c_str(), kUsage);
@@ -50,8 +73,9 @@ int run_suite(const Options& o, const std::string& command) {
   bench::SuiteOptions suite;
   suite.rounds = o.quick ? 1 : o.rounds;
   suite.quick = o.quick;
+  if (!o.groups.empty()) suite.groups = o.groups;
   suite.self = self_path();
-  suite.python_script = PROCPOOL_BENCH_PYTHON_DIR "/executor_bench.py";
+  suite.python_dir = PROCPOOL_BENCH_PYTHON_DIR;
   suite.python = o.python_enabled ? (o.python.empty() ? bench::find_python() : o.python) : "";
   fs::path out = fs::absolute(o.out);
   suite.raw_dir = (out / "raw").string();
@@ -63,13 +87,23 @@ int run_suite(const Options& o, const std::string& command) {
     std::fprintf(stderr, "procpool_bench: Python systems run with %s\n", suite.python.c_str());
 
   bench::SuiteResults results = bench::run_suite(suite);
-  if (suite.python.empty()) results.skipped["python-ppe"] = results.skipped["python-loky"] =
-      o.python_enabled ? "no Python 3 interpreter found" : "--no-python";
+  if (suite.python.empty()) {
+    std::vector<const char*> systems;
+    if (suite.groups.count(bench::kCoreGroup)) systems = {"python-ppe", "python-loky"};
+    if (suite.groups.count(bench::kStartMethodsGroup))
+      systems.insert(systems.end(), {"python-fork", "python-forkserver", "python-spawn", "python-loky"});
+    for (const char* system : systems)
+      results.skipped[system] = o.python_enabled ? "no Python 3 interpreter found" : "--no-python";
+  }
   bench::ReportContext context{out.string(), suite.raw_dir, command, suite.python, suite.rounds, suite.quick};
   int missed = bench::write_report(results, context);
   bench::write_plots(results, context);
   std::printf("procpool_bench: %zu values in %.0f s; %d target(s) missed; report in %s/latest.md\n",
               results.records.size(), results.seconds, missed, out.c_str());
+  // The start-methods tables on stdout too: they are short, and the
+  // group is often run alone (--group start-methods).
+  std::string start_methods = bench::start_methods_markdown(bench::Summary(results.records));
+  if (!start_methods.empty()) std::printf("\n%s", start_methods.c_str());
   for (const std::string& failure : results.failures) std::printf("FAILED: %s\n", failure.c_str());
   return results.failures.empty() ? 0 : 1;
 }
@@ -77,6 +111,10 @@ int run_suite(const Options& o, const std::string& command) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First thing: forks the zygote of StartMethod::forkserver while this
+  // process is small and has one thread, and, in a worker started by
+  // StartMethod::spawn, becomes that worker (it never returns there).
+  procpool::init(argc, argv);
   Options o;
   std::string command = "procpool_bench";
   for (int i = 1; i < argc; ++i) {
@@ -95,6 +133,10 @@ int main(int argc, char** argv) {
     else if (arg == "--python") o.python = value();
     else if (arg == "--system") o.system = value();
     else if (arg == "--raw") o.raw = value();
+    else if (arg == "--group") {
+      std::string list = value();
+      if (!add_groups(list, o.groups)) return usage_error("unknown group in '" + list + "' (core, start-methods)");
+    }
     else if (arg == "-h" || arg == "--help") return std::printf("%s", kUsage), 0;
     else return usage_error("unknown option '" + arg + "'");
   }
@@ -102,6 +144,7 @@ int main(int argc, char** argv) {
   bench::RoundOptions round{o.round, o.quick, o.raw};
   if (o.system == "procpool") return bench::measure_procpool(round), 0;
   if (o.system == "floor") return bench::measure_floor(round), 0;
-  if (!o.system.empty()) return usage_error("unknown system '" + o.system + "' (procpool or floor)");
+  if (o.system == "start-methods") return bench::measure_start_methods(round), 0;
+  if (!o.system.empty()) return usage_error("unknown system '" + o.system + "' (procpool, floor or start-methods)");
   return run_suite(o, command);
 }

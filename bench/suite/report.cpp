@@ -13,6 +13,7 @@
 
 #include "../bench_util.hpp"
 #include "figures.hpp"
+#include "start_methods_report.hpp"
 #include "summary.hpp"
 
 namespace bench {
@@ -211,6 +212,8 @@ int write_report(const SuiteResults& results, const ReportContext& c) {
   }
   md << "\n## Beside the floor of the same work\n\n";
   write_floor_comparisons(md, summary);
+  if (std::string start_methods = start_methods_markdown(summary); !start_methods.empty())
+    md << "\n## Start methods\n\n" << start_methods;
   md << "\n## Plots\n\n"
      << "![round-trip latency distribution](latency.png)\n![throughput](throughput.png)\n"
      << "![echo bandwidth by size](payload.png)\n![CPU scaling](scaling.png)\n\n"

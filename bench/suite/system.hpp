@@ -16,6 +16,9 @@ struct RoundOptions {
 void measure_procpool(const RoundOptions& options);
 // floor-spin, floor-futex, thread-pool and memcpy.
 void measure_floor(const RoundOptions& options);
+// procpool-fork, -forkserver, -spawn and procpool-host: the start-methods
+// group (start_method_figures.cpp), the sandbox's cost among them.
+void measure_start_methods(const RoundOptions& options);
 
 // Facts of this process read from /proc.
 size_t resident_bytes();                // RSS of this process
