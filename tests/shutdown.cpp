@@ -199,6 +199,8 @@ TEST_CASE("Shutdown.TerminateFailsRunningAndPendingCallsWithinTheGrace" * doctes
       auto obeys = pool.submit(tasks::sleep_ms, 5000);                 // dies of SIGTERM
       auto stubborn = pool.submit(ignore_sigterm_and_sleep, 5000);      // needs the SIGKILL
       auto queued = pool.submit(tasks::sleep_ms, 5000);
+      // Both running, and the stubborn one past installing its handler.
+      REQUIRE(census::eventually([&] { return obeys.running() && stubborn.running(); }, 30s));
       std::this_thread::sleep_for(100ms);
       auto t0 = Clock::now();
       auto took = act_from(from, pool, [&] { pool.terminate(); });

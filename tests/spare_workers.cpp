@@ -188,6 +188,15 @@ TEST_CASE("SpareWorkers.ASpareKilledWhileIdleIsReplacedAndNoCallNotices" * docte
   CHECK(census::leaks_since(before) == "");
 }
 
+namespace {
+bool waits_on_a_futex(pid_t pid) {
+  std::ifstream wchan("/proc/" + std::to_string(pid) + "/wchan");
+  std::string where;
+  std::getline(wchan, where);
+  return where.find("futex") != std::string::npos;
+}
+}  // namespace
+
 TEST_CASE("SpareWorkers.ASpareThatFailsToStartPausesSparesUntilAWorkerStarts" * doctest::timeout(60)) {
   census::Snapshot before;
   TempPath starts("pause"), refuse("pause-refuse");
@@ -199,7 +208,9 @@ TEST_CASE("SpareWorkers.ASpareThatFailsToStartPausesSparesUntilAWorkerStarts" * 
     REQUIRE(census::eventually([&] { return pool.stats().spare_workers == 1; }));
     pid_t spare = spare_pids(pool).at(0);
     REQUIRE(census::eventually([&] { return ran_initializer(starts.path, spare); }));
-    std::this_thread::sleep_for(50ms);  // it said it is ready, as in the case above
+    // It said it is ready, and waits on its ring: killed before that, its
+    // death would be a failed start of its own.
+    REQUIRE(census::eventually([&] { return waits_on_a_futex(spare); }));
     // The next spare's initializer fails: one failed start, and no spare
     // is forked again while starts fail (the initializer is not run in a loop).
     std::ofstream(refuse.path) << "x";
