@@ -293,3 +293,53 @@ TEST_CASE("StartMethods.ASandboxedPoolStartsByForkserverUnlessTold" * doctest::t
   procpool::ProcessPool told({.workers = 1, .start_method = procpool::StartMethod::fork, .sandbox = box});
   CHECK(told.submit(memory_holds, a, b_masked, mask).get());
 }
+
+TEST_CASE("StartMethods.SpawnRunsTheGivenWorkerProgramAndRefusesOneWithOtherFunctions" * doctest::timeout(60)) {
+  char self[4096] = {};
+  REQUIRE(::readlink("/proc/self/exe", self, sizeof self - 1) > 0);
+  {
+    procpool::ProcessPool pool({.workers = 1, .start_method = procpool::StartMethod::spawn, .worker_program = self});
+    CHECK(pool.submit(tasks::add, 2, 3).get() == 5);
+  }
+  CHECK_THROWS_WITH_AS(procpool::ProcessPool({.workers = 1,
+                                              .start_method = procpool::StartMethod::spawn,
+                                              .worker_program = "/nonexistent/worker"}),
+                       doctest::Contains("'/nonexistent/worker' cannot be executed"), procpool::Error);
+  // Its functions are not these: its workers say so and never start.
+  procpool::ProcessPool other({.workers = 1,
+                               .start_method = procpool::StartMethod::spawn,
+                               .worker_program = PROCPOOL_OTHER_WORKER,
+                               .max_failed_starts = 1,
+                               .spare_workers = 0});
+  CHECK_THROWS_WITH_AS(other.submit(tasks::add, 2, 3).get(), doctest::Contains("registered functions differ"),
+                       procpool::PoolBroken);
+}
+
+TEST_CASE("StartMethods.AForkserverPoolIsRefusedWithTheReasonOnceTheZygoteIsGone" * doctest::timeout(60)) {
+  // In a child with a zygote of its own, which the test kills.
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    procpool::init(0, nullptr);
+    int code = 0;
+    {
+      procpool::ProcessPool before({.workers = 1, .start_method = procpool::StartMethod::forkserver});
+      if (before.submit(tasks::add, 1, 1).get() != 2) code |= 1;
+      ::kill(procpool::detail::zygote_pid(), SIGKILL);
+      // Its workers are the host's children: they serve on.
+      if (before.submit(tasks::add, 2, 2).get() != 4) code |= 2;
+    }
+    try {
+      procpool::ProcessPool after({.workers = 1, .start_method = procpool::StartMethod::forkserver});
+      code |= 4;
+    } catch (const procpool::Error& e) {
+      if (std::string(e.what()).find("the forkserver (pid") == std::string::npos) code |= 8;
+    }
+    std::fflush(nullptr);
+    _exit(code);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}

@@ -214,14 +214,15 @@ const char* decode_launch(LaunchMessage& message, DecodedLaunch& out) noexcept {
     std::optional<SandboxRecord> sandbox;
     bool capture = false;
     body(ar, capacity, host, registry_size, registry_digest, out.config, initializer, sandbox, capture);
+    if (message.fds.size() != (capture ? 5u : 3u)) return "a launch message with the wrong descriptors";
+    // The segment first: a refusal below is written into its control block.
+    out.ring_capacity = static_cast<size_t>(capacity);
+    out.host = host;
+    out.segment = std::move(message.fds[0]);
     const FunctionRegistry& registry = FunctionRegistry::instance();
     if (registry_size != registry.size() || registry_digest != registry.digest())
       return "the worker's registered functions differ from the host's (a function registered after "
              "procpool::init(), or another worker program): function ids would not mean the same";
-    if (message.fds.size() != (capture ? 5u : 3u)) return "a launch message with the wrong descriptors";
-    out.ring_capacity = static_cast<size_t>(capacity);
-    out.host = host;
-    out.segment = std::move(message.fds[0]);
     out.config.doorbell_fd = message.fds[1].get();
     out.config.handle_socket = message.fds[2].get();
     if (capture) {
