@@ -15,6 +15,7 @@
 #include <procpool/common/errors.hpp>
 #include <procpool/common/function_registry.hpp>
 #include <procpool/common/type_name.hpp>
+#include <procpool/sandbox/namespaces.hpp>
 #include <procpool/sandbox/seccomp_filter.hpp>
 #include <procpool/worker/start_state.hpp>
 
@@ -30,6 +31,7 @@ PoolCore::PoolCore(PoolOptions options)
   options_.prefetch_per_worker = std::max<size_t>(options_.prefetch_per_worker, 1);
   crash_loop_on_ = options_.crash_loop.count > 0;
   check_sandbox(options_.sandbox);  // before any thread or worker: a refused sandbox starts nothing
+  check_namespaces(namespace_flags(options_.namespaces));
   start_method_ = options_.start_method.value_or(default_start_method().value_or(
       options_.sandbox.enabled() ? StartMethod::forkserver : StartMethod::fork));
   check_start_method(start_method_, options_.worker_program);
@@ -55,6 +57,7 @@ void PoolCore::start() {
   worker_config_.initializer = options_.initializer.encoded();  // options_ outlives every worker's fork
   worker_config_.limits = options_.limits;
   if (options_.sandbox.enabled()) worker_config_.sandbox = &options_.sandbox;  // options_ outlives every fork
+  worker_config_.namespace_flags = namespace_flags(options_.namespaces);
   for (size_t i = 0; i < options_.workers; ++i) {
     auto slot = std::make_unique<WorkerSlot>();
     slot->index = i;

@@ -12,6 +12,7 @@
 #include <procpool/common/worker_output.hpp>
 #include <procpool/common/initializer.hpp>
 #include <procpool/common/resource_limits.hpp>
+#include <procpool/sandbox/namespaces.hpp>
 #include <procpool/sandbox/sandbox.hpp>
 #include <procpool/worker/start_method.hpp>
 
@@ -166,6 +167,11 @@ struct PoolOptions {
   // syscall name, no Landlock for read_only_files: procpool::Error);
   // applied in each worker after its initializer, before its first call.
   Sandbox sandbox{};
+  // Namespaces of each worker's own (namespaces.hpp; README.md, "Sandbox"):
+  // {.network = true} leaves it no network. Entered after the initializer,
+  // before the sandbox; the pool is refused (procpool::Error) where the
+  // kernel refuses one. None by default.
+  Namespaces namespaces{};
 };
 
 }  // namespace procpool

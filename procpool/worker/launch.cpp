@@ -78,7 +78,7 @@ template <class Archive, class Config, class Init, class Box>
 void body(Archive& ar, uint64_t& capacity, int32_t& host, uint64_t& registry_size, uint64_t& registry_digest,
           Config& c, Init& initializer, Box& sandbox, bool& capture) {
   ar(capacity, host, registry_size, registry_digest);
-  ar(c.max_message_bytes, c.spin, c.close_fds, c.output, c.max_calls, c.max_rss, c.limits);
+  ar(c.max_message_bytes, c.spin, c.close_fds, c.output, c.max_calls, c.max_rss, c.limits, c.namespace_flags);
   ar(initializer, sandbox, capture);
 }
 

@@ -19,6 +19,7 @@
 
 #include <procpool/common/errors.hpp>
 #include <procpool/sandbox/enter_sandbox.hpp>
+#include <procpool/sandbox/namespaces.hpp>
 #include <procpool/worker/crash_handler.hpp>
 #include <procpool/worker/forkserver.hpp>
 #include <procpool/worker/launch.hpp>
@@ -142,6 +143,7 @@ bool redirect_output(const WorkerConfig& config) noexcept {
   worker_lives().run_initializer(config, control);
   // After the initializer (the user's trusted set-up may load files),
   // before the worker says it is ready: no call reaches it unconfined.
+  if (const char* step = enter_namespaces(config.namespace_flags)) fail_setup(control, step);
   if (config.sandbox)
     if (const char* step = enter_sandbox(*config.sandbox)) fail_setup(control, step);
   control.ready.store(1, std::memory_order_release);
