@@ -7,7 +7,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -16,6 +18,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/census.hpp"
@@ -161,6 +164,75 @@ TEST_CASE("ResourceLimits.OpenFilesAndProcessesAreSetInEachWorker" * doctest::ti
     }
   }
   CHECK(census::leaks_since(before) == "");
+}
+
+namespace {
+struct BombOutcome {
+  int children = 0;  // forked before fork failed
+  int error = 0;     // why it failed
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(children, error);
+  }
+};
+// Forks children that wait, until fork fails; holds them `hold_ms`, then
+// kills and reaps them.
+BombOutcome fork_bomb(int hold_ms) {
+  BombOutcome out;
+  std::vector<pid_t> kids;
+  for (int i = 0; i < 10000; ++i) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      for (;;) ::pause();
+    }
+    if (pid < 0) {
+      out.error = errno;
+      break;
+    }
+    kids.push_back(pid);
+  }
+  out.children = static_cast<int>(kids.size());
+  std::this_thread::sleep_for(std::chrono::milliseconds(hold_ms));
+  for (pid_t k : kids) ::kill(k, SIGKILL);
+  for (pid_t k : kids) ::waitpid(k, nullptr, 0);
+  return out;
+}
+PROCPOOL_REGISTER(fork_bomb);
+}  // namespace
+
+TEST_CASE("ResourceLimits.AForkBombUnderTheProcessesLimitIsContainedAndTheHostStillForks" * doctest::timeout(60)) {
+  // RLIMIT_NPROC counts the processes of a user and is not enforced for
+  // root: the host runs as an unprivileged user, in a child of this test.
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: needs root to become another user");
+    return;
+  }
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) _exit(9);
+    int code = 0;
+    {
+      procpool::ProcessPool pool(
+          {.workers = 1, .start_method = procpool::StartMethod::fork, .limits = {.processes = 64}});
+      auto bomb = pool.submit(fork_bomb, 1000);
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the bomb holds every process it could make
+      pid_t pid = ::fork();  // the host's own limit is its own: not 64
+      if (pid == 0) _exit(0);
+      if (pid < 0) code |= 1;
+      else ::waitpid(pid, nullptr, 0);
+      BombOutcome out = bomb.get();
+      if (out.error != EAGAIN) code |= 2;
+      if (out.children <= 0 || out.children >= 64) code |= 4;
+      if (pool.submit(tasks::add, 1, 1).get() != 2) code |= 8;  // the worker serves on
+    }
+    std::fflush(nullptr);
+    _exit(code);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
 
 TEST_CASE("ResourceLimits.CpuTimePerCallKillsASpinningCallAndThePoolGoesOn" * doctest::timeout(60)) {
