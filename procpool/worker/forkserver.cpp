@@ -54,6 +54,7 @@ constexpr int kAnswerTimeoutMs = 10000;
 struct Zygote {
   pid_t owner = 0;  // the process whose zygote it is
   pid_t pid = -1;
+  UniqueFd pidfd;  // signals reach the zygote, never a process that reused its pid
   UniqueFd channel;
   std::string unavailable;  // set once the zygote cannot serve
   std::mutex mutex;         // one launch at a time on the channel
@@ -143,6 +144,7 @@ void start_zygote() {
     zygote_main(zygote_end.get(), self);
   }
   g_zygote->pid = pid;
+  g_zygote->pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   g_zygote->channel = std::move(host_end);
 }
 
@@ -164,8 +166,9 @@ pid_t zygote_start_worker(const WorkerConfig& config, const WorkerSegment& segme
     // The channel is out of step or dead: no later launch may use it.
     z.unavailable = "the forkserver (pid " + std::to_string(z.pid) + ") " + why;
     int status = 0;
-    ::kill(z.pid, SIGKILL);
-    ::waitpid(z.pid, &status, 0);
+    if (z.pidfd) ::syscall(SYS_pidfd_send_signal, z.pidfd.get(), SIGKILL, nullptr, 0);
+    else ::kill(z.pid, SIGKILL);  // no pidfd (an old kernel): unreaped, its pid is still its own
+    ::waitpid(z.pid, &status, 0);  // ECHILD if the application reaps children itself
     z.channel.reset();
     return Error("cannot start a worker: " + z.unavailable);
   };
