@@ -109,9 +109,7 @@ TEST_CASE("Namespaces.WhereTheKernelRefusesThemThePoolIsRefused" * doctest::time
   // own, as a container's runtime may install): a pool asking for a
   // namespace is refused when made, naming the reason; one that does not
   // ask runs.
-  pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
+  int failed = census::exit_code_in_child([&] {
     sock_filter code[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_unshare, 0, 1),
@@ -136,10 +134,7 @@ TEST_CASE("Namespaces.WhereTheKernelRefusesThemThePoolIsRefused" * doctest::time
     } catch (...) {
       code_out |= 8;
     }
-    _exit(code_out);
-  }
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+    return code_out;
+  });
+  CHECK(failed == 0);
 }

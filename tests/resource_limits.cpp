@@ -207,9 +207,7 @@ TEST_CASE("ResourceLimits.AForkBombUnderTheProcessesLimitIsContainedAndTheHostSt
     MESSAGE("skipped: needs root to become another user");
     return;
   }
-  pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
+  int failed = census::exit_code_in_child([&] {
     if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) _exit(9);
     int code = 0;
     {
@@ -226,13 +224,9 @@ TEST_CASE("ResourceLimits.AForkBombUnderTheProcessesLimitIsContainedAndTheHostSt
       if (out.children <= 0 || out.children >= 64) code |= 4;
       if (pool.submit(tasks::add, 1, 1).get() != 2) code |= 8;  // the worker serves on
     }
-    std::fflush(nullptr);
-    _exit(code);
-  }
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+    return code;
+  });
+  CHECK(failed == 0);
 }
 
 TEST_CASE("ResourceLimits.CpuTimePerCallKillsASpinningCallAndThePoolGoesOn" * doctest::timeout(60)) {

@@ -21,6 +21,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <procpool/procpool.hpp>
@@ -69,6 +70,25 @@ bool memory_holds(Half a, Half b_masked, Half mask) {
   return found;
 }
 PROCPOOL_REGISTER(memory_holds);
+
+// 32 random bytes in the heap, and what memory_holds needs to look for
+// them without the arguments ever holding them whole: the first half, and
+// the second masked (the mask is never 0 in a byte, so the masked half
+// differs from the secret's in every byte).
+struct HeapSecret {
+  std::unique_ptr<unsigned char[]> bytes = std::make_unique<unsigned char[]>(32);
+  HeapSecret() { REQUIRE(::getrandom(bytes.get(), 32, 0) == 32); }
+  std::tuple<Half, Half, Half> clues() const {
+    Half a, b_masked, mask;
+    REQUIRE(::getrandom(mask.data(), mask.size(), 0) == 16);
+    for (size_t k = 0; k < 16; ++k) {
+      mask[k] |= 1;
+      a[k] = bytes[k];
+      b_masked[k] = bytes[16 + k] ^ mask[k];
+    }
+    return {a, b_masked, mask};
+  }
+};
 
 // A logger's lock, as an application has: no fork handler resets it.
 std::mutex g_log_mutex;
@@ -130,15 +150,8 @@ TEST_CASE("StartMethods.EachServesCallsWithWorkersThatAreTheHostsChildren" * doc
 TEST_CASE("StartMethods.ASecretInTheHostsHeapIsInAForkedWorkerOnly" * doctest::timeout(60)) {
   // Written into the heap after init() (as a key read from a file would
   // be), before the pools start.
-  auto secret = std::make_unique<unsigned char[]>(32);
-  REQUIRE(::getrandom(secret.get(), 32, 0) == 32);
-  Half a, b_masked, mask;
-  REQUIRE(::getrandom(mask.data(), mask.size(), 0) == 16);
-  for (size_t k = 0; k < 16; ++k) {
-    mask[k] |= 1;  // never 0: the masked half differs from the secret's in every byte
-    a[k] = secret[k];
-    b_masked[k] = secret[16 + k] ^ mask[k];
-  }
+  HeapSecret secret;
+  auto [a, b_masked, mask] = secret.clues();
   for (auto method : kMethods) {
     std::string method_name = procpool::to_string(method);
     CAPTURE(method_name);
@@ -241,9 +254,7 @@ TEST_CASE("StartMethods.TheHostKilledLeavesNoWorkerNorZygoteBehind" * doctest::t
 TEST_CASE("StartMethods.WithoutInitOrWithFunctionsRegisteredAfterItThePoolIsRefused" * doctest::timeout(60)) {
   // In a child: it is a fork of a process that called init() (not itself),
   // and its registry may change without touching this process's.
-  pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
+  int failed = census::exit_code_in_child([&] {
     int code = 0;
     auto refused = [](procpool::StartMethod m, const char* words) {
       try {
@@ -265,25 +276,14 @@ TEST_CASE("StartMethods.WithoutInitOrWithFunctionsRegisteredAfterItThePoolIsRefu
     } catch (...) {
       code |= 32;
     }
-    std::fflush(nullptr);
-    _exit(code);
-  }
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+    return code;
+  });
+  CHECK(failed == 0);
 }
 
 TEST_CASE("StartMethods.ASandboxedPoolStartsByForkserverUnlessTold" * doctest::timeout(60)) {
-  auto secret = std::make_unique<unsigned char[]>(32);
-  REQUIRE(::getrandom(secret.get(), 32, 0) == 32);
-  Half a, b_masked, mask;
-  REQUIRE(::getrandom(mask.data(), mask.size(), 0) == 16);
-  for (size_t k = 0; k < 16; ++k) {
-    mask[k] |= 1;
-    a[k] = secret[k];
-    b_masked[k] = secret[16 + k] ^ mask[k];
-  }
+  HeapSecret secret;
+  auto [a, b_masked, mask] = secret.clues();
   // compute_only cannot open /proc/self/mem: allow the scan what it needs.
   auto box = procpool::Sandbox::compute_only().allow("openat").allow("pread64");
   if (!procpool::default_start_method()) {
@@ -317,9 +317,7 @@ TEST_CASE("StartMethods.SpawnRunsTheGivenWorkerProgramAndRefusesOneWithOtherFunc
 
 TEST_CASE("StartMethods.AForkserverPoolIsRefusedWithTheReasonOnceTheZygoteIsGone" * doctest::timeout(60)) {
   // In a child with a zygote of its own, which the test kills.
-  pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
+  int failed = census::exit_code_in_child([&] {
     procpool::init(0, nullptr);
     int code = 0;
     {
@@ -335,11 +333,7 @@ TEST_CASE("StartMethods.AForkserverPoolIsRefusedWithTheReasonOnceTheZygoteIsGone
     } catch (const procpool::Error& e) {
       if (std::string(e.what()).find("the forkserver (pid") == std::string::npos) code |= 8;
     }
-    std::fflush(nullptr);
-    _exit(code);
-  }
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+    return code;
+  });
+  CHECK(failed == 0);
 }

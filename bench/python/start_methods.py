@@ -87,6 +87,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import pp_tasks  # noqa: E402  (needs the sys.path entry above)
+from executor_bench import import_loky, stop_resource_tracker  # noqa: E402  (the same helpers)
 
 MIB = 1 << 20
 HEAPS = (("10MiB", 10 * MIB), ("1GiB", 1024 * MIB))
@@ -210,29 +211,6 @@ class LokySystem:
         """Ends loky's resource tracker (multiprocessing's is ended by main)."""
         module = importlib.import_module(self.loky.__name__ + ".backend.resource_tracker")
         stop_resource_tracker(module._resource_tracker)
-
-
-def stop_resource_tracker(tracker):
-    """Closes a resource tracker's pipe, on which it exits, and reaps it.
-
-    It would exit by itself once this process has, but a driver would find it
-    still alive when the script is over.
-    """
-    with tracker._lock:
-        if tracker._fd is None:
-            return
-        os.close(tracker._fd)
-        os.waitpid(tracker._pid, 0)
-        tracker._fd = tracker._pid = None
-
-
-def import_loky():
-    """The loky module, standalone or vendored by joblib."""
-    try:
-        import loky
-    except ImportError:
-        from joblib.externals import loky
-    return loky
 
 
 class Refused(Exception):

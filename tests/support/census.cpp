@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -97,6 +98,23 @@ ForkedHost fork_host(size_t count, const std::function<std::vector<pid_t>()>& re
   if (host.pid > 0 && read(fds[0], pids.data(), want) == static_cast<ssize_t>(want)) host.reported = pids;
   close(fds[0]);
   return host;
+}
+
+int exit_code_in_child(const std::function<int()>& body) {
+  pid_t child = fork();
+  if (child < 0) return -1;
+  if (child == 0) {
+    int code = 99;
+    try {
+      code = body();
+    } catch (...) {
+    }
+    std::fflush(nullptr);
+    _exit(code);
+  }
+  int status = 0;
+  if (waitpid(child, &status, 0) != child || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
 }
 
 size_t thread_count() {

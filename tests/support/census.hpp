@@ -37,6 +37,10 @@ struct ForkedHost {
   std::vector<pid_t> reported;
 };
 ForkedHost fork_host(size_t count, const std::function<std::vector<pid_t>()>& report);
+// Runs `body` in a forked child of this process (for what must not touch
+// this one: its credentials, its seccomp filter, its registry) and returns
+// the child's exit code: body's result, or -1 if it did not exit normally.
+int exit_code_in_child(const std::function<int()>& body);
 // Waits until `pred` holds or `timeout` passes; returns pred().
 template <class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
