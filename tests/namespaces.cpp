@@ -79,7 +79,7 @@ TEST_CASE("Namespaces.ANetworkNamespaceLeavesAWorkerNoNetwork" * doctest::timeou
 }
 
 TEST_CASE("Namespaces.EachOneAskedForIsTheWorkersOwnAndNoOther" * doctest::timeout(60)) {
-  const std::vector<std::string> kinds{"net", "ipc", "mnt", "uts"};
+  const std::vector<std::string> kinds{"net", "ipc", "mnt", "uts", "pid"};
   std::vector<std::string> hosts;
   for (const auto& k : kinds) hosts.push_back(namespace_of(k));
   auto owned = [&](procpool::Namespaces asked) {
@@ -93,12 +93,14 @@ TEST_CASE("Namespaces.EachOneAskedForIsTheWorkersOwnAndNoOther" * doctest::timeo
   CHECK(owned({.network = true}) == "net ");
   CHECK(owned({.ipc = true, .uts = true}) == "ipc uts ");
   CHECK(owned({.network = true, .ipc = true, .mount = true, .uts = true}) == "net ipc mnt uts ");
+  CHECK(owned({.pid = true}) == "mnt pid ");  // its /proc is mounted again, in a mount namespace of its own
+  CHECK(owned({.network = true, .ipc = true, .mount = true, .uts = true, .pid = true}) == "net ipc mnt uts pid ");
 }
 
 TEST_CASE("Namespaces.WorkWithTheStrictestSandbox" * doctest::timeout(60)) {
   procpool::ProcessPool pool({.workers = 1,
                               .sandbox = procpool::Sandbox::compute_only(),
-                              .namespaces = {.network = true, .ipc = true, .mount = true, .uts = true}});
+                              .namespaces = {.network = true, .ipc = true, .mount = true, .uts = true, .pid = true}});
   CHECK(pool.submit(tasks::add, 20, 22).get() == 42);
   CHECK_THROWS_AS(pool.submit(tasks::crash, std::string("segv")).get(), procpool::WorkerCrashed);
   CHECK(pool.submit(tasks::add, 1, 2).get() == 3);

@@ -98,6 +98,13 @@ struct ControlBlock {
   // reads, range-checked by libseccomp's lookup.
   std::atomic<int32_t> violation_syscall{0};
   std::atomic<uint32_t> violation_arch{0};
+
+  // ---- PID namespace (sandbox/pid_namespace.cpp writes). The pid, in the
+  // host's namespace, of the process that serves (the keeper's grandchild),
+  // 0 without a PID namespace. Read by the host for statistics (resident
+  // bytes) while the worker lives: relaxed, as a stale 0 only means the
+  // keeper's own figure. Never trusted for a signal: the worker can write it.
+  std::atomic<int32_t> serving_pid{0};
 };
 
 inline constexpr uint32_t kCancelSlots = 32;

@@ -108,7 +108,11 @@ PoolStats PoolCore::stats() {
   for (auto& w : s.workers) {
     const WorkerSlot& slot = *slots_[w.index];
     if (w.pid == 0 || !slot.alive || slot.pid != w.pid) continue;
-    w.rss_bytes = resident_bytes(w.pid);
+    // Under Namespaces::pid the slot's process is a keeper; the worker's
+    // own figure is its grandchild's (a pid the worker could forge, which
+    // only ever costs a wrong figure).
+    pid_t serving = slot.segment->control().serving_pid.load(std::memory_order_relaxed);
+    w.rss_bytes = resident_bytes(serving > 0 ? serving : w.pid);
     w.age = now - slot.forked_at;
   }
   return s;

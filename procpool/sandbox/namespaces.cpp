@@ -12,11 +12,11 @@
 #include <string>
 
 #include <procpool/common/errors.hpp>
+#include <procpool/sandbox/pid_namespace.hpp>
 
 namespace procpool::detail {
 namespace {
 
-// Async-signal-safe: used in a child forked from a multi-threaded host.
 bool write_file(const char* path, const char* text) noexcept {
   int fd = ::open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) return false;
@@ -26,15 +26,16 @@ bool write_file(const char* path, const char* text) noexcept {
   return ok;
 }
 
-// Without CAP_SYS_ADMIN the other namespaces need a user namespace: the
-// worker's uid and gid map to themselves inside it (the one mapping an
-// unprivileged process may write), so files and signals see the same ids.
-// Formatted before the unshare: snprintf is not async-signal-safe after
-// fork, but it is called in the process that forks.
-struct IdMaps {
-  char uid[64];
-  char gid[64];
-};
+const char* enter(int flags, const IdMaps& maps) noexcept {
+  flags &= ~CLONE_NEWPID;  // entered as the worker starts (enter_pid_namespace)
+  if (flags == 0) return nullptr;
+  bool own_user = needs_user_namespace();
+  if (::unshare(flags | (own_user ? CLONE_NEWUSER : 0)) != 0) return "unshare";
+  return own_user ? write_id_maps(maps) : nullptr;
+}
+
+}  // namespace
+
 IdMaps id_maps() noexcept {
   IdMaps m{};
   std::snprintf(m.uid, sizeof m.uid, "%u %u 1\n", ::geteuid(), ::geteuid());
@@ -42,23 +43,18 @@ IdMaps id_maps() noexcept {
   return m;
 }
 
-const char* enter(int flags, const IdMaps& maps) noexcept {
-  if (flags == 0) return nullptr;
-  bool own_user = ::geteuid() != 0;
-  if (::unshare(flags | (own_user ? CLONE_NEWUSER : 0)) != 0) return "unshare";
-  if (own_user) {
-    if (!write_file("/proc/self/setgroups", "deny")) return "writing /proc/self/setgroups";
-    if (!write_file("/proc/self/uid_map", maps.uid)) return "writing /proc/self/uid_map";
-    if (!write_file("/proc/self/gid_map", maps.gid)) return "writing /proc/self/gid_map";
-  }
+bool needs_user_namespace() noexcept { return ::geteuid() != 0; }
+
+const char* write_id_maps(const IdMaps& maps) noexcept {
+  if (!write_file("/proc/self/setgroups", "deny")) return "writing /proc/self/setgroups";
+  if (!write_file("/proc/self/uid_map", maps.uid)) return "writing /proc/self/uid_map";
+  if (!write_file("/proc/self/gid_map", maps.gid)) return "writing /proc/self/gid_map";
   return nullptr;
 }
 
-}  // namespace
-
 int namespace_flags(const Namespaces& n) noexcept {
   return (n.network ? CLONE_NEWNET : 0) | (n.ipc ? CLONE_NEWIPC : 0) | (n.mount ? CLONE_NEWNS : 0) |
-         (n.uts ? CLONE_NEWUTS : 0);
+         (n.uts ? CLONE_NEWUTS : 0) | (n.pid ? CLONE_NEWPID : 0);
 }
 
 void check_namespaces(int flags) {
@@ -69,7 +65,10 @@ void check_namespaces(int flags) {
     throw Error(std::string("cannot check the workers' namespaces: pipe: ") + std::strerror(errno));
   pid_t pid = ::fork();
   if (pid == 0) {
-    const char* step = enter(flags, maps);
+    // The worker's own steps, in its order; the report comes from the
+    // process where one failed, or from the worker (pid 2) when all passed.
+    const char* step = (flags & CLONE_NEWPID) ? enter_pid_namespace(nullptr) : nullptr;
+    if (!step) step = enter(flags, maps);
     int err = step ? errno : 0;
     char report[160] = {};
     if (step) {

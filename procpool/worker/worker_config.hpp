@@ -32,8 +32,11 @@ struct WorkerConfig {
   uint64_t max_rss = 0;     // PoolOptions::max_worker_memory in bytes; 0: off
   const ByteBuffer* initializer = nullptr;  // the encoded call (the host's, inherited at fork); null: none
   ResourceLimits limits{};
-  const Sandbox* sandbox = nullptr;
-  int namespace_flags = 0;  // unshare(2) flags (PoolOptions::namespaces); 0: none  // the host's PoolOptions::sandbox, inherited at fork; null: none
+  const Sandbox* sandbox = nullptr;  // the host's PoolOptions::sandbox, inherited at fork; null: none
+  // clone(2) flags of PoolOptions::namespaces; 0: none. CLONE_NEWPID is
+  // entered as the worker starts (enter_pid_namespace), the others after
+  // its initializer (enter_namespaces).
+  int namespace_flags = 0;
 };
 
 // Exit codes a worker uses for its own failures (a task's exit() is the

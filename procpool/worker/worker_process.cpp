@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -20,6 +21,7 @@
 #include <procpool/common/errors.hpp>
 #include <procpool/sandbox/enter_sandbox.hpp>
 #include <procpool/sandbox/namespaces.hpp>
+#include <procpool/sandbox/pid_namespace.hpp>
 #include <procpool/worker/crash_handler.hpp>
 #include <procpool/worker/forkserver.hpp>
 #include <procpool/worker/launch.hpp>
@@ -129,6 +131,10 @@ bool redirect_output(const WorkerConfig& config) noexcept {
 
   if (!redirect_output(config)) fail_setup(control, "redirecting stdout and stderr");
   if (config.close_fds) close_inherited_fds(config.doorbell_fd, config.handle_socket);
+  // Before anything else runs here, the initializer included: the worker
+  // forked into the namespace carries everything that ran before this.
+  if (config.namespace_flags & CLONE_NEWPID)
+    if (const char* step = enter_pid_namespace(&control.serving_pid)) fail_setup(control, step);
   if (!install_crash_handlers(control)) fail_setup(control, "sigaltstack");
   // Up to here the child took no lock a host thread could have held at fork
   // time. The first allocation may block for ever on one (a sanitizer's
