@@ -17,8 +17,12 @@ bool peel_trailer(std::span<const std::byte>& payload, std::span<const std::byte
   if (payload.size() + rest.size() < n) return false;
   std::byte bytes[n];
   size_t from_rest = std::min(rest.size(), n), from_payload = n - from_rest;
-  std::memcpy(bytes, payload.data() + payload.size() - from_payload, from_payload);
-  std::memcpy(bytes + from_payload, rest.data() + rest.size() - from_rest, from_rest);
+  // No memcpy of 0 bytes: an answer reassembled from parts has an empty
+  // `rest` whose data() is null, and memcpy from null is undefined even for
+  // 0 bytes (found by fuzz_response_reader: every measured call whose
+  // answer came in parts).
+  if (from_payload > 0) std::memcpy(bytes, payload.data() + payload.size() - from_payload, from_payload);
+  if (from_rest > 0) std::memcpy(bytes + from_payload, rest.data() + rest.size() - from_rest, from_rest);
   payload = payload.first(payload.size() - from_payload);
   rest = rest.first(rest.size() - from_rest);
   std::memcpy(&trailer, bytes, n);
