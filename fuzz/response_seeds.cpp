@@ -178,5 +178,18 @@ void write_response_seeds(const std::string& dir) {
     s.frame(FrameKind::Value, kTask, encoded(std::string("no limit")));
     s.write(dir, "no_limit");
   }
+  {
+    // A length that wraps header plus payload past 2^64 (a regression: the
+    // host once read the string's 1000 bytes past a 64-byte ring).
+    Seed s(kString, 0, 0);
+    s.setup().max_message = kNoLimit;
+    ByteBuffer frame;
+    FrameHeader h = make_frame_header(FrameKind::Value, kTask, ~uint64_t{0} - 7);
+    uint64_t forged = 1000;
+    frame.append(&h, sizeof h);
+    frame.append(&forged, sizeof forged);
+    s.publish(frame);
+    s.write(dir, "length_wraps");
+  }
   { Seed s(kTuple); s.frame(FrameKind::Value, kTask, encoded(std::string("x"))); s.write(dir, "tuple_mismatch"); }
 }

@@ -40,13 +40,16 @@ std::string read_responses(ByteRing& ring, AnswerAssembly& answer, size_t max_me
       if (dropped && answer.dropped) return "it dropped the parts of one answer twice";
       if (answer.parts && h.kind == static_cast<uint32_t>(FrameKind::Skipped))
         return "it wrote a Skipped answer after parts of one";
-      // h.length is below max_message_bytes, so this cannot wrap.
-      size_t whole = sizeof h + static_cast<size_t>(h.length);
-      if (avail < whole) {
+      // Compared with what is left after the header, not as header plus
+      // length: with max_message_bytes SIZE_MAX a length near 2^64 made that
+      // sum wrap to a few bytes, and the payload was read far past the ring
+      // (found by fuzz_response_reader).
+      if (h.length > avail - sizeof h) {
         if (dead) return {};
         return "it published a frame header announcing " + std::to_string(h.length) + " bytes, but only " +
                std::to_string(avail - sizeof h) + " of them";
       }
+      size_t whole = sizeof h + static_cast<size_t>(h.length);  // at most avail
       bool ends = !part && !dropped;
       bool in_place = ends && !answer.parts;  // decoded where it lies, in two pieces if it wraps
       if (std::string mismatch = taker.accept(h, ends, in_place); !mismatch.empty()) return mismatch;
