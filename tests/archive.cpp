@@ -42,6 +42,29 @@ TEST_CASE("Archive.ForgedVectorCountIsRefused" * doctest::timeout(10)) {
   CHECK_THROWS_AS(ar(v), DecodeError);
 }
 
+TEST_CASE("Archive.BoolOtherThanZeroOrOneIsRefused" * doctest::timeout(10)) {
+  // Found by fuzz/fuzz_decode_exception: a forged byte copied into a bool
+  // is undefined behaviour to read.
+  for (unsigned char byte : {0, 1, 2, 110, 255}) {
+    CAPTURE(int(byte));
+    InputArchive ar(reinterpret_cast<const std::byte*>(&byte), 1);
+    bool b = false;
+    if (byte <= 1) {
+      ar(b);
+      CHECK(b == (byte == 1));
+    } else {
+      CHECK_THROWS_WITH_AS(ar(b), doctest::Contains("neither 0 nor 1"), DecodeError);
+    }
+  }
+  ByteBuffer buf;
+  OutputArchive out(buf);
+  std::vector<bool> bools{true, false, true}, back;
+  out(bools);
+  InputArchive in(buf.data(), buf.size());
+  in(back);
+  CHECK(back == bools);
+}
+
 TEST_CASE("Archive.TruncatedInputIsRefused" * doctest::timeout(10)) {
   ByteBuffer buf;
   buf.append("ab", 2);

@@ -192,6 +192,17 @@ TEST_CASE("Introspection.AMeasuredCallReportsItsWallAndCpuTimeAndPeakMemory") {
   CHECK_FALSE(plain.usage().has_value());
 }
 
+TEST_CASE("Introspection.AMeasuredCallWhoseAnswerCameInPartsReportsItsUsage" * doctest::timeout(30)) {
+  // Its trailer is peeled off a reassembled answer, held in one piece: the
+  // empty second piece once made a memcpy from null (UBSan; found by
+  // fuzz_response_reader).
+  procpool::ProcessPool pool({.workers = 1, .ring_bytes = 4096, .measure_usage = true});
+  auto big = pool.submit(tasks::make_text, size_t{100'000});
+  CHECK(big.get().size() == 100'000);
+  REQUIRE(big.usage().has_value());
+  CHECK(big.usage()->wall > 0ns);
+}
+
 TEST_CASE("Introspection.UsageComesWithAnExceptionAVoidResultAndThePoolsDefault") {
   procpool::ProcessPool pool({.workers = 1, .measure_usage = true});
   auto raising = pool.submit(burn_and_touch, 20, -1);

@@ -16,11 +16,12 @@
 
 namespace {
 
-void garbage_fails_only_that_task(const char* how, const char* message, size_t ring_bytes = size_t{4} << 20) {
+void garbage_fails_only_that_task(const char* how, const char* message, size_t ring_bytes = size_t{4} << 20,
+                                  size_t max_message_bytes = size_t{1} << 30) {
   CAPTURE(how);
   census::Snapshot before;
   {
-    procpool::ProcessPool pool({.workers = 1, .ring_bytes = ring_bytes});
+    procpool::ProcessPool pool({.workers = 1, .ring_bytes = ring_bytes, .max_message_bytes = max_message_bytes});
     pid_t liar = pool.worker_pids().at(0);
     auto bad = pool.submit(tasks::misbehave_text, std::string(how));
     std::vector<procpool::Future<int>> queued;
@@ -57,6 +58,10 @@ TEST_CASE("ProtocolErrors.SkippingACallNobodyWithdrewKillsTheWorker" * doctest::
 }
 TEST_CASE("ProtocolErrors.HugeLengthKillsTheWorker" * doctest::timeout(60)) {
   garbage_fails_only_that_task("huge_length", "over max_message_bytes");
+}
+TEST_CASE("ProtocolErrors.ALengthThatWrapsPastTwoToThe64KillsTheWorkerOfAPoolWithNoLimit" * doctest::timeout(60)) {
+  garbage_fails_only_that_task("length_wraps", "announcing 18446744073709551608 bytes, but only 8 of them", 4096,
+                               SIZE_MAX);
 }
 TEST_CASE("ProtocolErrors.DroppingPartsThatWereNeverSentKillsTheWorker" * doctest::timeout(60)) {
   garbage_fails_only_that_task("dropped_alone", "a Dropped frame with no parts");

@@ -6,12 +6,16 @@
 #   tools/install-deps.sh --bench   also what the benchmark suite compares
 #                                   against and plots with: Python 3 with
 #                                   loky (python3-joblib), and gnuplot
+#   tools/install-deps.sh --fuzz    also clang and its libFuzzer, ASan and
+#                                   UBSan runtimes (libclang-rt-14-dev, only
+#                                   recommended by clang), for tools/fuzz.sh
 set -euo pipefail
 packages=(g++ cmake make pkg-config libboost-dev libcereal-dev doctest-dev libseccomp-dev)
 case "${1:-}" in
   "") ;;
   --bench) packages+=(python3 python3-joblib gnuplot-nox) ;;
-  *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+  --fuzz) packages+=(clang libclang-rt-14-dev) ;;
+  *) echo "usage: $0 [--bench | --fuzz]" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${packages[@]}"; do

@@ -238,8 +238,20 @@ inline std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_SAVE_FUNCTION_NAME(Outpu
   ar.saveBinary(std::addressof(t), sizeof(t));
 }
 template <class T>
-inline std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, T& t) {
+inline std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, bool>> CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar,
+                                                                                                      T& t) {
   ar.loadBinary(std::addressof(t), sizeof(t));
+}
+// A bool is one byte on the wire, 0 or 1. Any other byte is a forgery,
+// refused: copied into a bool it would make every later read of that bool
+// undefined behaviour (found by fuzz/fuzz_decode_exception: an exception
+// record's `nested` flag of 110).
+inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, bool& b) {
+  static_assert(sizeof(bool) == 1, "a bool travels as one byte");
+  unsigned char byte = 0;
+  ar.loadBinary(&byte, 1);
+  if (byte > 1) throw DecodeError("a bool encoded as " + std::to_string(byte) + ", neither 0 nor 1");
+  b = byte == 1;
 }
 template <class Archive, class T>
 inline CEREAL_ARCHIVE_RESTRICT(InputArchive, OutputArchive)

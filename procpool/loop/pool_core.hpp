@@ -248,6 +248,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void drain_locked(Published& out);
   // `dead`: the worker has died; a frame cut short by its death is not condemned.
   void drain_slot(WorkerSlot& slot, Published& out, bool dead = false);
+  class SlotAnswers;  // read_responses' AnswerTaker for one slot
   // An answered call, taken off the front of its worker's queue.
   struct Answered {
     TaskRecord task;

@@ -16,6 +16,7 @@
 #include <procpool/common/worker_segment.hpp>
 #include <procpool/loop/future_state.hpp>
 #include <procpool/loop/output_capture.hpp>
+#include <procpool/loop/response_stream.hpp>
 
 namespace procpool::detail {
 
@@ -110,17 +111,9 @@ struct WorkerSlot {
   std::chrono::steady_clock::time_point front_deadline = std::chrono::steady_clock::time_point::max();
 
   // Guarded by the pool's drain mutex: an answer being reassembled.
-  bool have_header = false;  // `header` is read, frame_left bytes of its payload are still to come
-  FrameHeader header{};
-  size_t frame_left = 0;
-  bool parts = false;    // `partial` holds the Part frames of an answer whose last frame is still to come
-  bool dropped = false;  // this answer's parts were dropped once already
-  ByteBuffer partial;
-  bool reading_answer() const noexcept { return have_header || parts; }
-  void forget_answer() noexcept {
-    have_header = parts = dropped = false;
-    partial = ByteBuffer();
-  }
+  AnswerAssembly answer;
+  bool reading_answer() const noexcept { return answer.reading_answer(); }
+  void forget_answer() noexcept { answer.forget(); }
   // When `partial` last held an answer larger than the ring: it is kept for
   // the next one (fresh pages cost more than the copy) until the pool's
   // trim finds it unused for kKeepLargeBuffer (PoolCore::on_trim).

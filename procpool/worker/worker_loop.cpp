@@ -25,6 +25,7 @@
 #include <procpool/common/function_registry.hpp>
 #include <procpool/common/handle_channel.hpp>
 #include <procpool/common/shared_bytes.hpp>
+#include <procpool/worker/call_decoder.hpp>
 #include <procpool/worker/response_writer.hpp>
 #include <procpool/worker/this_call.hpp>
 #include <procpool/worker/usage_meter.hpp>
@@ -63,12 +64,9 @@ class WorkerLoop {
       if (stop_requested()) _exit(0);  // before it begins another call (StopRequest)
       wait_readable(sizeof header, /*after_task=*/true);
       requests_.peek(&header, sizeof header);
-      if (header.magic != kFrameMagic) _exit(kExitProtocol);
-      if (header.kind == static_cast<uint32_t>(FrameKind::Stop)) _exit(0);
-      bool call = header.kind == static_cast<uint32_t>(FrameKind::Call) ||
-                  header.kind == static_cast<uint32_t>(FrameKind::CallMany);
-      if (!call || header.length > config_.max_message_bytes || handle_count(header.handles) > kMaxHandlesPerFrame)
-        _exit(kExitProtocol);
+      RequestKind kind = classify_request(header, config_.max_message_bytes);
+      if (kind == RequestKind::Malformed) _exit(kExitProtocol);
+      if (kind == RequestKind::Stop) _exit(0);
       if (stop_requested()) _exit(0);
       if (lives_.active()) lives_.before_call();
       serve(header);
@@ -194,13 +192,7 @@ class WorkerLoop {
     const FunctionEntry* entry = nullptr;
     try {
       uint32_t id = 0;
-      uint64_t fp = 0;
-      args(id, fp);
-      entry = FunctionRegistry::instance().at(id);
-      if (!entry) throw UnknownFunction("#" + std::to_string(id), {});
-      if (fp != entry->fingerprint)
-        throw SerializationError(entry->name, "the call's signature fingerprint does not match the registered " +
-                                                  entry->signature);
+      entry = &decode_call_target(args, id);
       if (config_.output == WorkerOutput::capture && id != marked_function_) mark_output(id);
       if (unreceived) {
         try {
@@ -211,15 +203,7 @@ class WorkerLoop {
       }
       OutputArchive result(writer, &results_);
       record_throw_backtraces(true);
-      try {
-        (many ? entry->invoke_many : entry->invoke)(entry->fn, args, result);
-      } catch (const DecodeError& e) {
-        throw SerializationError(entry->name, std::string("the arguments do not decode: ") + e.what());
-      } catch (const EncodeError& e) {
-        throw SerializationError(entry->name, std::string("the result could not be encoded: ") + e.what());
-      } catch (const cereal::Exception& e) {
-        throw SerializationError(entry->name, std::string("cereal: ") + e.what());
-      }
+      invoke_call(*entry, args, many, result);
       record_throw_backtraces(false);
       size_t size = writer.payload_size();
       if (size > config_.max_message_bytes)

@@ -169,6 +169,16 @@ int misbehave(std::string how) {
       ring.write_some(&dropped, sizeof dropped);
     }
     ring.publish();
+  } else if (how == "length_wraps") {
+    // A length that makes header plus payload wrap past 2^64 (to 16 bytes),
+    // then a string length of 64 MiB: the host once took the frame as a
+    // whole answer and read the string far past its ring (a pool with
+    // max_message_bytes SIZE_MAX; found by fuzz_response_reader).
+    h.length = ~uint64_t{0} - 7;
+    uint64_t forged = uint64_t{1} << 26;
+    ring.write_some(&h, sizeof h);
+    ring.write_some(&forged, sizeof forged);
+    ring.publish();
   } else if (how == "short_map_answer") {
     // The answer to a map chunk of several calls, holding one int result.
     struct {
