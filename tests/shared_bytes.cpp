@@ -162,6 +162,26 @@ TEST_CASE("SharedBytes.MakeSealsEvenIfAProcessForkedMeanwhileHoldsTheWritableMap
   ::waitpid(child, nullptr, 0);
 }
 
+// A worker that answered with a SharedBytes and died (killed) before the
+// host read that answer, leaving buffers of its next calls unread in its
+// socket: the kernel reports ECONNRESET once, ahead of the descriptors the
+// worker had sent, which used to be read as "never came", the answer a
+// ProtocolError (found by the soak: a SIGKILL from outside just after such
+// an answer).
+TEST_CASE("SharedBytes.DescriptorsSentBeforeTheWorkerDiedArriveThoughItLeftSomeUnread" * doctest::timeout(30)) {
+  auto sockets = procpool::detail::make_handle_sockets();
+  SharedBytes answer = pattern(5000), unread = pattern(100);
+  REQUIRE(procpool::detail::send_handles(sockets.worker, 7, {answer.memory()}) == 0);  // the worker's answer
+  REQUIRE(procpool::detail::send_handles(sockets.host, 8, {unread.memory()}) == 0);    // its next call's, never read
+  ::close(sockets.worker);                                                              // it dies
+  procpool::detail::HandleList got;
+  CHECK_NOTHROW(got = procpool::detail::receive_handles(sockets.host, 7, 1, 1 << 20));
+  REQUIRE(got.size() == 1);
+  CHECK(got[0]->size() == 5000);
+  CHECK(std::memcmp(got[0]->data(), answer.data(), 5000) == 0);
+  ::close(sockets.host);
+}
+
 TEST_CASE("SharedBytes.AWorkerForkedLaterDoesNotInheritTheHostsBuffers" * doctest::timeout(60)) {
   SharedBytes held = pattern(1 << 20);  // made before the workers exist
   procpool::ProcessPool pool({.workers = 1});
