@@ -330,6 +330,38 @@ TEST_CASE("Deadlines.CancelOfARunningCallStopsItsWorker" * doctest::timeout(60))
   CHECK(census::leaks_since(before) == "");
 }
 
+// The worker has answered the call before and begun this one, but the host
+// has not read that answer yet (its thread is busy in a callback): cancel()
+// must still stop the running call (it used to say false, as if the call
+// were queued behind an answer, and the call then ran to its end).
+TEST_CASE("Deadlines.CancelOfARunningCallBehindAnUnreadAnswerStopsItsWorker" * doctest::timeout(60)) {
+  census::Snapshot before;
+  std::string path = temp_path("unread");
+  {
+    procpool::ProcessPool pool(one_worker());
+    pid_t first = pool.worker_pids().at(0);
+    std::atomic<bool> release{false};
+    auto gate = pool.submit(tasks::sleep_ms, 20);
+    gate.then([&](auto) {  // holds the pool's thread: no answer is read meanwhile
+      while (!release.load()) std::this_thread::sleep_for(1ms);
+    });
+    REQUIRE(census::eventually([&] { return gate.ready(); }));
+    auto answered = pool.submit(tasks::add, 2, 3);
+    auto running = pool.submit(record_then_sleep, path, 100, 5000);
+    REQUIRE(census::eventually([&] { return runs_in(path).count(100) == 1; }));
+    bool said = running.cancel();
+    release = true;
+    CHECK(said);
+    CHECK(running.cancelled());
+    CHECK_THROWS_AS(running.get(), procpool::TaskCancelled);
+    REQUIRE(answered.wait_for(10s));
+    CHECK(answered.get() == 5);
+    CHECK(replaced(pool, first));
+  }
+  std::remove(path.c_str());
+  CHECK(census::leaks_since(before) == "");
+}
+
 TEST_CASE("Deadlines.APoolDestroyedRightAfterAStopReapsTheStoppedWorker" * doctest::timeout(60)) {
   census::Snapshot before;
   for (int round = 0; round < 5; ++round) {

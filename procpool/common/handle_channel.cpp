@@ -74,8 +74,21 @@ HandleList receive_handles(int socket, TaskId task, size_t count, size_t max_siz
   msg.msg_control = control.bytes;
   msg.msg_controllen = sizeof control.bytes;
   ssize_t got;
-  do got = ::recvmsg(socket, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  while (got < 0 && errno == EINTR);
+  // ECONNRESET: the worker died (or closed its end) with messages of ours
+  // unread. The kernel reports that once, ahead of the messages it had sent
+  // before, which are still queued: read again (a worker killed just after
+  // answering with a SharedBytes, its next calls' buffers unread, used to
+  // have that answer fail as its ProtocolError).
+  bool reset_seen = false;
+  for (;;) {
+    got = ::recvmsg(socket, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (got >= 0 || errno == EINTR) {
+      if (got >= 0) break;
+      continue;
+    }
+    if (errno != ECONNRESET || reset_seen) break;
+    reset_seen = true;
+  }
   if (got < 0)
     throw DecodeError("a frame with " + std::to_string(count) + " shared buffers whose descriptors never came (" +
                       std::strerror(errno) + ")");

@@ -91,10 +91,13 @@ WritableMemory::WritableMemory(size_t size) : size_(size) {
   }
 }
 
+void (*writable_map_race_for_tests)() = nullptr;
+
 std::span<std::byte> WritableMemory::bytes() {
   if (!data_) {
     void* at = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
     if (at == MAP_FAILED) fail("mmap", size_);
+    if (writable_map_race_for_tests) writable_map_race_for_tests();
     keep_from_children(at, size_);
     data_ = static_cast<std::byte*>(at);
   }
@@ -121,7 +124,25 @@ std::shared_ptr<const SealedMemory> WritableMemory::seal() && {
   // F_SEAL_WRITE is refused while a writable shared mapping exists.
   if (data_) ::munmap(data_, size_);
   data_ = nullptr;
-  if (::fcntl(fd_, F_ADD_SEALS, kRequiredSeals | F_SEAL_SEAL) != 0) fail("fcntl(F_ADD_SEALS)", size_);
+  if (::fcntl(fd_, F_ADD_SEALS, kRequiredSeals | F_SEAL_SEAL) != 0) {
+    if (errno != EBUSY || copied_) fail("fcntl(F_ADD_SEALS)", size_);
+    // Another process holds a writable mapping of it, for as long as it
+    // lives: one forked (a pool's worker, say) between bytes()'s mmap and
+    // its MADV_DONTFORK. Written with pwrite, a fresh memfd is never mapped
+    // writable, so nothing can hold it so.
+    const std::byte* old = map_read_only(fd_, size_);
+    if (!old) fail("mmap", size_);
+    WritableMemory fresh(size_);
+    fresh.copied_ = true;
+    try {
+      fresh.write({old, size_});
+    } catch (...) {
+      ::munmap(const_cast<std::byte*>(old), size_);
+      throw;
+    }
+    ::munmap(const_cast<std::byte*>(old), size_);
+    return std::move(fresh).seal();
+  }
   const std::byte* data = map_read_only(fd_, size_);
   if (!data) fail("mmap", size_);
   try {

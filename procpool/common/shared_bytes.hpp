@@ -74,7 +74,12 @@ class WritableMemory {
   int fd_ = -1;
   std::byte* data_ = nullptr;
   size_t size_ = 0;
+  bool copied_ = false;  // the copy seal() makes when a forked process holds the mapping
 };
+
+// Called in bytes() between the writable mmap and its MADV_DONTFORK (tests
+// fork there, as a pool's forker thread may).
+extern void (*writable_map_race_for_tests)();
 
 }  // namespace detail
 

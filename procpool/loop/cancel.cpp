@@ -20,9 +20,19 @@
 //      as for a deadline (deadlines.cpp): killed with its process group,
 //      the calls behind it requeued, never run twice; true.
 //   5. anything else (the front call without cancel_running or whose
-//      answer is arriving; a call behind an answer already written; a dead,
-//      condemned or stopping worker; a full CancelList): false, and nothing
-//      is appended, so the call runs and its result arrives.
+//      answer is arriving; a dead, condemned or stopping worker; a full
+//      CancelList): false, and nothing is appended, so the call runs and
+//      its result arrives.
+//
+// A call behind answers the worker has written but the host has not read
+// yet (its thread busy elsewhere) may be running already: case 3's check
+// then fails. cancel() reads those answers (drain_locked, which takes
+// dispatch_mutex_ itself, so that lock is let go meanwhile) and looks
+// again: the call is now the front one, case 4. Were it to fail that way
+// every time (a worker answering as fast as the host reads), it gives up
+// after kDrainRounds and says false (case 5). Without the reading, a
+// running call's cancel() said false whenever the host was slow to read
+// the answer before it, and the call ran to its end.
 //
 // Case 3, the proof. The worker (worker_loop.cpp) stores `started` =
 // answered + i + 1 (release) when it begins assigned[i], then reads the
@@ -108,8 +118,10 @@ class WithdrawalProbe final : public SharedState<void> {
 };
 
 bool PoolCore::cancel(StateBase& state) {
-  // Calls that a stopped worker's replacement could not take: published on
-  // every way out, once the locks are released (declared before them).
+  constexpr int kDrainRounds = 3;
+  // Calls that a stopped worker's replacement could not take, and answers
+  // read on the way: published on every way out, once the locks are
+  // released (declared before them).
   Published out;
   struct PublishOnExit {
     PoolCore& core;
@@ -117,8 +129,18 @@ bool PoolCore::cancel(StateBase& state) {
     ~PublishOnExit() { core.publish(out); }
   } publish_on_exit{*this, out};
   {
-    std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
-    if (!withdraw_locked(state, /*may_stop=*/true, "the call was cancelled before it started", out)) return false;
+    std::unique_lock drain(drain_mutex_, std::defer_lock);
+    std::unique_lock dispatch(dispatch_mutex_, std::defer_lock);
+    std::lock(drain, dispatch);
+    for (int round = 0;; ++round) {
+      bool behind_unread = false;
+      if (withdraw_locked(state, /*may_stop=*/true, "the call was cancelled before it started", out, &behind_unread))
+        break;
+      if (!behind_unread || round == kDrainRounds || stopping_) return false;
+      dispatch.unlock();
+      drain_locked(out);  // the answers written before it: it may be the front call now
+      dispatch.lock();
+    }
   }
   count_outcome(state);
   state.publish();
@@ -139,7 +161,7 @@ void PoolCore::cancel_unstarted_locked(Published& out) {
       out.push_back(std::move(state));
 }
 
-bool PoolCore::withdraw_locked(StateBase& state, bool may_stop, const char* why, Published& out) {
+bool PoolCore::withdraw_locked(StateBase& state, bool may_stop, const char* why, Published& out, bool* behind_unread) {
   StateBase::PoolPlace& place = state.place;
   if (place.task_id == 0 || place.withdrawn) return false;
   if (place.slot < 0) {
@@ -167,7 +189,7 @@ bool PoolCore::withdraw_locked(StateBase& state, bool may_stop, const char* why,
     return true;
   }
   if (i == 0) return may_stop && place.cancel_running && stop_running_call_locked(slot, state, out);  // case 4, or 5
-  return withdraw_from_ring_locked(slot, i, why);  // case 3, or 5
+  return withdraw_from_ring_locked(slot, i, why, behind_unread);  // case 3, or 5
 }
 
 bool PoolCore::stop_running_call_locked(WorkerSlot& slot, StateBase& state, Published& out) {
@@ -193,8 +215,13 @@ bool PoolCore::worker_will_see_withdrawal_locked(WorkerSlot& slot, size_t i) {
   }
 }
 
-bool PoolCore::withdraw_from_ring_locked(WorkerSlot& slot, size_t i, const char* why) {
-  if (i == 0 || !worker_will_see_withdrawal_locked(slot, i)) return false;
+bool PoolCore::withdraw_from_ring_locked(WorkerSlot& slot, size_t i, const char* why, bool* behind_unread) {
+  if (i == 0) return false;
+  if (!worker_will_see_withdrawal_locked(slot, i)) {
+    // The worker is past the call before it; what it wrote is unread.
+    if (behind_unread) *behind_unread = true;
+    return false;
+  }
   CancelList& list = slot.segment->header().cancelled;
   uint32_t n = list.count.load(std::memory_order_relaxed);
   for (const TaskRecord& t : slot.assigned)

@@ -194,7 +194,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // ring: true if the call is withdrawn for sure and its state claimed with
   // TaskCancelled set (cancel.cpp has the protocol).
   // Both mutexes held.
-  bool withdraw_from_ring_locked(WorkerSlot& slot, size_t i, const char* why);
+  bool withdraw_from_ring_locked(WorkerSlot& slot, size_t i, const char* why, bool* behind_unread = nullptr);
   bool worker_will_see_withdrawal_locked(WorkerSlot& slot, size_t i);
   // cancel() of assigned[0] with cancel_running: settles it with
   // TaskCancelled and stops the worker, unless its answer is arriving.
@@ -354,7 +354,9 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // Cases 1 to 4 of cancel.cpp for `state` (4 only with `may_stop`); true
   // when it settled the state (not yet published) with TaskCancelled.
   // Calls a stopped worker's replacement refused go into `out`.
-  bool withdraw_locked(StateBase& state, bool may_stop, const char* why, Published& out);
+  // behind_unread: set when it failed because the worker is past the call
+  // before it, whose answer the host has not read (cancel.cpp).
+  bool withdraw_locked(StateBase& state, bool may_stop, const char* why, Published& out, bool* behind_unread = nullptr);
   // The states of the calls accepted and not yet settled.
   std::vector<std::shared_ptr<StateBase>> outstanding_calls();
   // shutdown(wait = false): once every outstanding call has settled, the
