@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include <procpool/sandbox/landlock.hpp>
+#include <procpool/sandbox/path_queries.hpp>
 #include <procpool/sandbox/seccomp_filter.hpp>
 #include <procpool/worker/usage_meter.hpp>
 
@@ -25,6 +26,7 @@ const char* enter_sandbox(const Sandbox& sandbox) noexcept {
   // open is allowed once the filter is in.
   UsageMeter::keep_clear_refs_open();
   if (const char* step = restrict_to_readable_paths(sandbox.readable_paths())) return step;
+  if (const char* step = install_path_query_handler(sandbox)) return step;
   return load_seccomp_filter(sandbox, ::getpid());
 }
 

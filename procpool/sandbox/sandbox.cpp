@@ -22,6 +22,21 @@ Sandbox& Sandbox::allow(const std::string& syscall) {
   return *this;
 }
 
+namespace {
+constexpr const char* kMappingSyscalls[] = {"mmap", "mprotect", "pkey_mprotect"};
+}
+
+Sandbox& Sandbox::allow_executable_memory() {
+  for (const char* name : kMappingSyscalls) allow(name);
+  return *this;
+}
+
+bool Sandbox::executable_memory() const {
+  for (const char* name : kMappingSyscalls)
+    if (allowed_.count(name) == 0) return false;
+  return true;
+}
+
 Sandbox& Sandbox::deny(const std::string& syscall, Action action) {
   allowed_.erase(syscall);
   denied_[syscall] = action;

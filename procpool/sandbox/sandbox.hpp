@@ -32,8 +32,10 @@ class Sandbox {
   // Off: the worker runs as the host's fork, unconfined.
   Sandbox() = default;
 
-  // Computation on what the call brought: memory management, futexes,
-  // threads (clone with CLONE_THREAD), signals to itself, time, sleeping,
+  // Computation on what the call brought: memory management (never making
+  // memory executable: mmap, mprotect and pkey_mprotect with PROT_EXEC take
+  // `otherwise`), futexes, threads (clone with CLONE_THREAD), signals to
+  // itself, time, sleeping,
   // read/write/close on descriptors it holds (the pool's own, SharedBytes
   // received), SharedBytes made and passed, exit. No open, no socket, no
   // exec, no process creation, no ptrace, no signals to other processes.
@@ -45,12 +47,21 @@ class Sandbox {
   // read-only flags by the seccomp filter, which sees arguments but not
   // the path strings. Opening elsewhere fails with EACCES (Landlock's
   // answer, not a violation); opening for writing takes `otherwise`.
+  // stat and access of a path answer only where an open would (beneath
+  // the paths; EACCES elsewhere); readlink, and opening with O_PATH, fail
+  // with EACCES everywhere.
   static Sandbox read_only_files(std::vector<std::string> paths, Action otherwise = Action::kill);
 
   // Allows a syscall, by its name for this architecture ("getcwd"), with
   // any arguments: it overrides the profile's own conditions (allow("clone")
   // lets the task fork). Unknown names are refused when a pool is made.
   Sandbox& allow(const std::string& syscall);
+  // Lets tasks make memory executable: JITs, libffi closures, dlopen under
+  // read_only_files. Off in every profile: with it, code the task writes can
+  // run, and the filter is then its only fence. The same as allow() of
+  // mmap, mprotect and pkey_mprotect (any arguments), which is how it
+  // travels to a forkserver or spawn worker.
+  Sandbox& allow_executable_memory();
   // Gives a syscall its own action, whatever the profile says of it.
   Sandbox& deny(const std::string& syscall, Action action = Action::kill);
   // The environment of the sandboxed worker ("NAME=value" each); the
@@ -59,6 +70,7 @@ class Sandbox {
 
   bool enabled() const noexcept { return enabled_; }
   Action otherwise() const noexcept { return otherwise_; }
+  bool executable_memory() const;
   const std::set<std::string>& allowed() const noexcept { return allowed_; }
   const std::map<std::string, Action>& denied() const noexcept { return denied_; }
   const std::vector<std::string>& readable_paths() const noexcept { return readable_paths_; }

@@ -6,6 +6,7 @@
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <array>
@@ -18,6 +19,7 @@
 
 #include <procpool/common/errors.hpp>
 #include <procpool/sandbox/landlock.hpp>
+#include <procpool/sandbox/path_queries.hpp>
 
 namespace procpool::detail {
 namespace {
@@ -29,8 +31,8 @@ constexpr const char* kComputeSyscalls[] = {
     // descriptors the worker holds: its rings' doorbell, SharedBytes
     // channel, stdout/stderr, memfds received
     "read", "write", "readv", "writev", "pread64", "pwrite64", "lseek", "close", "fstat", "fcntl",
-    // memory
-    "brk", "mmap", "munmap", "mremap", "mprotect", "madvise",
+    // memory (mmap, mprotect and pkey_mprotect are conditional, below)
+    "brk", "munmap", "mremap", "madvise",
     // futexes and threads (clone itself is conditional, below)
     "futex", "set_robust_list", "rseq", "sched_yield", "sched_getaffinity",
     // signals to itself (kill and tgkill are conditional, below); the
@@ -54,10 +56,12 @@ constexpr std::array<const char*, 2> kSanitizerSyscalls{"pipe2", "pipe"};
 constexpr std::array<const char*, 0> kSanitizerSyscalls{};
 #endif
 
-// read_only_files adds what reading files needs beyond open itself.
-// stat-like calls see metadata anywhere (Landlock does not restrict them).
-constexpr const char* kReadFileSyscalls[] = {"getdents64", "newfstatat", "statx", "stat", "lstat",
-                                             "readlink", "readlinkat", "faccessat", "faccessat2", "access"};
+// read_only_files adds what reading files needs beyond open itself:
+// listing a directory it opened (Landlock checked the open).
+constexpr const char* kReadFileSyscalls[] = {"getdents64"};
+
+// x86_64's x32 ABI marks its syscall numbers with this bit.
+constexpr int kX32SyscallBit = 0x40000000;
 
 // The flag bits that make an open anything but read-only (O_TMPFILE's own
 // bit: O_DIRECTORY alone, for listing, is fine).
@@ -86,7 +90,9 @@ int add_rules(void* ctx, const Sandbox& sandbox, pid_t self, const char*& failed
   auto add = [&](const char* name, uint32_t action, const std::vector<scmp_arg_cmp>& conditions) {
     int number = seccomp_syscall_resolve_name(name);
     if (number < 0) return 0;  // none on this architecture (open, on arm64)
-    if (action == otherwise && conditions.size() == 0) return 0;  // what the default does
+    // What the default does anyway (and libseccomp refuses a rule with the
+    // default's action).
+    if (action == otherwise) return 0;
     int rc = seccomp_rule_add_array(ctx, action, number, static_cast<unsigned>(conditions.size()),
                                     conditions.empty() ? nullptr : conditions.data());
     if (rc != 0) failed = name;
@@ -121,12 +127,33 @@ int add_rules(void* ctx, const Sandbox& sandbox, pid_t self, const char*& failed
   rules.push_back({"prlimit64", SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_EQ, 0)}});
   // isatty(), which stdio asks of a stream before its first write.
   rules.push_back({"ioctl", SCMP_ACT_ALLOW, {SCMP_A1(SCMP_CMP_EQ, TCGETS)}});
-  // fstat as glibc makes it: newfstatat(fd, "", AT_EMPTY_PATH).
-  if (!reads_files)
-    rules.push_back({"newfstatat", SCMP_ACT_ALLOW, {SCMP_A3(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, AT_EMPTY_PATH)}});
+  // No memory made executable (shellcode written, then run). Every mapping,
+  // not only anonymous ones: a memfd the task wrote is a file too, and
+  // mprotect cannot tell one kind from the other. allow_executable_memory()
+  // allows the three with any arguments (the user decides, below).
+  for (const char* name : {"mmap", "mprotect", "pkey_mprotect"})
+    rules.push_back({name, SCMP_ACT_ALLOW, {SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)}});
+  // Calls that name a path are answered by the SIGSYS handler (path_queries),
+  // which reads the path the filter cannot: glibc's fstat is
+  // newfstatat(fd, "", AT_EMPTY_PATH), and no argument check can tell it
+  // from newfstatat(AT_FDCWD, "/etc/shadow", AT_EMPTY_PATH). A trap in
+  // every mode, so that fstat works under errno_ too.
+  for (const char* name : trapped_path_queries(reads_files)) rules.push_back({name, SCMP_ACT_TRAP, {}});
+  // statx names a path too, and glibc's statx() falls back to fstatat on
+  // ENOSYS (as do Rust's std and coreutils).
+  rules.push_back({"statx", SCMP_ACT_ERRNO(ENOSYS), {}});
   if (reads_files) {
-    rules.push_back({"openat", SCMP_ACT_ALLOW, {SCMP_A2(SCMP_CMP_MASKED_EQ, kWritingOpenFlags, 0)}});
-    rules.push_back({"open", SCMP_ACT_ALLOW, {SCMP_A1(SCMP_CMP_MASKED_EQ, kWritingOpenFlags, 0)}});
+    rules.push_back({"openat", SCMP_ACT_ALLOW, {SCMP_A2(SCMP_CMP_MASKED_EQ, kWritingOpenFlags | O_PATH, 0)}});
+    rules.push_back({"open", SCMP_ACT_ALLOW, {SCMP_A1(SCMP_CMP_MASKED_EQ, kWritingOpenFlags | O_PATH, 0)}});
+    // Landlock does not check an O_PATH open (no file is opened): it
+    // would reach any path, and fstat on its fd show the metadata.
+    rules.push_back({"openat", SCMP_ACT_ERRNO(EACCES), {SCMP_A2(SCMP_CMP_MASKED_EQ, O_PATH, O_PATH)}});
+    rules.push_back({"open", SCMP_ACT_ERRNO(EACCES), {SCMP_A1(SCMP_CMP_MASKED_EQ, O_PATH, O_PATH)}});
+    // A link's target is not checked by Landlock either (/proc/<pid>/fd/*
+    // of the host, of the same uid, would name its open files), and no
+    // open can vouch for a link itself: refused, as Landlock refuses an open.
+    rules.push_back({"readlink", SCMP_ACT_ERRNO(EACCES), {}});
+    rules.push_back({"readlinkat", SCMP_ACT_ERRNO(EACCES), {}});
   }
   for (const Rule& rule : rules)
     if (!user_decides(rule.name))
@@ -146,8 +173,11 @@ Filter make_filter(const Sandbox& sandbox) {
     errno = ENOMEM;
     return nullptr;
   }
-  // A syscall of another ABI (int 0x80 on x86_64) is outside the profile
-  // too; TSYNC: threads the initializer started are confined as well.
+  // A syscall of another ABI is outside the profile too: libseccomp's
+  // first instructions send any arch but the native one (int 0x80's i386
+  // on x86_64) and, on x86_64, any number with the x32 bit (0x40000000)
+  // to this action. TSYNC: threads the initializer started are confined
+  // as well.
   if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, otherwise); rc != 0) return errno = -rc, nullptr;
   if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_TSYNC, 1); rc != 0) return errno = -rc, nullptr;
   // A binary tree of syscall numbers instead of a list: every syscall the
@@ -201,9 +231,37 @@ const char* load_seccomp_filter(const Sandbox& sandbox, pid_t self) noexcept {
   }
 }
 
+std::vector<sock_filter> export_seccomp_filter(const Sandbox& sandbox, pid_t self) {
+  Filter ctx = make_filter(sandbox);
+  const char* failed = "";
+  int rc = ctx ? add_rules(ctx.get(), sandbox, self, failed) : -errno;
+  int fd = rc == 0 ? ::memfd_create("procpool-filter", MFD_CLOEXEC) : -1;
+  if (fd < 0 && rc == 0) rc = -errno;
+  if (rc == 0) rc = seccomp_export_bpf(ctx.get(), fd);
+  std::vector<sock_filter> program;
+  off_t size = rc == 0 ? ::lseek(fd, 0, SEEK_END) : 0;
+  if (size > 0) {
+    program.resize(static_cast<size_t>(size) / sizeof(sock_filter));
+    if (::pread(fd, program.data(), program.size() * sizeof(sock_filter), 0) != size) rc = -EIO;
+  }
+  if (fd >= 0) ::close(fd);
+  if (rc != 0) throw Error(std::string("sandbox: exporting the filter: ") + std::strerror(-rc));
+  return program;
+}
+
 std::string syscall_name(uint32_t arch, int number) {
+  // Another ABI's number means another call ("exit" for i386's 1, where
+  // x86_64's 1 is write): named with its ABI, so that no one reads it as
+  // the native call the profile may well allow.
+  const char* abi = "";
+  if (arch == SCMP_ARCH_X86_64 && (number & kX32SyscallBit) != 0) {
+    arch = SCMP_ARCH_X32;
+    abi = " (x32 ABI)";
+  } else if (arch != seccomp_arch_native()) {
+    abi = arch == SCMP_ARCH_X86 ? " (i386 ABI)" : " (a foreign ABI)";
+  }
   if (char* name = seccomp_syscall_resolve_num_arch(arch, number)) {
-    std::string result(name);
+    std::string result = std::string(name) + abi;
     std::free(name);
     return result;
   }

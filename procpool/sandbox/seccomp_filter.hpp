@@ -5,10 +5,12 @@
 // accepted, a dry build); each worker builds and loads its own filter
 // after its initializer, because the filter names the worker's pid (the
 // only process its kill and tgkill may signal).
+#include <linux/filter.h>
 #include <sys/types.h>
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <procpool/sandbox/sandbox.hpp>
 
@@ -24,6 +26,11 @@ void check_sandbox(const Sandbox& sandbox);
 // errno set. Allocates (libseccomp): call it after the worker's first
 // allocation has proven the allocator usable.
 const char* load_seccomp_filter(const Sandbox& sandbox, pid_t self) noexcept;
+
+// The BPF program load_seccomp_filter would load for process `self`, as
+// libseccomp generates it (seccomp_export_bpf): for tests that check what
+// it answers to each architecture and argument. Throws procpool::Error.
+std::vector<sock_filter> export_seccomp_filter(const Sandbox& sandbox, pid_t self);
 
 // "ptrace" for a syscall number of an AUDIT_ARCH_* architecture, as the
 // SIGSYS handler recorded them; "syscall <n> of architecture 0x<arch>"
