@@ -77,6 +77,8 @@ std::vector<Program> programs(const SuiteOptions& o, int round) {
     if (!o.python.empty())
       list.push_back({"python start methods", python + "/start_methods.py" + round_arg + samples});
   }
+  if (o.groups.count(kSandboxGroup))
+    list.push_back({"procpool sandbox", quoted(o.self) + " --system sandbox" + common});
   return list;
 }
 

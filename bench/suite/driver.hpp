@@ -16,8 +16,9 @@ namespace bench {
 // measuring programs run every round.
 inline constexpr const char* kCoreGroup = "core";                   // procpool, the floor, executor_bench.py
 inline constexpr const char* kStartMethodsGroup = "start-methods";  // start_method_figures.cpp, start_methods.py
+inline constexpr const char* kSandboxGroup = "sandbox";               // sandbox_figures.cpp
 inline const std::set<std::string>& all_groups() {
-  static const std::set<std::string> groups = {kCoreGroup, kStartMethodsGroup};
+  static const std::set<std::string> groups = {kCoreGroup, kStartMethodsGroup, kSandboxGroup};
   return groups;
 }
 

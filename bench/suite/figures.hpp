@@ -106,7 +106,9 @@ inline const std::vector<FigureSpec>& catalogue() {
       {"sandbox_rtt", "none", "blocking no-op round trip, worker hot, forkserver, no sandbox (batch mean)", "µs"},
       {"sandbox_rtt", "compute_only", "the same with Sandbox::compute_only()", "µs"},
       {"sandbox_startup", "none", "start-up of 2 forkserver workers to first result, no sandbox", "ms"},
+      {"sandbox_rtt", "read_only_files", "the same with Sandbox::read_only_files({\"/usr/share\"})", "µs"},
       {"sandbox_startup", "compute_only", "the same with Sandbox::compute_only()", "ms"},
+      {"sandbox_startup", "read_only_files", "the same with Sandbox::read_only_files({\"/usr/share\"})", "ms"},
   };
   return specs;
 }

@@ -5,7 +5,7 @@
 // with the results going to bench/results.
 //
 //   procpool_bench [--rounds N] [--quick] [--group G[,G]] [--out DIR] [--python PY | --no-python]
-//   procpool_bench --system procpool|floor|start-methods --round R [--quick] [--raw DIR]
+//   procpool_bench --system procpool|floor|start-methods|sandbox --round R [--quick] [--raw DIR]
 //                                                        (one round; used by the driver)
 #include <unistd.h>
 
@@ -21,6 +21,7 @@
 
 #include "driver.hpp"
 #include "report.hpp"
+#include "sandbox_figures.hpp"
 #include "start_methods_report.hpp"
 #include "summary.hpp"
 #include "system.hpp"
@@ -33,8 +34,9 @@ constexpr const char* kUsage =
     "  --quick      one tiny round: a smoke test of the whole suite\n"
     "  --group G    only these groups of figures (default: all): core (procpool, the floor,\n"
     "               Python's executors) and start-methods (fork, forkserver, spawn: start-up,\n"
-    "               respawn and crash replacement at two host sizes, beside Python's; the\n"
-    "               sandbox's cost); repeat it or separate names with commas\n"
+    "               respawn and crash replacement at two host sizes, beside Python's) and\n"
+    "               sandbox (each profile's round trip and start-up against none);\n"
+    "               repeat it or separate names with commas\n"
     "  --out DIR    where latest.md, records.tsv and the plots go (default bench-results)\n"
     "  --python PY  the Python interpreter for the Python systems (default: python3, else Debian's)\n"
     "  --no-python  measure procpool and the floor only\n";
@@ -104,6 +106,8 @@ int run_suite(const Options& o, const std::string& command) {
   // group is often run alone (--group start-methods).
   std::string start_methods = bench::start_methods_markdown(bench::Summary(results.records));
   if (!start_methods.empty()) std::printf("\n%s", start_methods.c_str());
+  std::string sandbox = bench::sandbox_markdown(bench::Summary(results.records));
+  if (!sandbox.empty()) std::printf("\n%s", sandbox.c_str());
   for (const std::string& failure : results.failures) std::printf("FAILED: %s\n", failure.c_str());
   return results.failures.empty() ? 0 : 1;
 }
@@ -135,7 +139,7 @@ int main(int argc, char** argv) {
     else if (arg == "--raw") o.raw = value();
     else if (arg == "--group") {
       std::string list = value();
-      if (!add_groups(list, o.groups)) return usage_error("unknown group in '" + list + "' (core, start-methods)");
+      if (!add_groups(list, o.groups)) return usage_error("unknown group in '" + list + "' (core, start-methods, sandbox)");
     }
     else if (arg == "-h" || arg == "--help") return std::printf("%s", kUsage), 0;
     else return usage_error("unknown option '" + arg + "'");
@@ -145,6 +149,8 @@ int main(int argc, char** argv) {
   if (o.system == "procpool") return bench::measure_procpool(round), 0;
   if (o.system == "floor") return bench::measure_floor(round), 0;
   if (o.system == "start-methods") return bench::measure_start_methods(round), 0;
-  if (!o.system.empty()) return usage_error("unknown system '" + o.system + "' (procpool, floor or start-methods)");
+  if (o.system == "sandbox") return bench::measure_sandbox_cost(round), 0;
+  if (!o.system.empty())
+    return usage_error("unknown system '" + o.system + "' (procpool, floor, start-methods or sandbox)");
   return run_suite(o, command);
 }

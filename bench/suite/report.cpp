@@ -214,6 +214,7 @@ int write_report(const SuiteResults& results, const ReportContext& c) {
   write_floor_comparisons(md, summary);
   if (std::string start_methods = start_methods_markdown(summary); !start_methods.empty())
     md << "\n## Start methods\n\n" << start_methods;
+  if (std::string sandbox = sandbox_markdown(summary); !sandbox.empty()) md << "\n## Sandbox profiles\n\n" << sandbox;
   md << "\n## Plots\n\n"
      << "![round-trip latency distribution](latency.png)\n![throughput](throughput.png)\n"
      << "![echo bandwidth by size](payload.png)\n![CPU scaling](scaling.png)\n\n"

@@ -25,7 +25,6 @@
 #include "../bench_util.hpp"
 #include "host_heap.hpp"
 #include "protocol.hpp"
-#include "sandbox_figures.hpp"
 #include "system.hpp"
 
 namespace {
@@ -238,8 +237,6 @@ void measure_start_methods(const RoundOptions& options) {
   emit_note(kHostSystem, "sm_fork_wait", "fork(), child _exit(0), parent waitpid(); transparent huge pages: " +
                                              thp_mode());
   try {
-    std::fprintf(stderr, "  procpool start methods round %d: sandbox cost (load %.1f)\n", r, load_average());
-    measure_sandbox_cost(r, options.quick);
     for (const Heap& heap : heaps(options.quick)) {
       std::fprintf(stderr, "  procpool start methods round %d: heap %s (load %.1f)\n", r, heap.label,
                    load_average());

@@ -88,16 +88,6 @@ void hosts_table(std::ostream& md, const Summary& s) {
     }
 }
 
-void sandbox_table(std::ostream& md, const Summary& s) {
-  md << "| figure (forkserver workers) | no sandbox | Sandbox::compute_only() | ÷ no sandbox |\n|---|--:|--:|--:|\n";
-  for (auto [figure, what] : {std::pair{"sandbox_rtt", "blocking no-op round trip, worker hot (µs)"},
-                              std::pair{"sandbox_startup", "start-up of 2 workers to first result (ms)"}}) {
-    V none = s.median("procpool-forkserver", figure, "none"), confined = s.median("procpool-forkserver", figure,
-                                                                                  "compute_only");
-    md << "| " << what << " | " << cell(none) << " | " << cell(confined) << " | " << ratio(confined, none) << " |\n";
-  }
-}
-
 }  // namespace
 
 std::string start_methods_markdown(const Summary& s) {
@@ -114,8 +104,25 @@ std::string start_methods_markdown(const Summary& s) {
   ratios_table(md, s);
   md << "\nThe measuring processes themselves (what the fork start method copies):\n\n";
   hosts_table(md, s);
-  md << "\nThe sandbox's cost, measured interleaved with the same pool unsandboxed:\n\n";
-  sandbox_table(md, s);
+  return md.str();
+}
+
+std::string sandbox_markdown(const Summary& s) {
+  if (!s.median("procpool-forkserver", "sandbox_startup", "none")) return "";
+  std::ostringstream md;
+  md << "Medians over rounds (each round's value is the median of its batches or samples), every profile "
+        "measured interleaved with a pool without one, on forkserver workers; the ratios are taken within "
+        "this run.\n\n"
+        "| figure (forkserver workers) | no sandbox | compute_only() | ÷ none | read_only_files({\"/usr/share\"}) "
+        "| ÷ none |\n|---|--:|--:|--:|--:|--:|\n";
+  for (auto [figure, what] : {std::pair{"sandbox_rtt", "blocking no-op round trip, worker hot (µs)"},
+                              std::pair{"sandbox_startup", "start-up of 2 workers to first result (ms)"}}) {
+    V none = s.median("procpool-forkserver", figure, "none");
+    V compute = s.median("procpool-forkserver", figure, "compute_only");
+    V files = s.median("procpool-forkserver", figure, "read_only_files");
+    md << "| " << what << " | " << cell(none) << " | " << cell(compute) << " | " << ratio(compute, none) << " | "
+       << cell(files) << " | " << ratio(files, none) << " |\n";
+  }
   return md.str();
 }
 

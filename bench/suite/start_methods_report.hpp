@@ -11,5 +11,8 @@ namespace bench {
 
 // Markdown tables, or "" when the group was not run.
 std::string start_methods_markdown(const Summary& summary);
+// The sandbox group's table (each profile against none), or "" when it
+// was not measured.
+std::string sandbox_markdown(const Summary& summary);
 
 }  // namespace bench

@@ -17,7 +17,8 @@ void measure_procpool(const RoundOptions& options);
 // floor-spin, floor-futex, thread-pool and memcpy.
 void measure_floor(const RoundOptions& options);
 // procpool-fork, -forkserver, -spawn and procpool-host: the start-methods
-// group (start_method_figures.cpp), the sandbox's cost among them.
+// group (start_method_figures.cpp). The sandbox group's is in
+// sandbox_figures.hpp.
 void measure_start_methods(const RoundOptions& options);
 
 // Facts of this process read from /proc.
