@@ -109,6 +109,12 @@ inline const std::vector<FigureSpec>& catalogue() {
       {"sandbox_rtt", "read_only_files", "the same with Sandbox::read_only_files({\"/usr/share\"})", "µs"},
       {"sandbox_startup", "compute_only", "the same with Sandbox::compute_only()", "ms"},
       {"sandbox_startup", "read_only_files", "the same with Sandbox::read_only_files({\"/usr/share\"})", "ms"},
+      {"sandbox_enter", "compute_only", "enter_sandbox(compute_only) in a forked child: no_new_privs to filter loaded",
+       "µs"},
+      {"sandbox_enter", "read_only_files", "enter_sandbox(read_only_files({\"/usr/share\"})) in a forked child, "
+       "Landlock included", "µs"},
+      {"sandbox_enter_cpu", "compute_only", "the same, the child's CPU time", "µs"},
+      {"sandbox_enter_cpu", "read_only_files", "the same, the child's CPU time", "µs"},
   };
   return specs;
 }

@@ -123,6 +123,11 @@ std::string sandbox_markdown(const Summary& s) {
     md << "| " << what << " | " << cell(none) << " | " << cell(compute) << " | " << ratio(compute, none) << " | "
        << cell(files) << " | " << ratio(files, none) << " |\n";
   }
+  md << "| entering the sandbox alone, in a forked child (µs) | — | "
+     << cell(s.median("procpool-forkserver", "sandbox_enter", "compute_only")) << " | | "
+     << cell(s.median("procpool-forkserver", "sandbox_enter", "read_only_files")) << " | |\n";
+  md << "| the same, its CPU time (µs) | — | " << cell(s.median("procpool-forkserver", "sandbox_enter_cpu", "compute_only"))
+     << " | | " << cell(s.median("procpool-forkserver", "sandbox_enter_cpu", "read_only_files")) << " | |\n";
   return md.str();
 }
 
