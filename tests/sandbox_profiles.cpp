@@ -394,6 +394,9 @@ TEST_CASE("Sandbox.ComputeOnlyAnswersFstatButRefusesEveryPathQuery" * doctest::t
   CHECK(violation(ask("access_read", "/etc/passwd")) == "access");
   CHECK(violation(ask("readlink", "/proc/self/exe")) == "readlink");
   CHECK(pool.submit(tasks::add, 1, 2).get() == 3);
+  // What the user denies is theirs: no answer from the handler.
+  procpool::ProcessPool strict({.workers = 1, .sandbox = Sandbox::compute_only().deny("newfstatat")});
+  CHECK(violation(strict.submit(probe, std::string("fstat_memfd"), std::string())) == "newfstatat");
   procpool::ProcessPool soft({.workers = 1, .sandbox = Sandbox::compute_only(Sandbox::Action::errno_(EPERM))});
   CHECK(soft.submit(probe, std::string("fstat_memfd"), std::string()).get() == 0);
   CHECK(soft.submit(probe, std::string("stat"), std::string("/")).get() == EPERM);

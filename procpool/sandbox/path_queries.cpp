@@ -20,6 +20,7 @@
 #include <procpool/sandbox/path_queries.hpp>
 
 #include <fcntl.h>
+#include <seccomp.h>
 #include <linux/audit.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -28,8 +29,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <iterator>
 
 namespace procpool::detail {
 namespace {
@@ -62,6 +65,11 @@ constexpr const char* kStatCalls[] = {"newfstatat", "stat", "lstat"};
 constexpr const char* kStatAndAccessCalls[] = {"newfstatat", "stat", "lstat", "access", "faccessat", "faccessat2"};
 
 struct sigaction g_previous {};  // the crash handler
+// The numbers this handler answers: the profile's trapped path queries but
+// those the user allowed or denied (deny(name, kill) traps too, and means
+// a violation).
+int g_answered[std::size(kStatAndAccessCalls)];
+size_t g_answered_count = 0;
 bool g_reads_files = false;
 int g_refusal = 0;  // compute_only's errno for a path; 0: a violation
 std::atomic<int> g_dying{0};  // lock-free (static_assert below): safe in a handler
@@ -79,6 +87,7 @@ long stat_by_opening(int dirfd, long path, long out, bool follow) noexcept {
 }
 
 long answer(long number, void* context) noexcept {
+  if (std::find(g_answered, g_answered + g_answered_count, number) == g_answered + g_answered_count) return kViolation;
   enum { kStat, kAccess } query = kStat;
   int dirfd = AT_FDCWD;
   long path = 0, out = 0, flags = 0, mode = 0;
@@ -102,7 +111,7 @@ long answer(long number, void* context) noexcept {
       mode = argument(context, 2), flags = argument(context, 3);
       break;
 #endif
-    default: return kViolation;  // a trap of the user's (deny(name, kill))
+    default: return kViolation;
   }
   if (query == kAccess && !g_reads_files) return kViolation;
   struct stat scratch {};
@@ -167,6 +176,12 @@ std::span<const char* const> trapped_path_queries(bool reads_files) noexcept {
 
 const char* install_path_query_handler(const Sandbox& sandbox) noexcept {
   g_reads_files = !sandbox.readable_paths().empty();
+  g_answered_count = 0;
+  for (const char* name : trapped_path_queries(g_reads_files)) {
+    int number = seccomp_syscall_resolve_name(name);
+    bool user_decides = sandbox.allowed().count(name) != 0 || sandbox.denied().count(name) != 0;
+    if (number >= 0 && !user_decides) g_answered[g_answered_count++] = number;
+  }
   g_refusal = sandbox.otherwise().kind == Sandbox::Action::Kind::error ? sandbox.otherwise().error_number : 0;
   struct sigaction sa {};
   sa.sa_sigaction = on_sigsys;
