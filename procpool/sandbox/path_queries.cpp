@@ -130,8 +130,12 @@ long answer(long number, void* context) noexcept {
 }
 
 // The crash handler re-raised SIGSYS (this handler is still installed), or
-// it could not run: die by SIGSYS, as an unsandboxed crash would.
-[[noreturn]] void die_by_sigsys() noexcept {
+// it could not run: die by SIGSYS, as an unsandboxed crash would. Not
+// [[noreturn]], and no noreturn call in it: AddressSanitizer precedes such
+// a call with __asan_handle_no_return, which reads /proc/self/maps (an
+// open the filter traps, back into this handler, which then deadlocks on
+// the lock glibc's pthread_getattr_np already holds).
+void die_by_sigsys() noexcept {
   if (g_dying.fetch_add(1) > 1) ::kill(::getpid(), SIGKILL);  // every way below was taken from us
   sigset_t sys;
   sigemptyset(&sys);
@@ -147,7 +151,7 @@ long answer(long number, void* context) noexcept {
   pthread_sigmask(SIG_UNBLOCK, &sys, nullptr);
   ::raise(SIGSYS);
   ::kill(::getpid(), SIGKILL);
-  ::_exit(128 + SIGSYS);
+  ::syscall(SYS_exit_group, 128 + SIGSYS);
 }
 
 void on_sigsys(int sig, siginfo_t* info, void* context) {
