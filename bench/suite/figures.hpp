@@ -109,6 +109,8 @@ inline const std::vector<FigureSpec>& catalogue() {
       {"sandbox_rtt", "read_only_files", "the same with Sandbox::read_only_files({\"/usr/share\"})", "µs"},
       {"sandbox_startup", "compute_only", "the same with Sandbox::compute_only()", "ms"},
       {"sandbox_startup", "read_only_files", "the same with Sandbox::read_only_files({\"/usr/share\"})", "ms"},
+      {"sandbox_rtt", "pid_namespace", "the same with Namespaces{.pid = true}, no sandbox", "µs"},
+      {"sandbox_startup", "pid_namespace", "the same with Namespaces{.pid = true}, no sandbox", "ms"},
       {"sandbox_enter", "compute_only", "enter_sandbox(compute_only) in a forked child: no_new_privs to filter loaded",
        "µs"},
       {"sandbox_enter", "read_only_files", "enter_sandbox(read_only_files({\"/usr/share\"})) in a forked child, "

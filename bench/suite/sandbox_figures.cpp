@@ -46,7 +46,9 @@ constexpr const char* kSystem = "procpool-forkserver";
 }
 
 // The profiles measured, each against "none", in the order of the report.
-constexpr std::array<const char*, 3> kProfiles = {"none", "compute_only", "read_only_files"};
+// "pid_namespace" is no sandbox but Namespaces{.pid = true}: the keeper and
+// the init forked in front of each worker (pid_namespace.hpp).
+constexpr std::array<const char*, 4> kProfiles = {"none", "compute_only", "read_only_files", "pid_namespace"};
 
 procpool::PoolOptions options(const char* profile, size_t workers) {
   procpool::PoolOptions o;
@@ -56,6 +58,7 @@ procpool::PoolOptions options(const char* profile, size_t workers) {
   if (p == "compute_only") o.sandbox = procpool::Sandbox::compute_only();
   // One readable path, as a task reading its inputs from one directory.
   if (p == "read_only_files") o.sandbox = procpool::Sandbox::read_only_files({"/usr/share"});
+  if (p == "pid_namespace") o.namespaces.pid = true;
   return o;
 }
 
@@ -119,6 +122,7 @@ double cpu_micros() {
 void entering(int round, int samples) {
   for (size_t p = 1; p < kProfiles.size(); ++p) {
     procpool::Sandbox sandbox = options(kProfiles[p], 1).sandbox;
+    if (!sandbox.enabled()) continue;
     std::vector<double> us, cpu_us;
     for (int s = 0; s < samples; ++s) {
       int pipe_fds[2];

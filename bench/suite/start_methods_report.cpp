@@ -114,20 +114,21 @@ std::string sandbox_markdown(const Summary& s) {
         "measured interleaved with a pool without one, on forkserver workers; the ratios are taken within "
         "this run.\n\n"
         "| figure (forkserver workers) | no sandbox | compute_only() | ÷ none | read_only_files({\"/usr/share\"}) "
-        "| ÷ none |\n|---|--:|--:|--:|--:|--:|\n";
+        "| ÷ none | Namespaces{.pid} | ÷ none |\n|---|--:|--:|--:|--:|--:|--:|--:|\n";
   for (auto [figure, what] : {std::pair{"sandbox_rtt", "blocking no-op round trip, worker hot (µs)"},
                               std::pair{"sandbox_startup", "start-up of 2 workers to first result (ms)"}}) {
     V none = s.median("procpool-forkserver", figure, "none");
     V compute = s.median("procpool-forkserver", figure, "compute_only");
     V files = s.median("procpool-forkserver", figure, "read_only_files");
+    V pid = s.median("procpool-forkserver", figure, "pid_namespace");
     md << "| " << what << " | " << cell(none) << " | " << cell(compute) << " | " << ratio(compute, none) << " | "
-       << cell(files) << " | " << ratio(files, none) << " |\n";
+       << cell(files) << " | " << ratio(files, none) << " | " << cell(pid) << " | " << ratio(pid, none) << " |\n";
   }
   md << "| entering the sandbox alone, in a forked child (µs) | — | "
      << cell(s.median("procpool-forkserver", "sandbox_enter", "compute_only")) << " | | "
-     << cell(s.median("procpool-forkserver", "sandbox_enter", "read_only_files")) << " | |\n";
+     << cell(s.median("procpool-forkserver", "sandbox_enter", "read_only_files")) << " | | — | |\n";
   md << "| the same, its CPU time (µs) | — | " << cell(s.median("procpool-forkserver", "sandbox_enter_cpu", "compute_only"))
-     << " | | " << cell(s.median("procpool-forkserver", "sandbox_enter_cpu", "read_only_files")) << " | |\n";
+     << " | | " << cell(s.median("procpool-forkserver", "sandbox_enter_cpu", "read_only_files")) << " | | — | |\n";
   return md.str();
 }
 
