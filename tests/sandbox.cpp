@@ -314,12 +314,18 @@ TEST_CASE("Sandbox.CrashesAreStillReportedWithTheirBacktraceUnderComputeOnly" * 
 
 TEST_CASE("Sandbox.MeasureUsageAndMaxWorkerMemoryStillWorkUnderComputeOnly" * doctest::timeout(60)) {
   // Relative to what an idle worker holds (a sanitizer's shadow memory
-  // makes it large), read from an unsandboxed worker.
-  procpool::ProcessPool probe({.workers = 1});
+  // makes it large), read from an unsandboxed worker. Forkserver workers:
+  // a forked one's resident set starts with the host's pages it shares,
+  // which grow as the suite runs (under ASan, by tens of MiB between two
+  // forks), and the comparisons below are between two workers.
+  auto method = procpool::StartMethod::forkserver;
+  procpool::ProcessPool probe({.workers = 1, .start_method = method});
   size_t idle = static_cast<size_t>(probe.submit(tasks::resident_bytes).get());
   probe.shutdown(true);
-  procpool::ProcessPool pool(
-      {.workers = 1, .max_worker_memory = idle + (size_t{32} << 20), .sandbox = Sandbox::compute_only()});
+  procpool::ProcessPool pool({.workers = 1,
+                              .start_method = method,
+                              .max_worker_memory = idle + (size_t{32} << 20),
+                              .sandbox = Sandbox::compute_only()});
   pid_t first = pool.worker_pids().at(0);
   auto heavy = pool.submit_with({.measure_usage = true}, touch_mib, 64);
   CHECK(heavy.get() == first);
