@@ -29,7 +29,8 @@ namespace {
 using namespace std::chrono_literals;
 
 // Attacks this worker's segment as `how` says, rings the host's doorbell,
-// and goes on running (a hostile worker does not politely die).
+// and goes on running (a hostile worker does not politely die), but for
+// flip_length, whose answer may be taken as valid and which then leaves.
 int attack_own_segment(std::string how, unsigned seed) {
   using namespace procpool::detail;
   WorkerSegment* seg = current_worker_segment();
