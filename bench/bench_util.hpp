@@ -66,8 +66,8 @@ inline std::string fmt(double v) {
 }
 
 inline void print_table(const std::vector<Figure>& figures, int rounds) {
-  std::printf("\n%-38s %12s %-23s %-8s %-16s %-10s %s\n", "figure", "median", "spread (min-max)", "unit",
-              "target", "Python", "procpool/Python");
+  std::printf("\n%-38s %12s %-23s %-8s %-16s %-10s %s\n", "figure", "median", "spread (min-max)", "unit", "target",
+              "Python", "procpool/Python");
   std::printf("%s\n", std::string(130, '-').c_str());
   for (const Figure& f : figures) {
     std::string spread = fmt(f.min()) + " - " + fmt(f.max());
@@ -107,10 +107,11 @@ inline std::optional<int> parse_options(int argc, char** argv, int& rounds, bool
         return 2;
       }
     } else if (arg == "-h" || arg == "--help") {
-      std::printf("Usage: %s [--rounds N] [--quick]\n"
-                  "  --rounds N  rounds per figure (default 5); each figure is the median over rounds\n"
-                  "  --quick     one tiny round of everything (a smoke test of a few seconds)\n",
-                  argv[0]);
+      std::printf(
+          "Usage: %s [--rounds N] [--quick]\n"
+          "  --rounds N  rounds per figure (default 5); each figure is the median over rounds\n"
+          "  --quick     one tiny round of everything (a smoke test of a few seconds)\n",
+          argv[0]);
       return 0;
     } else {
       std::fprintf(stderr, "%s: unknown option '%s' (try --help)\n", argv[0], arg.c_str());

@@ -125,9 +125,10 @@ int main(int argc, char** argv) {
   Figure backlog{"2d. loop busy after gather returned", "ms", {}, 0, true, 0};
   Figure each{"2c. submit all + co_await each (diag)", "tasks/s", {}, 0, false, 0};
 
-  std::printf("procpool loop bench: %d round(s)%s; %d round trips and %d throughput tasks per round, each way; "
-              "2 workers\n",
-              c.rounds, quick ? " (--quick)" : "", c.round_trips, c.throughput_tasks);
+  std::printf(
+      "procpool loop bench: %d round(s)%s; %d round trips and %d throughput tasks per round, each way; "
+      "2 workers\n",
+      c.rounds, quick ? " (--quick)" : "", c.round_trips, c.throughput_tasks);
   try {
     procpool::ProcessPool pool({.workers = 2});
     procpool::EventLoop loop;
@@ -164,7 +165,8 @@ int main(int argc, char** argv) {
       gath.rounds.push_back(gt);
       share.rounds.push_back(100 * gt / rt);
       each.rounds.push_back(await_each_throughput(loop, pool, c.throughput_tasks));
-      std::fprintf(stderr, "round %d/%d: blocking p50 %.2f us, awaited p50 %.2f us, raw %.0f tasks/s, gather %.0f "
+      std::fprintf(stderr,
+                   "round %d/%d: blocking p50 %.2f us, awaited p50 %.2f us, raw %.0f tasks/s, gather %.0f "
                    "tasks/s, loop busy %.0f ms after gather\n",
                    r + 1, c.rounds, b.p50, a.p50, rt, gt, bl);
     }
@@ -176,11 +178,13 @@ int main(int argc, char** argv) {
   bench::print_table({block50, block99, await50, await99, diff, raw, gath, share, backlog, each}, c.rounds);
   bool latency_ok = diff.med() <= kLatencyBudgetUs;
   bool gather_ok = share.med() >= 100 * kGatherShare;
-  std::printf("awaited call costs %+.2f us over the blocking one (median of per-round p50 differences; target "
-              "<= %.0f us): %s\n",
-              diff.med(), kLatencyBudgetUs,
-              block50.med() > 10 ? "INCONCLUSIVE (the blocking reference is above its own 10 us target)"
-                                 : latency_ok ? "ok" : "MISS");
+  std::printf(
+      "awaited call costs %+.2f us over the blocking one (median of per-round p50 differences; target "
+      "<= %.0f us): %s\n",
+      diff.med(), kLatencyBudgetUs,
+      block50.med() > 10 ? "INCONCLUSIVE (the blocking reference is above its own 10 us target)"
+      : latency_ok       ? "ok"
+                         : "MISS");
   std::printf("gather reaches %.1f%% of raw throughput (median of per-round ratios; target >= %.0f%%): %s\n",
               share.med(), 100 * kGatherShare, gather_ok ? "ok" : "MISS");
   // On a small machine (2 CPUs: 2 spinning workers, the waiting thread and
@@ -188,8 +192,9 @@ int main(int argc, char** argv) {
   // for a whole process (~100 us instead of ~1 us): then the difference
   // above compares against that, so say so.
   if (block50.max() > 10 * block50.min())
-    std::printf("WARNING: the blocking p50 varied %.2f - %.2f us across rounds (bimodal scheduling); compare within "
-                "a round (stderr) rather than the medians\n",
-                block50.min(), block50.max());
+    std::printf(
+        "WARNING: the blocking p50 varied %.2f - %.2f us across rounds (bimodal scheduling); compare within "
+        "a round (stderr) rather than the medians\n",
+        block50.min(), block50.max());
   return 0;
 }

@@ -73,8 +73,7 @@ int main(int argc, char** argv) {
   try {
     procpool::ProcessPool pool({.workers = 2});
     std::vector<procpool::Future<int>> futures;
-    for (int n = 1; n <= 5; ++n)
-      futures.push_back(n == 3 ? pool.submit(segfault, n) : pool.submit(square, n));
+    for (int n = 1; n <= 5; ++n) futures.push_back(n == 3 ? pool.submit(segfault, n) : pool.submit(square, n));
     std::vector<pid_t> crashed = report(futures, 1, backtrace);
 
     // The dead worker is gone; the pool forks its replacement at once and
@@ -82,8 +81,8 @@ int main(int argc, char** argv) {
     std::vector<pid_t> live = pool.worker_pids();
     bool replaced = !crashed.empty();
     for (pid_t pid : crashed) replaced = replaced && std::find(live.begin(), live.end(), pid) == live.end();
-    std::cout << "after the crash: " << pool.worker_count() << " workers, crashed worker replaced: "
-              << (replaced ? "yes" : "no") << '\n';
+    std::cout << "after the crash: " << pool.worker_count()
+              << " workers, crashed worker replaced: " << (replaced ? "yes" : "no") << '\n';
     futures.clear();
     for (int n = 6; n <= 9; ++n) futures.push_back(pool.submit(square, n));
     report(futures, 6, backtrace);

@@ -59,8 +59,8 @@ int main(int argc, char** argv) {
   auto t3 = Clock::now();
 
   std::cout << "sum of 64 MiB in " << kBands << " bands: " << total << "\n"
-            << "thumbnail: " << small.size() << " bytes, first " << std::to_integer<int>(small.bytes()[0]) << ", second "
-            << std::to_integer<int>(small.bytes()[1]) << "\n";
+            << "thumbnail: " << small.size() << " bytes, first " << std::to_integer<int>(small.bytes()[0])
+            << ", second " << std::to_integer<int>(small.bytes()[1]) << "\n";
   if (timings)
     std::cout << "made the image in " << ms(t1 - t0) << " ms, summed it in " << ms(t2 - t1)
               << " ms (pool start-up included), thumbnail in " << ms(t3 - t2) << " ms\n";

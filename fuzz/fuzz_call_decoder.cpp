@@ -42,7 +42,9 @@ struct Point {
 };
 
 // Registered functions of varied signatures; none throws.
-int64_t fz_add(int32_t a, int64_t b) { return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b)); }
+int64_t fz_add(int32_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+}
 std::string fz_concat(std::string a, std::vector<std::string> rest) {
   for (const auto& s : rest) a += s;
   return a;
@@ -115,19 +117,26 @@ void write_seeds(const std::string& dir) {
   using fuzz::write_seed;
   auto many = [](size_t n) { return cereal::make_size_tag(static_cast<cereal::size_type>(n)); };
   write_seed(dir, "add", call_frame("fz_add", FrameKind::Call, 0, int32_t{3}, int64_t{4}));
-  write_seed(dir, "concat", call_frame("fz_concat", FrameKind::Call, 0, std::string("a"), std::vector<std::string>{"b", "c"}));
-  write_seed(dir, "count", call_frame("fz_count", FrameKind::Call, 0, std::map<std::string, std::vector<int>>{{"k", {1, 2}}}));
-  write_seed(dir, "variant", call_frame("fz_variant", FrameKind::Call, 0, std::variant<int, std::string, std::monostate>("s"),
-                                        std::optional<double>(1.5), true));
+  write_seed(dir, "concat",
+             call_frame("fz_concat", FrameKind::Call, 0, std::string("a"), std::vector<std::string>{"b", "c"}));
+  write_seed(dir, "count",
+             call_frame("fz_count", FrameKind::Call, 0, std::map<std::string, std::vector<int>>{{"k", {1, 2}}}));
+  write_seed(dir, "variant",
+             call_frame("fz_variant", FrameKind::Call, 0, std::variant<int, std::string, std::monostate>("s"),
+                        std::optional<double>(1.5), true));
   write_seed(dir, "none", call_frame("fz_none", FrameKind::Call, 0));
   // SharedBytes: (size, index into the call's handles); handle i holds i + 1 bytes.
-  write_seed(dir, "shared", call_frame("fz_shared", FrameKind::Call, 2, uint64_t{1}, uint32_t{0}, many(1), uint64_t{2}, uint32_t{1}));
+  write_seed(dir, "shared",
+             call_frame("fz_shared", FrameKind::Call, 2, uint64_t{1}, uint32_t{0}, many(1), uint64_t{2}, uint32_t{1}));
   write_seed(dir, "echo", call_frame("fz_echo", FrameKind::Call, 0, std::vector<char>{'x', 'y'}));
-  write_seed(dir, "point", call_frame("fz_point", FrameKind::Call, 0, Point{1, 2}, std::tuple<int, std::string>{3, "t"}));
+  write_seed(dir, "point",
+             call_frame("fz_point", FrameKind::Call, 0, Point{1, 2}, std::tuple<int, std::string>{3, "t"}));
   write_seed(dir, "many_stop_at_first_throw",
-             call_frame("fz_add", FrameKind::CallMany, 0, uint8_t{0}, many(2), int32_t{1}, int64_t{2}, int32_t{3}, int64_t{4}));
-  write_seed(dir, "many_each_outcome", call_frame("fz_concat", FrameKind::CallMany, 0, uint8_t{1}, many(1), std::string("a"),
-                                                  std::vector<std::string>{}));
+             call_frame("fz_add", FrameKind::CallMany, 0, uint8_t{0}, many(2), int32_t{1}, int64_t{2}, int32_t{3},
+                        int64_t{4}));
+  write_seed(dir, "many_each_outcome",
+             call_frame("fz_concat", FrameKind::CallMany, 0, uint8_t{1}, many(1), std::string("a"),
+                        std::vector<std::string>{}));
   ByteBuffer stop;
   FrameHeader h = make_frame_header(FrameKind::Stop, 0, 0);
   stop.append(&h, sizeof h);
@@ -138,7 +147,8 @@ void write_seeds(const std::string& dir) {
 
 extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
   fuzz::write_seeds_if_asked(*argc, *argv, write_seeds);
-  for (size_t i = 0; i < kMaxHandlesPerFrame; ++i) g_handles.push_back(SharedBytes::copy_of(std::string(i + 1, 'h')).memory());
+  for (size_t i = 0; i < kMaxHandlesPerFrame; ++i)
+    g_handles.push_back(SharedBytes::copy_of(std::string(i + 1, 'h')).memory());
   return 0;
 }
 

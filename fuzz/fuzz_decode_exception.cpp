@@ -56,14 +56,15 @@ ByteBuffer encode(void (*raise)()) {
 void write_seeds(const std::string& dir) {
   using fuzz::write_seed;
   write_seed(dir, "invalid_argument", encode([] { throw std::invalid_argument("Unlucky number!"); }));
-  write_seed(dir, "system_error", encode([] { throw std::system_error(std::make_error_code(std::errc::timed_out), "poll"); }));
+  write_seed(dir, "system_error",
+             encode([] { throw std::system_error(std::make_error_code(std::errc::timed_out), "poll"); }));
   write_seed(dir, "nested", encode([] {
-    try {
-      throw std::out_of_range("inner");
-    } catch (...) {
-      std::throw_with_nested(std::runtime_error("outer"));
-    }
-  }));
+               try {
+                 throw std::out_of_range("inner");
+               } catch (...) {
+                 std::throw_with_nested(std::runtime_error("outer"));
+               }
+             }));
   write_seed(dir, "int", encode([] { throw 42; }));
   write_seed(dir, "c_string", encode([] { throw "boom"; }));
   write_seed(dir, "procpool_error", encode([] { throw ResourceLimitExceeded("memory", 10, 5, "a test"); }));

@@ -24,9 +24,9 @@
 #include <cereal/types/variant.hpp>
 #include <cereal/types/vector.hpp>
 
-#include <procpool/procpool.hpp>
 #include <procpool/loop/answer_decoder.hpp>
 #include <procpool/loop/response_stream.hpp>
+#include <procpool/procpool.hpp>
 
 #include "response_input.hpp"
 #include "seeds.hpp"
@@ -39,8 +39,8 @@ void write_response_seeds(const std::string& dir);  // response_seeds.cpp
 
 namespace {
 
-#define FUZZ_CHECK(cond) \
-  do {                   \
+#define FUZZ_CHECK(cond)           \
+  do {                             \
     if (!(cond)) __builtin_trap(); \
   } while (0)
 
@@ -49,18 +49,29 @@ HandleList g_handles;
 
 std::shared_ptr<StateBase> make_state(uint8_t type) {
   switch (type % kResultTypeCount) {
-    case kVoid: return std::make_shared<SharedState<void>>();
-    case kInt: return std::make_shared<SharedState<int64_t>>();
-    case kString: return std::make_shared<SharedState<std::string>>();
-    case kStrings: return std::make_shared<SharedState<std::vector<std::string>>>();
-    case kMap: return std::make_shared<SharedState<std::map<int32_t, std::vector<double>>>>();
+    case kVoid:
+      return std::make_shared<SharedState<void>>();
+    case kInt:
+      return std::make_shared<SharedState<int64_t>>();
+    case kString:
+      return std::make_shared<SharedState<std::string>>();
+    case kStrings:
+      return std::make_shared<SharedState<std::vector<std::string>>>();
+    case kMap:
+      return std::make_shared<SharedState<std::map<int32_t, std::vector<double>>>>();
     case kTuple:
-      return std::make_shared<SharedState<std::tuple<std::optional<std::string>, std::variant<int, std::string, std::monostate>, bool>>>();
-    case kSharedBytes: return std::make_shared<SharedState<SharedBytes>>();
-    case kSharedBytesVector: return std::make_shared<SharedState<std::vector<SharedBytes>>>();
-    case kChunk: return std::make_shared<ChunkState<int>>(kChunkCalls);
-    case kOutcomeChunk: return std::make_shared<OutcomeChunkState<std::string>>(kChunkCalls);
-    default: return std::make_shared<SharedState<std::vector<char>>>();
+      return std::make_shared<
+          SharedState<std::tuple<std::optional<std::string>, std::variant<int, std::string, std::monostate>, bool>>>();
+    case kSharedBytes:
+      return std::make_shared<SharedState<SharedBytes>>();
+    case kSharedBytesVector:
+      return std::make_shared<SharedState<std::vector<SharedBytes>>>();
+    case kChunk:
+      return std::make_shared<ChunkState<int>>(kChunkCalls);
+    case kOutcomeChunk:
+      return std::make_shared<OutcomeChunkState<std::string>>(kChunkCalls);
+    default:
+      return std::make_shared<SharedState<std::vector<char>>>();
   }
 }
 
@@ -74,7 +85,8 @@ void walk(std::exception_ptr e) {
       std::rethrow_exception(e);
     } catch (const std::exception& ex) {
       volatile size_t n = std::strlen(ex.what());
-      if (auto* origin = dynamic_cast<const RemoteOrigin*>(&ex)) n = n + origin->message().size() + origin->type_name().size();
+      if (auto* origin = dynamic_cast<const RemoteOrigin*>(&ex))
+        n = n + origin->message().size() + origin->type_name().size();
       if (auto* nested = dynamic_cast<const std::nested_exception*>(&ex)) next = nested->nested_ptr();
     } catch (...) {
       __builtin_trap();  // every exception the host rebuilds derives from std::exception
@@ -91,11 +103,15 @@ void touch(const SharedBytes& b) {
 
 void use_value(StateBase& state, uint8_t type) {
   switch (type % kResultTypeCount) {
-    case kSharedBytes: touch(static_cast<SharedState<SharedBytes>&>(state).take()); break;
+    case kSharedBytes:
+      touch(static_cast<SharedState<SharedBytes>&>(state).take());
+      break;
     case kSharedBytesVector:
       for (const SharedBytes& b : static_cast<SharedState<std::vector<SharedBytes>>&>(state).take()) touch(b);
       break;
-    case kChunk: FUZZ_CHECK(static_cast<ChunkState<int>&>(state).take().size() == kChunkCalls); break;
+    case kChunk:
+      FUZZ_CHECK(static_cast<ChunkState<int>&>(state).take().size() == kChunkCalls);
+      break;
     case kOutcomeChunk: {
       auto outcomes = static_cast<OutcomeChunkState<std::string>&>(state).take();
       FUZZ_CHECK(outcomes.size() == kChunkCalls);
@@ -103,14 +119,16 @@ void use_value(StateBase& state, uint8_t type) {
         if (!r.has_value()) walk(r.error());
       break;
     }
-    default: break;
+    default:
+      break;
   }
 }
 
 // The pool's side of read_responses, for calls first_task, first_task + 1, ...
 class FuzzTaker final : public AnswerTaker {
  public:
-  FuzzTaker(const ResponseSetup& setup, size_t max_message) : setup_(setup), max_message_(max_message), front_(setup.first_task) {}
+  FuzzTaker(const ResponseSetup& setup, size_t max_message)
+      : setup_(setup), max_message_(max_message), front_(setup.first_task) {}
 
   std::string accept(const FrameHeader& h, bool ends, bool whole) override {
     FUZZ_CHECK(h.magic == kFrameMagic && is_response(h.kind) && h.length <= max_message_);
@@ -125,7 +143,8 @@ class FuzzTaker final : public AnswerTaker {
               bool whole) override {
     FUZZ_CHECK(whole == taken_ && payload.size() + rest.size() == h.length && h.length <= max_message_);
     FUZZ_CHECK(!(setup_.flags & kIdle));  // an answer ends only for a call wholly sent
-    FUZZ_CHECK(h.handles <= kMaxHandlesPerFrame && (h.handles == 0 || h.kind == static_cast<uint16_t>(FrameKind::Value)));
+    FUZZ_CHECK(h.handles <= kMaxHandlesPerFrame &&
+               (h.handles == 0 || h.kind == static_cast<uint16_t>(FrameKind::Value)));
     ++front_;
     taken_ = false;
     // As PoolCore::settle_answer: the descriptors, the checks, the claim, the decoding.
@@ -165,7 +184,8 @@ class FuzzTaker final : public AnswerTaker {
 
 extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
   write_seeds_if_asked(*argc, *argv, write_response_seeds);
-  for (size_t i = 0; i < kMaxHandlesPerFrame; ++i) g_handles.push_back(SharedBytes::copy_of(std::string(i + 1, 'h')).memory());
+  for (size_t i = 0; i < kMaxHandlesPerFrame; ++i)
+    g_handles.push_back(SharedBytes::copy_of(std::string(i + 1, 'h')).memory());
   return 0;
 }
 

@@ -9,9 +9,9 @@
 namespace procpool::fuzz {
 
 struct ResponseSetup {
-  uint8_t ring_log2;     // capacity 64 << (ring_log2 % 7): 64 B to 4 KiB
-  uint8_t flags;         // the k* bits below
-  uint8_t result;        // the result type the calls expect: kResultTypes[result % kResultTypeCount]
+  uint8_t ring_log2;  // capacity 64 << (ring_log2 % 7): 64 B to 4 KiB
+  uint8_t flags;      // the k* bits below
+  uint8_t result;     // the result type the calls expect: kResultTypes[result % kResultTypeCount]
   uint8_t spare;
   uint32_t max_message;  // max_message_bytes; kNoLimit: SIZE_MAX
   uint64_t tail;         // where the ring's head and tail both start
@@ -32,7 +32,17 @@ inline constexpr uint8_t kProducerSleeps = 32;  // the worker waits for space be
 
 // The result types, in the order of ResponseSetup::result.
 enum ResultType : uint8_t {
-  kVoid, kInt, kString, kStrings, kMap, kTuple, kSharedBytes, kSharedBytesVector, kChunk, kOutcomeChunk, kBytes,
+  kVoid,
+  kInt,
+  kString,
+  kStrings,
+  kMap,
+  kTuple,
+  kSharedBytes,
+  kSharedBytesVector,
+  kChunk,
+  kOutcomeChunk,
+  kBytes,
   kResultTypeCount
 };
 inline constexpr size_t kChunkCalls = 3;  // the calls of a kChunk or kOutcomeChunk answer

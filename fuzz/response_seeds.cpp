@@ -80,7 +80,11 @@ ByteBuffer exception_record(bool nested) {
 }  // namespace
 
 void write_response_seeds(const std::string& dir) {
-  { Seed s(kInt); s.frame(FrameKind::Value, kTask, encoded(int64_t{1499998500000})); s.write(dir, "value_int"); }
+  {
+    Seed s(kInt);
+    s.frame(FrameKind::Value, kTask, encoded(int64_t{1499998500000}));
+    s.write(dir, "value_int");
+  }
   {
     Seed s(kString);  // starts 10 bytes before the ring's end: the answer wraps
     s.setup().tail = (64 << 4) - 10;
@@ -93,9 +97,21 @@ void write_response_seeds(const std::string& dir) {
     s.frame(FrameKind::Value, kTask + 1, encoded(std::vector<std::string>{}));
     s.write(dir, "two_answers");
   }
-  { Seed s(kInt); s.frame(FrameKind::Exception, kTask, exception_record(false)); s.write(dir, "exception"); }
-  { Seed s(kString); s.frame(FrameKind::Exception, kTask, exception_record(true)); s.write(dir, "exception_nested"); }
-  { Seed s(kVoid); s.frame(FrameKind::Value, kTask, ByteBuffer()); s.write(dir, "value_void"); }
+  {
+    Seed s(kInt);
+    s.frame(FrameKind::Exception, kTask, exception_record(false));
+    s.write(dir, "exception");
+  }
+  {
+    Seed s(kString);
+    s.frame(FrameKind::Exception, kTask, exception_record(true));
+    s.write(dir, "exception_nested");
+  }
+  {
+    Seed s(kVoid);
+    s.frame(FrameKind::Value, kTask, ByteBuffer());
+    s.write(dir, "value_void");
+  }
   {
     // An answer larger than a 256-byte ring: a first Part, later Parts of
     // at least min_later_part_bytes, then the Value that ends it.
@@ -120,7 +136,11 @@ void write_response_seeds(const std::string& dir) {
     s.frame(FrameKind::Value, kTask, encoded(int64_t{5}));
     s.write(dir, "dropped_then_value");
   }
-  { Seed s(kInt, kWithdrawn); s.frame(FrameKind::Skipped, kTask, ByteBuffer()); s.write(dir, "skipped"); }
+  {
+    Seed s(kInt, kWithdrawn);
+    s.frame(FrameKind::Skipped, kTask, ByteBuffer());
+    s.write(dir, "skipped");
+  }
   {
     Seed s(kInt, kMeasured);
     ByteBuffer payload = encoded(int64_t{3});
@@ -139,7 +159,11 @@ void write_response_seeds(const std::string& dir) {
     s.frame(FrameKind::Value, kTask, payload, 3);
     s.write(dir, "shared_bytes");
   }
-  { Seed s(kChunk); s.frame(FrameKind::Value, kTask, encoded(std::vector<int>{1, 2, 3})); s.write(dir, "map_chunk"); }
+  {
+    Seed s(kChunk);
+    s.frame(FrameKind::Value, kTask, encoded(std::vector<int>{1, 2, 3}));
+    s.write(dir, "map_chunk");
+  }
   {
     Seed s(kOutcomeChunk);  // return_exceptions: per call true and a value, or false and a record
     ByteBuffer record = exception_record(false), payload;
@@ -150,7 +174,11 @@ void write_response_seeds(const std::string& dir) {
     s.frame(FrameKind::Value, kTask, payload);
     s.write(dir, "map_outcomes");
   }
-  { Seed s(kBytes); s.frame(FrameKind::Value, kTask, encoded(std::vector<char>{'b', 'y', 't', 'e'})); s.write(dir, "byte_vector"); }
+  {
+    Seed s(kBytes);
+    s.frame(FrameKind::Value, kTask, encoded(std::vector<char>{'b', 'y', 't', 'e'}));
+    s.write(dir, "byte_vector");
+  }
   {
     Seed s(kInt, kDead);  // a header whose payload the worker died before writing
     ByteBuffer header;
@@ -191,5 +219,9 @@ void write_response_seeds(const std::string& dir) {
     s.publish(frame);
     s.write(dir, "length_wraps");
   }
-  { Seed s(kTuple); s.frame(FrameKind::Value, kTask, encoded(std::string("x"))); s.write(dir, "tuple_mismatch"); }
+  {
+    Seed s(kTuple);
+    s.frame(FrameKind::Value, kTask, encoded(std::string("x")));
+    s.write(dir, "tuple_mismatch");
+  }
 }

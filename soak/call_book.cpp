@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "call_book.hpp"
 
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <stdexcept>
 #include <thread>
 #include <typeinfo>
@@ -15,12 +15,8 @@
 namespace soak {
 
 CallBook::CallBook(size_t capacity, Violations& violations)
-    : capacity_(capacity),
-      violations_(violations),
-      kinds_(new Kind[capacity]()),
-      outcomes_of_(new Outcome[capacity]()),
-      settles_(new std::atomic<uint8_t>[capacity]()),
-      cancel_said_(new std::atomic<uint8_t>[capacity]()) {}
+    : capacity_(capacity), violations_(violations), kinds_(new Kind[capacity]()), outcomes_of_(new Outcome[capacity]()),
+      settles_(new std::atomic<uint8_t>[capacity]()), cancel_said_(new std::atomic<uint8_t>[capacity]()) {}
 
 void CallBook::open_epoch(uint32_t begin, uint32_t end, bool cancel_futures) {
   begin_ = begin;
@@ -36,7 +32,9 @@ std::optional<uint32_t> CallBook::claim(uint32_t count) noexcept {
   return static_cast<uint32_t>(id);
 }
 
-uint64_t CallBook::claimed() const noexcept { return std::min<uint64_t>(next_.load(std::memory_order_relaxed), end_.load(std::memory_order_relaxed)); }
+uint64_t CallBook::claimed() const noexcept {
+  return std::min<uint64_t>(next_.load(std::memory_order_relaxed), end_.load(std::memory_order_relaxed));
+}
 
 Outcome CallBook::classify(uint32_t id, const std::exception_ptr& error, std::string& text) const {
   try {
@@ -143,7 +141,8 @@ EpochFindings CallBook::check_epoch(const RunLedger& ledger, int patience_ms) {
     bool answered = outcome == Outcome::value || outcome == Outcome::raised || outcome == Outcome::crashed_segv ||
                     outcome == Outcome::crashed_abort || outcome == Outcome::crashed_exit3 ||
                     outcome == Outcome::crashed_kill;
-    if (answered && runs != 1) report(id, std::string(to_string(outcome)) + " but it ran " + std::to_string(runs) + " times");
+    if (answered && runs != 1)
+      report(id, std::string(to_string(outcome)) + " but it ran " + std::to_string(runs) + " times");
     bool cancel_kind = kind == Kind::cancel_queued || kind == Kind::cancel_running;
     if (said == 1 && outcome != Outcome::cancelled)
       report(id, std::string("cancel() said true, but it settled with ") + to_string(outcome));

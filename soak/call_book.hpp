@@ -4,8 +4,8 @@
 // settled and how often, what cancel() said; and the check, once an epoch's
 // pool is gone, that each issued call settled exactly once with the outcome
 // its kind implies and ran at most (or exactly) once.
-#include <atomic>
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -23,7 +23,7 @@ class RunLedger;
 struct EpochFindings {
   uint64_t issued = 0;
   uint64_t ran_twice = 0;
-  uint64_t lost = 0;          // issued, never settled
+  uint64_t lost = 0;  // issued, never settled
   uint64_t settled_twice = 0;
 };
 

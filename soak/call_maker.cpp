@@ -15,15 +15,22 @@ using procpool::Future;
 
 int action_for(Kind kind) noexcept {
   switch (kind) {
-    case Kind::throws: return static_cast<int>(Action::throw_error);
-    case Kind::segv: return static_cast<int>(Action::segv);
-    case Kind::abort: return static_cast<int>(Action::abort);
-    case Kind::exit3: return static_cast<int>(Action::exit3);
+    case Kind::throws:
+      return static_cast<int>(Action::throw_error);
+    case Kind::segv:
+      return static_cast<int>(Action::segv);
+    case Kind::abort:
+      return static_cast<int>(Action::abort);
+    case Kind::exit3:
+      return static_cast<int>(Action::exit3);
     case Kind::sigkill:
     case Kind::sigstop:
-    case Kind::cancel_running: return static_cast<int>(Action::publish_and_sleep);
-    case Kind::deadline: return static_cast<int>(Action::sleep);
-    default: return static_cast<int>(Action::give_value);
+    case Kind::cancel_running:
+      return static_cast<int>(Action::publish_and_sleep);
+    case Kind::deadline:
+      return static_cast<int>(Action::sleep);
+    default:
+      return static_cast<int>(Action::give_value);
   }
 }
 
@@ -31,7 +38,8 @@ int action_for(Kind kind) noexcept {
 // signal, deadline or cancel that did not work.
 uint32_t sleep_ms_for(Kind kind) noexcept {
   int action = action_for(kind);
-  return action == static_cast<int>(Action::publish_and_sleep) || action == static_cast<int>(Action::sleep) ? 10'000 : 0;
+  return action == static_cast<int>(Action::publish_and_sleep) || action == static_cast<int>(Action::sleep) ? 10'000
+                                                                                                            : 0;
 }
 
 procpool::CallOptions options_for(const Draw& draw) noexcept {
@@ -47,10 +55,14 @@ void CallMaker::after_submit(Kind kind, uint32_t id, Future<uint64_t> future) {
       hand_.signal_when_running(id, kind == Kind::sigkill ? SIGKILL : SIGSTOP, [future] { return future.ready(); });
       break;
     case Kind::cancel_running:
-      hand_.cancel_when_running(id, [future] { return future.ready(); }, [future]() mutable { return future.cancel(); });
+      hand_.cancel_when_running(
+          id, [future] { return future.ready(); }, [future]() mutable { return future.cancel(); });
       break;
-    case Kind::cancel_queued: book_.note_cancel(id, future.cancel()); break;
-    default: break;
+    case Kind::cancel_queued:
+      book_.note_cancel(id, future.cancel());
+      break;
+    default:
+      break;
   }
 }
 
@@ -60,9 +72,10 @@ void CallMaker::make(const Draw& draw, uint32_t id, std::function<void()> settle
   if (draw.kind == Kind::text_payload)
     return echo(soak_text, id, make_text(id, draw.payload), "the echoed text differs", std::move(settled));
   if (draw.kind == Kind::shared_payload)
-    return echo(soak_shared, id, make_shared(id, draw.payload), "the SharedBytes given back differ", std::move(settled));
-  Future<uint64_t> future = pool_.submit_with(options_for(draw), soak_fault, id, action_for(draw.kind),
-                                              sleep_ms_for(draw.kind));
+    return echo(soak_shared, id, make_shared(id, draw.payload), "the SharedBytes given back differ",
+                std::move(settled));
+  Future<uint64_t> future =
+      pool_.submit_with(options_for(draw), soak_fault, id, action_for(draw.kind), sleep_ms_for(draw.kind));
   future.then([this, id, settled](Future<uint64_t> f) {
     auto error = f.error_if_failed();
     bool ok = !error && f.get() == expected_value(id);
@@ -107,8 +120,8 @@ void CallMaker::make_map(const Draw& draw, uint32_t id, std::function<void()> se
 
 Future<uint64_t> CallMaker::make_in_loop(procpool::EventLoop& loop, const Draw& draw, uint32_t id) {
   book_.issue(id, draw.kind);
-  Future<uint64_t> future = loop.run_in_executor_with(options_for(draw), pool_, soak_fault, id,
-                                                      action_for(draw.kind), sleep_ms_for(draw.kind));
+  Future<uint64_t> future = loop.run_in_executor_with(options_for(draw), pool_, soak_fault, id, action_for(draw.kind),
+                                                      sleep_ms_for(draw.kind));
   future.then([this, id](Future<uint64_t> f) { book_.settle(id, f.error_if_failed(), true); });
   after_submit(draw.kind, id, future);
   return future;

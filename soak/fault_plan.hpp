@@ -31,15 +31,15 @@ const char* to_string(Kind kind) noexcept;
 // How a settled future ended, as the settling callback classified it.
 enum class Outcome : uint8_t {
   none = 0,
-  value,          // the expected value
-  raised,         // std::runtime_error with the call's own message
+  value,   // the expected value
+  raised,  // std::runtime_error with the call's own message
   crashed_segv,
   crashed_abort,
   crashed_exit3,
   crashed_kill,
-  timed_out,      // TaskTimeout
-  cancelled,      // TaskCancelled
-  wrong,          // anything else (a violation, recorded with its text)
+  timed_out,  // TaskTimeout
+  cancelled,  // TaskCancelled
+  wrong,      // anything else (a violation, recorded with its text)
   count_
 };
 const char* to_string(Outcome outcome) noexcept;
@@ -54,10 +54,10 @@ enum class Action : int { give_value = 0, throw_error, segv, abort, exit3, publi
 // One draw: a kind with its parameters.
 struct Draw {
   Kind kind = Kind::plain;
-  uint32_t ids = 1;          // ids it takes (a map's input count)
-  uint32_t chunksize = 0;    // a map's
-  uint32_t timeout_ms = 0;   // a deadline, where the kind has one
-  uint64_t payload = 0;      // bytes, for the payload kinds
+  uint32_t ids = 1;         // ids it takes (a map's input count)
+  uint32_t chunksize = 0;   // a map's
+  uint32_t timeout_ms = 0;  // a deadline, where the kind has one
+  uint64_t payload = 0;     // bytes, for the payload kinds
 };
 
 // Rates in calls per 100,000: 1 % crashes of five kinds, 0.5 % exceptions,

@@ -49,8 +49,7 @@ HostCensus HostCensus::take() {
     c.fds.insert(fd);
   }
   // The iterator's own descriptor is listed but closed by now.
-  for (auto it = c.fds.begin(); it != c.fds.end();)
-    it = ::fcntl(*it, F_GETFD) < 0 ? c.fds.erase(it) : std::next(it);
+  for (auto it = c.fds.begin(); it != c.fds.end();) it = ::fcntl(*it, F_GETFD) < 0 ? c.fds.erase(it) : std::next(it);
   for ([[maybe_unused]] const auto& entry : fs::directory_iterator("/proc/self/task", ec)) ++c.threads;
   pid_t self = getpid();
   for (const auto& entry : fs::directory_iterator("/proc", ec)) {

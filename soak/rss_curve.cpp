@@ -68,9 +68,10 @@ std::string RssCurve::check(uint64_t bound_bytes, uint64_t& warm, uint64_t& end)
     }
     if (p.bytes > warm + bound_bytes && why.empty()) {
       char text[160];
-      std::snprintf(text, sizeof text, "RSS grew from %.1f MiB after warm-up to %.1f MiB at %s%d %%, over the bound of +%.0f MiB",
-                    warm / 1048576.0, p.bytes / 1048576.0, p.percent > 100 ? "the end, " : "",
-                    std::min(p.percent, 100), bound_bytes / 1048576.0);
+      std::snprintf(text, sizeof text,
+                    "RSS grew from %.1f MiB after warm-up to %.1f MiB at %s%d %%, over the bound of +%.0f MiB",
+                    warm / 1048576.0, p.bytes / 1048576.0, p.percent > 100 ? "the end, " : "", std::min(p.percent, 100),
+                    bound_bytes / 1048576.0);
       why = text;
     }
   }

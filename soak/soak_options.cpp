@@ -69,7 +69,8 @@ std::optional<SoakOptions> parse_options(int argc, char** argv, int& exit_code) 
       }
     }
     if (o.calls == 0 || o.calls > UINT32_MAX || o.rebuild_every == 0 || o.window == 0 || o.workers == 0)
-      throw std::invalid_argument("--calls (at most 2^32 - 1), --rebuild-every, --window and --workers must be positive");
+      throw std::invalid_argument(
+          "--calls (at most 2^32 - 1), --rebuild-every, --window and --workers must be positive");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "procpool_soak: %s\n%s", e.what(), kUsage);
     exit_code = 2;

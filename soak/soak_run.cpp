@@ -53,9 +53,8 @@ void run_epoch(const SoakOptions& options, uint64_t epoch, CallBook& book, Outsi
   std::vector<std::unique_ptr<std::counting_semaphore<>>> windows;
   for (unsigned t = 0; t < options.threads; ++t)
     windows.push_back(std::make_unique<std::counting_semaphore<>>(options.window));
-  procpool::ProcessPool pool({.workers = options.workers,
-                              .start_method = options.start_method,
-                              .max_pending = options.max_pending});
+  procpool::ProcessPool pool(
+      {.workers = options.workers, .start_method = options.start_method, .max_pending = options.max_pending});
   CallMaker maker(pool, book, hand);
   {
     std::vector<std::jthread> lanes;
@@ -81,14 +80,14 @@ std::string describe(const SoakOptions& options, const Totals& totals, const Cal
   char rate[64];
   std::snprintf(rate, sizeof rate, "%.0f s = %.0f calls/s", seconds, totals.found.issued / std::max(seconds, 1e-9));
   return "calls " + n(totals.found.issued) + " in " + rate + " (" + procpool::to_string(options.start_method) + ", " +
-         n(options.workers) + " workers, " + n(options.threads) + " threads + event loop, seed " + n(options.seed) + ", " +
-         n(totals.pools) + " pools); value " + count(Outcome::value) + ", runtime_error " + count(Outcome::raised) +
-         ", WorkerCrashed " + n(crashed) + " (SIGSEGV " + count(Outcome::crashed_segv) + ", SIGABRT " +
-         count(Outcome::crashed_abort) + ", exit 3 " + count(Outcome::crashed_exit3) + ", SIGKILL " +
+         n(options.workers) + " workers, " + n(options.threads) + " threads + event loop, seed " + n(options.seed) +
+         ", " + n(totals.pools) + " pools); value " + count(Outcome::value) + ", runtime_error " +
+         count(Outcome::raised) + ", WorkerCrashed " + n(crashed) + " (SIGSEGV " + count(Outcome::crashed_segv) +
+         ", SIGABRT " + count(Outcome::crashed_abort) + ", exit 3 " + count(Outcome::crashed_exit3) + ", SIGKILL " +
          count(Outcome::crashed_kill) + " of " + n(hand.kills) + " sent), TaskTimeout " + count(Outcome::timed_out) +
-         " (" + n(hand.stops) + " workers SIGSTOPped), TaskCancelled " + count(Outcome::cancelled) + " (cancel() true " +
-         n(book.cancels_true()) + ", false " + n(book.cancels_false()) + "), wrong " + count(Outcome::wrong) +
-         "; map items " + n(book.kind_count(Kind::map_item)) + ", payloads " +
+         " (" + n(hand.stops) + " workers SIGSTOPped), TaskCancelled " + count(Outcome::cancelled) +
+         " (cancel() true " + n(book.cancels_true()) + ", false " + n(book.cancels_false()) + "), wrong " +
+         count(Outcome::wrong) + "; map items " + n(book.kind_count(Kind::map_item)) + ", payloads " +
          n(book.kind_count(Kind::text_payload) + book.kind_count(Kind::shared_payload)) + "; worker deaths " +
          n(totals.worker_deaths) + "; runs twice " + n(totals.found.ran_twice) + ", lost " + n(totals.found.lost) +
          ", settled twice " + n(totals.found.settled_twice);
@@ -116,7 +115,8 @@ SoakReport run_soak(const SoakOptions& options, Violations& violations) {
     {
       OutsideHand hand(ledger, book);
       HostCensus idle = HostCensus::take();  // with the hand's and the curve's threads
-      for (uint64_t begin = 0, epoch = 0; begin < options.calls && !book.stopped(); begin += options.rebuild_every, ++epoch) {
+      for (uint64_t begin = 0, epoch = 0; begin < options.calls && !book.stopped();
+           begin += options.rebuild_every, ++epoch) {
         uint64_t end = std::min(begin + options.rebuild_every, options.calls);
         book.open_epoch(static_cast<uint32_t>(begin), static_cast<uint32_t>(end), epoch % 2 == 1);
         run_epoch(options, epoch, book, hand, violations, totals);
@@ -137,7 +137,8 @@ SoakReport run_soak(const SoakOptions& options, Violations& violations) {
     summary = describe(options, totals, book, hand_counts, seconds);
     uint64_t warm = 0, end = 0;
     if (std::string why = curve.check(options.rss_bound_mib << 20, warm, end); !why.empty()) violations.add(why);
-    rss = "RSS " + mib(warm) + " after warm-up -> " + mib(end) + " at the end (bound +" + n(options.rss_bound_mib) + " MiB)";
+    rss = "RSS " + mib(warm) + " after warm-up -> " + mib(end) + " at the end (bound +" + n(options.rss_bound_mib) +
+          " MiB)";
     report.curve = curve.describe();
   }
   // The ledger is unlinked, the hand's and the curve's threads joined.

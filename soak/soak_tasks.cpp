@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include "soak_tasks.hpp"
 
+#include <unistd.h>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
-#include <unistd.h>
 
 #include "run_ledger.hpp"
 
@@ -28,13 +28,21 @@ void fill_pattern(uint32_t id, std::byte* out, uint64_t size) {
 uint64_t soak_fault(uint32_t id, int action, uint32_t sleep_ms) {
   note_run(id, action == static_cast<int>(Action::publish_and_sleep));
   switch (static_cast<Action>(action)) {
-    case Action::give_value: break;
-    case Action::throw_error: throw std::runtime_error("soak call " + std::to_string(id));
-    case Action::segv: segfault(); break;
-    case Action::abort: std::abort();
-    case Action::exit3: _exit(3);
+    case Action::give_value:
+      break;
+    case Action::throw_error:
+      throw std::runtime_error("soak call " + std::to_string(id));
+    case Action::segv:
+      segfault();
+      break;
+    case Action::abort:
+      std::abort();
+    case Action::exit3:
+      _exit(3);
     case Action::publish_and_sleep:
-    case Action::sleep: std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms)); break;
+    case Action::sleep:
+      std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+      break;
   }
   return expected_value(id);
 }

@@ -132,7 +132,8 @@ TEST_CASE("AsioInterop.PoolOnAUsersIoContextShutsDownWithCallsPending" * doctest
     procpool::Future<double> pending;
     {
       // A destructor that does not wait (as terminate()).
-      procpool::ProcessPool pool({.workers = 1, .destructor_wait = std::chrono::milliseconds(0), .io_context = &user.io});
+      procpool::ProcessPool pool(
+          {.workers = 1, .destructor_wait = std::chrono::milliseconds(0), .io_context = &user.io});
       pending = pool.submit(tasks::sleep_ms, 5000);
       std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the worker has it
     }

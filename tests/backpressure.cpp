@@ -56,7 +56,7 @@ Task<void> tick(std::atomic<int>& ticks, std::atomic<bool>& stop) {
 Task<void> wait_for_room(procpool::EventLoop& loop, procpool::ProcessPool& pool, Future<int>& deferred,
                          Future<int>& awaited) {
   deferred = loop.run_in_executor(pool, tasks::add, 3, 4);  // waits for room, not yet submitted
-  awaited = co_await pool.submit_async(tasks::add, 5, 6);     // suspends
+  awaited = co_await pool.submit_async(tasks::add, 5, 6);   // suspends
 }
 
 Task<int> add_when_room(procpool::ProcessPool& pool) {
@@ -170,7 +170,7 @@ TEST_CASE("Backpressure.RunInExecutorNeverBlocksTheLoopAndKeepsOrder" * doctest:
     calls.push_back(loop.run_in_executor(pool, tasks::identity, 0));
     calls.push_back(loop.run_in_executor(pool, tasks::identity, 1));
     co_await procpool::sleep(1ms);
-    auto slow = loop.run_in_executor(pool, tasks::sleep_ms, 200);  // may wait for room
+    auto slow = loop.run_in_executor(pool, tasks::sleep_ms, 200);                                  // may wait for room
     for (int i = 2; i < 12; ++i) calls.push_back(loop.run_in_executor<int>(pool, "identity", i));  // wait for room
     submitting = Clock::now() - t0;
     slow_result = co_await slow;
@@ -276,7 +276,8 @@ TEST_CASE("Backpressure.ACancelledTaskGivesItsPlaceBack" * doctest::timeout(60))
   auto held = pool.submit(tasks::sleep_ms, 300);
   auto waiter = loop.create_task(add_when_room(pool));
   loop.call_later(50ms, [&] { waiter.cancel(); });
-  CHECK_THROWS_AS(loop.run_until_complete([&]() -> Task<int> { co_return co_await waiter; }()), procpool::TaskCancelled);
+  CHECK_THROWS_AS(loop.run_until_complete([&]() -> Task<int> { co_return co_await waiter; }()),
+                  procpool::TaskCancelled);
   CHECK(held.get() == 300);
   CHECK(census::eventually([&] { return all_places_free(pool, 1); }));
 }

@@ -14,7 +14,6 @@
 
 using namespace procpool::detail;
 
-
 TEST_CASE("ByteRing.BytesSurviveWrappingAround" * doctest::timeout(10)) {
   LocalRing r(64);
   unsigned char next_in = 0, next_out = 0;
@@ -53,7 +52,7 @@ TEST_CASE("ByteRing.BytesThatWrapPastTheEndComeInTwoPieces" * doctest::timeout(1
   r.producer.publish();
   REQUIRE(r.consumer.readable() == 10);
   ByteRing::Pieces all = r.consumer.pieces(0, 10);
-  CHECK(all.first.size() == 4);  // 60..63
+  CHECK(all.first.size() == 4);   // 60..63
   CHECK(all.second.size() == 6);  // 0..5
   CHECK(all.second.data() + 60 == all.first.data());
   ByteRing::Pieces head = r.consumer.pieces(1, 3);

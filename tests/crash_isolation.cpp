@@ -142,7 +142,8 @@ TEST_CASE("CrashIsolation.TasksOnOtherWorkersAreUntouched" * doctest::timeout(60
 TEST_CASE("CrashIsolation.IgnoredSigchldStillNamesTheSignal" * doctest::timeout(60)) {
   // An application that ignores SIGCHLD has its children reaped by the
   // kernel: the exit status is gone, the crash handler's record remains.
-  struct sigaction ignore {}, previous{};
+  struct sigaction ignore {
+  }, previous{};
   ignore.sa_handler = SIG_IGN;
   sigaction(SIGCHLD, &ignore, &previous);
   {

@@ -64,7 +64,7 @@ TEST_CASE("CrashLoop.AFunctionThatKeepsKillingWorkersFailsFastForTheCooldown" * 
             "(crash_loop)");
     }
     CHECK(outcome(pool, true) == "loop");
-    CHECK(pool.worker_pids().at(0) == worker);  // nothing ran, nothing was forked
+    CHECK(pool.worker_pids().at(0) == worker);        // nothing ran, nothing was forked
     CHECK(pool.submit(tasks::add, 2, 2).get() == 4);  // other functions are served
     std::this_thread::sleep_for(1100ms);
     CHECK(outcome(pool, false) == "ok");  // the cool-down is over

@@ -129,9 +129,7 @@ struct Subreaper {
 
 // The destructor must not wait for a call that would never end, were the
 // deadline not working: the test then fails instead of hanging.
-procpool::PoolOptions one_worker() {
-  return {.workers = 1, .destructor_wait = 0ms};
-}
+procpool::PoolOptions one_worker() { return {.workers = 1, .destructor_wait = 0ms}; }
 
 template <class T>
 void require_timeout(procpool::Future<T>& f) {
@@ -183,7 +181,8 @@ int stop_when_asked(int value) {
 }
 PROCPOOL_REGISTER(stop_when_asked);
 
-TEST_CASE("Deadlines.ATaskThatPollsTheStopRequestEndsWithinTheGraceAndItsWorkerBeginsNothingMore" * doctest::timeout(60)) {
+TEST_CASE("Deadlines.ATaskThatPollsTheStopRequestEndsWithinTheGraceAndItsWorkerBeginsNothingMore" *
+          doctest::timeout(60)) {
   CHECK_FALSE(procpool::this_call::stop_requested());  // not in a worker
   std::string path = temp_path("polls");
   auto options = one_worker();
@@ -284,8 +283,7 @@ TEST_CASE("Deadlines.ThePoolsDefaultAppliesToCallsAndMapChunksAndACallMaySetNone
 
 TEST_CASE("Deadlines.AsyncCallAndRunInExecutorTakeADeadline" * doctest::timeout(60)) {
   procpool::ProcessPool pool(one_worker());
-  std::future<int> asio_call =
-      pool.async_call_with({.timeout = 100ms}, spin_forever, 0, boost::asio::use_future);
+  std::future<int> asio_call = pool.async_call_with({.timeout = 100ms}, spin_forever, 0, boost::asio::use_future);
   CHECK_THROWS_AS(asio_call.get(), procpool::TaskTimeout);
   procpool::EventLoop loop;
   auto by_pointer = [&]() -> procpool::Task<int> {
@@ -322,7 +320,7 @@ TEST_CASE("Deadlines.CancelOfARunningCallStopsItsWorker" * doctest::timeout(60))
     CHECK(running.cancel());
     CHECK(running.cancelled());
     CHECK_THROWS_AS(running.get(), procpool::TaskCancelled);
-    CHECK_FALSE(running.cancel());  // settled: nothing more
+    CHECK_FALSE(running.cancel());         // settled: nothing more
     check_each_ran_once(behind, path, 4);  // and the cancelled one once
     CHECK(replaced(pool, first));
   }
@@ -390,7 +388,8 @@ TEST_CASE("Deadlines.TheLoopsCancellationsStopARunningCall" * doctest::timeout(6
     pid_t first = pool.worker_pids().at(0);
     auto call = pool.submit(spin_forever, 0);
     auto outcome = loop.run_until_complete([&]() -> procpool::Task<std::string> {
-      auto handle = loop.create_task([](procpool::Future<int> f) -> procpool::Task<int> { co_return co_await f; }(call));
+      auto handle =
+          loop.create_task([](procpool::Future<int> f) -> procpool::Task<int> { co_return co_await f; }(call));
       co_await procpool::sleep(100ms);
       handle.cancel();
       try {

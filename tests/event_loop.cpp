@@ -38,9 +38,8 @@ TEST_CASE("EventLoop.RunUntilCompleteReturnsThePoolResult" * doctest::timeout(30
   procpool::ProcessPool pool({.workers = 2});
   procpool::EventLoop loop;
   CHECK(loop.run_until_complete(add_in_pool(loop, pool, 20, 22)) == 42);
-  CHECK(loop.run_until_complete([&]() -> Task<int> {
-    co_return co_await loop.run_in_executor<int>(pool, "add", 1, 2);
-  }()) == 3);
+  CHECK(loop.run_until_complete(
+            [&]() -> Task<int> { co_return co_await loop.run_in_executor<int>(pool, "add", 1, 2); }()) == 3);
 }
 
 TEST_CASE("EventLoop.ExceptionsPropagateThroughNestedTasks" * doctest::timeout(30)) {

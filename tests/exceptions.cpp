@@ -15,7 +15,6 @@
 
 #include <cereal/types/memory.hpp>
 
-
 #include <procpool/common/standard_exceptions.hpp>
 
 #include "support/task_functions.hpp"
@@ -135,7 +134,9 @@ struct Frozen : std::runtime_error {
   const int code;
   const std::string who;
   template <class Archive>
-  void save(Archive& ar) const { ar(code, who); }
+  void save(Archive& ar) const {
+    ar(code, who);
+  }
   template <class Archive>
   static void load_and_construct(Archive& ar, cereal::construct<Frozen>& construct) {
     int code = 0;
@@ -149,7 +150,9 @@ struct Frozen : std::runtime_error {
 struct Positive {
   int value = 1;
   template <class Archive>
-  void save(Archive& ar) const { ar(value); }
+  void save(Archive& ar) const {
+    ar(value);
+  }
   template <class Archive>
   void load(Archive& ar) {
     ar(value);
@@ -161,7 +164,9 @@ struct Positive {
 struct SaveOnly {
   int value = 0;
   template <class Archive>
-  void save(Archive& ar) const { ar(value); }
+  void save(Archive& ar) const {
+    ar(value);
+  }
 };
 
 int throw_nested(int depth) {
@@ -433,10 +438,10 @@ TEST_CASE("Exceptions.ThrownStringsKeepTheirTextAndEveryRemoteErrorSaysWhere" * 
 }
 
 TEST_CASE("Exceptions.StandardMessagesSurviveByteForByte" * doctest::timeout(30)) {
-  for (std::string how : {"variant_get", "optional_value", "vector_at", "stoi_invalid", "stoi_range", "any_cast",
-                          "allocate_too_much", "function_empty", "dynamic_cast", "typeid_null", "weak_ptr",
-                          "string_reserve", "bitset_to_ulong", "thread_join", "future_twice", "ifstream",
-                          "bad_exception", "exception", "new_array"}) {
+  for (std::string how :
+       {"variant_get", "optional_value", "vector_at", "stoi_invalid", "stoi_range", "any_cast", "allocate_too_much",
+        "function_empty", "dynamic_cast", "typeid_null", "weak_ptr", "string_reserve", "bitset_to_ulong", "thread_join",
+        "future_twice", "ifstream", "bad_exception", "exception", "new_array"}) {
     CAPTURE(how);
     std::exception_ptr local;
     try {

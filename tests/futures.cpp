@@ -46,7 +46,8 @@ Detached add_then_echo(procpool::ProcessPool& pool, std::atomic<int>& out, std::
 // so every worker writes into the test's own view.
 constexpr int kMarks = 1 << 16;
 std::atomic<int>* const g_ran = [] {
-  void* p = ::mmap(nullptr, kMarks * sizeof(std::atomic<int>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* p =
+      ::mmap(nullptr, kMarks * sizeof(std::atomic<int>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   return p == MAP_FAILED ? nullptr : static_cast<std::atomic<int>*>(p);
 }();
 int mark_ran(int id) {
@@ -174,7 +175,7 @@ TEST_CASE("Futures.CancelOfACallInAWorkersRingBehindARunningOneIsTrueAndItNeverR
   std::remove(path.c_str());
   auto busy = pool.submit(tasks::sleep_ms, 300);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the worker has started it
-  auto next = pool.submit(tasks::record_run, path, 1);          // right behind it
+  auto next = pool.submit(tasks::record_run, path, 1);         // right behind it
   auto later = pool.submit(tasks::record_run, path, 2);
   auto after = pool.submit(tasks::add, 2, 2);
   CHECK(later.cancel());
@@ -194,7 +195,7 @@ TEST_CASE("Futures.CancelOfACallHandedToAWorkerButNotYetInItsRingIsTrue" * docte
   std::remove(path.c_str());
   auto busy = pool.submit(tasks::sleep_ms, 200);
   std::string big(1 << 16, 'b');
-  auto streaming = pool.submit(tasks::echo, big);        // fills the ring; the rest waits for room
+  auto streaming = pool.submit(tasks::echo, big);         // fills the ring; the rest waits for room
   auto unsent = pool.submit(tasks::record_run, path, 3);  // handed to the worker, not a byte in its ring
   CHECK(unsent.cancel());
   CHECK_THROWS_AS(unsent.get(), procpool::TaskCancelled);

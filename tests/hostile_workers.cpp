@@ -144,10 +144,8 @@ void only_the_attackers_call_fails(const std::string& how, unsigned seed = 42) {
     std::thread bystander([&] {
       for (int i = 0; !stop.load(); ++i) {
         try {
-          if (pool.submit(tasks::add, i, 1).get() == i + 1)
-            bystander_ok.fetch_add(1);
-          else
-            bystander_failed.fetch_add(1);
+          if (pool.submit(tasks::add, i, 1).get() == i + 1) bystander_ok.fetch_add(1);
+          else bystander_failed.fetch_add(1);
         } catch (...) {
           bystander_failed.fetch_add(1);
         }
@@ -166,8 +164,8 @@ void only_the_attackers_call_fails(const std::string& how, unsigned seed = 42) {
       outcome = e.what();
     }
     auto took = std::chrono::steady_clock::now() - t0;
-    bool fine = outcome == "protocol error" || outcome == "crashed" ||
-                (how == "flip_length" && outcome == "returned 7");
+    bool fine =
+        outcome == "protocol error" || outcome == "crashed" || (how == "flip_length" && outcome == "returned 7");
     CHECK_MESSAGE(fine, outcome);
     CHECK(took < 2s);
     std::this_thread::sleep_for(200ms);  // the bystander goes on meanwhile

@@ -124,8 +124,8 @@ TEST_CASE("Initializer.RunsOnceInEachWorkerBeforeItsCalls" * doctest::timeout(60
   std::map<int, int> served;  // pid (mod 1e6) -> calls
   {
     // One call per worker: each call meets a new worker, initialized once.
-    procpool::ProcessPool pool({.workers = 2, .max_tasks_per_child = 1,
-                                .initializer = procpool::initializer(init_seed, starts.path, 42)});
+    procpool::ProcessPool pool(
+        {.workers = 2, .max_tasks_per_child = 1, .initializer = procpool::initializer(init_seed, starts.path, 42)});
     std::vector<procpool::Future<int>> futures;
     for (int i = 0; i < 20; ++i) futures.push_back(pool.submit(read_seed));
     for (auto& f : futures) {
@@ -140,7 +140,8 @@ TEST_CASE("Initializer.RunsOnceInEachWorkerBeforeItsCalls" * doctest::timeout(60
     std::ifstream in(starts.path);
     for (int pid; in >> pid;) ++inits[pid % 1000000];
   }
-  for (auto [pid, n] : served) CHECK_MESSAGE(inits[pid] == 1, "worker " << pid << " initialized " << inits[pid] << " times");
+  for (auto [pid, n] : served)
+    CHECK_MESSAGE(inits[pid] == 1, "worker " << pid << " initialized " << inits[pid] << " times");
   for (auto [pid, n] : inits) CHECK(n == 1);
   CHECK(census::leaks_since(before) == "");
 }
@@ -149,8 +150,8 @@ TEST_CASE("Initializer.AlwaysFailingBreaksThePoolWithItsCause" * doctest::timeou
   census::Snapshot before;
   TempFile starts("fails");
   {
-    procpool::ProcessPool pool({.workers = 2, .initializer = procpool::initializer(init_always_fails, starts.path),
-                                .max_failed_starts = 3});
+    procpool::ProcessPool pool(
+        {.workers = 2, .initializer = procpool::initializer(init_always_fails, starts.path), .max_failed_starts = 3});
     std::vector<procpool::Future<int>> pending;
     for (int i = 0; i < 5; ++i) pending.push_back(pool.submit(tasks::add, i, 1));
     for (auto& f : pending) {
@@ -186,8 +187,10 @@ TEST_CASE("Initializer.FailingOnceThenSucceedingRecovers" * doctest::timeout(60)
   TempFile starts("once");
   {
     // No spare (spare_workers = 0): its start would count as a third.
-    procpool::ProcessPool pool({.workers = 1, .initializer = procpool::initializer(init_fails_once, starts.path),
-                                .max_failed_starts = 2, .spare_workers = 0});
+    procpool::ProcessPool pool({.workers = 1,
+                                .initializer = procpool::initializer(init_fails_once, starts.path),
+                                .max_failed_starts = 2,
+                                .spare_workers = 0});
     std::vector<procpool::Future<int>> futures;
     for (int i = 0; i < 10; ++i) futures.push_back(pool.submit(tasks::add, i, 1));
     for (int i = 0; i < 10; ++i) {
@@ -211,9 +214,11 @@ TEST_CASE("Initializer.FailuresSeparatedByGoodStartsNeverBreakThePool" * doctest
   census::Snapshot before;
   TempFile starts("alternate");
   {
-    procpool::ProcessPool pool({.workers = 1, .max_tasks_per_child = 1,
+    procpool::ProcessPool pool({.workers = 1,
+                                .max_tasks_per_child = 1,
                                 .initializer = procpool::initializer(init_fails_every_other_start, starts.path),
-                                .max_failed_starts = 2, .spare_workers = spare_workers});
+                                .max_failed_starts = 2,
+                                .spare_workers = spare_workers});
     for (int i = 0; i < 6; ++i) {
       auto f = pool.submit(tasks::add, i, 1);
       REQUIRE(f.wait_for(10s));
@@ -229,8 +234,8 @@ TEST_CASE("Initializer.CrashingIsReportedWithItsSignal" * doctest::timeout(60)) 
   census::Snapshot before;
   TempFile starts("crash");
   {
-    procpool::ProcessPool pool({.workers = 1, .initializer = procpool::initializer(init_crashes, starts.path),
-                                .max_failed_starts = 2});
+    procpool::ProcessPool pool(
+        {.workers = 1, .initializer = procpool::initializer(init_crashes, starts.path), .max_failed_starts = 2});
     auto f = pool.submit(tasks::add, 1, 2);
     std::exception_ptr cause;
     std::string what = broken_message(f, &cause);
@@ -253,7 +258,9 @@ TEST_CASE("Initializer.HangingPastStartTimeoutBreaksThePool" * doctest::timeout(
   census::Snapshot before;
   TempFile starts("hang");
   {
-    procpool::ProcessPool pool({.workers = 1, .start_timeout = 300ms, .initializer = procpool::initializer(init_hangs, starts.path),
+    procpool::ProcessPool pool({.workers = 1,
+                                .start_timeout = 300ms,
+                                .initializer = procpool::initializer(init_hangs, starts.path),
                                 .max_failed_starts = 2});
     auto t0 = std::chrono::steady_clock::now();
     auto f = pool.submit(tasks::add, 1, 2);

@@ -101,10 +101,12 @@ TEST_CASE("Introspection.StatsCountEachCallUnderItsOneOutcome") {
   CHECK(running.cancel());  // stops its worker: TaskCancelled
   // The pool learns of each death on its own thread: wait for the third
   // (the cancelled call's worker is being stopped) and its replacement.
-  REQUIRE(census::eventually([&] {
-    auto now = pool.stats();
-    return now.respawns == 3 && now.worker_deaths == 3;
-  }, 3000ms));
+  REQUIRE(census::eventually(
+      [&] {
+        auto now = pool.stats();
+        return now.respawns == 3 && now.worker_deaths == 3;
+      },
+      3000ms));
   pool.submit(tasks::noop).get();
 
   procpool::PoolStats s = pool.stats();

@@ -5,12 +5,12 @@
 
 #include <pthread.h>
 
-#include <atomic>
-#include <fstream>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <atomic>
+#include <fstream>
 
 #include "support/census.hpp"
 #include "support/task_functions.hpp"
@@ -39,7 +39,7 @@ TEST_CASE("Lifecycle.StartsTheRequestedWorkers" * doctest::timeout(30)) {
 
 TEST_CASE("Lifecycle.WorkersInheritNoFdsButTheDoorbellAndTheirSharedBytesChannel" * doctest::timeout(30)) {
   procpool::ProcessPool pool({.workers = 1});
-  pool.submit(tasks::noop).get();  // the worker has finished its set-up
+  pool.submit(tasks::noop).get();                // the worker has finished its set-up
   CHECK(fds_of(pool.worker_pids().at(0)) <= 5);  // stdin, stdout, stderr, doorbell, channel
 }
 

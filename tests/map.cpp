@@ -26,9 +26,7 @@ int reject_thousands(int x) {
 }
 PROCPOOL_REGISTER(reject_thousands);
 
-void append_line(std::string path) {
-  std::ofstream(path, std::ios::app) << "ran\n";
-}
+void append_line(std::string path) { std::ofstream(path, std::ios::app) << "ran\n"; }
 PROCPOOL_REGISTER(append_line);
 
 long not_registered(int x) { return x; }
@@ -195,7 +193,8 @@ std::string outcome(procpool::Result<R>& r) {
 }
 std::vector<std::string> expected_outcomes(int n) {
   std::vector<std::string> out;
-  for (int x = 0; x < n; ++x) out.push_back(x > 0 && x % 1000 == 0 ? "!rejected " + std::to_string(x) : std::to_string(x));
+  for (int x = 0; x < n; ++x)
+    out.push_back(x > 0 && x % 1000 == 0 ? "!rejected " + std::to_string(x) : std::to_string(x));
   return out;
 }
 }  // namespace
@@ -207,10 +206,11 @@ TEST_CASE("Map.ReturnExceptionsGivesEachElementItsOwnOutcome" * doctest::timeout
     procpool::ProcessPool pool({.workers = 2});
     for (size_t chunk : {size_t{0}, size_t{1}, size_t{100}, size_t{5000}}) {
       CAPTURE(chunk);
-      std::vector<procpool::Result<int>> out = pool.map(procpool::return_exceptions, reject_thousands, range(5000), chunk).get();
+      std::vector<procpool::Result<int>> out =
+          pool.map(procpool::return_exceptions, reject_thousands, range(5000), chunk).get();
       std::vector<std::string> seen;
       for (auto& r : out) seen.push_back(outcome(r));
-      CHECK(seen == expected_outcomes(5000));  // the calls after a throw in its chunk ran too
+      CHECK(seen == expected_outcomes(5000));                        // the calls after a throw in its chunk ran too
       CHECK_THROWS_AS(out.at(1000).value(), std::invalid_argument);  // the same type
     }
   }
@@ -223,7 +223,8 @@ TEST_CASE("Map.ReturnExceptionsOfAVoidFunctionRunsEveryCall" * doctest::timeout(
   std::remove(path.c_str());
   {
     procpool::ProcessPool pool({.workers = 2});
-    std::vector<procpool::Result<void>> out = pool.map(procpool::return_exceptions, append_line, std::vector<std::string>(50, path), 8).get();
+    std::vector<procpool::Result<void>> out =
+        pool.map(procpool::return_exceptions, append_line, std::vector<std::string>(50, path), 8).get();
     CHECK(out.size() == 50);
     CHECK(std::all_of(out.begin(), out.end(), [](auto& r) { return r.has_value(); }));
   }

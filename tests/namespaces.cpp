@@ -123,8 +123,8 @@ TEST_CASE("Namespaces.WhereTheKernelRefusesThemThePoolIsRefused" * doctest::time
       _exit(9);
     int code_out = 0;
     try {
-      procpool::ProcessPool refused({.workers = 1, .start_method = procpool::StartMethod::fork,
-                                     .namespaces = {.network = true}});
+      procpool::ProcessPool refused(
+          {.workers = 1, .start_method = procpool::StartMethod::fork, .namespaces = {.network = true}});
       code_out |= 1;
     } catch (const procpool::Error& e) {
       std::string what = e.what();

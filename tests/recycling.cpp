@@ -76,7 +76,8 @@ void each_worker_serves_at_most(size_t per_child, size_t workers, int calls) {
     Runs runs = runs_in(path);
     CHECK(runs.per_id.size() == static_cast<size_t>(calls));
     for (auto [id, n] : runs.per_id) CHECK_MESSAGE(n == 1, "call " << id << " ran " << n << " times");
-    for (auto [pid, n] : runs.per_pid) CHECK_MESSAGE(static_cast<size_t>(n) <= per_child, "worker " << pid << " served " << n);
+    for (auto [pid, n] : runs.per_pid)
+      CHECK_MESSAGE(static_cast<size_t>(n) <= per_child, "worker " << pid << " served " << n);
     CHECK(runs.per_pid.size() >= static_cast<size_t>(calls) / per_child);
   }
   std::remove(path.c_str());
@@ -184,7 +185,7 @@ TEST_CASE("Recycling.AWorkerOverMaxWorkerMemoryIsReplacedAfterItsCall" * doctest
     auto leaker = pool.submit(leak_mib, 64);
     std::vector<procpool::Future<int>> queued;  // behind it in its ring
     for (int i = 1; i <= 5; ++i) queued.push_back(pool.submit(record_pid, path, i));
-    CHECK(get_soon(leaker) == first);  // the call that went over succeeds
+    CHECK(get_soon(leaker) == first);                    // the call that went over succeeds
     for (auto& f : queued) CHECK(get_soon(f) != first);  // untouched, run by the replacement
     Runs runs = runs_in(path);
     for (auto [id, n] : runs.per_id) CHECK(n == 1);

@@ -28,15 +28,17 @@ TEST_CASE("Registry.WrongArgumentTypesNameBothSignatures" * doctest::timeout(30)
   CHECK_THROWS_WITH_AS(pool.call<int>("add", 1L, 2).get(),
                        "'add': called as int (long, int) but registered as int (int, int)",
                        procpool::SerializationError);
-  CHECK_THROWS_WITH_AS(pool.call<int>("add", 1).get(),
-                       "'add': called as int (int) but registered as int (int, int)", procpool::SerializationError);
+  CHECK_THROWS_WITH_AS(pool.call<int>("add", 1).get(), "'add': called as int (int) but registered as int (int, int)",
+                       procpool::SerializationError);
 }
 
 TEST_CASE("Registry.WrongResultTypeIsRefused" * doctest::timeout(30)) {
   procpool::ProcessPool pool({.workers = 1});
   CHECK_THROWS_AS(pool.call<long>("add", 1, 2).get(), procpool::SerializationError);
-  CHECK_THROWS_WITH_AS(pool.call<std::string>("echo", "text").get(),
-                       doctest::Contains("called as std::string (char const*) but registered as std::string (std::string)"), procpool::SerializationError);
+  CHECK_THROWS_WITH_AS(
+      pool.call<std::string>("echo", "text").get(),
+      doctest::Contains("called as std::string (char const*) but registered as std::string (std::string)"),
+      procpool::SerializationError);
   CHECK(pool.call<std::string>("echo", std::string("text")).get() == "text");
 }
 

@@ -215,7 +215,7 @@ TEST_CASE("ResourceLimits.AForkBombUnderTheProcessesLimitIsContainedAndTheHostSt
           {.workers = 1, .start_method = procpool::StartMethod::fork, .limits = {.processes = 64}});
       auto bomb = pool.submit(fork_bomb, 1000);
       std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the bomb holds every process it could make
-      pid_t pid = ::fork();  // the host's own limit is its own: not 64
+      pid_t pid = ::fork();                                         // the host's own limit is its own: not 64
       if (pid == 0) _exit(0);
       if (pid < 0) code |= 1;
       else ::waitpid(pid, nullptr, 0);

@@ -50,9 +50,8 @@ int run_written_code(std::string how) {
     if (code == MAP_FAILED) return -errno;
     std::memcpy(code, kReturn42, sizeof kReturn42);
     // glibc's pkey_mprotect(..., -1) is mprotect: the syscall itself here.
-    int rc = how == "mprotect"
-                 ? ::mprotect(code, kPage, PROT_READ | PROT_EXEC)
-                 : static_cast<int>(::syscall(SYS_pkey_mprotect, code, kPage, PROT_READ | PROT_EXEC, -1));
+    int rc = how == "mprotect" ? ::mprotect(code, kPage, PROT_READ | PROT_EXEC)
+                               : static_cast<int>(::syscall(SYS_pkey_mprotect, code, kPage, PROT_READ | PROT_EXEC, -1));
     if (rc != 0) return -errno;
   } else if (how == "memfd") {  // a file the task wrote, mapped to run
     int fd = ::memfd_create("code", MFD_CLOEXEC);
@@ -181,14 +180,29 @@ uint32_t run_filter(const std::vector<sock_filter>& program, uint32_t arch, int 
         REQUIRE(op.k + 4 <= sizeof data);
         std::memcpy(&acc, reinterpret_cast<const char*>(&data) + op.k, 4);
         break;
-      case BPF_ALU | BPF_AND | BPF_K: acc &= op.k; break;
-      case BPF_JMP | BPF_JA: pc += op.k; break;
-      case BPF_JMP | BPF_JEQ | BPF_K: jump(acc == op.k); break;
-      case BPF_JMP | BPF_JGT | BPF_K: jump(acc > op.k); break;
-      case BPF_JMP | BPF_JGE | BPF_K: jump(acc >= op.k); break;
-      case BPF_JMP | BPF_JSET | BPF_K: jump((acc & op.k) != 0); break;
-      case BPF_RET | BPF_K: return op.k;
-      default: FAIL("an instruction this evaluator does not know: code ", op.code); return 0;
+      case BPF_ALU | BPF_AND | BPF_K:
+        acc &= op.k;
+        break;
+      case BPF_JMP | BPF_JA:
+        pc += op.k;
+        break;
+      case BPF_JMP | BPF_JEQ | BPF_K:
+        jump(acc == op.k);
+        break;
+      case BPF_JMP | BPF_JGT | BPF_K:
+        jump(acc > op.k);
+        break;
+      case BPF_JMP | BPF_JGE | BPF_K:
+        jump(acc >= op.k);
+        break;
+      case BPF_JMP | BPF_JSET | BPF_K:
+        jump((acc & op.k) != 0);
+        break;
+      case BPF_RET | BPF_K:
+        return op.k;
+      default:
+        FAIL("an instruction this evaluator does not know: code ", op.code);
+        return 0;
     }
   }
   FAIL("the program ran off its end");
@@ -314,8 +328,9 @@ TEST_CASE("Sandbox.AnI386SyscallByInt0x80IsKilledNamedWithItsAbiAndNeverRuns" * 
       // Some kernels (ia32_emulation=0; this VM's) fault int 0x80 before
       // any syscall entry, filter included: nothing to refuse here.
       CHECK(unconfined == "(crashed, signal 11, exit -1)");
-      MESSAGE("this kernel does not run i386 syscalls (int 0x80 faults): the filter's answer to them is checked "
-              "on its program only (TheFilterSendsI386AndX32Syscalls...)");
+      MESSAGE(
+          "this kernel does not run i386 syscalls (int 0x80 faults): the filter's answer to them is checked "
+          "on its program only (TheFilterSendsI386AndX32Syscalls...)");
       return;
     }
   }
@@ -363,9 +378,11 @@ TEST_CASE("Sandbox.ReadOnlyFilesAnswersStatAndAccessBeneathItsPathsOnly" * docte
     CHECK(plain.submit(probe, std::string("readlink"), std::string("/proc/self/exe")).get() == 0);
   }
   procpool::ProcessPool pool({.workers = 1, .sandbox = Sandbox::read_only_files({dir.path})});
-  auto ask = [&](const char* what, const std::string& path) { return pool.submit(probe, std::string(what), path).get(); };
-  for (const char* what : {"stat", "lstat", "fstatat_empty_path", "access_read", "faccessat2", "statx",
-                           "fstat_of_open", "ifstream", "file_size"}) {
+  auto ask = [&](const char* what, const std::string& path) {
+    return pool.submit(probe, std::string(what), path).get();
+  };
+  for (const char* what : {"stat", "lstat", "fstatat_empty_path", "access_read", "faccessat2", "statx", "fstat_of_open",
+                           "ifstream", "file_size"}) {
     CAPTURE(what);
     CHECK(ask(what, data) == 0);
     CHECK(ask(what, "/etc/passwd") == EACCES);
@@ -386,7 +403,9 @@ TEST_CASE("Sandbox.ReadOnlyFilesAnswersStatAndAccessBeneathItsPathsOnly" * docte
 
 TEST_CASE("Sandbox.ComputeOnlyAnswersFstatButRefusesEveryPathQuery" * doctest::timeout(60)) {
   procpool::ProcessPool pool({.workers = 1, .sandbox = Sandbox::compute_only()});
-  auto ask = [&](const char* what, const char* path) { return pool.submit(probe, std::string(what), std::string(path)); };
+  auto ask = [&](const char* what, const char* path) {
+    return pool.submit(probe, std::string(what), std::string(path));
+  };
   CHECK(ask("fstat_memfd", "").get() == 0);
   CHECK(ask("statx_syscall", "/etc/passwd").get() == ENOSYS);
   CHECK(violation(ask("stat", "/")) == "newfstatat");

@@ -95,7 +95,7 @@ size_t slow_padded_size(std::string padding, SharedBytes b) {
 PROCPOOL_REGISTER(slow_padded_size);
 
 ino_t inode_of(const SharedBytes& b) {
-  struct stat st{};
+  struct stat st {};
   REQUIRE(fstat(b.memory()->fd(), &st) == 0);
   return st.st_ino;
 }
@@ -173,7 +173,7 @@ TEST_CASE("SharedBytes.DescriptorsSentBeforeTheWorkerDiedArriveThoughItLeftSomeU
   SharedBytes answer = pattern(5000), unread = pattern(100);
   REQUIRE(procpool::detail::send_handles(sockets.worker, 7, {answer.memory()}) == 0);  // the worker's answer
   REQUIRE(procpool::detail::send_handles(sockets.host, 8, {unread.memory()}) == 0);    // its next call's, never read
-  ::close(sockets.worker);                                                              // it dies
+  ::close(sockets.worker);                                                             // it dies
   procpool::detail::HandleList got;
   CHECK_NOTHROW(got = procpool::detail::receive_handles(sockets.host, 7, 1, 1 << 20));
   REQUIRE(got.size() == 1);

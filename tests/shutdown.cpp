@@ -196,8 +196,8 @@ TEST_CASE("Shutdown.TerminateFailsRunningAndPendingCallsWithinTheGrace" * doctes
     census::Snapshot before;
     {
       procpool::ProcessPool pool({.workers = 2, .shutdown_grace = 300ms});
-      auto obeys = pool.submit(tasks::sleep_ms, 5000);                 // dies of SIGTERM
-      auto stubborn = pool.submit(ignore_sigterm_and_sleep, 5000);      // needs the SIGKILL
+      auto obeys = pool.submit(tasks::sleep_ms, 5000);              // dies of SIGTERM
+      auto stubborn = pool.submit(ignore_sigterm_and_sleep, 5000);  // needs the SIGKILL
       auto queued = pool.submit(tasks::sleep_ms, 5000);
       // Both running, and the stubborn one past installing its handler.
       REQUIRE(census::eventually([&] { return obeys.running() && stubborn.running(); }, 30s));
@@ -205,7 +205,7 @@ TEST_CASE("Shutdown.TerminateFailsRunningAndPendingCallsWithinTheGrace" * doctes
       auto t0 = Clock::now();
       auto took = act_from(from, pool, [&] { pool.terminate(); });
       if (from == From::Callback) CHECK(took < 10ms);  // the pool's thread finishes once the callback returns
-      else CHECK(took >= 300ms);                      // the stubborn worker had its grace
+      else CHECK(took >= 300ms);                       // the stubborn worker had its grace
       for (auto* f : {&obeys, &stubborn, &queued})
         CHECK_THROWS_WITH_AS(f->get(), doctest::Contains("shut down"), procpool::PoolShutdown);
       CHECK(census::eventually([&] { return census::children().empty(); }));

@@ -53,7 +53,8 @@ bool ran_initializer(const std::string& path, pid_t pid) {
 
 struct TempPath {
   std::string path;
-  explicit TempPath(const char* what) : path("/tmp/procpool-spare-" + std::string(what) + "-" + std::to_string(getpid())) {
+  explicit TempPath(const char* what)
+      : path("/tmp/procpool-spare-" + std::string(what) + "-" + std::to_string(getpid())) {
     std::remove(path.c_str());
   }
   ~TempPath() { std::remove(path.c_str()); }
@@ -146,7 +147,8 @@ TEST_CASE("SpareWorkers.ZeroMeansNoneAndReplacementsAreForked" * doctest::timeou
 
 TEST_CASE("SpareWorkers.ASpareRunsTheInitializerBeforeItTakesASlot" * doctest::timeout(60)) {
   TempPath starts("starts"), refuse("refuse");
-  procpool::ProcessPool pool({.workers = 1, .initializer = procpool::initializer(note_start, starts.path, refuse.path)});
+  procpool::ProcessPool pool(
+      {.workers = 1, .initializer = procpool::initializer(note_start, starts.path, refuse.path)});
   lose_a_worker(pool);
   REQUIRE(census::eventually([&] { return pool.stats().spare_workers == 1; }));
   pid_t spare = spare_pids(pool).at(0);
@@ -161,7 +163,8 @@ TEST_CASE("SpareWorkers.ASpareKilledWhileIdleIsReplacedAndNoCallNotices" * docte
   census::Snapshot before;
   TempPath starts("killed"), refuse("killed-refuse");
   {
-    procpool::ProcessPool pool({.workers = 1, .initializer = procpool::initializer(note_start, starts.path, refuse.path)});
+    procpool::ProcessPool pool(
+        {.workers = 1, .initializer = procpool::initializer(note_start, starts.path, refuse.path)});
     lose_a_worker(pool);
     REQUIRE(census::eventually([&] { return pool.stats().spare_workers == 1; }));
     REQUIRE(spare_pids(pool).size() == 1);
@@ -275,10 +278,18 @@ TEST_CASE("SpareWorkers.EveryShutdownFormReapsTheSpares" * doctest::timeout(60))
       lose_a_worker(pool);
       REQUIRE(census::eventually([&] { return pool.stats().spare_workers == 1; }));
       switch (form) {
-        case 0: pool.shutdown(); break;
-        case 1: pool.terminate(); break;
-        case 2: pool.kill(); break;
-        default: pool.shutdown({.wait = false}); break;
+        case 0:
+          pool.shutdown();
+          break;
+        case 1:
+          pool.terminate();
+          break;
+        case 2:
+          pool.kill();
+          break;
+        default:
+          pool.shutdown({.wait = false});
+          break;
       }
       if (form < 3) CHECK(census::children().empty());
     }

@@ -210,7 +210,8 @@ TEST_CASE("StartMethods.ALockAHostThreadHoldsBlocksOnlyForkedWorkers" * doctest:
   while (held < 2) std::this_thread::yield();
   std::vector<std::string> outcomes;
   for (auto method : kMethods) {
-    procpool::ProcessPool pool({.workers = 1, .start_method = method, .worker_output = procpool::WorkerOutput::discard});
+    procpool::ProcessPool pool(
+        {.workers = 1, .start_method = method, .worker_output = procpool::WorkerOutput::discard});
     auto f = pool.submit_with(procpool::CallOptions{.timeout = std::chrono::milliseconds(1000)}, log_a_line, 7);
     try {
       outcomes.push_back(std::to_string(f.get()));
@@ -301,10 +302,10 @@ TEST_CASE("StartMethods.SpawnRunsTheGivenWorkerProgramAndRefusesOneWithOtherFunc
     procpool::ProcessPool pool({.workers = 1, .start_method = procpool::StartMethod::spawn, .worker_program = self});
     CHECK(pool.submit(tasks::add, 2, 3).get() == 5);
   }
-  CHECK_THROWS_WITH_AS(procpool::ProcessPool({.workers = 1,
-                                              .start_method = procpool::StartMethod::spawn,
-                                              .worker_program = "/nonexistent/worker"}),
-                       doctest::Contains("'/nonexistent/worker' cannot be executed"), procpool::Error);
+  CHECK_THROWS_WITH_AS(
+      procpool::ProcessPool(
+          {.workers = 1, .start_method = procpool::StartMethod::spawn, .worker_program = "/nonexistent/worker"}),
+      doctest::Contains("'/nonexistent/worker' cannot be executed"), procpool::Error);
   // Its functions are not these: its workers say so and never start.
   procpool::ProcessPool other({.workers = 1,
                                .start_method = procpool::StartMethod::spawn,

@@ -18,9 +18,7 @@ std::string quoted(const std::string& s) {
   return out + "'";
 }
 
-bool command_succeeds(const std::string& command) {
-  return std::system((command + " >/dev/null 2>&1").c_str()) == 0;
-}
+bool command_succeeds(const std::string& command) { return std::system((command + " >/dev/null 2>&1").c_str()) == 0; }
 
 struct Program {
   std::string system;  // as named in progress lines
@@ -74,8 +72,7 @@ std::vector<Program> programs(const SuiteOptions& o, int round) {
   if (o.groups.count(kStartMethodsGroup)) {
     list.push_back({"procpool start methods", quoted(o.self) + " --system start-methods" + common});
     std::string samples = o.quick ? "" : " --samples " + std::to_string(kPythonStartSamples);
-    if (!o.python.empty())
-      list.push_back({"python start methods", python + "/start_methods.py" + round_arg + samples});
+    if (!o.python.empty()) list.push_back({"python start methods", python + "/start_methods.py" + round_arg + samples});
   }
   if (o.groups.count(kSandboxGroup))
     list.push_back({"procpool sandbox", quoted(o.self) + " --system sandbox" + common});

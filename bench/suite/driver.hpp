@@ -16,7 +16,7 @@ namespace bench {
 // measuring programs run every round.
 inline constexpr const char* kCoreGroup = "core";                   // procpool, the floor, executor_bench.py
 inline constexpr const char* kStartMethodsGroup = "start-methods";  // start_method_figures.cpp, start_methods.py
-inline constexpr const char* kSandboxGroup = "sandbox";               // sandbox_figures.cpp
+inline constexpr const char* kSandboxGroup = "sandbox";             // sandbox_figures.cpp
 inline const std::set<std::string>& all_groups() {
   static const std::set<std::string> groups = {kCoreGroup, kStartMethodsGroup, kSandboxGroup};
   return groups;
@@ -26,10 +26,10 @@ struct SuiteOptions {
   int rounds = 3;
   bool quick = false;
   std::set<std::string> groups = all_groups();
-  std::string self;           // this executable, which measures procpool and the floor
-  std::string python;         // interpreter; "" = none found
-  std::string python_dir;     // bench/python: executor_bench.py, start_methods.py
-  std::string raw_dir;        // raw samples and plot data
+  std::string self;        // this executable, which measures procpool and the floor
+  std::string python;      // interpreter; "" = none found
+  std::string python_dir;  // bench/python: executor_bench.py, start_methods.py
+  std::string raw_dir;     // raw samples and plot data
 };
 
 struct SuiteResults {

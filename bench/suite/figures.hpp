@@ -60,7 +60,8 @@ inline const std::vector<FigureSpec>& catalogue() {
       {"crash_replace", "2", "crash → a call succeeds again (2 workers)", "ms"},
       {"crash_others_failed", "40", "other calls failed beside a crash (of 40)", "calls"},
       {"deadline_fail", "1", "deadline → its future fails with TaskTimeout (1 worker)", "ms"},
-      {"deadline_replace", "1", "deadline → replacement serves the next call (1 worker, its spare takes the slot)", "ms"},
+      {"deadline_replace", "1", "deadline → replacement serves the next call (1 worker, its spare takes the slot)",
+       "ms"},
       {"deadline_replace", "no_spare", "the same with spare_workers = 0 (the replacement is forked)", "ms"},
       {"cancel_running_settle", "1", "cancel() of a running call, until it returns settled", "µs"},
       {"cancel_running_replace", "1", "cancel() of a running call → replacement serves the next call", "ms"},
@@ -79,24 +80,37 @@ inline const std::vector<FigureSpec>& catalogue() {
       {"sm_startup_cold", "1GiB", "start methods: the same, fork server started too, host +1 GiB", "ms"},
       {"sm_respawn", "10MiB", "start methods: max_tasks_per_child=1, no spare: result → next result, host +10 MiB",
        "ms"},
-      {"sm_respawn", "1GiB", "start methods: max_tasks_per_child=1, no spare: result → next result, host +1 GiB",
+      {"sm_respawn", "1GiB", "start methods: max_tasks_per_child=1, no spare: result → next result, host +1 GiB", "ms"},
+      {"sm_respawn_spare", "10MiB",
+       "start methods: the same with 1 spare, 6 calls back to back (mean), "
+       "host +10 MiB",
        "ms"},
-      {"sm_respawn_spare", "10MiB", "start methods: the same with 1 spare, 6 calls back to back (mean), "
-       "host +10 MiB", "ms"},
       {"sm_respawn_spare", "1GiB", "start methods: the same with 1 spare, 6 calls back to back (mean), host +1 GiB",
        "ms"},
-      {"sm_respawn_spare_ready", "10MiB", "start methods: the same, each call made once the spare is ready, "
-       "host +10 MiB", "ms"},
-      {"sm_respawn_spare_ready", "1GiB", "start methods: the same, each call made once the spare is ready, "
-       "host +1 GiB", "ms"},
-      {"sm_crash_replace", "10MiB", "start methods: worker SIGKILLed, no spare: crashing submit → next result, "
-       "host +10 MiB", "ms"},
-      {"sm_crash_replace", "1GiB", "start methods: worker SIGKILLed, no spare: crashing submit → next result, "
-       "host +1 GiB", "ms"},
-      {"sm_rebuild", "10MiB", "start methods: worker killed: its call's failure → a call served again "
-       "(Python: a new executor), host +10 MiB", "ms"},
-      {"sm_rebuild", "1GiB", "start methods: worker killed: its call's failure → a call served again "
-       "(Python: a new executor), host +1 GiB", "ms"},
+      {"sm_respawn_spare_ready", "10MiB",
+       "start methods: the same, each call made once the spare is ready, "
+       "host +10 MiB",
+       "ms"},
+      {"sm_respawn_spare_ready", "1GiB",
+       "start methods: the same, each call made once the spare is ready, "
+       "host +1 GiB",
+       "ms"},
+      {"sm_crash_replace", "10MiB",
+       "start methods: worker SIGKILLed, no spare: crashing submit → next result, "
+       "host +10 MiB",
+       "ms"},
+      {"sm_crash_replace", "1GiB",
+       "start methods: worker SIGKILLed, no spare: crashing submit → next result, "
+       "host +1 GiB",
+       "ms"},
+      {"sm_rebuild", "10MiB",
+       "start methods: worker killed: its call's failure → a call served again "
+       "(Python: a new executor), host +10 MiB",
+       "ms"},
+      {"sm_rebuild", "1GiB",
+       "start methods: worker killed: its call's failure → a call served again "
+       "(Python: a new executor), host +1 GiB",
+       "ms"},
       {"sm_fork_return", "10MiB", "bare fork() of the host until it returns, host +10 MiB", "ms"},
       {"sm_fork_return", "1GiB", "bare fork() of the host until it returns, host +1 GiB", "ms"},
       {"sm_fork_wait", "10MiB", "bare fork() of the host until the child is reaped, host +10 MiB", "ms"},
@@ -113,8 +127,10 @@ inline const std::vector<FigureSpec>& catalogue() {
       {"sandbox_startup", "pid_namespace", "the same with Namespaces{.pid = true}, no sandbox", "ms"},
       {"sandbox_enter", "compute_only", "enter_sandbox(compute_only) in a forked child: no_new_privs to filter loaded",
        "µs"},
-      {"sandbox_enter", "read_only_files", "enter_sandbox(read_only_files({\"/usr/share\"})) in a forked child, "
-       "Landlock included", "µs"},
+      {"sandbox_enter", "read_only_files",
+       "enter_sandbox(read_only_files({\"/usr/share\"})) in a forked child, "
+       "Landlock included",
+       "µs"},
       {"sandbox_enter_cpu", "compute_only", "the same, the child's CPU time", "µs"},
       {"sandbox_enter_cpu", "read_only_files", "the same, the child's CPU time", "µs"},
   };
@@ -124,10 +140,9 @@ inline const std::vector<FigureSpec>& catalogue() {
 // Report order; a system that emitted nothing is left out.
 inline const std::vector<std::string>& system_order() {
   static const std::vector<std::string> systems = {
-      "procpool",       "procpool-shared", "procpool-fork", "procpool-forkserver", "procpool-spawn",
-      "procpool-host",  "python-ppe",      "python-fork",   "python-forkserver",   "python-spawn",
-      "python-loky",    "python-bare-fork", "floor-spin",   "floor-futex",         "floor-copy",
-      "floor-memfd",    "thread-pool",     "memcpy"};
+      "procpool",   "procpool-shared", "procpool-fork",     "procpool-forkserver", "procpool-spawn", "procpool-host",
+      "python-ppe", "python-fork",     "python-forkserver", "python-spawn",        "python-loky",    "python-bare-fork",
+      "floor-spin", "floor-futex",     "floor-copy",        "floor-memfd",         "thread-pool",    "memcpy"};
   return systems;
 }
 

@@ -21,11 +21,11 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <memory>
 #include <cstdio>
 #include <cstring>
 #include <deque>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -211,7 +211,7 @@ double copy_echo_micros(size_t bytes, int reps) {
   if (region == MAP_FAILED) throw std::runtime_error(std::string("mmap: ") + std::strerror(errno));
   auto* pp = new (region) PingPong;
   char* buffer = static_cast<char*>(region) + sizeof(PingPong);
-  std::memset(buffer, 0, bytes);  // resident before either side times anything, as a ring is
+  std::memset(buffer, 0, bytes);                     // resident before either side times anything, as a ring is
   uint32_t total = static_cast<uint32_t>(reps + 1);  // the first is a warm-up
   pid_t child = fork();
   if (child < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));

@@ -139,9 +139,9 @@ int main(int argc, char** argv) {
     else if (arg == "--raw") o.raw = value();
     else if (arg == "--group") {
       std::string list = value();
-      if (!add_groups(list, o.groups)) return usage_error("unknown group in '" + list + "' (core, start-methods, sandbox)");
-    }
-    else if (arg == "-h" || arg == "--help") return std::printf("%s", kUsage), 0;
+      if (!add_groups(list, o.groups))
+        return usage_error("unknown group in '" + list + "' (core, start-methods, sandbox)");
+    } else if (arg == "-h" || arg == "--help") return std::printf("%s", kUsage), 0;
     else return usage_error("unknown option '" + arg + "'");
   }
   if (o.rounds < 1 || o.round < 1) return usage_error("--rounds and --round take a positive number");

@@ -111,7 +111,8 @@ std::string plot_payload(const ReportContext& c, const Summary& s) {
      << "set xtics ('64 B' 64, '4 KiB' 4096, '64 KiB' 65536, '1 MiB' 1048576, '64 MiB' 67108864)\nplot ";
   for (size_t i = 0; i < systems.size(); ++i)
     gp << (i ? ", " : "") << "'" << c.raw_dir << "/payload.dat' using 1:" << i + 2 << " with linespoints lw 2 "
-       << (systems[i] == "memcpy" || systems[i] == "floor-copy" ? "dt 2 " : "") << "title '" << system_label(systems[i]) << "'";
+       << (systems[i] == "memcpy" || systems[i] == "floor-copy" ? "dt 2 " : "") << "title '" << system_label(systems[i])
+       << "'";
   return gp.str() + "\n";
 }
 

@@ -112,8 +112,7 @@ void memory(int round, const Counts& n) {
   for (auto& f : pending) f = pool.submit(noop);
   size_t after = resident_bytes();
   if (pending.back().ready()) fail("the workers ran the pending calls before they were counted");
-  emit(kSystem, "mem_pending", std::to_string(n.pending), round,
-       static_cast<double>(after - before) / n.pending);
+  emit(kSystem, "mem_pending", std::to_string(n.pending), round, static_cast<double>(after - before) / n.pending);
   for (auto& f : pending) f.cancel();
   for (auto& f : held) f.get();
 }

@@ -90,8 +90,9 @@ std::vector<Target> targets(const Summary& s) {
   });
   for (auto [param, count] : {std::pair{"100000", "100,000"}, std::pair{"1000000", "1,000,000"}}) {
     V t = s.median("procpool", "throughput", param);
-    check(std::string("≥ 2,000,000 tasks/s with ") + count + " no-ops submitted then awaited", {t},
-          [&] { return Target{"", fmt(*t) + " tasks/s", *t >= 2e6}; });
+    check(std::string("≥ 2,000,000 tasks/s with ") + count + " no-ops submitted then awaited", {t}, [&] {
+      return Target{"", fmt(*t) + " tasks/s", *t >= 2e6};
+    });
   }
   // Three ways to move a payload, each judged: std::vector<char> (copied
   // each way), SharedBytes echoed (handed over, no byte copied), and a
@@ -111,8 +112,9 @@ std::vector<Target> targets(const Summary& s) {
   V up = s.median("procpool", "speedup", "2");
   check("CPU speed-up ≥ 1.9× on 2 workers vs 1", {up}, [&] { return Target{"", x(*up), *up >= 1.9}; });
   V start = s.median("procpool", "startup", "2");
-  check("start-up to first result ≤ 1 ms (2 workers)", {start},
-        [&] { return Target{"", fmt(*start) + " ms", *start <= 1}; });
+  check("start-up to first result ≤ 1 ms (2 workers)", {start}, [&] {
+    return Target{"", fmt(*start) + " ms", *start <= 1};
+  });
   V replace = s.median("procpool", "crash_replace", "1");
   auto lost = s.get("procpool", "crash_others_failed", "40");
   V worst_lost = lost ? V(lost->max) : V();
@@ -121,8 +123,9 @@ std::vector<Target> targets(const Summary& s) {
                   *replace <= 2 && *worst_lost == 0};
   });
   V deadline = s.median("procpool", "deadline_replace", "1");
-  check("deadline → replacement serving ≤ 2 ms (1 worker)", {deadline},
-        [&] { return Target{"", fmt(*deadline) + " ms", *deadline <= 2}; });
+  check("deadline → replacement serving ≤ 2 ms (1 worker)", {deadline}, [&] {
+    return Target{"", fmt(*deadline) + " ms", *deadline <= 2};
+  });
   V plain = s.median("procpool", "supervision_rtt", "none"), timed = s.median("procpool", "supervision_rtt", "timeout");
   check("a deadline on every call costs the hot round trip ≤ 5%", {plain, timed}, [&] {
     return Target{"", fmt(*timed) + " vs " + fmt(*plain) + " µs: " + x(*timed / *plain), *timed <= 1.05 * *plain};
@@ -182,7 +185,8 @@ void write_notes(std::ostream& md, const SuiteResults& results) {
   for (const Note& n : results.notes)
     if (seen.insert({n.system, n.figure}).second)
       md << "- " << system_label(n.system) << ", " << n.figure << ": " << n.text << '\n';
-  for (const auto& [system, reason] : results.skipped) md << "- " << system_label(system) << " skipped: " << reason << '\n';
+  for (const auto& [system, reason] : results.skipped)
+    md << "- " << system_label(system) << " skipped: " << reason << '\n';
   for (const std::string& failure : results.failures) md << "- **failed**: " << failure << '\n';
 }
 

@@ -10,10 +10,10 @@
 namespace bench {
 
 struct ReportContext {
-  std::string out_dir;     // bench/results
-  std::string raw_dir;     // raw samples and plot data
-  std::string command;     // how the run was started, for the reader
-  std::string python;      // interpreter used, "" if none
+  std::string out_dir;  // bench/results
+  std::string raw_dir;  // raw samples and plot data
+  std::string command;  // how the run was started, for the reader
+  std::string python;   // interpreter used, "" if none
   int rounds = 0;
   bool quick = false;
 };

@@ -20,8 +20,8 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
-#include <string>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "../bench_util.hpp"

@@ -225,8 +225,8 @@ void measure_heap(const Heap& heap, int round) {
   for (StartMethod m : kMethods)
     for (const auto& [figure, ms] : found[m]) {
       emit(system_of(m), figure, heap.label, round, median(ms));
-      std::fprintf(stderr, "  %s %s heap=%s: median %.2f ms of %zu\n", system_of(m).c_str(), figure.c_str(),
-                   heap.label, median(ms), ms.size());
+      std::fprintf(stderr, "  %s %s heap=%s: median %.2f ms of %zu\n", system_of(m).c_str(), figure.c_str(), heap.label,
+                   median(ms), ms.size());
     }
 }
 
@@ -234,12 +234,11 @@ void measure_heap(const Heap& heap, int round) {
 
 void measure_start_methods(const RoundOptions& options) {
   int r = options.round;
-  emit_note(kHostSystem, "sm_fork_wait", "fork(), child _exit(0), parent waitpid(); transparent huge pages: " +
-                                             thp_mode());
+  emit_note(kHostSystem, "sm_fork_wait",
+            "fork(), child _exit(0), parent waitpid(); transparent huge pages: " + thp_mode());
   try {
     for (const Heap& heap : heaps(options.quick)) {
-      std::fprintf(stderr, "  procpool start methods round %d: heap %s (load %.1f)\n", r, heap.label,
-                   load_average());
+      std::fprintf(stderr, "  procpool start methods round %d: heap %s (load %.1f)\n", r, heap.label, load_average());
       measure_heap(heap, r);
     }
   } catch (const std::exception& e) {

@@ -18,9 +18,12 @@ struct Column {
   const char *system, *title;
 };
 const Column kColumns[] = {
-    {"procpool-fork", "procpool fork"},      {"procpool-forkserver", "procpool forkserver"},
-    {"procpool-spawn", "procpool spawn"},    {"python-fork", "Python fork"},
-    {"python-forkserver", "Python forkserver"}, {"python-spawn", "Python spawn"},
+    {"procpool-fork", "procpool fork"},
+    {"procpool-forkserver", "procpool forkserver"},
+    {"procpool-spawn", "procpool spawn"},
+    {"python-fork", "Python fork"},
+    {"python-forkserver", "Python forkserver"},
+    {"python-spawn", "Python spawn"},
     {"python-loky", "loky"},
 };
 
@@ -127,8 +130,9 @@ std::string sandbox_markdown(const Summary& s) {
   md << "| entering the sandbox alone, in a forked child (µs) | — | "
      << cell(s.median("procpool-forkserver", "sandbox_enter", "compute_only")) << " | | "
      << cell(s.median("procpool-forkserver", "sandbox_enter", "read_only_files")) << " | | — | |\n";
-  md << "| the same, its CPU time (µs) | — | " << cell(s.median("procpool-forkserver", "sandbox_enter_cpu", "compute_only"))
-     << " | | " << cell(s.median("procpool-forkserver", "sandbox_enter_cpu", "read_only_files")) << " | | — | |\n";
+  md << "| the same, its CPU time (µs) | — | "
+     << cell(s.median("procpool-forkserver", "sandbox_enter_cpu", "compute_only")) << " | | "
+     << cell(s.median("procpool-forkserver", "sandbox_enter_cpu", "read_only_files")) << " | | — | |\n";
   return md.str();
 }
 

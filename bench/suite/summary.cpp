@@ -16,8 +16,7 @@ Summary::Summary(const std::vector<Record>& records) {
   }
 }
 
-std::optional<Stat> Summary::get(const std::string& system, const std::string& figure,
-                                 const std::string& param) const {
+std::optional<Stat> Summary::get(const std::string& system, const std::string& figure, const std::string& param) const {
   auto it = stats_.find({system, figure, param});
   if (it == stats_.end()) return std::nullopt;
   return it->second;

@@ -9,7 +9,7 @@ namespace bench {
 
 struct RoundOptions {
   int round = 1;
-  bool quick = false;    // a smoke test: tiny counts, seconds in all
+  bool quick = false;   // a smoke test: tiny counts, seconds in all
   std::string raw_dir;  // where raw latency samples go ("" = nowhere)
 };
 
@@ -22,8 +22,8 @@ void measure_floor(const RoundOptions& options);
 void measure_start_methods(const RoundOptions& options);
 
 // Facts of this process read from /proc.
-size_t resident_bytes();                // RSS of this process
-double proportional_kib(int pid);       // Pss of a process, KiB (0 if unreadable)
+size_t resident_bytes();           // RSS of this process
+double proportional_kib(int pid);  // Pss of a process, KiB (0 if unreadable)
 
 // The payload sizes of the echo figure, and timed repetitions of each.
 struct PayloadSize {

@@ -173,8 +173,7 @@ class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmpt
   InputArchive(const std::byte* data, size_t size, const HandleList* handles = nullptr)
       : InputArchive(std::span<const std::byte>(data, size), {}, handles) {}
   // A message in two pieces (one that wraps around the end of a ring).
-  InputArchive(std::span<const std::byte> first, std::span<const std::byte> second,
-               const HandleList* handles = nullptr)
+  InputArchive(std::span<const std::byte> first, std::span<const std::byte> second, const HandleList* handles = nullptr)
       : cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision>(this), pos_(first.data()),
         end_(first.data() + first.size()), to_come_(second.size()), second_(second), handles_(handles) {}
   // A message of `size` bytes that `source` hands over piece by piece.
@@ -227,7 +226,7 @@ class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmpt
 
   const std::byte* pos_ = nullptr;
   const std::byte* end_ = nullptr;
-  size_t to_come_ = 0;  // bytes the source has yet to hand over
+  size_t to_come_ = 0;                 // bytes the source has yet to hand over
   ByteSource* source_ = nullptr;       // hands over what is to come, or...
   std::span<const std::byte> second_;  // ...it is here
   const HandleList* handles_;
@@ -239,7 +238,7 @@ inline std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_SAVE_FUNCTION_NAME(Outpu
 }
 template <class T>
 inline std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, bool>> CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar,
-                                                                                                      T& t) {
+                                                                                                       T& t) {
   ar.loadBinary(std::addressof(t), sizeof(t));
 }
 // A bool is one byte on the wire, 0 or 1. Any other byte is a forgery,

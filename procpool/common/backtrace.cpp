@@ -80,8 +80,8 @@ int loaded_modules(LoadedModule* out, int max) noexcept {
 }
 
 std::string symbolize_crash(const ControlBlock& control) {
-  int count = static_cast<int>(
-      std::min<uint32_t>(control.crash_frame_count.load(std::memory_order_acquire), kMaxCrashFrames));
+  int count =
+      static_cast<int>(std::min<uint32_t>(control.crash_frame_count.load(std::memory_order_acquire), kMaxCrashFrames));
   int theirs = static_cast<int>(
       std::min<uint32_t>(control.crash_module_count.load(std::memory_order_relaxed), kMaxLoadedModules));
   LoadedModule ours[kMaxLoadedModules];
@@ -89,8 +89,9 @@ std::string symbolize_crash(const ControlBlock& control) {
   std::vector<void*> frames(control.crash_frames, control.crash_frames + count);
   for (void*& frame : frames) {
     auto address = reinterpret_cast<uint64_t>(frame);
-    const LoadedModule* from = std::find_if(control.crash_modules, control.crash_modules + theirs,
-                                            [&](const LoadedModule& m) { return m.start <= address && address < m.end; });
+    const LoadedModule* from =
+        std::find_if(control.crash_modules, control.crash_modules + theirs,
+                     [&](const LoadedModule& m) { return m.start <= address && address < m.end; });
     if (from == control.crash_modules + theirs) continue;  // none noted (a worker of an older layout): as is
     const LoadedModule* to =
         std::find_if(ours, ours + own, [&](const LoadedModule& m) { return m.path_hash == from->path_hash; });

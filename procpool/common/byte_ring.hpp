@@ -154,4 +154,3 @@ class ByteRing {
 };
 
 }  // namespace procpool::detail
-

@@ -19,10 +19,10 @@ inline constexpr bool kBuiltByLoadAndConstruct =
 
 // Whether the host can rebuild a T a worker sent.
 template <class T>
-inline constexpr bool kHostLoadable =
-    std::is_void_v<T> ||
-    (std::is_default_constructible_v<T> && cereal::traits::is_input_serializable<T, InputArchive>::value) ||
-    (kBuiltByLoadAndConstruct<T> && std::is_move_constructible_v<T>);
+inline constexpr bool kHostLoadable = std::is_void_v<T> ||
+                                      (std::is_default_constructible_v<T> &&
+                                       cereal::traits::is_input_serializable<T, InputArchive>::value) ||
+                                      (kBuiltByLoadAndConstruct<T> && std::is_move_constructible_v<T>);
 
 // Runs T's load_and_construct through the wrapper cereal's own smart
 // pointer loading uses (cereal 1.3), without the pointer: a smart pointer

@@ -12,13 +12,14 @@ std::string crash_message(const std::string& function, pid_t pid, int signal, in
   std::string how;
   if (signal != 0) {
     const char* abbrev = sigabbrev_np(signal);
-    how = "killed by SIG" + std::string(abbrev ? abbrev : "?") + " (signal " + std::to_string(signal) +
-          ", " + strsignal(signal) + ")";
+    how = "killed by SIG" + std::string(abbrev ? abbrev : "?") + " (signal " + std::to_string(signal) + ", " +
+          strsignal(signal) + ")";
   } else if (exit_code >= 0) {
     how = "exited with code " + std::to_string(exit_code);
   } else {
-    how = "died; its exit status was taken by someone else (is SIGCHLD ignored, or are children reaped "
-          "with waitpid(-1)?)";
+    how =
+        "died; its exit status was taken by someone else (is SIGCHLD ignored, or are children reaped "
+        "with waitpid(-1)?)";
   }
   std::string message = "worker " + std::to_string(pid) + " running '" + function + "' " + how;
   if (!last_output.empty()) message += "; the last line it wrote: \"" + last_output.back() + "\"";
@@ -66,29 +67,20 @@ WorkerCrashed::WorkerCrashed(std::string function, pid_t pid, int signal, int ex
 
 WorkerCrashed::WorkerCrashed(std::string message, std::string function, pid_t pid, int signal, int exit_code,
                              std::string backtrace, std::vector<std::string> last_output)
-    : Error(message),
-      function_(std::move(function)),
-      pid_(pid),
-      signal_(signal),
-      exit_code_(exit_code),
-      backtrace_(std::move(backtrace)),
-      last_output_(std::move(last_output)) {}
+    : Error(message), function_(std::move(function)), pid_(pid), signal_(signal), exit_code_(exit_code),
+      backtrace_(std::move(backtrace)), last_output_(std::move(last_output)) {}
 
 TaskTimeout::TaskTimeout(std::string function, std::chrono::milliseconds deadline, pid_t pid)
     : Error("'" + function + "' ran past its deadline of " + std::to_string(deadline.count()) + " ms in worker " +
             std::to_string(pid) + ", which was killed and replaced"),
-      function_(std::move(function)),
-      deadline_(deadline),
-      pid_(pid) {}
+      function_(std::move(function)), deadline_(deadline), pid_(pid) {}
 
 CrashLoopDetected::CrashLoopDetected(std::string function, unsigned crashes, std::chrono::milliseconds window,
                                      std::chrono::milliseconds cooldown)
     : Error("'" + function + "' killed " + std::to_string(crashes) + " workers in a row within " +
             std::to_string(window.count()) + " ms: its calls fail without running for " +
             std::to_string(cooldown.count()) + " ms (crash_loop)"),
-      function_(std::move(function)),
-      crashes_(crashes),
-      cooldown_(cooldown) {}
+      function_(std::move(function)), crashes_(crashes), cooldown_(cooldown) {}
 
 UnknownFunction::UnknownFunction(std::string name, std::vector<std::string> close_matches)
     : Error(unknown_message(name, close_matches)), name_(std::move(name)), close_(std::move(close_matches)) {}
@@ -99,15 +91,11 @@ SerializationError::SerializationError(std::string function, const std::string& 
 ProtocolError::ProtocolError(pid_t pid, std::string function, const std::string& detail)
     : Error("worker " + std::to_string(pid) + " broke the protocol while running '" + function + "': " + detail +
             " (the worker was killed)"),
-      pid_(pid),
-      function_(std::move(function)) {}
+      pid_(pid), function_(std::move(function)) {}
 
-ResourceLimitExceeded::ResourceLimitExceeded(std::string limit, unsigned long long value,
-                                             unsigned long long maximum, const std::string& context)
-    : Error(limit_message(limit, value, maximum, context)),
-      limit_(std::move(limit)),
-      value_(value),
-      maximum_(maximum),
+ResourceLimitExceeded::ResourceLimitExceeded(std::string limit, unsigned long long value, unsigned long long maximum,
+                                             const std::string& context)
+    : Error(limit_message(limit, value, maximum, context)), limit_(std::move(limit)), value_(value), maximum_(maximum),
       context_(context) {}
 
 PoolFull::PoolFull(unsigned long long would_hold, unsigned long long max_pending, const std::string& function)
@@ -118,8 +106,7 @@ SandboxViolation::SandboxViolation(std::string function, pid_t pid, std::string 
                                    std::string backtrace, std::vector<std::string> last_output)
     : WorkerCrashed(violation_message(function, pid, syscall, syscall_number, last_output), function, pid, SIGSYS, -1,
                     std::move(backtrace), last_output),
-      syscall_(std::move(syscall)),
-      syscall_number_(syscall_.empty() ? -1 : syscall_number) {}
+      syscall_(std::move(syscall)), syscall_number_(syscall_.empty() ? -1 : syscall_number) {}
 
 RemoteOrigin::RemoteOrigin(std::string type_name, std::string message, std::string function, pid_t pid,
                            std::string backtrace)

@@ -2,11 +2,11 @@
 #pragma once
 // The errors procpool itself raises. Every one derives from procpool::Error
 // (itself a std::runtime_error) and carries what a user needs to act on it.
+#include <sys/types.h>
 #include <chrono>
 #include <stdexcept>
 #include <string>
 #include <vector>
-#include <sys/types.h>
 
 namespace procpool {
 
@@ -31,8 +31,8 @@ class WorkerCrashed : public Error {
 
  protected:
   // For a subclass that says more of the death than the signal.
-  WorkerCrashed(std::string message, std::string function, pid_t pid, int signal, int exit_code,
-                std::string backtrace, std::vector<std::string> last_output);
+  WorkerCrashed(std::string message, std::string function, pid_t pid, int signal, int exit_code, std::string backtrace,
+                std::vector<std::string> last_output);
 
  private:
   std::string function_;
@@ -206,7 +206,7 @@ class RemoteOrigin {
   // what() in the worker; the text of a thrown std::string or string literal.
   const std::string& message() const noexcept { return message_; }
   const std::string& function() const noexcept { return function_; }  // the registered function that threw
-  pid_t pid() const noexcept { return pid_; }                          // of the worker that ran it
+  pid_t pid() const noexcept { return pid_; }                         // of the worker that ran it
   const std::string& backtrace() const noexcept { return backtrace_; }
 
  private:

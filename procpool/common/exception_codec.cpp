@@ -178,7 +178,8 @@ std::exception_ptr rebuild(const Record& r, bool nest) {
   // No fields: no codec knew the type, or its fields failed to encode;
   // only the name, message and backtrace are left.
   if (r.has_fields) {
-    if (const ExceptionCodec* codec = ExceptionRegistry::instance().find(r.base.empty() ? r.origin.type_name() : r.base)) {
+    if (const ExceptionCodec* codec =
+            ExceptionRegistry::instance().find(r.base.empty() ? r.origin.type_name() : r.base)) {
       try {
         InputArchive fields(reinterpret_cast<const std::byte*>(r.fields.data()), r.fields.size());
         return codec->load(fields, r.origin, nest);

@@ -22,13 +22,13 @@
 // as RemoteError otherwise. It rebuilds the innermost level first and
 // throws each outer one with std::throw_with_nested while the level inside
 // is the current exception, so std::rethrow_if_nested walks the same chain.
+#include <sys/types.h>
 #include <exception>
 #include <memory>
 #include <string>
 #include <type_traits>
 #include <typeindex>
 #include <unordered_map>
-#include <sys/types.h>
 
 #include <procpool/common/archive.hpp>
 #include <procpool/common/constructed.hpp>
@@ -85,8 +85,10 @@ E make_with_what(const std::string& what) {
     return E(what);
   } else {
     E e{};
-    if constexpr (std::is_base_of_v<std::runtime_error, E>) static_cast<std::runtime_error&>(e) = std::runtime_error(what);
-    else if constexpr (std::is_base_of_v<std::logic_error, E>) static_cast<std::logic_error&>(e) = std::logic_error(what);
+    if constexpr (std::is_base_of_v<std::runtime_error, E>)
+      static_cast<std::runtime_error&>(e) = std::runtime_error(what);
+    else if constexpr (std::is_base_of_v<std::logic_error, E>)
+      static_cast<std::logic_error&>(e) = std::logic_error(what);
     return e;
   }
 }
@@ -102,8 +104,7 @@ void register_exception() {
                 "a type built by load_and_construct needs a cereal save or serialize for its fields");
   ExceptionCodec codec{type_name<E>(), nullptr, nullptr};
   codec.save = [](OutputArchive& out, const std::exception& e) {
-    if constexpr (cereal::traits::is_output_serializable<E, OutputArchive>::value)
-      out(dynamic_cast<const E&>(e));
+    if constexpr (cereal::traits::is_output_serializable<E, OutputArchive>::value) out(dynamic_cast<const E&>(e));
   };
   codec.load = [](InputArchive& in, const RemoteOrigin& origin, bool nest) -> std::exception_ptr {
     if constexpr (kBuiltByLoadAndConstruct<E>) {
@@ -143,10 +144,10 @@ std::exception_ptr decode_exception(InputArchive& in, const std::string& functio
 // constructor, or a standard base's message when there is no such
 // constructor. A type with neither a default nor a string constructor (const
 // fields) is built by its cereal load_and_construct from its saved fields.
-#define PROCPOOL_REGISTER_EXCEPTION(Type)                                                                \
+#define PROCPOOL_REGISTER_EXCEPTION(Type)                                                             \
   [[maybe_unused]] static const ::procpool::detail::ExceptionRegistration PROCPOOL_DETAIL_EXC_CONCAT( \
-      procpool_exception_registration_, __COUNTER__) {                                               \
-    static_cast<Type*>(nullptr)                                                                      \
+      procpool_exception_registration_, __COUNTER__) {                                                \
+    static_cast<Type*>(nullptr)                                                                       \
   }
 #define PROCPOOL_DETAIL_EXC_CONCAT2(a, b) a##b
 #define PROCPOOL_DETAIL_EXC_CONCAT(a, b) PROCPOOL_DETAIL_EXC_CONCAT2(a, b)

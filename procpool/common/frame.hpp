@@ -38,7 +38,16 @@ using TaskId = uint64_t;
 
 inline constexpr uint32_t kFrameMagic = 0x50504632;  // "PPF2"
 
-enum class FrameKind : uint16_t { Call = 1, Stop = 2, Value = 3, Exception = 4, Skipped = 5, CallMany = 6, Part = 7, Dropped = 8 };
+enum class FrameKind : uint16_t {
+  Call = 1,
+  Stop = 2,
+  Value = 3,
+  Exception = 4,
+  Skipped = 5,
+  CallMany = 6,
+  Part = 7,
+  Dropped = 8
+};
 
 struct FrameHeader {
   uint32_t magic;
@@ -68,7 +77,6 @@ inline FrameHeader make_frame_header(FrameKind kind, TaskId task, uint64_t lengt
   return {kFrameMagic, static_cast<uint16_t>(kind), static_cast<uint16_t>(handles), task, length};
 }
 static_assert(sizeof(FrameHeader) == 24 && alignof(FrameHeader) == 8);
-
 
 // A worker publishes a Part when its ring is full, and then waits for a
 // quarter of the ring to be free before it goes on; so every Part of an

@@ -18,8 +18,8 @@
 
 #include <procpool/common/archive.hpp>
 #include <procpool/common/backtrace.hpp>
-#include <procpool/common/exception_codec.hpp>
 #include <procpool/common/constructed.hpp>
+#include <procpool/common/exception_codec.hpp>
 #include <procpool/common/type_name.hpp>
 
 namespace procpool::detail {
@@ -95,9 +95,8 @@ decltype(auto) pass_argument(T& value) {
 template <class R, class... A>
 R call_registered(ErasedFn erased, std::tuple<std::decay_t<A>...>& args) {
   auto fn = reinterpret_cast<R (*)(A...)>(erased);
-  return [&]<size_t... I>(std::index_sequence<I...>) -> R {
-    return fn(pass_argument<A>(std::get<I>(args))...);
-  }(std::index_sequence_for<A...>{});
+  return [&]<size_t... I>(std::index_sequence<I...>)->R { return fn(pass_argument<A>(std::get<I>(args))...); }
+  (std::index_sequence_for<A...>{});
 }
 
 template <class R>
@@ -183,8 +182,8 @@ uint32_t register_function(std::string name, R (*fn)(A...)) {
   std::string signature = signature_of<R, A...>();
   uint64_t fp = fingerprint(signature);
   return FunctionRegistry::instance().add(FunctionEntry{std::move(name), std::move(signature), fp,
-                                                       reinterpret_cast<ErasedFn>(fn), &invoke_registered<R, A...>,
-                                                       &invoke_many_registered<R, A...>});
+                                                        reinterpret_cast<ErasedFn>(fn), &invoke_registered<R, A...>,
+                                                        &invoke_many_registered<R, A...>});
 }
 
 struct StaticRegistration {
@@ -207,8 +206,10 @@ void register_function(std::string name, R (*fn)(A...)) {
 #define PROCPOOL_DETAIL_CONCAT2(a, b) a##b
 #define PROCPOOL_DETAIL_CONCAT(a, b) PROCPOOL_DETAIL_CONCAT2(a, b)
 // Registers a function under another name, at static initialisation.
-#define PROCPOOL_REGISTER_AS(name, fn)                                                             \
-  [[maybe_unused]] static const ::procpool::detail::StaticRegistration PROCPOOL_DETAIL_CONCAT( \
-      procpool_registration_, __COUNTER__) { name, fn }
+#define PROCPOOL_REGISTER_AS(name, fn)                                                                                \
+  [[maybe_unused]] static const ::procpool::detail::StaticRegistration PROCPOOL_DETAIL_CONCAT(procpool_registration_, \
+                                                                                              __COUNTER__) {          \
+    name, fn                                                                                                          \
+  }
 // Registers a function under its own name (as written, e.g. "ns::fn").
 #define PROCPOOL_REGISTER(fn) PROCPOOL_REGISTER_AS(#fn, fn)

@@ -122,7 +122,8 @@ HandleList receive_handles(int socket, TaskId task, size_t count, size_t max_siz
                       std::to_string(count));
   HandleList handles;
   handles.reserve(count);
-  while (closer.from < fds.size()) handles.push_back(SealedMemory::adopt(fds[closer.from++], max_size));  // adopt owns it
+  while (closer.from < fds.size())
+    handles.push_back(SealedMemory::adopt(fds[closer.from++], max_size));  // adopt owns it
   return handles;
 }
 

@@ -53,8 +53,8 @@ Initializer Initializer::of(R (*fn)(A...), Args&&... args) {
   const detail::FunctionEntry* entry =
       detail::FunctionRegistry::instance().find(reinterpret_cast<detail::ErasedFn>(fn), &id);
   if (!entry)
-    throw UnknownFunction("the initializer's function (not registered: add PROCPOOL_REGISTER(fn) next to its definition)",
-                          {});
+    throw UnknownFunction(
+        "the initializer's function (not registered: add PROCPOOL_REGISTER(fn) next to its definition)", {});
   auto call = std::make_shared<detail::ByteBuffer>();
   try {
     detail::OutputArchive ar(*call);

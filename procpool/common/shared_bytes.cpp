@@ -2,8 +2,8 @@
 #include <procpool/common/shared_bytes.hpp>
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -49,20 +49,22 @@ std::shared_ptr<const SealedMemory> SealedMemory::adopt(int fd, size_t max_size)
     }
   } owned{fd};
   int seals = ::fcntl(fd, F_GET_SEALS);
-  if (seals < 0) throw DecodeError("a shared buffer that is not a memfd (F_GET_SEALS: " + std::string(std::strerror(errno)) + ")");
-  if ((seals & kRequiredSeals) != kRequiredSeals) throw DecodeError("a shared buffer that is not sealed against writes and resizing");
+  if (seals < 0)
+    throw DecodeError("a shared buffer that is not a memfd (F_GET_SEALS: " + std::string(std::strerror(errno)) + ")");
+  if ((seals & kRequiredSeals) != kRequiredSeals)
+    throw DecodeError("a shared buffer that is not sealed against writes and resizing");
   // Plain shared memory only: a hugetlbfs memfd can fault with SIGBUS when
   // its pool runs dry.
-  struct statfs fs{};
+  struct statfs fs {};
   if (::fstatfs(fd, &fs) != 0 || fs.f_type != TMPFS_MAGIC) throw DecodeError("a shared buffer that is not on tmpfs");
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0 || st.st_size <= 0) throw DecodeError("an empty or unreadable shared buffer");
   size_t size = static_cast<size_t>(st.st_size);
   // Reading a tmpfs hole allocates a page: a sparse buffer of a terabyte
   // could make the reader run out of memory.
   if (size > max_size)
-    throw DecodeError("a shared buffer of " + std::to_string(size) + " bytes, over max_message_bytes = " +
-                      std::to_string(max_size));
+    throw DecodeError("a shared buffer of " + std::to_string(size) +
+                      " bytes, over max_message_bytes = " + std::to_string(max_size));
   const std::byte* data = map_read_only(fd, size);
   // This process's limit (memory, vm.max_map_count), not the sender's fault.
   if (!data) fail("mmap", size);
@@ -105,8 +107,9 @@ std::span<std::byte> WritableMemory::bytes() {
 }
 
 void WritableMemory::write(std::span<const std::byte> from) {
-  if (from.size() > size_) throw Error("SharedBytes of " + std::to_string(size_) + " bytes: " +
-                                       std::to_string(from.size()) + " bytes do not fit");
+  if (from.size() > size_)
+    throw Error("SharedBytes of " + std::to_string(size_) + " bytes: " + std::to_string(from.size()) +
+                " bytes do not fit");
   for (size_t done = 0; done < from.size();) {
     ssize_t n = ::pwrite(fd_, from.data() + done, from.size() - done, static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;

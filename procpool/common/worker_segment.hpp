@@ -171,7 +171,8 @@ class WorkerSegment {
       memfd_.reset(::memfd_create("procpool-segment", MFD_CLOEXEC | MFD_ALLOW_SEALING));
       if (!memfd_) fail("memfd_create");
       if (::ftruncate(memfd_.get(), static_cast<off_t>(bytes_for(ring_capacity))) != 0) fail("ftruncate");
-      if (::fcntl(memfd_.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) fail("fcntl(F_ADD_SEALS)");
+      if (::fcntl(memfd_.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+        fail("fcntl(F_ADD_SEALS)");
       map_memfd();
     }
     new (region_.get_address()) SegmentHeader();

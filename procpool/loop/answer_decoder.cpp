@@ -63,7 +63,8 @@ void check_answer(const FrameHeader& header, bool withdrawn, bool measured, std:
   // A measured call's answer ends with its UsageTrailer.
   if (!skipped && verdict.malformed.empty() && measured) {
     verdict.usage.emplace();
-    if (!peel_trailer(payload, rest, *verdict.usage)) verdict.malformed = "an answer too short to hold the call's usage";
+    if (!peel_trailer(payload, rest, *verdict.usage))
+      verdict.malformed = "an answer too short to hold the call's usage";
   }
 }
 
@@ -100,9 +101,9 @@ void decode_answer(StateBase& state, const FrameHeader& header, std::span<const 
   if (verdict.usage && verdict.malformed.empty()) {
     const UsageTrailer& u = *verdict.usage;
     try {
-      state.set_usage(CallUsage{std::chrono::nanoseconds(static_cast<int64_t>(std::min<uint64_t>(u.wall_ns, INT64_MAX))),
-                                std::chrono::nanoseconds(static_cast<int64_t>(std::min<uint64_t>(u.cpu_ns, INT64_MAX))),
-                                u.peak_rss_bytes});
+      state.set_usage(CallUsage{
+          std::chrono::nanoseconds(static_cast<int64_t>(std::min<uint64_t>(u.wall_ns, INT64_MAX))),
+          std::chrono::nanoseconds(static_cast<int64_t>(std::min<uint64_t>(u.cpu_ns, INT64_MAX))), u.peak_rss_bytes});
     } catch (...) {
       // Out of memory for the report: the call's outcome stands without it.
     }

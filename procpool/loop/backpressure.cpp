@@ -64,7 +64,7 @@ std::function<void(bool)> Backpressure::hand_over_locked() {
   std::shared_ptr<Waiter> first = std::move(queue_.front());
   queue_.pop_front();
   first->decided = first->admitted = true;  // the place is the waiter's: held_ is unchanged
-  if (!first->grant) room_.notify_all();     // a blocked thread; the others find theirs undecided
+  if (!first->grant) room_.notify_all();    // a blocked thread; the others find theirs undecided
   return std::move(first->grant);
 }
 

@@ -110,7 +110,7 @@ class WithdrawalProbe final : public SharedState<void> {
     call_->publish();
   }
 
-  TaskRecord record_;               // what resend_skipped needs: a copy of the frame and descriptors
+  TaskRecord record_;                // what resend_skipped needs: a copy of the frame and descriptors
   std::exception_ptr resend_error_;  // the copy could not be made
 
  private:
@@ -156,8 +156,8 @@ void PoolCore::cancel_unstarted_locked(Published& out) {
     for (auto& t : slot->assigned) held.push_back(t.state);
   for (auto& state : held)
     if (!state->claimed() &&
-        withdraw_locked(*state, /*may_stop=*/false, "the call was cancelled by shutdown(cancel_futures) before it started",
-                      out))
+        withdraw_locked(*state, /*may_stop=*/false,
+                        "the call was cancelled by shutdown(cancel_futures) before it started", out))
       out.push_back(std::move(state));
 }
 
@@ -174,8 +174,7 @@ bool PoolCore::withdraw_locked(StateBase& state, bool may_stop, const char* why,
   WorkerSlot& slot = *slots_[static_cast<size_t>(place.slot)];
   auto at = std::find_if(slot.assigned.begin(), slot.assigned.end(),
                          [&](const TaskRecord& t) { return t.id == place.task_id; });
-  if (at == slot.assigned.end() || !slot.alive || !slot.condemned.empty() || !slot.request_fault.empty())
-    return false;
+  if (at == slot.assigned.end() || !slot.alive || !slot.condemned.empty() || !slot.request_fault.empty()) return false;
   size_t i = static_cast<size_t>(at - slot.assigned.begin());
   bool unsent = i > slot.sent || (i == slot.sent && slot.sent_bytes == 0 && !slot.handles_sent);
   if (unsent) {
@@ -189,13 +188,13 @@ bool PoolCore::withdraw_locked(StateBase& state, bool may_stop, const char* why,
     return true;
   }
   if (i == 0) return may_stop && place.cancel_running && stop_running_call_locked(slot, state, out);  // case 4, or 5
-  return withdraw_from_ring_locked(slot, i, why, behind_unread);  // case 3, or 5
+  return withdraw_from_ring_locked(slot, i, why, behind_unread);                                      // case 3, or 5
 }
 
 bool PoolCore::stop_running_call_locked(WorkerSlot& slot, StateBase& state, Published& out) {
   auto error = std::make_exception_ptr(TaskCancelled(
-      std::string("the call of '") + function_name(slot.assigned.front().function_id) + "' was cancelled while worker " +
-      std::to_string(slot.pid) + " ran it; the worker was stopped and replaced"));
+      std::string("the call of '") + function_name(slot.assigned.front().function_id) +
+      "' was cancelled while worker " + std::to_string(slot.pid) + " ran it; the worker was stopped and replaced"));
   // False when its answer has begun to arrive: it ended; its answer settles it.
   if (!request_stop_locked(slot)) return false;
   bool claimed = state.try_claim();  // in `assigned`, so unsettled: only cancel() claims such a call

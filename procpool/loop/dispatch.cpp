@@ -42,11 +42,13 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
   // Future was handed out, see ProcessPool::submit_when_room): set once.
   if (state->has_poller()) state->set_request_bytes(frame.size());
   else state->set_poller(weak_from_this(), frame.size());
-  state->place = StateBase::PoolPlace{header.task_id, -1, false, 0, call.cancel_running.value_or(options_.cancel_running)};
+  state->place =
+      StateBase::PoolPlace{header.task_id, -1, false, 0, call.cancel_running.value_or(options_.cancel_running)};
   auto held = handles.empty() ? nullptr : std::make_unique<HandleList>(std::move(handles));
   auto timeout = std::max<int64_t>(call.timeout.value_or(options_.timeout).count(), 0);
-  pending_.push_back(TaskRecord{header.task_id, function_id, static_cast<uint32_t>(std::min<int64_t>(timeout, UINT32_MAX)),
-                                std::move(state), std::move(frame), std::move(held)});
+  pending_.push_back(TaskRecord{header.task_id, function_id,
+                                static_cast<uint32_t>(std::min<int64_t>(timeout, UINT32_MAX)), std::move(state),
+                                std::move(frame), std::move(held)});
   counters_.submitted.store(counters_.submitted.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   if (!on_own_thread()) submitted_.store(submitted_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   Published refused;
@@ -77,9 +79,7 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
 }
 
 void PoolCore::dispatch_locked(Published& out) {
-  auto usable = [](const WorkerSlot& s) {
-    return s.alive && s.condemned.empty() && s.request_fault.empty();
-  };
+  auto usable = [](const WorkerSlot& s) { return s.alive && s.condemned.empty() && s.request_fault.empty(); };
   while (!pending_.empty()) {
     WorkerSlot* best = nullptr;
     for (auto& slot : slots_)
@@ -133,9 +133,9 @@ void PoolCore::refuse_locked(WorkerSlot& slot, int err, Published& out) {
   ++slot.calls_left;  // never reached the worker
   task.state->place.slot = -1;
   if (!task.state->try_claim()) return;
-  task.state->set_error(std::make_exception_ptr(Error(
-      std::string("the call of '") + function_name(task.function_id) +
-      "' could not be sent: passing its SharedBytes to the worker failed: sendmsg: " + std::strerror(err))));
+  task.state->set_error(std::make_exception_ptr(
+      Error(std::string("the call of '") + function_name(task.function_id) +
+            "' could not be sent: passing its SharedBytes to the worker failed: sendmsg: " + std::strerror(err))));
   out.push_back(std::move(task.state));  // published by the caller, with no lock held
 }
 
@@ -184,7 +184,8 @@ void PoolCore::pump_locked(WorkerSlot& slot, Published& out) {
   if (!wrote) return;
   if (slot.requests.publish()) {
     futex_wake_all(slot.segment->header().request.data_event);
-    for (size_t i = first; i < std::min(slot.sent + 1, slot.assigned.size()); ++i) slot.assigned[i].state->note_woke_worker();
+    for (size_t i = first; i < std::min(slot.sent + 1, slot.assigned.size()); ++i)
+      slot.assigned[i].state->note_woke_worker();
   }
   start_front_clock_locked(slot);  // after the publish: the worker cannot have begun before it
 }

@@ -300,9 +300,10 @@ class sleep {
     auto once = std::make_shared<detail::ResumeOnce>(h.promise().anchor, h);
     // Weak: the scope may outlive the loop (a TaskHandle kept after it), and
     // a timer must not outlive its io_context. The pending wait owns it.
-    if (scope_) scope_->interrupt = [weak = std::weak_ptr(timer)] {
-      if (auto t = weak.lock()) t->cancel();  // its handler resumes the task
-    };
+    if (scope_)
+      scope_->interrupt = [weak = std::weak_ptr(timer)] {
+        if (auto t = weak.lock()) t->cancel();  // its handler resumes the task
+      };
     timer->async_wait([once, timer](const boost::system::error_code&) { once->resume_here(); });
     return true;
   }

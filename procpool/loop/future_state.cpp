@@ -7,8 +7,8 @@
 #include <ctime>
 
 #include <procpool/common/cpu_relax.hpp>
-#include <procpool/common/event_word.hpp>
 #include <procpool/common/errors.hpp>
+#include <procpool/common/event_word.hpp>
 #include <procpool/common/type_name.hpp>
 
 namespace procpool::detail {
@@ -126,7 +126,9 @@ void StateBase::on_ready_anywhere(std::function<void()> callback) {
   add_callback(&CallbackLists::anywhere, std::move(callback));
 }
 
-void StateBase::on_ready(std::function<void()> callback) { add_callback(&CallbackLists::pool_thread, std::move(callback)); }
+void StateBase::on_ready(std::function<void()> callback) {
+  add_callback(&CallbackLists::pool_thread, std::move(callback));
+}
 
 void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline) {
   auto poller = poller_.lock();
@@ -155,8 +157,9 @@ void StateBase::wait() { wait_until(std::chrono::steady_clock::time_point::max()
 bool StateBase::wait_until(std::chrono::steady_clock::time_point deadline) {
   if (ready()) return true;
   if (auto poller = poller_.lock(); poller && poller->on_own_thread())
-    throw Error("a blocking wait on a Future from the pool's own thread (a then() callback or a coroutine the pool "
-                "resumed) would deadlock: chain with then() or co_await instead");
+    throw Error(
+        "a blocking wait on a Future from the pool's own thread (a then() callback or a coroutine the pool "
+        "resumed) would deadlock: chain with then() or co_await instead");
   poll_for_a_while(deadline);
   uint32_t seen = status_.load(std::memory_order_acquire);
   while ((seen & kStage) != kReady) {

@@ -17,9 +17,9 @@
 // path, live behind one pointer under a one-byte spin lock.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <climits>
 #include <cstdint>
-#include <chrono>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -187,9 +187,9 @@ class StateBase {
   // it in O(1). Guarded by the pool's dispatch mutex; meaningless elsewhere.
   struct PoolPlace {
     uint64_t task_id = 0;
-    int slot = -1;           // -1: in the pool's own queue; else the worker slot
-    bool withdrawn = false;  // put on that worker's CancelList
-    uint32_t cancel_entry = 0;  // then: the list's count before its entry
+    int slot = -1;               // -1: in the pool's own queue; else the worker slot
+    bool withdrawn = false;      // put on that worker's CancelList
+    uint32_t cancel_entry = 0;   // then: the list's count before its entry
     bool cancel_running = true;  // cancel() stops the worker running it (CallOptions)
   };
   PoolPlace place;
@@ -208,7 +208,7 @@ class StateBase {
   static void run_each(Callbacks& callbacks) noexcept;
 
  protected:
-  std::atomic<bool> taken_{false};  // the value was moved out by get()
+  std::atomic<bool> taken_{false};        // the value was moved out by get()
   std::atomic<bool> woke_worker_{false};  // a hint for poll_for_a_while only
 
  private:
@@ -239,7 +239,7 @@ class StateBase {
   // Small fields first, packed: each pending call holds one state.
   std::atomic<uint32_t> status_{kPending};
   std::atomic<uint32_t> request_bytes_{0};  // only sizes the poll budget: saturates
-  std::atomic_flag callbacks_lock_;  // clear: unlocked (C++20 value-initialises it)
+  std::atomic_flag callbacks_lock_;         // clear: unlocked (C++20 value-initialises it)
   // before_ready was called: publish() runs `first` (set before the state
   // is shared, so publish reads it unlocked; in the padding, free).
   bool has_first_ = false;

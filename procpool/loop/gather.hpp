@@ -48,10 +48,8 @@ inline constexpr bool is_future_v<Future<T>> = true;
 // is next resumed (which may be after the loop stopped running).
 template <class A>
 std::function<void()> dropper(const A& awaitable) {
-  if constexpr (is_future_v<std::decay_t<A>>)
-    return [f = awaitable]() mutable { f.cancel(); };
-  else
-    return {};
+  if constexpr (is_future_v<std::decay_t<A>>) return [f = awaitable]() mutable { f.cancel(); };
+  else return {};
 }
 
 template <class A>
@@ -136,10 +134,14 @@ class WhenSettled {
     // A settled state that satisfies the wait before the others are done.
     bool ends_early(const StateBase& s) const {
       switch (mode) {
-        case Mode::Any: return true;
-        case Mode::FirstError: return s.failed();
-        case Mode::FirstRaised: return s.failed() && !s.cancelled();
-        case Mode::All: return false;
+        case Mode::Any:
+          return true;
+        case Mode::FirstError:
+          return s.failed();
+        case Mode::FirstRaised:
+          return s.failed() && !s.cancelled();
+        case Mode::All:
+          return false;
       }
       return false;
     }

@@ -22,8 +22,7 @@
 namespace procpool::detail {
 
 PoolCore::PoolCore(PoolOptions options)
-    : options_(options),
-      own_io_(options.io_context ? nullptr : std::make_unique<boost::asio::io_context>()),
+    : options_(options), own_io_(options.io_context ? nullptr : std::make_unique<boost::asio::io_context>()),
       io_(options.io_context ? *options.io_context : *own_io_) {
   if (own_io_) work_.emplace(io_.get_executor());
   if (options_.workers == 0) options_.workers = std::max(1u, std::thread::hardware_concurrency());
@@ -32,8 +31,8 @@ PoolCore::PoolCore(PoolOptions options)
   crash_loop_on_ = options_.crash_loop.count > 0;
   check_sandbox(options_.sandbox);  // before any thread or worker: a refused sandbox starts nothing
   check_namespaces(namespace_flags(options_.namespaces));
-  start_method_ = options_.start_method.value_or(default_start_method().value_or(
-      options_.sandbox.enabled() ? StartMethod::forkserver : StartMethod::fork));
+  start_method_ = options_.start_method.value_or(
+      default_start_method().value_or(options_.sandbox.enabled() ? StartMethod::forkserver : StartMethod::fork));
   check_start_method(start_method_, options_.worker_program);
   if (options_.max_pending != 0) backpressure_ = std::make_shared<Backpressure>(options_.max_pending);
 }
@@ -87,7 +86,8 @@ void PoolCore::start() {
         io_.run();
         break;
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "procpool: the pool's reactor caught %s: %s\n", demangle(typeid(e).name()).c_str(), e.what());
+        std::fprintf(stderr, "procpool: the pool's reactor caught %s: %s\n", demangle(typeid(e).name()).c_str(),
+                     e.what());
       } catch (...) {
         std::fprintf(stderr, "procpool: the pool's reactor caught a non-standard exception\n");
       }
@@ -143,12 +143,12 @@ void PoolCore::arm_doorbell_locked(WorkerSlot& slot) {
   if (stopping_ || !slot.doorbell) return;
   // Handlers hold the core only weakly: on a user's io_context they may run
   // after the pool is gone (cancelled), and while one runs it keeps the core.
-  slot.doorbell->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                            [weak = weak_from_this(), &slot, generation = slot.doorbell_generation](
-                                const boost::system::error_code& ec) {
-                              auto self = weak.lock();
-                              if (!ec && self) self->on_doorbell(slot, generation);
-                            });
+  slot.doorbell->async_wait(
+      boost::asio::posix::stream_descriptor::wait_read,
+      [weak = weak_from_this(), &slot, generation = slot.doorbell_generation](const boost::system::error_code& ec) {
+        auto self = weak.lock();
+        if (!ec && self) self->on_doorbell(slot, generation);
+      });
 }
 
 void PoolCore::arm_doorbell(WorkerSlot& slot, uint64_t generation) {
@@ -337,7 +337,8 @@ std::chrono::nanoseconds PoolCore::poll_budget(size_t request_bytes) const noexc
       spin_probes_.fetch_add(1, std::memory_order_relaxed) % 16 != 0)
     return {};
   auto copies = std::chrono::nanoseconds(static_cast<long long>(request_bytes / 2));
-  return std::max<std::chrono::nanoseconds>(options_.host_spin, std::min<std::chrono::nanoseconds>(copies, std::chrono::milliseconds(2)));
+  return std::max<std::chrono::nanoseconds>(options_.host_spin,
+                                            std::min<std::chrono::nanoseconds>(copies, std::chrono::milliseconds(2)));
 }
 
 void PoolCore::publish(Published& states) {

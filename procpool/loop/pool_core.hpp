@@ -40,9 +40,9 @@
 #include <condition_variable>
 #include <deque>
 #include <list>
-#include <optional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <thread>
 #include <unordered_map>
@@ -76,8 +76,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // its options (those unset take the pool's); `admission`: how it takes a
   // place under max_pending (backpressure.hpp).
   void submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint32_t function_id,
-              std::shared_ptr<StateBase> state, const CallOptions& call = {},
-              Admission admission = Admission::Wait);
+              std::shared_ptr<StateBase> state, const CallOptions& call = {}, Admission admission = Admission::Wait);
 
   // ---- every shutdown (pool_shutdown.cpp, which has the phases) ----
   // Stops accepting; cancel_futures withdraws the calls not begun; wait:
@@ -232,7 +231,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   struct StoppingWorker {
     pid_t pid = -1;
     std::unique_ptr<boost::asio::posix::stream_descriptor> pidfd;
-    std::unique_ptr<WorkerSegment> segment;  // unmapped once it is reaped
+    std::unique_ptr<WorkerSegment> segment;            // unmapped once it is reaped
     std::unique_ptr<boost::asio::steady_timer> grace;  // SIGKILL when it fires
     std::shared_ptr<OutputCapture> output;             // still read during the grace
   };
@@ -331,12 +330,11 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
     std::chrono::steady_clock::time_point first{};       // of the streak's kills
     std::chrono::steady_clock::time_point open_until{};  // the breaker's end
   };
-  bool crash_loop_on_ = false;  // crash_loop.count > 0; set at construction
+  bool crash_loop_on_ = false;                               // crash_loop.count > 0; set at construction
   std::unordered_map<uint32_t, CrashStreak> crash_streaks_;  // by function id
   // Workers that ended their own lives (not crashes), for stats.
   std::atomic<uint64_t> retired_served_{0};  // max_tasks_per_child
   std::atomic<uint64_t> retired_memory_{0};  // max_worker_memory
-
 
   // Makes the settled states ready (their waiters wake, callbacks run) and
   // counts their outcomes in counters_.
@@ -380,7 +378,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
 
   PoolOptions options_;
   WorkerConfig worker_config_{};
-  StartMethod start_method_ = StartMethod::fork;  // resolved from options_ when the pool is made
+  StartMethod start_method_ = StartMethod::fork;     // resolved from options_ when the pool is made
   std::unique_ptr<boost::asio::io_context> own_io_;  // null with PoolOptions::io_context
   boost::asio::io_context& io_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
@@ -469,7 +467,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   std::atomic<bool> sweep_due_{false};
   static constexpr auto kWatchdogInterval = std::chrono::milliseconds(100);
   std::unique_ptr<boost::asio::steady_timer> watchdog_timer_;  // guarded by drain_mutex_
-  bool watchdog_armed_ = false;                                 // guarded by drain_mutex_
+  bool watchdog_armed_ = false;                                // guarded by drain_mutex_
   // The watchdog runs or is about to. Read by dispatchers (seq_cst, after
   // their seq_cst store of calls_held) and cleared by the watchdog before
   // its last look at calls_held: one of the two sees the other.
@@ -483,8 +481,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   std::chrono::steady_clock::time_point deadline_timer_at_ = std::chrono::steady_clock::time_point::max();
   static constexpr auto kKeepLargeBuffer = std::chrono::milliseconds(100);
   std::unique_ptr<boost::asio::steady_timer> trim_timer_;  // guarded by drain_mutex_
-  bool trim_due_ = false;                                   // guarded by drain_mutex_
-  ByteBuffer spare_frame_;                                  // guarded by dispatch_mutex_
+  bool trim_due_ = false;                                  // guarded by drain_mutex_
+  ByteBuffer spare_frame_;                                 // guarded by dispatch_mutex_
   std::chrono::steady_clock::time_point spare_used_{};     // guarded by dispatch_mutex_
   TaskId next_task_ = 0;
   bool accepting_ = false;

@@ -9,9 +9,9 @@
 #include <string>
 #include <thread>
 
-#include <procpool/common/worker_output.hpp>
 #include <procpool/common/initializer.hpp>
 #include <procpool/common/resource_limits.hpp>
+#include <procpool/common/worker_output.hpp>
 #include <procpool/sandbox/namespaces.hpp>
 #include <procpool/sandbox/sandbox.hpp>
 #include <procpool/worker/start_method.hpp>

@@ -54,9 +54,10 @@ void PoolCore::shutdown(ShutdownOptions how, std::chrono::steady_clock::time_poi
       return;
     }
     if (own_thread && how.wait)
-      throw Error("ProcessPool::shutdown(wait = true) cannot wait on the pool's own thread (from a then() callback "
-                  "or a coroutine the pool resumed); call it from another thread, or use shutdown({.wait = false}), "
-                  "terminate() or kill()");
+      throw Error(
+          "ProcessPool::shutdown(wait = true) cannot wait on the pool's own thread (from a then() callback "
+          "or a coroutine the pool resumed); call it from another thread, or use shutdown({.wait = false}), "
+          "terminate() or kill()");
     phase_ = Phase::Draining;
   }
   stop_accepting(how.cancel_futures);
@@ -299,7 +300,7 @@ void PoolCore::stop_workers(Published& out, StopMode mode) {
   // is quick; the limit only bounds a worker stuck in the kernel (reap()
   // then waits for it).
   await_exits(killed, kReapLimit);
-  std::vector<OutputLine> lines;  // what they wrote last, delivered once the locks are released
+  std::vector<OutputLine> lines;   // what they wrote last, delivered once the locks are released
   std::list<ForkedWorker> spares;  // unmapped once the locks are released
   {
     std::scoped_lock lock(drain_mutex_, dispatch_mutex_);

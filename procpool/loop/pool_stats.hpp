@@ -38,10 +38,10 @@ struct CallUsage {
 // One worker slot: the process now in it, and what it holds.
 struct WorkerStats {
   size_t index = 0;
-  pid_t pid = 0;            // 0 while the slot has no live process (being replaced)
-  size_t calls_held = 0;    // handed to it and not answered yet
-  uint64_t calls_answered = 0;  // answers read from this process (not its predecessors)
-  uint64_t rss_bytes = 0;   // resident memory now, from /proc (0 if unreadable)
+  pid_t pid = 0;                              // 0 while the slot has no live process (being replaced)
+  size_t calls_held = 0;                      // handed to it and not answered yet
+  uint64_t calls_answered = 0;                // answers read from this process (not its predecessors)
+  uint64_t rss_bytes = 0;                     // resident memory now, from /proc (0 if unreadable)
   std::chrono::steady_clock::duration age{};  // since it was forked
 };
 
@@ -74,8 +74,8 @@ struct PoolStats {
   // served max_tasks_per_child calls, or over max_worker_memory.
   uint64_t retired_after_max_tasks = 0;
   uint64_t retired_over_memory = 0;
-  size_t queued = 0;           // calls in the pool's queue, given to no worker yet
-  size_t in_flight = 0;        // calls handed to workers, not answered yet
+  size_t queued = 0;     // calls in the pool's queue, given to no worker yet
+  size_t in_flight = 0;  // calls handed to workers, not answered yet
   std::vector<WorkerStats> workers;
 };
 

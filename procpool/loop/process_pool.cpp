@@ -16,8 +16,7 @@ std::string describe_unregistered(ErasedFn fn) {
 }  // namespace detail
 
 ProcessPool::ProcessPool(PoolOptions options)
-    : core_(std::make_shared<detail::PoolCore>(options)),
-      uncaught_at_construction_(std::uncaught_exceptions()),
+    : core_(std::make_shared<detail::PoolCore>(options)), uncaught_at_construction_(std::uncaught_exceptions()),
       options_max_pending_(options.max_pending) {
   core_->start();
 }

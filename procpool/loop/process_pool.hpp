@@ -9,8 +9,8 @@
 #include <concepts>
 #include <exception>
 #include <memory>
-#include <string>
 #include <stdexcept>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -278,7 +278,8 @@ class ProcessPool {
   detail::MapChunks<R> send_outcome_chunks(R (*fn)(A), const Range& inputs, size_t chunksize);
   // One future for all the chunks, settled when the last one is.
   template <class Out, bool kEach>
-  Future<Out> gather_chunks(std::vector<std::shared_ptr<detail::SharedState<Out>>> parts, const detail::ChunkPlan& plan);
+  Future<Out> gather_chunks(std::vector<std::shared_ptr<detail::SharedState<Out>>> parts,
+                            const detail::ChunkPlan& plan);
   static void enqueue_frame(detail::PoolCore& core, detail::ByteBuffer frame, detail::HandleList handles,
                             detail::FrameKind kind, uint32_t function_id, std::shared_ptr<detail::StateBase> state,
                             const CallOptions& options, detail::Admission admission);
@@ -386,7 +387,8 @@ auto ProcessPool::async_call_with(const CallOptions& options, Fn fn, ArgsAndToke
   auto all = std::forward_as_tuple(std::forward<ArgsAndToken>(args_and_token)...);
   return [&]<size_t... I>(std::index_sequence<I...>) {
     return async_call_impl(options, fn, std::get<kArgs>(std::move(all)), std::get<I>(std::move(all))...);
-  }(std::make_index_sequence<kArgs>{});
+  }
+  (std::make_index_sequence<kArgs>{});
 }
 
 template <class R, class... A, class Token, class... Args>

@@ -50,8 +50,8 @@ Future<R> ProcessPool::call_on(detail::PoolCore& core, detail::Admission admissi
             SerializationError(entry->name, "called as " + signature + " but registered as " + entry->signature)),
         std::move(state));
   return enqueue_into<R>(
-      core, id, *entry, [&](detail::OutputArchive& ar) { (ar(args), ...); }, detail::FrameKind::Call,
-      std::move(state), options, admission);
+      core, id, *entry, [&](detail::OutputArchive& ar) { (ar(args), ...); }, detail::FrameKind::Call, std::move(state),
+      options, admission);
 }
 
 namespace detail {
@@ -127,7 +127,7 @@ class [[nodiscard]] SubmitAwaitable {
  private:
   std::shared_ptr<Backpressure> room_;  // null: no max_pending
   Submit submit_;
-  Outcome outcome_ = Outcome::Closed;      // Admitted while it holds a place it has not used
+  Outcome outcome_ = Outcome::Closed;             // Admitted while it holds a place it has not used
   std::shared_ptr<Backpressure::Waiter> waiter_;  // while queued
   std::shared_ptr<CancelScope> scope_;
 };

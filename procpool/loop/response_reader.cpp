@@ -116,8 +116,7 @@ PoolCore::Answered PoolCore::take_front_locked(WorkerSlot& slot) {
 }
 
 void PoolCore::settle_answer(WorkerSlot& slot, Answered& answered, const FrameHeader& header,
-                             std::span<const std::byte> payload, std::span<const std::byte> rest,
-                             Published& out) {
+                             std::span<const std::byte> payload, std::span<const std::byte> rest, Published& out) {
   std::shared_ptr<StateBase>& state = answered.task.state;
   // Room first: once the state is claimed nothing may throw before it is
   // in `out`, or it would never be published.

@@ -36,7 +36,8 @@ std::string read_responses(ByteRing& ring, AnswerAssembly& answer, size_t max_me
       // add nothing (with max_message_bytes, this bounds an answer's frames).
       if (part && h.length < (answer.parts ? min_later_part_bytes(ring.capacity()) : 1))
         return "it wrote a Part frame of only " + std::to_string(h.length) + " bytes";
-      if (dropped && (!answer.parts || h.length != 0)) return "it wrote a Dropped frame with no parts of an answer to drop";
+      if (dropped && (!answer.parts || h.length != 0))
+        return "it wrote a Dropped frame with no parts of an answer to drop";
       if (dropped && answer.dropped) return "it dropped the parts of one answer twice";
       if (answer.parts && h.kind == static_cast<uint32_t>(FrameKind::Skipped))
         return "it wrote a Skipped answer after parts of one";
@@ -87,7 +88,7 @@ std::string read_responses(ByteRing& ring, AnswerAssembly& answer, size_t max_me
     }
     answer.have_header = false;
     answer.parts = answer.header.kind == static_cast<uint32_t>(FrameKind::Part);
-    if (answer.parts) continue;  // more of it follows
+    if (answer.parts) continue;       // more of it follows
     FrameHeader all = answer.header;  // this frame's kind and handles, every part's bytes
     all.length = answer.partial.size();
     taker.settle(all, {answer.partial.data(), answer.partial.size()}, {}, false);

@@ -10,10 +10,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <utility>
-#include <vector>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace procpool::detail {
 
@@ -69,8 +68,8 @@ class RootTasks;
 
 struct TaskContext {
   boost::asio::io_context* io = nullptr;  // use only on the loop's thread
-  RootTasks* roots = nullptr;              // the loop's unfinished tasks
-  std::shared_ptr<LoopAnchor> anchor;      // to reach the loop from other threads
+  RootTasks* roots = nullptr;             // the loop's unfinished tasks
+  std::shared_ptr<LoopAnchor> anchor;     // to reach the loop from other threads
   std::shared_ptr<CancelScope> scope;
 };
 

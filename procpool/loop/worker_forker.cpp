@@ -199,8 +199,8 @@ PoolCore::ForkWanted PoolCore::fork_wanted_locked() const {
   if ((accepting_ || !pending_.empty()) && failed_starts_ < max_failed_starts())
     for (auto& slot : slots_)
       if (slot->needs_process && !slot->retired) return ForkWanted::for_slot;
-  bool spare = spares_wanted_ && accepting_ && !start_error_ && failed_starts_ == 0 &&
-               spares_.size() < options_.spare_workers;
+  bool spare =
+      spares_wanted_ && accepting_ && !start_error_ && failed_starts_ == 0 && spares_.size() < options_.spare_workers;
   return spare ? ForkWanted::spare : ForkWanted::nothing;
 }
 
@@ -282,8 +282,7 @@ void PoolCore::discard(ForkedWorker& w) noexcept {
   // pool is never destroyed on it. Dropped if the reactor has stopped.
   if (w.output) {
     auto lines = std::make_shared<std::vector<OutputLine>>(w.output->finish());
-    if (!lines->empty())
-      try {
+    if (!lines->empty()) try {
         boost::asio::post(io_, [weak = weak_from_this(), lines] {
           if (auto self = weak.lock()) self->deliver_output(*lines);
         });
@@ -324,8 +323,7 @@ void PoolCore::on_spare_death(pid_t pid) {
     // any worker that died before it served.
     if (auto broken = count_start_locked(control, w.pid, w.forked_at, w.ready, w.start_timed_out, false, sig, code))
       break_pool_locked(broken, out);
-    else
-      wake_forker();  // another spare, unless starts are failing now
+    else wake_forker();  // another spare, unless starts are failing now
   }
   deliver_output(lines);
   publish(out);

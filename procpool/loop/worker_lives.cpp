@@ -83,8 +83,8 @@ std::exception_ptr PoolCore::count_start_locked(ControlBlock& control, pid_t pid
                                                 bool start_timed_out, bool served, int sig, int code) {
   note_starts_locked();
   bool was_ready = control.ready.load(std::memory_order_relaxed) != 0;
-  bool failed = !served && (!was_ready || start_timed_out || code == kExitSetupFailed ||
-                            code == kExitInitializerFailed);
+  bool failed =
+      !served && (!was_ready || start_timed_out || code == kExitSetupFailed || code == kExitInitializerFailed);
   if (!failed) {
     // A success seen only now, at its death. One seen earlier keeps the
     // time it was seen: the failures of starts begun since still count.
@@ -115,7 +115,8 @@ std::exception_ptr PoolCore::count_start_locked(ControlBlock& control, pid_t pid
 }
 
 bool PoolCore::start_pending_locked() const {
-  return std::any_of(slots_.begin(), slots_.end(), [](auto& s) { return s->alive && !s->ready && !s->start_timed_out; }) ||
+  return std::any_of(slots_.begin(), slots_.end(),
+                     [](auto& s) { return s->alive && !s->ready && !s->start_timed_out; }) ||
          std::any_of(spares_.begin(), spares_.end(), [](auto& s) { return !s.ready && !s.start_timed_out; });
 }
 
@@ -127,19 +128,19 @@ std::exception_ptr PoolCore::limit_death_error(const TaskRecord& task, WorkerSlo
   const ResourceLimits& limits = options_.limits;
   std::string who = "worker " + std::to_string(slot.pid) + " running '" + function_name(task.function_id) + "'";
   if (sig == SIGXCPU && limits.cpu)
-    return std::make_exception_ptr(ResourceLimitExceeded(
-        "cpu", 0, static_cast<unsigned long long>(limits.cpu->count()),
-        who + " was killed by SIGXCPU: the call used up its CPU time; the worker was replaced"));
+    return std::make_exception_ptr(
+        ResourceLimitExceeded("cpu", 0, static_cast<unsigned long long>(limits.cpu->count()),
+                              who + " was killed by SIGXCPU: the call used up its CPU time; the worker was replaced"));
   if (sig == SIGXFSZ && limits.file_size)
     return std::make_exception_ptr(ResourceLimitExceeded(
         "file_size", 0, *limits.file_size,
         who + " was killed by SIGXFSZ: it wrote past the file size limit; the worker was replaced"));
   if (limits.memory && slot.segment->control().allocation_failed.load(std::memory_order_relaxed) != 0) {
     WorkerCrashed crash(function_name(task.function_id), slot.pid, sig, code, "");
-    return std::make_exception_ptr(ResourceLimitExceeded(
-        "memory", 0, *limits.memory,
-        "an allocation failed under the worker's address-space limit, then " + std::string(crash.what()) +
-            "; the worker was replaced"));
+    return std::make_exception_ptr(
+        ResourceLimitExceeded("memory", 0, *limits.memory,
+                              "an allocation failed under the worker's address-space limit, then " +
+                                  std::string(crash.what()) + "; the worker was replaced"));
   }
   return nullptr;
 }
@@ -161,9 +162,9 @@ bool PoolCore::refuse_crash_looping_locked(TaskRecord& task, Published& out) {
   if (it == crash_streaks_.end() || it->second.open_until <= std::chrono::steady_clock::now()) return false;
   task.state->place.slot = -1;
   if (task.state->try_claim()) {
-    task.state->set_error(std::make_exception_ptr(CrashLoopDetected(
-        function_name(task.function_id), options_.crash_loop.count, options_.crash_loop.window,
-        options_.crash_loop.cooldown)));
+    task.state->set_error(
+        std::make_exception_ptr(CrashLoopDetected(function_name(task.function_id), options_.crash_loop.count,
+                                                  options_.crash_loop.window, options_.crash_loop.cooldown)));
     out.push_back(std::move(task.state));
   }
   return true;

@@ -25,8 +25,8 @@ struct TaskRecord {
   uint32_t function_id = 0;
   uint32_t timeout_ms = 0;  // its deadline (0: none); in the padding after function_id
   std::shared_ptr<StateBase> state;
-  ByteBuffer frame;  // FrameHeader + payload, kept until answered so an
-                     // unstarted call can be re-sent after a crash
+  ByteBuffer frame;                     // FrameHeader + payload, kept until answered so an
+                                        // unstarted call can be re-sent after a crash
   std::unique_ptr<HandleList> handles;  // its SharedBytes (null: none)
 };
 
@@ -74,7 +74,7 @@ struct WorkerSlot {
   std::chrono::steady_clock::time_point forked_at{};
   bool ready = false;
   bool start_timed_out = false;
-  bool retired = false;         // the pool is broken (PoolBroken): no more forks
+  bool retired = false;  // the pool is broken (PoolBroken): no more forks
   // Guarded by both mutexes: the slot has lost its process and waits for
   // the forker's next one (no spare was ready).
   bool needs_process = false;
@@ -92,10 +92,10 @@ struct WorkerSlot {
   void count_calls(std::memory_order order = std::memory_order_relaxed) noexcept {
     calls_held.store(assigned.size(), order);
   }
-  size_t sent = 0;                  // assigned[0, sent) are fully in the ring
-  size_t sent_bytes = 0;            // bytes of assigned[sent] already in the ring
-  bool handles_sent = false;        // assigned[sent]'s SharedBytes descriptors are sent
-  uint64_t answered = 0;            // responses consumed from this process
+  size_t sent = 0;            // assigned[0, sent) are fully in the ring
+  size_t sent_bytes = 0;      // bytes of assigned[sent] already in the ring
+  bool handles_sent = false;  // assigned[sent]'s SharedBytes descriptors are sent
+  uint64_t answered = 0;      // responses consumed from this process
   // Calls this process may still be given (max_tasks_per_child; SIZE_MAX:
   // no limit). Taken when a call is assigned, given back when one leaves
   // `assigned` with no byte of it in the ring: so the host hands the
@@ -103,7 +103,7 @@ struct WorkerSlot {
   // answers Skipped counts on both sides), and the worker exits after the
   // last one's answer.
   size_t calls_left = SIZE_MAX;
-  std::string request_fault;        // the worker corrupted its request ring; being killed
+  std::string request_fault;  // the worker corrupted its request ring; being killed
   // Deadlines (deadlines.cpp). When the front call, if it has a timeout,
   // must have ended: the host's own lower bound on when the worker may have
   // begun it, plus its timeout; max() while it has none or its header is

@@ -6,7 +6,6 @@
 
 #include <signal.h>
 
-
 #include <procpool/common/backtrace.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/sandbox/seccomp_filter.hpp>
@@ -23,8 +22,8 @@ std::exception_ptr sandbox_violation(const ControlBlock& control, std::string fu
   uint32_t arch = control.violation_arch.load(std::memory_order_relaxed);
   int number = control.violation_syscall.load(std::memory_order_relaxed);
   std::string name = arch != 0 ? syscall_name(arch, number) : std::string();
-  return std::make_exception_ptr(
-      SandboxViolation(std::move(function), pid, std::move(name), number, std::move(backtrace), std::move(last_output)));
+  return std::make_exception_ptr(SandboxViolation(std::move(function), pid, std::move(name), number,
+                                                  std::move(backtrace), std::move(last_output)));
 }
 
 }  // namespace
@@ -111,7 +110,8 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
     slot.sent = slot.sent_bytes = 0;
     slot.handles_sent = false;
     slot.front_deadline = std::chrono::steady_clock::time_point::max();
-    if (started == slot.answered && code == kExitServedItsCalls) retired_served_.fetch_add(1, std::memory_order_relaxed);
+    if (started == slot.answered && code == kExitServedItsCalls)
+      retired_served_.fetch_add(1, std::memory_order_relaxed);
     if (started == slot.answered && code == kExitOverMemory) retired_memory_.fetch_add(1, std::memory_order_relaxed);
     cannot_start =
         count_start_locked(control, slot.pid, slot.forked_at, slot.ready, slot.start_timed_out, served, sig, code);
@@ -146,8 +146,9 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
 }
 
 bool PoolCore::watchdog_needed_locked() const {
-  return std::any_of(slots_.begin(), slots_.end(),
-                     [](auto& s) { return s->alive && (!s->ready || s->calls_held.load(std::memory_order_seq_cst) > 0); }) ||
+  return std::any_of(
+             slots_.begin(), slots_.end(),
+             [](auto& s) { return s->alive && (!s->ready || s->calls_held.load(std::memory_order_seq_cst) > 0); }) ||
          std::any_of(spares_.begin(), spares_.end(), [](auto& s) { return !s.ready; });
 }
 
@@ -208,7 +209,8 @@ void PoolCore::note_starts_locked() {
     }
   };
   for (auto& slot : slots_)
-    if (slot->alive && !slot->ready) check(*slot->segment, slot->ready, slot->start_timed_out, slot->forked_at, *slot->pidfd);
+    if (slot->alive && !slot->ready)
+      check(*slot->segment, slot->ready, slot->start_timed_out, slot->forked_at, *slot->pidfd);
   for (auto& spare : spares_)
     if (!spare.ready) check(*spare.segment, spare.ready, spare.start_timed_out, spare.forked_at, *spare.pidfd);
   if (started) {  // a worker started: failed starts are no longer in a row

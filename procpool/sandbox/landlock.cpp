@@ -33,8 +33,8 @@ void check_readable_paths(const std::vector<std::string>& paths) {
   if (paths.empty()) return;
   if (landlock_abi() < 1)
     throw Error(std::string("sandbox: read_only_files needs Landlock (Linux 5.13 or later, with landlock among the "
-                            "LSMs), which this kernel refuses: ") + std::strerror(errno) +
-                "; the pool will not run workers with more access than asked");
+                            "LSMs), which this kernel refuses: ") +
+                std::strerror(errno) + "; the pool will not run workers with more access than asked");
   for (const std::string& path : paths) {
     struct stat st {};
     if (path.empty() || path[0] != '/')

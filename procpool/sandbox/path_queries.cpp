@@ -20,16 +20,16 @@
 #include <procpool/sandbox/path_queries.hpp>
 
 #include <fcntl.h>
-#include <seccomp.h>
 #include <linux/audit.h>
+#include <seccomp.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <iterator>
@@ -71,7 +71,7 @@ struct sigaction g_previous {};  // the crash handler
 int g_answered[std::size(kStatAndAccessCalls)];
 size_t g_answered_count = 0;
 bool g_reads_files = false;
-int g_refusal = 0;  // compute_only's errno for a path; 0: a violation
+int g_refusal = 0;            // compute_only's errno for a path; 0: a violation
 std::atomic<int> g_dying{0};  // lock-free (static_assert below): safe in a handler
 static_assert(std::atomic<int>::is_always_lock_free);
 
@@ -79,7 +79,8 @@ long kernel_style(long rc) noexcept { return rc < 0 ? -errno : rc; }
 
 // 0 with *out filled, or -errno: what the open of `path` allows.
 long stat_by_opening(int dirfd, long path, long out, bool follow) noexcept {
-  long fd = ::syscall(SYS_openat, dirfd, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
+  long fd =
+      ::syscall(SYS_openat, dirfd, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
   if (fd < 0) return -errno;
   long rc = kernel_style(::syscall(SYS_fstat, fd, out));
   ::syscall(SYS_close, fd);
@@ -97,9 +98,15 @@ long answer(long number, void* context) noexcept {
       flags = argument(context, 3);
       break;
 #ifdef SYS_stat
-    case SYS_stat: path = argument(context, 0), out = argument(context, 1); break;
-    case SYS_lstat: path = argument(context, 0), out = argument(context, 1), flags = AT_SYMLINK_NOFOLLOW; break;
-    case SYS_access: query = kAccess, path = argument(context, 0), mode = argument(context, 1); break;
+    case SYS_stat:
+      path = argument(context, 0), out = argument(context, 1);
+      break;
+    case SYS_lstat:
+      path = argument(context, 0), out = argument(context, 1), flags = AT_SYMLINK_NOFOLLOW;
+      break;
+    case SYS_access:
+      query = kAccess, path = argument(context, 0), mode = argument(context, 1);
+      break;
 #endif
     case SYS_faccessat:
       query = kAccess, dirfd = static_cast<int>(argument(context, 0)), path = argument(context, 1),
@@ -111,7 +118,8 @@ long answer(long number, void* context) noexcept {
       mode = argument(context, 2), flags = argument(context, 3);
       break;
 #endif
-    default: return kViolation;
+    default:
+      return kViolation;
   }
   if (query == kAccess && !g_reads_files) return kViolation;
   struct stat scratch {};
@@ -165,8 +173,7 @@ void on_sigsys(int sig, siginfo_t* info, void* context) {
     g_dying.store(1);
     if ((g_previous.sa_flags & SA_SIGINFO) != 0 && g_previous.sa_sigaction != nullptr)
       g_previous.sa_sigaction(sig, info, context);
-    else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN)
-      g_previous.sa_handler(sig);
+    else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN) g_previous.sa_handler(sig);
   }
   die_by_sigsys();
 }

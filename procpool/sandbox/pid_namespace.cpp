@@ -103,10 +103,8 @@ void close_all_but(int keep) noexcept {
       signalfd_siginfo info{};
       if (::read(signals, &info, sizeof info) == sizeof info && info.ssi_signo != SIGCHLD) {
         int sig = static_cast<int>(info.ssi_signo);
-        if (worker > 0)
-          ::kill(worker, sig);
-        else
-          sigaddset(&early, sig);
+        if (worker > 0) ::kill(worker, sig);
+        else sigaddset(&early, sig);
       }
     }
     if (fds[0].revents & (POLLIN | POLLHUP)) {

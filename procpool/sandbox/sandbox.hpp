@@ -79,8 +79,8 @@ class Sandbox {
  private:
   bool enabled_ = false;
   Action otherwise_{};
-  std::set<std::string> allowed_;          // with any arguments
-  std::map<std::string, Action> denied_;   // each with its own action
+  std::set<std::string> allowed_;         // with any arguments
+  std::map<std::string, Action> denied_;  // each with its own action
   std::vector<std::string> readable_paths_;
   std::vector<std::string> variables_;
 };

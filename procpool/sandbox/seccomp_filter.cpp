@@ -30,20 +30,52 @@ namespace {
 constexpr const char* kComputeSyscalls[] = {
     // descriptors the worker holds: its rings' doorbell, SharedBytes
     // channel, stdout/stderr, memfds received
-    "read", "write", "readv", "writev", "pread64", "pwrite64", "lseek", "close", "fstat", "fcntl",
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "pread64",
+    "pwrite64",
+    "lseek",
+    "close",
+    "fstat",
+    "fcntl",
     // memory (mmap, mprotect and pkey_mprotect are conditional, below)
-    "brk", "munmap", "mremap", "madvise",
+    "brk",
+    "munmap",
+    "mremap",
+    "madvise",
     // futexes and threads (clone itself is conditional, below)
-    "futex", "set_robust_list", "rseq", "sched_yield", "sched_getaffinity",
+    "futex",
+    "set_robust_list",
+    "rseq",
+    "sched_yield",
+    "sched_getaffinity",
     // signals to itself (kill and tgkill are conditional, below); the
     // crash handler's alternate stack
-    "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "restart_syscall", "getpid", "gettid",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sigaltstack",
+    "restart_syscall",
+    "getpid",
+    "gettid",
     // time and sleeping
-    "clock_gettime", "clock_getres", "gettimeofday", "time", "clock_nanosleep", "nanosleep", "getrusage",
+    "clock_gettime",
+    "clock_getres",
+    "gettimeofday",
+    "time",
+    "clock_nanosleep",
+    "nanosleep",
+    "getrusage",
     "getrandom",
     // SharedBytes: made (memfd, sized, sealed with fcntl), checked, passed
-    "memfd_create", "ftruncate", "fstatfs", "sendmsg", "recvmsg",
-    "exit", "exit_group",
+    "memfd_create",
+    "ftruncate",
+    "fstatfs",
+    "sendmsg",
+    "recvmsg",
+    "exit",
+    "exit_group",
 };
 
 // A sanitized build of procpool (-DPROCPOOL_SANITIZE) runs under the

@@ -137,8 +137,7 @@ void start_zygote() {
   UniqueFd host_end(sv[0]), zygote_end(sv[1]);
   flush_standard_streams();  // unflushed output would otherwise be written twice
   pid_t pid = ::fork();
-  if (pid < 0)
-    throw Error(std::string("procpool::init: cannot start the forkserver: fork: ") + std::strerror(errno));
+  if (pid < 0) throw Error(std::string("procpool::init: cannot start the forkserver: fork: ") + std::strerror(errno));
   if (pid == 0) {
     host_end.release();  // closed by close_all_but
     zygote_main(zygote_end.get(), self);
@@ -167,7 +166,7 @@ pid_t zygote_start_worker(const WorkerConfig& config, const WorkerSegment& segme
     z.unavailable = "the forkserver (pid " + std::to_string(z.pid) + ") " + why;
     int status = 0;
     if (z.pidfd) ::syscall(SYS_pidfd_send_signal, z.pidfd.get(), SIGKILL, nullptr, 0);
-    else ::kill(z.pid, SIGKILL);  // no pidfd (an old kernel): unreaped, its pid is still its own
+    else ::kill(z.pid, SIGKILL);   // no pidfd (an old kernel): unreaped, its pid is still its own
     ::waitpid(z.pid, &status, 0);  // ECHILD if the application reaps children itself
     z.channel.reset();
     return Error("cannot start a worker: " + z.unavailable);

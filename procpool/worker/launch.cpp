@@ -50,7 +50,7 @@ struct SandboxRecord {
   }
   static Sandbox::Action action(int kind, int error) noexcept {
     return kind == static_cast<int>(Sandbox::Action::Kind::error) ? Sandbox::Action::errno_(error)
-                                                                    : Sandbox::Action::kill;
+                                                                  : Sandbox::Action::kill;
   }
   static SandboxRecord of(const Sandbox& s) {
     SandboxRecord r;
@@ -75,8 +75,8 @@ struct SandboxRecord {
 
 // Everything of a WorkerConfig but its descriptors, which travel beside.
 template <class Archive, class Config, class Init, class Box>
-void body(Archive& ar, uint64_t& capacity, int32_t& host, uint64_t& registry_size, uint64_t& registry_digest,
-          Config& c, Init& initializer, Box& sandbox, bool& capture) {
+void body(Archive& ar, uint64_t& capacity, int32_t& host, uint64_t& registry_size, uint64_t& registry_digest, Config& c,
+          Init& initializer, Box& sandbox, bool& capture) {
   ar(capacity, host, registry_size, registry_digest);
   ar(c.max_message_bytes, c.spin, c.close_fds, c.output, c.max_calls, c.max_rss, c.limits, c.namespace_flags);
   ar(initializer, sandbox, capture);
@@ -185,7 +185,8 @@ int read_launch(int socket, LaunchMessage& out) noexcept {
     }
   }
   if (static_cast<size_t>(n) < sizeof out.header)
-    if (int err = read_all(socket, reinterpret_cast<char*>(&out.header) + n, sizeof out.header - static_cast<size_t>(n)))
+    if (int err =
+            read_all(socket, reinterpret_cast<char*>(&out.header) + n, sizeof out.header - static_cast<size_t>(n)))
       return err;
   if ((msg.msg_flags & MSG_CTRUNC) || out.header.magic != kLaunchMagic || out.header.fd_count != out.fds.size() ||
       out.header.fd_count < 3 || out.header.body_bytes > kMaxLaunchBody)

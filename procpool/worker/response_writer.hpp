@@ -115,9 +115,9 @@ class ResponseWriter final : public ByteSink {
   TaskId task_;
   size_t max_bytes_;
   void (*doorbell_)() noexcept;
-  uint64_t start_ = 0;     // where the current frame's header is
-  size_t published_ = 0;   // payload bytes sent in Part frames
-  size_t counted_ = 0;     // payload bytes past max_bytes, not written
+  uint64_t start_ = 0;    // where the current frame's header is
+  size_t published_ = 0;  // payload bytes sent in Part frames
+  size_t counted_ = 0;    // payload bytes past max_bytes, not written
 };
 
 }  // namespace procpool::detail

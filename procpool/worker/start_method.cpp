@@ -27,9 +27,12 @@ std::mutex g_state_mutex;
 
 const char* to_string(StartMethod method) noexcept {
   switch (method) {
-    case StartMethod::fork: return "fork";
-    case StartMethod::forkserver: return "forkserver";
-    case StartMethod::spawn: return "spawn";
+    case StartMethod::fork:
+      return "fork";
+    case StartMethod::forkserver:
+      return "forkserver";
+    case StartMethod::spawn:
+      return "spawn";
   }
   return "?";
 }

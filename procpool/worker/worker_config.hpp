@@ -28,8 +28,8 @@ struct WorkerConfig {
   int stderr_fd = -1;
 
   // Workers' lives (worker_lives.hpp).
-  uint64_t max_calls = 0;   // PoolOptions::max_tasks_per_child; 0: no limit
-  uint64_t max_rss = 0;     // PoolOptions::max_worker_memory in bytes; 0: off
+  uint64_t max_calls = 0;                   // PoolOptions::max_tasks_per_child; 0: no limit
+  uint64_t max_rss = 0;                     // PoolOptions::max_worker_memory in bytes; 0: off
   const ByteBuffer* initializer = nullptr;  // the encoded call (the host's, inherited at fork); null: none
   ResourceLimits limits{};
   const Sandbox* sandbox = nullptr;  // the host's PoolOptions::sandbox, inherited at fork; null: none

@@ -84,7 +84,7 @@ void WorkerLives::run_initializer(const WorkerConfig& config, ControlBlock& cont
     const FunctionEntry* entry = FunctionRegistry::instance().at(id);
     if (!entry || entry->fingerprint != fp)
       throw Error("the initializer's function is not registered in the worker");  // the host encoded it: cannot be
-    ByteBuffer result;  // discarded
+    ByteBuffer result;                                                            // discarded
     OutputArchive out(result);
     entry->invoke(entry->fn, args, out);
   } catch (...) {

@@ -38,7 +38,7 @@ class WorkerLives {
   bool active_ = false;
   uint64_t max_calls_ = 0;
   uint64_t max_rss_ = 0;
-  int statm_fd_ = -1;        // /proc/self/statm, opened at start (pread: no seek, no open per call)
+  int statm_fd_ = -1;         // /proc/self/statm, opened at start (pread: no seek, no open per call)
   uint64_t cpu_seconds_ = 0;  // per call; 0: no CPU limit
   uint64_t cpu_hard_ = 0;     // RLIMIT_CPU's hard limit, which the soft one cannot pass
 };

@@ -3,8 +3,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/resource.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,9 +54,7 @@ class WorkerLoop {
  public:
   WorkerLoop(WorkerSegment& segment, const WorkerConfig& config)
       : control_(segment.control()), cancelled_(segment.header().cancelled), stop_(segment.header().stop),
-        requests_(segment.request_ring()),
-        responses_(segment.response_ring()),
-        config_(config) {}
+        requests_(segment.request_ring()), responses_(segment.response_ring()), config_(config) {}
 
   [[noreturn]] void run() {
     for (;;) {
@@ -166,8 +164,7 @@ class WorkerLoop {
       release();
       loop_.wait_readable(1, false);
       // What has come, up to the ring's end.
-      std::span<const std::byte> piece =
-          loop_.requests_.pieces(0, std::min(most, loop_.requests_.readable())).first;
+      std::span<const std::byte> piece = loop_.requests_.pieces(0, std::min(most, loop_.requests_.readable())).first;
       held_ = piece.size();
       return piece;
     }
@@ -216,10 +213,11 @@ class WorkerLoop {
       // Under a memory limit, an allocation the task did not survive is the
       // limit's doing: say so, with the limit (the worker goes on).
       if (config_.limits.memory && current_exception_is_bad_alloc())
-        return answer_instead(writer, ResourceLimitExceeded("memory", 0, *config_.limits.memory,
-                                                            "'" + (entry ? entry->name : std::string("?")) +
-                                                                "' ran out of memory: an allocation failed "
-                                                                "(std::bad_alloc) under the worker's address-space limit"));
+        return answer_instead(writer,
+                              ResourceLimitExceeded("memory", 0, *config_.limits.memory,
+                                                    "'" + (entry ? entry->name : std::string("?")) +
+                                                        "' ran out of memory: an allocation failed "
+                                                        "(std::bad_alloc) under the worker's address-space limit"));
       return answer_with_current_exception(writer, where);
     }
   }
@@ -256,8 +254,9 @@ class WorkerLoop {
     }
     if (err == 0) return FrameKind::Value;
     if (lost_the_host(err)) g_host_unreachable = true;
-    return answer_instead(writer, Error(std::string("the result's SharedBytes could not be sent to the host: sendmsg: ") +
-                                        std::strerror(err)));
+    return answer_instead(
+        writer,
+        Error(std::string("the result's SharedBytes could not be sent to the host: sendmsg: ") + std::strerror(err)));
   }
 
   // Replaces the result being written by the exception in flight.
@@ -320,9 +319,9 @@ class WorkerLoop {
   WorkerLives& lives_ = worker_lives();
   uint64_t started_ = 0;
   uint32_t marked_function_ = UINT32_MAX;  // the function the captured output was last marked with
-  bool woken_ = false;  // the call being served found this worker asleep
-  ByteBuffer error_;    // an encoded exception
-  HandleList results_;  // the SharedBytes of the result being written
+  bool woken_ = false;                     // the call being served found this worker asleep
+  ByteBuffer error_;                       // an encoded exception
+  HandleList results_;                     // the SharedBytes of the result being written
 };
 
 }  // namespace

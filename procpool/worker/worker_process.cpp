@@ -5,9 +5,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio_ext.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
-#include <stdio_ext.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -221,8 +221,8 @@ void become_launched_worker(LaunchMessage& message) noexcept {
     // symbolize a crash's frames (symbolize_crash). A forked worker needs
     // none, and could block here on a loader lock held at fork.
     ControlBlock& control = segment.control();
-    control.crash_module_count.store(
-        static_cast<uint32_t>(loaded_modules(control.crash_modules, kMaxLoadedModules)), std::memory_order_relaxed);
+    control.crash_module_count.store(static_cast<uint32_t>(loaded_modules(control.crash_modules, kMaxLoadedModules)),
+                                     std::memory_order_relaxed);
     if (error) {
       std::snprintf(control.setup_error, sizeof control.setup_error, "%s", error);
       _exit(kExitSetupFailed);
@@ -238,8 +238,12 @@ SpawnedWorker start_worker(StartMethod method, WorkerSegment& segment, const Wor
   prepare_host_for_workers();
   pid_t pid = -1;
   switch (method) {
-    case StartMethod::fork: pid = fork_worker_process(segment, config); break;
-    case StartMethod::forkserver: pid = zygote_start_worker(config, segment); break;
+    case StartMethod::fork:
+      pid = fork_worker_process(segment, config);
+      break;
+    case StartMethod::forkserver:
+      pid = zygote_start_worker(config, segment);
+      break;
     case StartMethod::spawn:
       pid = exec_worker(config, segment, program.empty() ? "/proc/self/exe" : program, start_state().argv0);
       break;

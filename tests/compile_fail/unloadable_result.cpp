@@ -5,7 +5,9 @@
 struct SaveOnly {
   int value = 0;
   template <class Archive>
-  void save(Archive& ar) const { ar(value); }
+  void save(Archive& ar) const {
+    ar(value);
+  }
 };
 SaveOnly make() { return {}; }
 PROCPOOL_REGISTER(make);

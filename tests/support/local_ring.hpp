@@ -8,7 +8,8 @@
 #include <procpool/common/byte_ring.hpp>
 
 struct LocalRing {
-  explicit LocalRing(size_t cap) : data(cap), producer(&header, data.data(), cap), consumer(&header, data.data(), cap) {}
+  explicit LocalRing(size_t cap)
+      : data(cap), producer(&header, data.data(), cap), consumer(&header, data.data(), cap) {}
   procpool::detail::RingHeader header;
   std::vector<std::byte> data;
   procpool::detail::ByteRing producer;

@@ -17,11 +17,14 @@ namespace tasks {
 // A user exception with fields, registered with PROCPOOL_REGISTER_EXCEPTION.
 struct QuotaExceeded : std::runtime_error {
   QuotaExceeded() : std::runtime_error("") {}
-  QuotaExceeded(std::string what, std::string user, int used) : std::runtime_error(std::move(what)), user(std::move(user)), used(used) {}
+  QuotaExceeded(std::string what, std::string user, int used)
+      : std::runtime_error(std::move(what)), user(std::move(user)), used(used) {}
   std::string user;
   int used = 0;
   template <class Archive>
-  void serialize(Archive& ar) { ar(user, used); }
+  void serialize(Archive& ar) {
+    ar(user, used);
+  }
 };
 
 // Not registered: arrives as a std::logic_error that is a procpool::RemoteOrigin.
@@ -33,7 +36,9 @@ struct Point {
   double x = 0, y = 0;
   std::string label;
   template <class Archive>
-  void serialize(Archive& ar) { ar(x, y, label); }
+  void serialize(Archive& ar) {
+    ar(x, y, label);
+  }
   bool operator==(const Point&) const = default;
 };
 
@@ -47,7 +52,9 @@ struct Handle {
   Handle& operator=(const Handle&) = delete;
   int value = 0;
   template <class Archive>
-  void serialize(Archive& ar) { ar(value); }
+  void serialize(Archive& ar) {
+    ar(value);
+  }
 };
 
 int add(int a, int b);
@@ -92,7 +99,9 @@ struct BrokenFields : std::runtime_error {
   BrokenFields() : std::runtime_error("") {}
   explicit BrokenFields(const std::string& what) : std::runtime_error(what) {}
   template <class Archive>
-  void save(Archive&) const { throw std::runtime_error("these fields cannot be saved"); }
+  void save(Archive&) const {
+    throw std::runtime_error("these fields cannot be saved");
+  }
   template <class Archive>
   void load(Archive&) {}
 };
@@ -112,7 +121,9 @@ struct HalfSaved {
     throw std::runtime_error("cannot save the rest");
   }
   template <class Archive>
-  void load(Archive& ar) { ar(big); }
+  void load(Archive& ar) {
+    ar(big);
+  }
 };
 HalfSaved half_saved(size_t bytes);
 }  // namespace tasks
