@@ -8,10 +8,16 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <unistd.h>
+
+#include <array>
 #include <future>
+#include <memory>
+#include <optional>
 
 #include "support/census.hpp"
 #include "support/task_functions.hpp"
@@ -155,4 +161,59 @@ TEST_CASE("AsioInterop.PoolOnAUsersIoContextCanBeDestroyedInItsCallback" * docte
     destroyed.get_future().get();
   }
   CHECK(census::eventually([&] { return census::leaks_since(before).empty(); }));
+}
+
+TEST_CASE("AsioInterop.AWakeTheReactorQueuedForAClosedDescriptorIsNotTakenForAWorkersDeath" * doctest::timeout(60)) {
+  // Boost.Asio 1.74's epoll reactor: a handler that closes descriptors whose
+  // readiness is already queued frees their state at once, and the next
+  // descriptors registered take it, queued readiness and all. On a user's
+  // io_context the pool forks its first worker on the constructing thread,
+  // so a pool made in such a handler registers its worker's doorbell and
+  // pidfd on the freed states, and the wait on the pidfd completes with the
+  // worker alive. The pool must not take that for the worker's death (it
+  // killed a live worker, and failed its call, before it checked).
+  census::Snapshot before;
+  {
+    asio::io_context io;
+    std::array<std::array<int, 2>, 3> pipes{};
+    std::array<std::unique_ptr<asio::posix::stream_descriptor>, 3> ours;
+    for (size_t i = 0; i < 3; ++i) {
+      REQUIRE(::pipe(pipes[i].data()) == 0);
+      REQUIRE(::write(pipes[i][1], "x", 1) == 1);  // readable in the reactor's first batch
+      ours[i] = std::make_unique<asio::posix::stream_descriptor>(io, pipes[i][0]);
+    }
+    std::optional<procpool::ProcessPool> pool;
+    size_t woke = 0;
+    for (size_t i = 0; i < 3; ++i)
+      ours[i]->async_wait(asio::posix::stream_descriptor::wait_read, [&, i](const boost::system::error_code& ec) {
+        if (ec || pool) return;
+        ++woke;
+        for (size_t j = 0; j < 3; ++j)
+          if (j != i) ours[j].reset();  // their readiness is queued: their state is freed with it
+        pool.emplace(procpool::PoolOptions{.workers = 1, .io_context = &io});
+      });
+    io.run_for(std::chrono::milliseconds(300));
+    REQUIRE(pool);
+    CHECK(woke == 1);
+    std::vector<pid_t> first = pool->worker_pids();
+    REQUIRE(first.size() == 1);
+    CHECK(pool->stats().worker_deaths == 0);
+    // The worker is the first one still, and serves.
+    std::thread runner;
+    auto work = asio::make_work_guard(io);
+    io.restart();
+    runner = std::thread([&] { io.run(); });
+    CHECK(pool->submit(tasks::add, 2, 3).get() == 5);
+    CHECK(pool->worker_pids() == first);
+    CHECK(pool->stats().worker_deaths == 0);
+    pool.reset();
+    work.reset();
+    io.stop();
+    runner.join();
+    ours[0].reset();
+    ours[1].reset();
+    ours[2].reset();
+    for (auto& p : pipes) ::close(p[1]);
+  }
+  CHECK(census::leaks_since(before) == "");
 }

@@ -244,6 +244,10 @@ void PoolCore::watch_stopping(std::list<StoppingWorker>::iterator it) {
       send_signal(it->pidfd->native_handle(), SIGKILL);
       kill_process_group(it->pid);
     });
+  watch_stopping_death(it);
+}
+
+void PoolCore::watch_stopping_death(std::list<StoppingWorker>::iterator it) {
   it->pidfd->async_wait(boost::asio::posix::stream_descriptor::wait_read,
                         [weak = weak_from_this(), it](const boost::system::error_code& ec) {
                           auto self = weak.lock();
@@ -253,6 +257,8 @@ void PoolCore::watch_stopping(std::list<StoppingWorker>::iterator it) {
                           {
                             std::lock_guard drain(self->drain_mutex_);
                             if (self->stopping_) return;
+                            // Alive: a wake of the reactor's, not its death (pidfd.hpp).
+                            if (!has_exited(it->pidfd->native_handle())) return self->watch_stopping_death(it);
                             self->reap_stopping_locked(it, lines);
                             reaped.splice(reaped.end(), self->stopping_workers_, it);
                           }

@@ -236,7 +236,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
     std::shared_ptr<OutputCapture> output;             // still read during the grace
   };
   std::list<StoppingWorker> stopping_workers_;
-  void watch_stopping(std::list<StoppingWorker>::iterator it);
+  void watch_stopping(std::list<StoppingWorker>::iterator it);  // its grace timer, and its death
+  void watch_stopping_death(std::list<StoppingWorker>::iterator it);
   // drain_mutex_ held; the output it still had goes into `lines`.
   void reap_stopping_locked(std::list<StoppingWorker>::iterator it, std::vector<OutputLine>& lines);
   // Captured output (output_capture.hpp): each line to PoolOptions::on_output,

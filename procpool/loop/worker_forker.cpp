@@ -58,11 +58,11 @@ ForkedWorker PoolCore::fork_worker() {
   ForkedWorker w;
   w.segment = std::make_unique<WorkerSegment>(
       options_.ring_bytes, start_method_ == StartMethod::fork ? SegmentMemory::anonymous : SegmentMemory::memfd);
-  int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (efd < 0) throw Error(std::string("cannot create a worker's doorbell: eventfd: ") + std::strerror(errno));
-  w.doorbell = std::make_unique<boost::asio::posix::stream_descriptor>(io_, efd);
+  UniqueFd efd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!efd) throw Error(std::string("cannot create a worker's doorbell: eventfd: ") + std::strerror(errno));
+  w.doorbell = std::make_unique<boost::asio::posix::stream_descriptor>(io_, efd.get());
   WorkerConfig config = worker_config_;
-  config.doorbell_fd = efd;
+  config.doorbell_fd = efd.release();
   HandleSockets sockets = make_handle_sockets();
   UniqueFd worker_end(sockets.worker);
   w.handle_socket.reset(sockets.host);
@@ -308,7 +308,8 @@ void PoolCore::on_spare_death(pid_t pid) {
     std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
     if (stopping_) return;  // shutdown reaps it
     auto it = std::find_if(spares_.begin(), spares_.end(), [&](auto& s) { return s.pid == pid; });
-    if (it == spares_.end()) return;  // taken by a slot, which watches it now
+    if (it == spares_.end()) return;                                       // taken by a slot, which watches it now
+    if (!has_exited(it->pidfd->native_handle())) return watch_spare(*it);  // not a death (pidfd.hpp)
     dead.splice(dead.end(), spares_, it);
     ForkedWorker& w = dead.front();
     counters_.worker_deaths.fetch_add(1, std::memory_order_relaxed);

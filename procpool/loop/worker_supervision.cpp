@@ -46,6 +46,8 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
     // the slot (deadlines.cpp), which may hold its replacement by now: the
     // pid tells them apart (the stopped one, unreaped, keeps its pid).
     if (stopping_ || !slot.alive || slot.pid != pid) return;
+    // A wake with the worker alive is the reactor's, not a death (pidfd.hpp).
+    if (!has_exited(slot.pidfd->native_handle())) return watch_death(slot);
     counters_.worker_deaths.fetch_add(1, std::memory_order_relaxed);
     int sig = 0, code = -1;
     // Its process group first, while the unreaped worker still holds the

@@ -19,6 +19,16 @@ int send_signal(int pidfd, int sig) noexcept {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
 }
 
+bool has_exited(int pidfd) noexcept {
+  pollfd p{pidfd, POLLIN, 0};
+  int r;
+  while ((r = ::poll(&p, 1, 0)) < 0 && errno == EINTR) {
+  }
+  // An error (a closed or invalid descriptor) is no proof of life: the
+  // caller's reap then reports what it can.
+  return r != 0;
+}
+
 void kill_process_group(pid_t pgid) noexcept {
   if (pgid > 0) (void)::kill(-pgid, SIGKILL);
 }
