@@ -53,6 +53,9 @@ Outcome CallBook::classify(uint32_t id, const std::exception_ptr& error, std::st
     if (e.signal() == SIGKILL) return Outcome::crashed_kill;
     if (e.signal() == 0 && e.exit_code() == 3) return Outcome::crashed_exit3;
     return Outcome::wrong;
+  } catch (const procpool::ProtocolError& e) {
+    text = e.what();
+    return Outcome::protocol_error;
   } catch (const procpool::Error& e) {
     text = procpool::detail::demangle(typeid(e).name()) + ": " + e.what();
     return Outcome::wrong;
@@ -140,7 +143,7 @@ EpochFindings CallBook::check_epoch(const RunLedger& ledger, int patience_ms) {
     }
     bool answered = outcome == Outcome::value || outcome == Outcome::raised || outcome == Outcome::crashed_segv ||
                     outcome == Outcome::crashed_abort || outcome == Outcome::crashed_exit3 ||
-                    outcome == Outcome::crashed_kill;
+                    outcome == Outcome::crashed_kill || outcome == Outcome::protocol_error;
     if (answered && runs != 1)
       report(id, std::string(to_string(outcome)) + " but it ran " + std::to_string(runs) + " times");
     bool cancel_kind = kind == Kind::cancel_queued || kind == Kind::cancel_running;

@@ -29,6 +29,8 @@ int action_for(Kind kind) noexcept {
       return static_cast<int>(Action::publish_and_sleep);
     case Kind::deadline:
       return static_cast<int>(Action::sleep);
+    case Kind::forged_frames:
+      return static_cast<int>(Action::forge_frames);
     default:
       return static_cast<int>(Action::give_value);
   }

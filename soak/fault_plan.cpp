@@ -37,6 +37,8 @@ const char* to_string(Kind kind) noexcept {
       return "SharedBytes payload";
     case Kind::map_item:
       return "map item";
+    case Kind::forged_frames:
+      return "forged frames";
     case Kind::count_:
       break;
   }
@@ -63,6 +65,8 @@ const char* to_string(Outcome outcome) noexcept {
       return "TaskTimeout";
     case Outcome::cancelled:
       return "TaskCancelled";
+    case Outcome::protocol_error:
+      return "ProtocolError";
     case Outcome::wrong:
       return "a wrong outcome";
     case Outcome::count_:
@@ -89,6 +93,8 @@ Outcome expected_outcome(Kind kind) noexcept {
     case Kind::cancel_queued:
     case Kind::cancel_running:
       return Outcome::cancelled;
+    case Kind::forged_frames:
+      return Outcome::protocol_error;
     default:
       return Outcome::value;
   }
@@ -101,19 +107,11 @@ Draw FaultPlan::draw() {
     uint32_t per_100k;
   };
   static constexpr Rate kRates[] = {
-      {Kind::segv, 250},
-      {Kind::abort, 200},
-      {Kind::exit3, 200},
-      {Kind::sigkill, 200},
-      {Kind::sigstop, 150},
-      {Kind::throws, 500},
-      {Kind::deadline, 200},
-      {Kind::cancel_queued, 200},
-      {Kind::cancel_running, 100},
-      {Kind::text_payload, 250},
-      {Kind::shared_payload, 250},
-      {Kind::map_item, 150},
-      {Kind::plain_deadline, 1000},
+      {Kind::segv, 250},          {Kind::abort, 200},           {Kind::exit3, 200},
+      {Kind::sigkill, 200},       {Kind::sigstop, 150},         {Kind::throws, 500},
+      {Kind::deadline, 200},      {Kind::cancel_queued, 200},   {Kind::cancel_running, 100},
+      {Kind::text_payload, 250},  {Kind::shared_payload, 250},  {Kind::map_item, 150},
+      {Kind::forged_frames, 100}, {Kind::plain_deadline, 1000},
   };
   uint32_t roll = std::uniform_int_distribution<uint32_t>(0, 99'999)(rng_);
   Draw d;

@@ -24,6 +24,7 @@ enum class Kind : uint8_t {
   text_payload,    // a std::string echoed through the rings
   shared_payload,  // a SharedBytes passed through
   map_item,        // one input of a pool.map
+  forged_frames,   // writes forged frames into its own response ring: ProtocolError
   count_
 };
 const char* to_string(Kind kind) noexcept;
@@ -37,9 +38,10 @@ enum class Outcome : uint8_t {
   crashed_abort,
   crashed_exit3,
   crashed_kill,
-  timed_out,  // TaskTimeout
-  cancelled,  // TaskCancelled
-  wrong,      // anything else (a violation, recorded with its text)
+  timed_out,       // TaskTimeout
+  cancelled,       // TaskCancelled
+  protocol_error,  // ProtocolError: its worker wrote what no worker may
+  wrong,           // anything else (a violation, recorded with its text)
   count_
 };
 const char* to_string(Outcome outcome) noexcept;
@@ -49,7 +51,7 @@ const char* to_string(Outcome outcome) noexcept;
 Outcome expected_outcome(Kind kind) noexcept;
 
 // What the task does (soak_fault's `action` argument).
-enum class Action : int { give_value = 0, throw_error, segv, abort, exit3, publish_and_sleep, sleep };
+enum class Action : int { give_value = 0, throw_error, segv, abort, exit3, publish_and_sleep, sleep, forge_frames };
 
 // One draw: a kind with its parameters.
 struct Draw {
@@ -61,7 +63,8 @@ struct Draw {
 };
 
 // Rates in calls per 100,000: 1 % crashes of five kinds, 0.5 % exceptions,
-// deadlines, cancels, payloads (log-uniform up to 8 MiB), maps.
+// deadlines, cancels, payloads (log-uniform up to 8 MiB), maps, 0.1 %
+// hostile workers (forged frames).
 class FaultPlan {
  public:
   explicit FaultPlan(uint64_t seed) : rng_(seed) {}

@@ -85,9 +85,11 @@ std::string describe(const SoakOptions& options, const Totals& totals, const Cal
          count(Outcome::raised) + ", WorkerCrashed " + n(crashed) + " (SIGSEGV " + count(Outcome::crashed_segv) +
          ", SIGABRT " + count(Outcome::crashed_abort) + ", exit 3 " + count(Outcome::crashed_exit3) + ", SIGKILL " +
          count(Outcome::crashed_kill) + " of " + n(hand.kills) + " sent), TaskTimeout " + count(Outcome::timed_out) +
-         " (" + n(hand.stops) + " workers SIGSTOPped), TaskCancelled " + count(Outcome::cancelled) +
-         " (cancel() true " + n(book.cancels_true()) + ", false " + n(book.cancels_false()) + "), wrong " +
-         count(Outcome::wrong) + "; map items " + n(book.kind_count(Kind::map_item)) + ", payloads " +
+         " (" + n(hand.stops) + " workers SIGSTOPped), ProtocolError " + count(Outcome::protocol_error) + " (of " +
+         n(book.kind_count(Kind::forged_frames)) + " workers that forged frames), TaskCancelled " +
+         count(Outcome::cancelled) + " (cancel() true " + n(book.cancels_true()) + ", false " +
+         n(book.cancels_false()) + "), wrong " + count(Outcome::wrong) + "; map items " +
+         n(book.kind_count(Kind::map_item)) + ", payloads " +
          n(book.kind_count(Kind::text_payload) + book.kind_count(Kind::shared_payload)) + "; worker deaths " +
          n(totals.worker_deaths) + "; runs twice " + n(totals.found.ran_twice) + ", lost " + n(totals.found.lost) +
          ", settled twice " + n(totals.found.settled_twice);

@@ -5,8 +5,13 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <stdexcept>
 #include <thread>
+
+#include <procpool/common/frame.hpp>
+#include <procpool/common/worker_segment.hpp>
+#include <procpool/worker/worker_loop.hpp>
 
 #include "run_ledger.hpp"
 
@@ -17,6 +22,52 @@ namespace {
 __attribute__((no_sanitize("undefined"))) void segfault() {
   volatile int* p = nullptr;
   *p = 1;
+}
+
+// A hostile worker: 1 to 64 frames of shapes no worker may write, drawn
+// from the call's id, into its own response ring (as many as fit), each
+// published with the doorbell rung; then it waits to be killed. The host
+// must fail the call with ProtocolError whichever frame it reads first.
+[[noreturn]] void forge_frames(uint32_t id) {
+  using namespace procpool::detail;
+  WorkerSegment* segment = current_worker_segment();
+  if (!segment) std::abort();  // not in a worker: the soak is broken
+  ByteRing ring = segment->response_ring();
+  TaskId running = segment->control().running_task.load();
+  std::mt19937_64 rng(id);
+  uint64_t frames = 1 + rng() % 64;
+  for (uint64_t i = 0; i < frames; ++i) {
+    FrameHeader h = make_frame_header(FrameKind::Value, running, 0);
+    unsigned char body[32];
+    for (auto& b : body) b = static_cast<unsigned char>(rng());
+    size_t body_bytes = 0;
+    switch (rng() % 6) {
+      case 0:  // random bytes where a header belongs
+        std::memcpy(&h, body, sizeof h);
+        break;
+      case 1:  // another call's answer
+        h.task_id = running + 1 + rng() % 1000;
+        break;
+      case 2:  // a length no ring holds
+        h.length = (uint64_t{1} << 40) + rng();
+        break;
+      case 3:  // a kind that is no answer
+        h.kind = static_cast<uint16_t>(9 + rng() % 1000);
+        break;
+      case 4:  // an answer too short for its type (3 bytes of a uint64_t)
+        h.length = 3;
+        body_bytes = 3;
+        break;
+      default:  // a Dropped with no Part before it
+        h.kind = static_cast<uint16_t>(FrameKind::Dropped);
+        break;
+    }
+    if (ring.write_some(&h, sizeof h) < sizeof h) break;  // full: what is in it will do
+    ring.write_some(body, body_bytes);
+    ring.publish();
+    ring_host_doorbell();
+  }
+  for (;;) ::pause();
 }
 
 void fill_pattern(uint32_t id, std::byte* out, uint64_t size) {
@@ -43,6 +94,8 @@ uint64_t soak_fault(uint32_t id, int action, uint32_t sleep_ms) {
     case Action::sleep:
       std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
       break;
+    case Action::forge_frames:
+      forge_frames(id);
   }
   return expected_value(id);
 }

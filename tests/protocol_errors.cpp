@@ -144,6 +144,17 @@ int forge_and_deny(std::string path) {
 PROCPOOL_REGISTER(forge_and_deny);
 }  // namespace
 
+TEST_CASE("ProtocolErrors.WhatAWorkerWritesAfterAMalformedAnswerIsNotRead" * doctest::timeout(60)) {
+  // The malformed answer fails its own call and condemns the worker; the
+  // answer it forged for the next call (which it never began) must neither
+  // settle that call nor be blamed on it: the call runs on the replacement.
+  procpool::ProcessPool pool({.workers = 1});
+  auto bad = pool.submit(tasks::misbehave_text, std::string("malformed_then_forged_next"));
+  auto next = pool.submit(tasks::identity, 5);
+  CHECK_THROWS_AS(bad.get(), procpool::ProtocolError);
+  CHECK(next.get() == 5);
+}
+
 TEST_CASE("ProtocolErrors.AWorkerThatBrokeTheProtocolIsNotBelievedAboutWhatItStarted" * doctest::timeout(60)) {
   char path[] = "/tmp/procpool-denied-XXXXXX";
   int fd = mkstemp(path);

@@ -264,7 +264,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // front of its queue, if any of it reached the worker, fails with
   // ProtocolError whatever the worker's `started` count says (a worker that
   // broke the protocol may have rewritten it); false when the broken frame
-  // was an answer whose call has already failed.
+  // was an answer whose call has already failed. The first verdict on a
+  // worker stands: a later one changes neither its reason nor its blame.
   void condemn(WorkerSlot& slot, const std::string& why, bool blame_front = true);
   // Large reassembly buffers, and the frame of a large call: kept after
   // use, given back once unused for kKeepLargeBuffer (a timer on the

@@ -35,6 +35,10 @@ class PoolCore::SlotAnswers final : public AnswerTaker {
     // (the common case) that call is taken out at the same time and the
     // answer decoded in place.
     std::lock_guard dispatch(pool_.dispatch_mutex_);
+    // Condemned by an answer earlier in this drain (settle_answer): what
+    // it wrote after that is not read, lest a frame it forged after the
+    // call it failed settle, or be blamed on, a call it never began.
+    if (!slot_.condemned.empty()) return slot_.condemned;
     // A map chunk's calls run while the rest of its frame streams in:
     // parts of its answer may come before the host has sent it all.
     bool arriving = slot_.sent == 0 && slot_.sent_bytes >= sizeof(FrameHeader) && !ends;
@@ -211,6 +215,7 @@ void PoolCore::on_trim() {
 void PoolCore::condemn(WorkerSlot& slot, const std::string& why, bool blame_front) {
   {
     std::lock_guard dispatch(dispatch_mutex_);
+    if (!slot.condemned.empty()) return;  // the first verdict stands, and its SIGKILL is sent
     slot.condemned = why;
     slot.condemned_blames_front = blame_front;
   }

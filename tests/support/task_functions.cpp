@@ -179,6 +179,17 @@ int misbehave(std::string how) {
     ring.write_some(&h, sizeof h);
     ring.write_some(&forged, sizeof forged);
     ring.publish();
+  } else if (how == "malformed_then_forged_next") {
+    // A Value for this call too short for its type, then a well-formed
+    // Value (an int, 666) for the call after it, which it never began.
+    h.length = 3;
+    ring.write_some(&h, sizeof h);
+    ring.write_some("abc", 3);
+    int forged = 666;
+    FrameHeader next = make_frame_header(FrameKind::Value, h.task_id + 1, sizeof forged);
+    ring.write_some(&next, sizeof next);
+    ring.write_some(&forged, sizeof forged);
+    ring.publish();
   } else if (how == "short_map_answer") {
     // The answer to a map chunk of several calls, holding one int result.
     struct {

@@ -88,7 +88,9 @@ int crash(std::string how);
 // "bad_head", "bad_tail", "garbage_value", "dropped_alone",
 // "skip_after_part", "parts_over_limit", "small_later_part",
 // "dropped_twice", "empty_part"; "partial_header": 5 bytes of a header;
-// "header_only": a header whose payload never comes), then hangs until killed.
+// "header_only": a header whose payload never comes;
+// "malformed_then_forged_next": a malformed answer to this call, then an int
+// answer to the next call's task id), then hangs until killed.
 int misbehave(std::string how);
 
 }  // namespace tasks
