@@ -9,13 +9,16 @@
 #   tools/install-deps.sh --fuzz    also clang and its libFuzzer, ASan and
 #                                   UBSan runtimes (libclang-rt-14-dev, only
 #                                   recommended by clang), for tools/fuzz.sh
+#   tools/install-deps.sh --checks  also clang-format and clang-tidy, for the
+#                                   format-check and tidy-check targets
 set -euo pipefail
 packages=(g++ cmake make pkg-config libboost-dev libcereal-dev doctest-dev libseccomp-dev)
 case "${1:-}" in
   "") ;;
   --bench) packages+=(python3 python3-joblib gnuplot-nox) ;;
   --fuzz) packages+=(clang libclang-rt-14-dev) ;;
-  *) echo "usage: $0 [--bench | --fuzz]" >&2; exit 2 ;;
+  --checks) packages+=(clang-format clang-tidy) ;;
+  *) echo "usage: $0 [--bench | --fuzz | --checks]" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${packages[@]}"; do

@@ -51,6 +51,7 @@
 // worker will begin no other call (request_stop_locked, below): a call that
 // ends between the decision and the SIGKILL does not let the worker begin
 // the next one, which would then die with it.
+#include <procpool/loop/death_watch.hpp>
 #include <procpool/loop/pool_core.hpp>
 
 #include <boost/asio/post.hpp>
@@ -257,8 +258,8 @@ void PoolCore::watch_stopping_death(std::list<StoppingWorker>::iterator it) {
                           {
                             std::lock_guard drain(self->drain_mutex_);
                             if (self->stopping_) return;
-                            // Alive: a wake of the reactor's, not its death (pidfd.hpp).
-                            if (!has_exited(it->pidfd->native_handle())) return self->watch_stopping_death(it);
+                            // Alive: a wake of the reactor's, not its death.
+                            if (!confirm_death(*it->pidfd, [&] { self->watch_stopping_death(it); })) return;
                             self->reap_stopping_locked(it, lines);
                             reaped.splice(reaped.end(), self->stopping_workers_, it);
                           }

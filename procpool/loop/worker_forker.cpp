@@ -38,6 +38,7 @@
 // the forker thread is joined only once every worker is reaped
 // (stop_workers ends with stop_forker). A fork in progress when the pool
 // halts finds stopping_ set and discards its worker before the join returns.
+#include <procpool/loop/death_watch.hpp>
 #include <procpool/loop/pool_core.hpp>
 
 #include <boost/asio/post.hpp>
@@ -308,8 +309,8 @@ void PoolCore::on_spare_death(pid_t pid) {
     std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
     if (stopping_) return;  // shutdown reaps it
     auto it = std::find_if(spares_.begin(), spares_.end(), [&](auto& s) { return s.pid == pid; });
-    if (it == spares_.end()) return;                                       // taken by a slot, which watches it now
-    if (!has_exited(it->pidfd->native_handle())) return watch_spare(*it);  // not a death (pidfd.hpp)
+    if (it == spares_.end()) return;                                    // taken by a slot, which watches it now
+    if (!confirm_death(*it->pidfd, [&] { watch_spare(*it); })) return;  // a wake of the reactor's, not a death
     dead.splice(dead.end(), spares_, it);
     ForkedWorker& w = dead.front();
     counters_.worker_deaths.fetch_add(1, std::memory_order_relaxed);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Workers: fork, death, replacement (on the reactor thread).
+#include <procpool/loop/death_watch.hpp>
 #include <procpool/loop/pool_core.hpp>
 
 #include <boost/asio/post.hpp>
@@ -46,8 +47,7 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
     // the slot (deadlines.cpp), which may hold its replacement by now: the
     // pid tells them apart (the stopped one, unreaped, keeps its pid).
     if (stopping_ || !slot.alive || slot.pid != pid) return;
-    // A wake with the worker alive is the reactor's, not a death (pidfd.hpp).
-    if (!has_exited(slot.pidfd->native_handle())) return watch_death(slot);
+    if (!confirm_death(*slot.pidfd, [&] { watch_death(slot); })) return;  // a wake of the reactor's, not a death
     counters_.worker_deaths.fetch_add(1, std::memory_order_relaxed);
     int sig = 0, code = -1;
     // Its process group first, while the unreaped worker still holds the
