@@ -161,6 +161,9 @@ TEST_CASE("Deadlines.ATaskIgnoringSigtermIsKilledAfterTheGraceWhileItsReplacemen
   auto options = one_worker();
   options.stop_grace = grace;
   procpool::ProcessPool pool(options);
+  // Started (a spawned worker under a sanitizer takes a while): else the
+  // deadline could pass before the task ignores SIGTERM.
+  REQUIRE(pool.submit(tasks::add, 1, 1).get() == 2);
   pid_t first = pool.worker_pids().at(0);
   auto start = Clock::now();
   auto f = pool.submit_with({.timeout = 100ms}, ignore_sigterm_and_spin);

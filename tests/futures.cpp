@@ -272,7 +272,7 @@ TEST_CASE("Futures.CancelThatLosesTheRaceToTheWorkerIsFalseAndTheResultArrives" 
     race_step = step;
     procpool::ProcessPool pool({.workers = 1});
     auto busy = pool.submit(tasks::sleep_ms, 30);
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // the worker runs it; its answer is to come
+    REQUIRE(census::eventually([&] { return busy.running(); }));  // its answer is to come
     auto target = pool.submit(tasks::record_run, path, 5);
     // The worker answers `busy` and begins `target` while cancel() holds still.
     procpool::detail::cancel_race_for_tests = [](int at) {
