@@ -9,13 +9,17 @@
 #   tools/install-deps.sh --fuzz    also clang and its libFuzzer, ASan and
 #                                   UBSan runtimes (libclang-rt-14-dev, only
 #                                   recommended by clang), for tools/fuzz.sh
+#   tools/install-deps.sh --coverage
+#                                   also gcovr, for the coverage target of a
+#                                   -DPROCPOOL_COVERAGE=ON build
 set -euo pipefail
 packages=(g++ cmake make pkg-config libboost-dev libcereal-dev doctest-dev libseccomp-dev)
 case "${1:-}" in
   "") ;;
   --bench) packages+=(python3 python3-joblib gnuplot-nox) ;;
   --fuzz) packages+=(clang libclang-rt-14-dev) ;;
-  *) echo "usage: $0 [--bench | --fuzz]" >&2; exit 2 ;;
+  --coverage) packages+=(gcovr) ;;
+  *) echo "usage: $0 [--bench | --fuzz | --coverage]" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${packages[@]}"; do
