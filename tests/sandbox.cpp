@@ -257,6 +257,19 @@ TEST_CASE("Sandbox.ACustomProfileAllowsAndDeniesEachSyscallWithItsOwnAction" * d
   CHECK(pool.submit(tasks::add, 1, 2).get() == 3);
 }
 
+TEST_CASE("Sandbox.AnErrnoOutsideOneTo4095IsRefusedWhenThePoolIsMade" * doctest::timeout(60)) {
+  census::Snapshot before;
+  CHECK_THROWS_WITH_AS(
+      procpool::ProcessPool(
+          {.workers = 1, .sandbox = Sandbox::compute_only().deny("socket", Sandbox::Action::errno_(0))}),
+      doctest::Contains("Sandbox::deny(\"socket\") with errno 0, which is not an errno value (1 to 4095)"),
+      procpool::Error);
+  CHECK_THROWS_WITH_AS(
+      procpool::ProcessPool({.workers = 1, .sandbox = Sandbox::compute_only(Sandbox::Action::errno_(4096))}),
+      doctest::Contains("the profile's errno 4096 is not an errno value (1 to 4095)"), procpool::Error);
+  CHECK(census::leaks_since(before) == "");
+}
+
 TEST_CASE("Sandbox.AnUnknownSyscallNameIsRefusedWhenThePoolIsMade" * doctest::timeout(60)) {
   census::Snapshot before;
   CHECK_THROWS_WITH_AS(procpool::ProcessPool({.workers = 1, .sandbox = Sandbox::compute_only().allow("no_such_call")}),
