@@ -94,6 +94,22 @@ TEST_CASE("Futures.ThenSeesTheError" * doctest::timeout(30)) {
   CHECK(census::eventually([&] { return saw.load(); }));
 }
 
+TEST_CASE("Futures.ACallbackThatThrowsIsReportedAndTheCallbacksAfterItStillRun" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  std::atomic<bool> last_ran{false};
+  std::string report = census::stderr_of([&] {
+    auto f = pool.submit(tasks::sleep_ms, 500);  // not ready yet: its callbacks run on the pool's thread
+    f.then([](procpool::Future<double>) { throw std::runtime_error("a failing callback"); });
+    f.then([](procpool::Future<double>) { throw 7; });
+    f.then([&](procpool::Future<double>) { last_ran = true; });
+    census::eventually([&] { return last_ran.load(); });
+  });
+  CHECK(last_ran);
+  CHECK(report.find("procpool: a Future callback threw std::runtime_error: a failing callback\n") != std::string::npos);
+  CHECK(report.find("procpool: a Future callback threw a non-standard exception\n") != std::string::npos);
+  CHECK(pool.submit(tasks::add, 2, 3).get() == 5);
+}
+
 TEST_CASE("Futures.WaitForTimesOutThenSucceeds" * doctest::timeout(30)) {
   procpool::ProcessPool pool({.workers = 1});
   auto f = pool.submit(tasks::sleep_ms, 300);

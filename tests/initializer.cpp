@@ -116,6 +116,9 @@ std::string broken_message(procpool::Future<T>& f, std::exception_ptr* nested = 
   return "";
 }
 
+void init_with_half_saved(tasks::HalfSaved) {}
+PROCPOOL_REGISTER(init_with_half_saved);
+
 }  // namespace
 
 TEST_CASE("Initializer.RunsOnceInEachWorkerBeforeItsCalls" * doctest::timeout(60)) {
@@ -275,4 +278,10 @@ TEST_CASE("Initializer.HangingPastStartTimeoutBreaksThePool" * doctest::timeout(
 
 TEST_CASE("Initializer.OfAnUnregisteredFunctionIsRefusedWhenMade" * doctest::timeout(10)) {
   CHECK_THROWS_AS(procpool::initializer(not_registered, 1), procpool::UnknownFunction);
+}
+
+TEST_CASE("Initializer.WhoseArgumentsCannotBeEncodedIsRefusedWhenMade" * doctest::timeout(10)) {
+  CHECK_THROWS_WITH_AS(procpool::initializer(init_with_half_saved, tasks::HalfSaved{"abc"}),
+                       "'init_with_half_saved': the initializer's arguments could not be encoded: cannot save the rest",
+                       procpool::SerializationError);
 }

@@ -296,6 +296,19 @@ TEST_CASE("Payloads.ResultThatFailsToEncodeGivesSerializationError" * doctest::t
   }
 }
 
+namespace {
+size_t size_of_half_saved(tasks::HalfSaved h) { return h.big.size(); }
+PROCPOOL_REGISTER(size_of_half_saved);
+}  // namespace
+
+TEST_CASE("Payloads.ArgumentsThatFailToEncodeFailTheCallWithSerializationError" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 1});
+  CHECK_THROWS_WITH_AS(pool.submit(size_of_half_saved, tasks::HalfSaved{"abc"}).get(),
+                       "'size_of_half_saved': the arguments could not be encoded: cannot save the rest",
+                       procpool::SerializationError);
+  CHECK(pool.submit(tasks::add, 2, 3).get() == 5);
+}
+
 TEST_CASE("Payloads.AnswersThatDropTheirPartsComeOneAfterAnother" * doctest::timeout(60)) {
   // Each drops the parts it sent and answers with the error instead, which
   // is small: the worker is as sound after the second as after the first.

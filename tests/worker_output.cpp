@@ -213,3 +213,20 @@ TEST_CASE("WorkerOutput.WithoutACallbackLinesGoToTheHostsStreamPrefixed") {
   std::remove(path.c_str());
   CHECK(text.str() == "[worker " + std::to_string(worker) + " print_other] to the host\n");
 }
+
+TEST_CASE("WorkerOutput.AnOnOutputThatThrowsIsReportedAndTheLinesAfterItStillArrive") {
+  Collected got;
+  procpool::PoolOptions options = capturing(got);
+  options.on_output = [collect = options.on_output](const procpool::OutputLine& line) {
+    if (line.text == "first") throw std::runtime_error("on_output fails");
+    if (line.text == "second") throw 7;
+    collect(line);
+  };
+  std::string report = census::stderr_of([&] {
+    procpool::ProcessPool pool(options);
+    for (const char* text : {"first", "second", "third"}) pool.submit(print_other, std::string(text)).get();
+  });  // shutdown delivers every line
+  CHECK(texts(got.snapshot(), procpool::OutputStream::out) == std::vector<std::string>{"third"});
+  CHECK(report.find("procpool: on_output threw: on_output fails\n") != std::string::npos);
+  CHECK(report.find("procpool: on_output threw a non-standard exception\n") != std::string::npos);
+}

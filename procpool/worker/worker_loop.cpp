@@ -50,6 +50,24 @@ bool lost_the_host(int err) noexcept { return err == EBADF || err == ENOTSOCK ||
 // call that found the worker asleep skips the first part (wait_readable).
 constexpr auto kEagerSpin = std::chrono::microseconds(2);
 
+#ifdef PROCPOOL_COVERAGE
+extern "C" void __gcov_dump();  // libgcov (GCC): writes this process's line counts
+#endif
+
+// A worker that ends normally (stopped, or at the end of its life). Only in
+// a coverage build (-DPROCPOOL_COVERAGE=ON) does it do more than _exit: it
+// first writes its gcov counts, which _exit would lose. Not from a worker
+// whose sandbox, namespaces or limits could refuse (or kill it for) the
+// write of a .gcda file.
+[[noreturn]] void end_worker(int code, [[maybe_unused]] const WorkerConfig& config) noexcept {
+#ifdef PROCPOOL_COVERAGE
+  const ResourceLimits& limits = config.limits;
+  if (!config.sandbox && config.namespace_flags == 0 && !limits.memory && !limits.open_files && !limits.file_size)
+    __gcov_dump();
+#endif
+  _exit(code);
+}
+
 class WorkerLoop {
  public:
   WorkerLoop(WorkerSegment& segment, const WorkerConfig& config)
@@ -59,13 +77,13 @@ class WorkerLoop {
   [[noreturn]] void run() {
     for (;;) {
       FrameHeader header;
-      if (stop_requested()) _exit(0);  // before it begins another call (StopRequest)
+      if (stop_requested()) end_worker(0, config_);  // before it begins another call (StopRequest)
       wait_readable(sizeof header, /*after_task=*/true);
       requests_.peek(&header, sizeof header);
       RequestKind kind = classify_request(header, config_.max_message_bytes);
       if (kind == RequestKind::Malformed) _exit(kExitProtocol);
-      if (kind == RequestKind::Stop) _exit(0);
-      if (stop_requested()) _exit(0);
+      if (kind == RequestKind::Stop) end_worker(0, config_);
+      if (stop_requested()) end_worker(0, config_);
       if (lives_.active()) lives_.before_call();
       serve(header);
       // Its answer is published: a worker at the end of its life (calls
@@ -76,7 +94,7 @@ class WorkerLoop {
         if (int code = lives_.after_call(started_)) {
           std::fflush(stdout);  // what its tasks printed (only theirs: see end_worker_on_exit)
           std::fflush(stderr);
-          _exit(code);
+          end_worker(code, config_);
         }
       }
     }

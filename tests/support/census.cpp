@@ -5,6 +5,7 @@
 #include <procpool/worker/forkserver.hpp>
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +14,10 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+
+#ifdef PROCPOOL_COVERAGE
+extern "C" void __gcov_dump();  // libgcov (GCC): writes this process's line counts
+#endif
 
 namespace census {
 
@@ -110,11 +115,32 @@ int exit_code_in_child(const std::function<int()>& body) {
     } catch (...) {
     }
     std::fflush(nullptr);
+#ifdef PROCPOOL_COVERAGE
+    __gcov_dump();  // a coverage build: what the child ran counts too (_exit would lose it)
+#endif
     _exit(code);
   }
   int status = 0;
   if (waitpid(child, &status, 0) != child || !WIFEXITED(status)) return -1;
   return WEXITSTATUS(status);
+}
+
+std::string stderr_of(const std::function<void()>& body) {
+  std::string path = "/tmp/procpool_stderr_" + std::to_string(::getpid());
+  std::fflush(stderr);
+  int saved = ::dup(2);
+  int file = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (saved < 0 || file < 0 || ::dup2(file, 2) < 0) return "(stderr could not be redirected)";
+  ::close(file);
+  body();
+  std::fflush(stderr);
+  ::dup2(saved, 2);
+  ::close(saved);
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::remove(path.c_str());
+  return text.str();
 }
 
 size_t thread_count() {
