@@ -170,10 +170,17 @@ TEST_CASE("Payloads.ALargeCallIsEncodedIntoTheBufferOfTheLargeCallBefore" * doct
   auto first = pool.submit(tasks::echo_bytes, data);
   long first_faults = minor_faults_of_this_thread() - before;
   CHECK(first.get().size() == data.size());
-  before = minor_faults_of_this_thread();
-  auto second = pool.submit(tasks::echo_bytes, data);
-  long second_faults = minor_faults_of_this_thread() - before;
-  CHECK(second.get().size() == data.size());
+  // The keep lasts 100 ms from the answer, and on a loaded machine taking
+  // a 16 MiB answer can outlast it: a later call, right after the answer
+  // before it, gets another chance (each answer keeps its frame anew).
+  long second_faults = 0;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    before = minor_faults_of_this_thread();
+    auto second = pool.submit(tasks::echo_bytes, data);
+    second_faults = minor_faults_of_this_thread() - before;
+    CHECK(second.get().size() == data.size());
+    if (second_faults < 1000) break;
+  }
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
   CHECK(first_faults > 4000);
   CHECK(second_faults < 1000);
