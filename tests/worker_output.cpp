@@ -4,14 +4,11 @@
 // it, whole lines only, nothing lost at a crash.
 #include <doctest/doctest.h>
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <mutex>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -188,30 +185,16 @@ TEST_CASE("WorkerOutput.DiscardPointsItAtDevNullAndInheritIsTheDefault") {
 }
 
 TEST_CASE("WorkerOutput.WithoutACallbackLinesGoToTheHostsStreamPrefixed") {
-  std::string path = "/tmp/procpool_output_" + std::to_string(::getpid());
-  std::fflush(stdout);
-  int saved = ::dup(1);
-  int file = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  REQUIRE(file >= 0);
-  ::dup2(file, 1);
-  ::close(file);
   pid_t worker = 0;
-  {
+  std::string text = census::output_of(1, [&] {
     procpool::PoolOptions options;
     options.workers = 1;
     options.worker_output = procpool::WorkerOutput::capture;
     procpool::ProcessPool pool(options);
     worker = pool.worker_pids().at(0);
     pool.submit(print_other, std::string("to the host")).get();
-  }  // shutdown reads the pipes to their end
-  std::fflush(stdout);
-  ::dup2(saved, 1);
-  ::close(saved);
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  std::remove(path.c_str());
-  CHECK(text.str() == "[worker " + std::to_string(worker) + " print_other] to the host\n");
+  });  // shutdown reads the pipes to their end
+  CHECK(text == "[worker " + std::to_string(worker) + " print_other] to the host\n");
 }
 
 TEST_CASE("WorkerOutput.AnOnOutputThatThrowsIsReportedAndTheLinesAfterItStillArrive") {

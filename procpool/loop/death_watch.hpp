@@ -5,7 +5,11 @@
 // A wait for readability can complete with the worker alive: Boost.Asio
 // 1.74's epoll reactor, when a handler closes descriptors whose readiness
 // it has already queued, gives their freed state, readiness and all, to
-// the next descriptors registered (pidfd.hpp has the case). So a death
+// the next descriptors registered. A dead worker's output pipes, closed by
+// its death handler, so woke the death handler of a worker forked just
+// after: the host killed that live worker and failed its call with a
+// SIGKILL nobody sent (the soak under fork, about once in 10^5 to 10^6
+// calls; AsioInterop.AWakeTheReactorQueuedForAClosed...). So a death
 // handler first polls the pidfd (has_exited) and, the worker alive, arms
 // the wait again. The reactor is edge-triggered and completes a wait only
 // on an edge that comes after it: should the worker die while the wait is

@@ -10,16 +10,8 @@ namespace procpool::detail {
 int send_signal(int pidfd, int sig) noexcept;
 
 // Whether the process behind `pidfd` has exited (its pidfd polls readable).
-// The host asks before it acts on a wait for readability that completed:
-// Boost.Asio 1.74's epoll reactor can complete such a wait for a descriptor
-// that is not ready. When a handler closes a descriptor whose readiness the
-// reactor has already queued, Asio frees its per-descriptor state at once
-// and gives it to the next descriptor registered; the queued readiness then
-// completes that descriptor's wait. A dead worker's output pipes, closed by
-// its death handler, so woke the death handler of a worker forked just
-// after, still alive: the host killed it and failed its call with a
-// WorkerCrashed by SIGKILL nobody sent (the soak under fork found it about
-// once in 10^5 to 10^6 calls).
+// The host asks before it believes a completed wait on the pidfd: the
+// reactor can complete one with the worker alive (loop/death_watch.hpp).
 bool has_exited(int pidfd) noexcept;
 
 // SIGKILL to a worker's process group (its pid). Call it before reaping the

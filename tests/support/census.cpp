@@ -125,16 +125,17 @@ int exit_code_in_child(const std::function<int()>& body) {
   return WEXITSTATUS(status);
 }
 
-std::string stderr_of(const std::function<void()>& body) {
-  std::string path = "/tmp/procpool_stderr_" + std::to_string(::getpid());
-  std::fflush(stderr);
-  int saved = ::dup(2);
+std::string output_of(int fd, const std::function<void()>& body) {
+  std::FILE* stream = fd == 1 ? stdout : stderr;
+  std::string path = "/tmp/procpool_output_" + std::to_string(fd) + "_" + std::to_string(::getpid());
+  std::fflush(stream);
+  int saved = ::dup(fd);
   int file = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (saved < 0 || file < 0 || ::dup2(file, 2) < 0) return "(stderr could not be redirected)";
+  if (saved < 0 || file < 0 || ::dup2(file, fd) < 0) return "(fd " + std::to_string(fd) + " could not be redirected)";
   ::close(file);
   body();
-  std::fflush(stderr);
-  ::dup2(saved, 2);
+  std::fflush(stream);
+  ::dup2(saved, fd);
   ::close(saved);
   std::ifstream in(path);
   std::stringstream text;

@@ -41,9 +41,10 @@ ForkedHost fork_host(size_t count, const std::function<std::vector<pid_t>()>& re
 // this one: its credentials, its seccomp filter, its registry) and returns
 // the child's exit code: body's result, or -1 if it did not exit normally.
 int exit_code_in_child(const std::function<int()>& body);
-// What `body` writes to this process's stderr (fd 2), redirected to a file
-// while it runs (so are the workers of a pool made in it).
-std::string stderr_of(const std::function<void()>& body);
+// What `body` writes to this process's stdout (fd 1) or stderr (fd 2),
+// redirected to a file while it runs (so are the workers of a pool made in it).
+std::string output_of(int fd, const std::function<void()>& body);
+inline std::string stderr_of(const std::function<void()>& body) { return output_of(2, body); }
 // Waits until `pred` holds or `timeout` passes; returns pred().
 template <class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
