@@ -9,8 +9,9 @@
 #   tools/install-deps.sh --fuzz    also clang and its libFuzzer, ASan and
 #                                   UBSan runtimes (libclang-rt-14-dev, only
 #                                   recommended by clang), for tools/fuzz.sh
-#   tools/install-deps.sh --checks  also clang-format, for the format-check
-#                                   target
+#   tools/install-deps.sh --checks  also clang-format and clang-tidy, for the
+#                                   format-check and tidy-check
+#                                   targets
 #   tools/install-deps.sh --coverage
 #                                   also gcovr, for the coverage target of a
 #                                   -DPROCPOOL_COVERAGE=ON build
@@ -20,7 +21,7 @@ case "${1:-}" in
   "") ;;
   --bench) packages+=(python3 python3-joblib gnuplot-nox) ;;
   --fuzz) packages+=(clang libclang-rt-14-dev) ;;
-  --checks) packages+=(clang-format) ;;
+  --checks) packages+=(clang-format clang-tidy) ;;
   --coverage) packages+=(gcovr) ;;
   *) echo "usage: $0 [--bench | --fuzz | --checks | --coverage]" >&2; exit 2 ;;
 esac

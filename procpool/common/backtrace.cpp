@@ -95,6 +95,8 @@ std::string symbolize_crash(const ControlBlock& control) {
     if (from == control.crash_modules + theirs) continue;  // none noted (a worker of an older layout): as is
     const LoadedModule* to =
         std::find_if(ours, ours + own, [&](const LoadedModule& m) { return m.path_hash == from->path_hash; });
+    // An address in our copy of the module: a pointer made from an integer
+    // is what this is. NOLINTNEXTLINE(performance-no-int-to-ptr)
     frame = to == ours + own ? nullptr : reinterpret_cast<void*>(address - from->start + to->start);
   }
   return symbolize(frames.data(), count);

@@ -11,9 +11,12 @@ std::string crash_message(const std::string& function, pid_t pid, int signal, in
                           const std::vector<std::string>& last_output) {
   std::string how;
   if (signal != 0) {
+    // Not strsignal: its buffer for an unknown signal is shared by every
+    // thread. These two return static text, or null for an unknown signal.
     const char* abbrev = sigabbrev_np(signal);
+    const char* description = sigdescr_np(signal);
     how = "killed by SIG" + std::string(abbrev ? abbrev : "?") + " (signal " + std::to_string(signal) + ", " +
-          strsignal(signal) + ")";
+          (description ? description : "unknown signal") + ")";
   } else if (exit_code >= 0) {
     how = "exited with code " + std::to_string(exit_code);
   } else {
@@ -58,14 +61,12 @@ std::string violation_message(const std::string& function, pid_t pid, const std:
 
 }  // namespace
 
-WorkerCrashed::WorkerCrashed(std::string function, pid_t pid, int signal, int exit_code, std::string backtrace,
-                             std::vector<std::string> last_output)
-    // last_output copied, not moved: the order in which the arguments are
-    // made is unspecified, and the message reads it.
+WorkerCrashed::WorkerCrashed(const std::string& function, pid_t pid, int signal, int exit_code, std::string backtrace,
+                             const std::vector<std::string>& last_output)
     : WorkerCrashed(crash_message(function, pid, signal, exit_code, last_output), function, pid, signal, exit_code,
                     std::move(backtrace), last_output) {}
 
-WorkerCrashed::WorkerCrashed(std::string message, std::string function, pid_t pid, int signal, int exit_code,
+WorkerCrashed::WorkerCrashed(const std::string& message, std::string function, pid_t pid, int signal, int exit_code,
                              std::string backtrace, std::vector<std::string> last_output)
     : Error(message), function_(std::move(function)), pid_(pid), signal_(signal), exit_code_(exit_code),
       backtrace_(std::move(backtrace)), last_output_(std::move(last_output)) {}
@@ -102,8 +103,8 @@ PoolFull::PoolFull(unsigned long long would_hold, unsigned long long max_pending
     : ResourceLimitExceeded("max_pending", would_hold, max_pending,
                             "the pool is full: calls held with this call of '" + function + "'") {}
 
-SandboxViolation::SandboxViolation(std::string function, pid_t pid, std::string syscall, int syscall_number,
-                                   std::string backtrace, std::vector<std::string> last_output)
+SandboxViolation::SandboxViolation(const std::string& function, pid_t pid, std::string syscall, int syscall_number,
+                                   std::string backtrace, const std::vector<std::string>& last_output)
     : WorkerCrashed(violation_message(function, pid, syscall, syscall_number, last_output), function, pid, SIGSYS, -1,
                     std::move(backtrace), last_output),
       syscall_(std::move(syscall)), syscall_number_(syscall_.empty() ? -1 : syscall_number) {}

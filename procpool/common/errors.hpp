@@ -18,8 +18,8 @@ class Error : public std::runtime_error {
 // The worker process running the task died (signal or exit) before answering.
 class WorkerCrashed : public Error {
  public:
-  WorkerCrashed(std::string function, pid_t pid, int signal, int exit_code, std::string backtrace,
-                std::vector<std::string> last_output = {});
+  WorkerCrashed(const std::string& function, pid_t pid, int signal, int exit_code, std::string backtrace,
+                const std::vector<std::string>& last_output = {});
   const std::string& function() const noexcept { return function_; }
   // The last lines the worker wrote to stdout and stderr, oldest first, when
   // the pool captures its output (PoolOptions::worker_output); else empty.
@@ -31,8 +31,8 @@ class WorkerCrashed : public Error {
 
  protected:
   // For a subclass that says more of the death than the signal.
-  WorkerCrashed(std::string message, std::string function, pid_t pid, int signal, int exit_code, std::string backtrace,
-                std::vector<std::string> last_output);
+  WorkerCrashed(const std::string& message, std::string function, pid_t pid, int signal, int exit_code,
+                std::string backtrace, std::vector<std::string> last_output);
 
  private:
   std::string function_;
@@ -181,8 +181,8 @@ class PoolFull : public ResourceLimitExceeded {
 // recording which (a task that blocked SIGSYS: the kernel forced it).
 class SandboxViolation : public WorkerCrashed {
  public:
-  SandboxViolation(std::string function, pid_t pid, std::string syscall, int syscall_number, std::string backtrace,
-                   std::vector<std::string> last_output = {});
+  SandboxViolation(const std::string& function, pid_t pid, std::string syscall, int syscall_number,
+                   std::string backtrace, const std::vector<std::string>& last_output = {});
   const std::string& syscall() const noexcept { return syscall_; }
   int syscall_number() const noexcept { return syscall_number_; }
 
@@ -201,6 +201,12 @@ class SandboxViolation : public WorkerCrashed {
 class RemoteOrigin {
  public:
   RemoteOrigin(std::string type_name, std::string message, std::string function, pid_t pid, std::string backtrace);
+  // Declared because the destructor is, which would otherwise leave only
+  // the copies.
+  RemoteOrigin(const RemoteOrigin&) = default;
+  RemoteOrigin(RemoteOrigin&&) noexcept = default;
+  RemoteOrigin& operator=(const RemoteOrigin&) = default;
+  RemoteOrigin& operator=(RemoteOrigin&&) noexcept = default;
   virtual ~RemoteOrigin() = default;
   const std::string& type_name() const noexcept { return type_name_; }  // as thrown, e.g. "LocalError"
   // what() in the worker; the text of a thrown std::string or string literal.

@@ -49,7 +49,7 @@ void find_codec(Level& level, const std::exception& e) {
   }
 }
 
-Level describe(std::exception_ptr p) {
+Level describe(const std::exception_ptr& p) {
   Level level;
   level.held = p;
   try {

@@ -144,10 +144,13 @@ std::exception_ptr decode_exception(InputArchive& in, const std::string& functio
 // constructor, or a standard base's message when there is no such
 // constructor. A type with neither a default nor a string constructor (const
 // fields) is built by its cereal load_and_construct from its saved fields.
+// Type is a template argument, where parentheses are not allowed.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define PROCPOOL_REGISTER_EXCEPTION(Type)                                                             \
   [[maybe_unused]] static const ::procpool::detail::ExceptionRegistration PROCPOOL_DETAIL_EXC_CONCAT( \
       procpool_exception_registration_, __COUNTER__) {                                                \
     static_cast<Type*>(nullptr)                                                                       \
   }
+// NOLINTEND(bugprone-macro-parentheses)
 #define PROCPOOL_DETAIL_EXC_CONCAT2(a, b) a##b
 #define PROCPOOL_DETAIL_EXC_CONCAT(a, b) PROCPOOL_DETAIL_EXC_CONCAT2(a, b)

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 
+#include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/shared_bytes.hpp>
 
@@ -30,13 +31,13 @@ union ControlBuffer {
 HandleSockets make_handle_sockets() {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
-    throw Error(std::string("cannot start a worker: socketpair: ") + std::strerror(errno));
+    throw Error(std::string("cannot start a worker: socketpair: ") + detail::errno_text(errno));
   int flags = ::fcntl(fds[0], F_GETFL);
   if (flags < 0 || ::fcntl(fds[0], F_SETFL, flags | O_NONBLOCK) != 0) {
     int err = errno;
     ::close(fds[0]);
     ::close(fds[1]);
-    throw Error(std::string("cannot start a worker: fcntl(O_NONBLOCK): ") + std::strerror(err));
+    throw Error(std::string("cannot start a worker: fcntl(O_NONBLOCK): ") + detail::errno_text(err));
   }
   return {fds[0], fds[1]};
 }
@@ -91,7 +92,7 @@ HandleList receive_handles(int socket, TaskId task, size_t count, size_t max_siz
   }
   if (got < 0)
     throw DecodeError("a frame with " + std::to_string(count) + " shared buffers whose descriptors never came (" +
-                      std::strerror(errno) + ")");
+                      detail::errno_text(errno) + ")");
 
   // Take ownership of every descriptor that arrived before judging them.
   std::vector<int> fds;

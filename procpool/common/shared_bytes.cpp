@@ -12,6 +12,7 @@
 #include <cstring>
 #include <string>
 
+#include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 
 namespace procpool {
@@ -24,7 +25,7 @@ namespace {
 constexpr int kRequiredSeals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
 
 [[noreturn]] void fail(const char* syscall, size_t size, int err = errno) {
-  throw Error("SharedBytes of " + std::to_string(size) + " bytes: " + syscall + ": " + std::strerror(err));
+  throw Error("SharedBytes of " + std::to_string(size) + " bytes: " + syscall + ": " + detail::errno_text(err));
 }
 
 // Neither mapping is inherited by fork: a worker forked later (a pool's
@@ -50,7 +51,8 @@ std::shared_ptr<const SealedMemory> SealedMemory::adopt(int fd, size_t max_size)
   } owned{fd};
   int seals = ::fcntl(fd, F_GET_SEALS);
   if (seals < 0)
-    throw DecodeError("a shared buffer that is not a memfd (F_GET_SEALS: " + std::string(std::strerror(errno)) + ")");
+    throw DecodeError("a shared buffer that is not a memfd (F_GET_SEALS: " + std::string(detail::errno_text(errno)) +
+                      ")");
   if ((seals & kRequiredSeals) != kRequiredSeals)
     throw DecodeError("a shared buffer that is not sealed against writes and resizing");
   // Plain shared memory only: a hugetlbfs memfd can fault with SIGBUS when

@@ -39,7 +39,7 @@ inline constexpr char kOutputMarker = '\x1e';
 inline constexpr size_t kOutputMarkerBytes = 1 + 8 + 1;
 // A line longer than this is passed on in pieces of this size: a task that
 // writes without newlines cannot grow the host's buffer without bound.
-inline constexpr size_t kMaxOutputLine = 16 * 1024;
+inline constexpr size_t kMaxOutputLine = size_t{16} * 1024;
 // How many of a worker's last lines a WorkerCrashed carries.
 inline constexpr size_t kLastOutputLines = 20;
 

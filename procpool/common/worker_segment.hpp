@@ -23,6 +23,7 @@
 #include <cstring>
 #include <string>
 
+#include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/unique_fd.hpp>
 
@@ -220,7 +221,7 @@ class WorkerSegment {
                                                  bytes_for(capacity_));
   }
   [[noreturn]] static void fail(const char* syscall) {
-    throw Error(std::string("cannot make a worker's shared memory: ") + syscall + ": " + std::strerror(errno));
+    throw Error(std::string("cannot make a worker's shared memory: ") + syscall + ": " + detail::errno_text(errno));
   }
 
   UniqueFd memfd_;

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/handle_channel.hpp>
 #include <procpool/worker/pidfd.hpp>
@@ -135,7 +136,7 @@ void PoolCore::refuse_locked(WorkerSlot& slot, int err, Published& out) {
   if (!task.state->try_claim()) return;
   task.state->set_error(std::make_exception_ptr(
       Error(std::string("the call of '") + function_name(task.function_id) +
-            "' could not be sent: passing its SharedBytes to the worker failed: sendmsg: " + std::strerror(err))));
+            "' could not be sent: passing its SharedBytes to the worker failed: sendmsg: " + detail::errno_text(err))));
   out.push_back(std::move(task.state));  // published by the caller, with no lock held
 }
 

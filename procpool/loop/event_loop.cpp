@@ -82,6 +82,7 @@ bool EventLoop::run_one() {
       auto stretch = std::min(until, std::chrono::steady_clock::now() + std::chrono::microseconds(5));
       {
         std::vector<std::unique_ptr<detail::PollingScope>> polling;
+        polling.reserve(pools.size());
         for (auto& p : pools) polling.push_back(std::make_unique<detail::PollingScope>(*p));
         bool took = false;
         while (!took && std::chrono::steady_clock::now() < stretch)

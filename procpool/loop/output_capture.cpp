@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/function_registry.hpp>
 #include <procpool/loop/pool_core.hpp>
@@ -21,12 +22,12 @@ namespace {
 void make_pipe(UniqueFd& read_end, UniqueFd& write_end) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0)
-    throw Error(std::string("cannot capture a worker's output: pipe2: ") + std::strerror(errno));
+    throw Error(std::string("cannot capture a worker's output: pipe2: ") + detail::errno_text(errno));
   read_end.reset(fds[0]);
   write_end.reset(fds[1]);
   int flags = ::fcntl(fds[0], F_GETFL);
   if (flags < 0 || ::fcntl(fds[0], F_SETFL, flags | O_NONBLOCK) != 0)
-    throw Error(std::string("cannot capture a worker's output: fcntl: ") + std::strerror(errno));
+    throw Error(std::string("cannot capture a worker's output: fcntl: ") + detail::errno_text(errno));
 }
 
 bool hex8(const std::string& s, size_t at, uint32_t& value) {

@@ -45,7 +45,7 @@ class OutputCapture : public std::enable_shared_from_this<OutputCapture> {
   struct Stream {
     OutputStream which;
     std::unique_ptr<boost::asio::posix::stream_descriptor> pipe;
-    std::array<char, 16 * 1024> buffer;
+    std::array<char, std::size_t{16} * 1024> buffer;
     std::string partial;   // the line being read
     std::string function;  // who writes it (the last marker)
   };

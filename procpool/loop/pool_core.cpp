@@ -22,8 +22,9 @@
 namespace procpool::detail {
 
 PoolCore::PoolCore(PoolOptions options)
-    : options_(options), own_io_(options.io_context ? nullptr : std::make_unique<boost::asio::io_context>()),
-      io_(options.io_context ? *options.io_context : *own_io_) {
+    : options_(std::move(options)),
+      own_io_(options_.io_context ? nullptr : std::make_unique<boost::asio::io_context>()),
+      io_(options_.io_context ? *options_.io_context : *own_io_) {
   if (own_io_) work_.emplace(io_.get_executor());
   if (options_.workers == 0) options_.workers = std::max(1u, std::thread::hardware_concurrency());
   options_.ring_bytes = std::bit_ceil(std::max<size_t>(options_.ring_bytes, 4096));

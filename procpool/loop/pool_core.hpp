@@ -146,7 +146,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void on_spare_death(pid_t pid);
   // Both mutexes held: the pool is broken (PoolBroken): no slot forks again
   // and every pending call fails with `error`.
-  void break_pool_locked(std::exception_ptr error, Published& out);
+  void break_pool_locked(const std::exception_ptr& error, Published& out);
   void stop_forker();  // joins the forker thread; no lock held
   void watch_death(WorkerSlot& slot);
   void on_death(WorkerSlot& slot, pid_t pid);  // `pid`: the process whose death is reported
@@ -175,7 +175,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // out of memory.
   void start_timer(std::unique_ptr<boost::asio::steady_timer>& timer, std::chrono::microseconds after,
                    void (PoolCore::*handler)());
-  void fail_all_pending(std::exception_ptr error, Published& out);
+  void fail_all_pending(const std::exception_ptr& error, Published& out);
   // Stop frame, SIGTERM, SIGKILL (or SIGKILL only); reaps all; fails what is left.
   void stop_workers(Published& out, StopMode mode);
   bool request_stop(ByteRing& requests) noexcept;  // writes a Stop frame if it fits

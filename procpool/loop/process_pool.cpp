@@ -2,6 +2,7 @@
 #include <procpool/loop/process_pool.hpp>
 
 #include <cstdio>
+#include <utility>
 
 #include <procpool/loop/pool_core.hpp>
 
@@ -16,8 +17,8 @@ std::string describe_unregistered(ErasedFn fn) {
 }  // namespace detail
 
 ProcessPool::ProcessPool(PoolOptions options)
-    : core_(std::make_shared<detail::PoolCore>(options)), uncaught_at_construction_(std::uncaught_exceptions()),
-      options_max_pending_(options.max_pending) {
+    : options_max_pending_(options.max_pending), core_(std::make_shared<detail::PoolCore>(std::move(options))),
+      uncaught_at_construction_(std::uncaught_exceptions()) {
   core_->start();
 }
 

@@ -285,9 +285,9 @@ class ProcessPool {
                             const CallOptions& options, detail::Admission admission);
   static size_t max_message_bytes(const detail::PoolCore& core) noexcept;
 
+  size_t options_max_pending_;  // PoolOptions::max_pending; before core_, which takes the options
   std::shared_ptr<detail::PoolCore> core_;
   int uncaught_at_construction_;  // see ~ProcessPool
-  size_t options_max_pending_;    // PoolOptions::max_pending
 };
 
 // ---- implementation ----

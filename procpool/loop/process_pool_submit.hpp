@@ -73,8 +73,8 @@ class [[nodiscard]] SubmitAwaitable {
   ~SubmitAwaitable() {
     // Destroyed while it waited (its loop went away): a place granted to it
     // meanwhile goes back.
-    if (waiter_ && room_->withdraw(waiter_) == Outcome::Admitted) room_->release();
-    else if (!waiter_ && outcome_ == Outcome::Admitted) room_->release();
+    const bool admitted = waiter_ ? room_->withdraw(waiter_) == Outcome::Admitted : outcome_ == Outcome::Admitted;
+    if (admitted) room_->release();
   }
 
   bool await_ready() {

@@ -48,6 +48,7 @@
 
 #include <cstring>
 
+#include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/handle_channel.hpp>
 #include <procpool/worker/pidfd.hpp>
@@ -60,7 +61,7 @@ ForkedWorker PoolCore::fork_worker() {
   w.segment = std::make_unique<WorkerSegment>(
       options_.ring_bytes, start_method_ == StartMethod::fork ? SegmentMemory::anonymous : SegmentMemory::memfd);
   UniqueFd efd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!efd) throw Error(std::string("cannot create a worker's doorbell: eventfd: ") + std::strerror(errno));
+  if (!efd) throw Error(std::string("cannot create a worker's doorbell: eventfd: ") + detail::errno_text(errno));
   w.doorbell = std::make_unique<boost::asio::posix::stream_descriptor>(io_, efd.get());
   WorkerConfig config = worker_config_;
   config.doorbell_fd = efd.release();
@@ -332,7 +333,7 @@ void PoolCore::on_spare_death(pid_t pid) {
   // `dead` is unmapped here, with no lock held.
 }
 
-void PoolCore::break_pool_locked(std::exception_ptr error, Published& out) {
+void PoolCore::break_pool_locked(const std::exception_ptr& error, Published& out) {
   start_error_ = error;
   for (auto& s : slots_) {
     s->retired = true;

@@ -18,13 +18,13 @@ namespace {
 
 // A sandboxed worker killed by SIGSYS broke its sandbox: the trap's handler
 // recorded which syscall, unless the task kept the handler from running.
-std::exception_ptr sandbox_violation(const ControlBlock& control, std::string function, pid_t pid,
-                                     std::string backtrace, std::vector<std::string> last_output) {
+std::exception_ptr sandbox_violation(const ControlBlock& control, const std::string& function, pid_t pid,
+                                     std::string backtrace, const std::vector<std::string>& last_output) {
   uint32_t arch = control.violation_arch.load(std::memory_order_relaxed);
   int number = control.violation_syscall.load(std::memory_order_relaxed);
   std::string name = arch != 0 ? syscall_name(arch, number) : std::string();
-  return std::make_exception_ptr(SandboxViolation(std::move(function), pid, std::move(name), number,
-                                                  std::move(backtrace), std::move(last_output)));
+  return std::make_exception_ptr(
+      SandboxViolation(function, pid, std::move(name), number, std::move(backtrace), last_output));
 }
 
 }  // namespace
@@ -87,10 +87,10 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
         std::string where = sig != 0 ? symbolize_crash(control) : std::string();
         std::vector<std::string> last = slot.output ? slot.output->last_lines() : std::vector<std::string>();
         if (sig == SIGSYS && options_.sandbox.enabled())
-          error = sandbox_violation(control, function_name(task.function_id), slot.pid, where, std::move(last));
+          error = sandbox_violation(control, function_name(task.function_id), slot.pid, where, last);
         else
-          error = std::make_exception_ptr(
-              WorkerCrashed(function_name(task.function_id), slot.pid, sig, code, where, std::move(last)));
+          error =
+              std::make_exception_ptr(WorkerCrashed(function_name(task.function_id), slot.pid, sig, code, where, last));
       }
       // A call that killed its worker, as opposed to a worker that broke the
       // protocol: the crash-loop breaker counts it. (A worker the host stops
@@ -221,7 +221,7 @@ void PoolCore::note_starts_locked() {
   }
 }
 
-void PoolCore::fail_all_pending(std::exception_ptr error, Published& out) {
+void PoolCore::fail_all_pending(const std::exception_ptr& error, Published& out) {
   for (auto& task : pending_)
     if (task.state->try_claim()) {
       task.state->set_error(error);

@@ -18,10 +18,12 @@ const char* enter_sandbox(const Sandbox& sandbox) noexcept {
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return "prctl(PR_SET_NO_NEW_PRIVS)";
   if (::chdir("/") != 0) return "chdir(\"/\")";
   // The host's environment may hold secrets (tokens, keys): none of it
-  // stays, only what the sandbox gives.
-  if (::clearenv() != 0) return "clearenv";
+  // stays, only what the sandbox gives. The worker has one thread here, so
+  // the environment's calls race with nothing.
+  if (::clearenv() != 0) return "clearenv";  // NOLINT(concurrency-mt-unsafe)
   for (const std::string& variable : sandbox.variables())
-    if (::putenv(const_cast<char*>(variable.c_str())) != 0) return "putenv";  // the host's copy, for the worker's life
+    // The host's copy, for the worker's life.
+    if (::putenv(const_cast<char*>(variable.c_str())) != 0) return "putenv";  // NOLINT(concurrency-mt-unsafe)
   // measure_usage resets the peak RSS through /proc/self/clear_refs: no
   // open is allowed once the filter is in.
   UsageMeter::keep_clear_refs_open();

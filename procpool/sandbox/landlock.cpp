@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 
 namespace procpool::detail {
@@ -34,13 +35,13 @@ void check_readable_paths(const std::vector<std::string>& paths) {
   if (landlock_abi() < 1)
     throw Error(std::string("sandbox: read_only_files needs Landlock (Linux 5.13 or later, with landlock among the "
                             "LSMs), which this kernel refuses: ") +
-                std::strerror(errno) + "; the pool will not run workers with more access than asked");
+                detail::errno_text(errno) + "; the pool will not run workers with more access than asked");
   for (const std::string& path : paths) {
     struct stat st {};
     if (path.empty() || path[0] != '/')
       throw Error("sandbox: read_only_files path '" + path + "' is not absolute (workers run in /)");
     if (::stat(path.c_str(), &st) != 0)
-      throw Error("sandbox: read_only_files path '" + path + "': " + std::strerror(errno));
+      throw Error("sandbox: read_only_files path '" + path + "': " + detail::errno_text(errno));
   }
 }
 

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string>
 
+#include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/sandbox/pid_namespace.hpp>
 
@@ -62,7 +63,7 @@ void check_namespaces(int flags) {
   IdMaps maps = id_maps();
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0)
-    throw Error(std::string("cannot check the workers' namespaces: pipe: ") + std::strerror(errno));
+    throw Error(std::string("cannot check the workers' namespaces: pipe: ") + detail::errno_text(errno));
   pid_t pid = ::fork();
   if (pid == 0) {
     // The worker's own steps, in its order; the report comes from the
@@ -90,7 +91,7 @@ void check_namespaces(int flags) {
   std::memcpy(&err, report + 100, sizeof err);
   if (err != 0)
     throw Error(std::string("PoolOptions::namespaces: this kernel refuses them (") + report + ": " +
-                std::strerror(err) +
+                detail::errno_text(err) +
                 "; user namespaces may be disabled, as kernel.unprivileged_userns_clone=0 or "
                 "user.max_user_namespaces=0 do); the pool will not run workers without them");
 }

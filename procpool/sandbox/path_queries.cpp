@@ -124,7 +124,8 @@ long answer(long number, void* context) noexcept {
   if (query == kAccess && !g_reads_files) return kViolation;
   struct stat scratch {};
   long target = query == kStat ? out : reinterpret_cast<long>(&scratch);
-  const char* text = reinterpret_cast<const char*>(path);
+  // The trapped syscall's argument, a register's integer.
+  const char* text = reinterpret_cast<const char*>(path);  // NOLINT(performance-no-int-to-ptr)
   bool empty = text == nullptr || text[0] == '\0';
   if (empty && (flags & AT_EMPTY_PATH) != 0) {
     long rc = kernel_style(::syscall(SYS_fstat, dirfd, target));

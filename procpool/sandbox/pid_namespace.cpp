@@ -53,7 +53,7 @@ void close_all_but(int keep) noexcept {
     sigemptyset(&one);
     sigaddset(&one, sig);
     ::raise(sig);  // pending while blocked; delivered as it is unblocked
-    ::sigprocmask(SIG_UNBLOCK, &one, nullptr);
+    ::pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
   }
   _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0));
 }
@@ -86,7 +86,7 @@ void close_all_but(int keep) noexcept {
   // namespace with it). Those the host ignores (SIGINT) stay ignored.
   sigset_t all;
   sigfillset(&all);
-  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  ::pthread_sigmask(SIG_SETMASK, &all, nullptr);
   int signals = ::signalfd(-1, &all, SFD_CLOEXEC);
   pid_t worker = 0;
   sigset_t early;  // sent before the worker's pid was known

@@ -17,6 +17,7 @@
 #include <memory>
 #include <vector>
 
+#include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/sandbox/landlock.hpp>
 #include <procpool/sandbox/path_queries.hpp>
@@ -246,7 +247,7 @@ void check_sandbox(const Sandbox& sandbox) {
   const char* failed = "";
   int rc = ctx ? add_rules(ctx.get(), sandbox, getpid(), failed) : -errno;
   if (rc != 0)
-    throw Error(std::string("sandbox: libseccomp refused the rule for '") + failed + "': " + std::strerror(-rc));
+    throw Error(std::string("sandbox: libseccomp refused the rule for '") + failed + "': " + detail::errno_text(-rc));
 }
 
 const char* load_seccomp_filter(const Sandbox& sandbox, pid_t self) noexcept {
@@ -277,7 +278,7 @@ std::vector<sock_filter> export_seccomp_filter(const Sandbox& sandbox, pid_t sel
     if (::pread(fd, program.data(), program.size() * sizeof(sock_filter), 0) != size) rc = -EIO;
   }
   if (fd >= 0) ::close(fd);
-  if (rc != 0) throw Error(std::string("sandbox: exporting the filter: ") + std::strerror(-rc));
+  if (rc != 0) throw Error(std::string("sandbox: exporting the filter: ") + detail::errno_text(-rc));
   return program;
 }
 

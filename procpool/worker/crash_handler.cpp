@@ -10,7 +10,7 @@ namespace {
 
 ControlBlock* g_control = nullptr;
 constexpr int kFatalSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};
-constexpr size_t kAltStackBytes = 256 * 1024;
+constexpr size_t kAltStackBytes = size_t{256} * 1024;
 // si_code of a seccomp trap (SYS_SECCOMP in <asm-generic/siginfo.h>, which
 // glibc's <signal.h> does not export and cannot be included beside it).
 constexpr int kSysSeccomp = 1;

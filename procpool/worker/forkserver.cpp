@@ -37,6 +37,7 @@
 #include <mutex>
 #include <string>
 
+#include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/unique_fd.hpp>
 #include <procpool/worker/launch.hpp>
@@ -85,7 +86,7 @@ bool answer(int channel, int64_t value) noexcept {
     if (sig != SIGKILL && sig != SIGSTOP) signal(sig, sig == SIGINT ? SIG_IGN : SIG_DFL);
   sigset_t none;
   sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
+  pthread_sigmask(SIG_SETMASK, &none, nullptr);
   close_all_but(channel);
 
   int* tid_address = nullptr;
@@ -133,11 +134,12 @@ void start_zygote() {
   g_zygote->owner = self;
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-    throw Error(std::string("procpool::init: cannot start the forkserver: socketpair: ") + std::strerror(errno));
+    throw Error(std::string("procpool::init: cannot start the forkserver: socketpair: ") + detail::errno_text(errno));
   UniqueFd host_end(sv[0]), zygote_end(sv[1]);
   flush_standard_streams();  // unflushed output would otherwise be written twice
   pid_t pid = ::fork();
-  if (pid < 0) throw Error(std::string("procpool::init: cannot start the forkserver: fork: ") + std::strerror(errno));
+  if (pid < 0)
+    throw Error(std::string("procpool::init: cannot start the forkserver: fork: ") + detail::errno_text(errno));
   if (pid == 0) {
     host_end.release();  // closed by close_all_but
     zygote_main(zygote_end.get(), self);
@@ -161,7 +163,7 @@ pid_t zygote_start_worker(const WorkerConfig& config, const WorkerSegment& segme
   if (const char* why = zygote_unavailable()) throw Error(std::string("cannot start a worker by forkserver: ") + why);
   Zygote& z = *g_zygote;
   std::lock_guard lock(z.mutex);
-  auto give_up = [&](std::string why) -> Error {
+  auto give_up = [&](const std::string& why) -> Error {
     // The channel is out of step or dead: no later launch may use it.
     z.unavailable = "the forkserver (pid " + std::to_string(z.pid) + ") " + why;
     int status = 0;
@@ -186,15 +188,15 @@ pid_t zygote_start_worker(const WorkerConfig& config, const WorkerSegment& segme
     if (ready == 0) throw give_up("did not answer within " + std::to_string(kAnswerTimeoutMs / 1000) + " s");
     ssize_t n = ::recv(z.channel.get(), reinterpret_cast<char*>(&reply) + got, sizeof reply - got, 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw give_up(n == 0 ? "is gone" : std::string("could not be read: ") + std::strerror(errno));
+    if (n <= 0) throw give_up(n == 0 ? "is gone" : std::string("could not be read: ") + detail::errno_text(errno));
     got += static_cast<size_t>(n);
   }
   if (reply == -ENOSYS || reply == -EINVAL)
     throw give_up(std::string("cannot clone its workers as the host's children on this kernel: ") +
-                  std::strerror(static_cast<int>(-reply)));
+                  detail::errno_text(static_cast<int>(-reply)));
   if (reply < 0)
     throw Error(std::string("cannot start a worker: the forkserver's clone3: ") +
-                std::strerror(static_cast<int>(-reply)));
+                detail::errno_text(static_cast<int>(-reply)));
   return static_cast<pid_t>(reply);
 }
 

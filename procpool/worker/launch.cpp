@@ -16,6 +16,7 @@
 #include <cstring>
 #include <string>
 
+#include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/function_registry.hpp>
 #include <procpool/common/worker_segment.hpp>
@@ -156,7 +157,7 @@ void send_launch(int socket, const WorkerConfig& config, const WorkerSegment& se
   std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
   int err = send_all(socket, &header, sizeof header, &msg);
   if (err == 0) err = send_all(socket, bytes.data(), bytes.size(), nullptr);
-  if (err != 0) throw Error(std::string("cannot send a worker its set-up: sendmsg: ") + std::strerror(err));
+  if (err != 0) throw Error(std::string("cannot send a worker its set-up: sendmsg: ") + detail::errno_text(err));
 }
 
 int read_launch(int socket, LaunchMessage& out) noexcept {
@@ -196,7 +197,7 @@ int read_launch(int socket, LaunchMessage& out) noexcept {
   } catch (...) {
     return ENOMEM;
   }
-  std::vector<char> chunk(64 * 1024);
+  std::vector<char> chunk(size_t{64} * 1024);
   for (uint64_t left = out.header.body_bytes; left > 0;) {
     size_t take = static_cast<size_t>(std::min<uint64_t>(left, chunk.size()));
     if (int err = read_all(socket, chunk.data(), take)) return err;

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/unique_fd.hpp>
 #include <procpool/worker/launch.hpp>
@@ -42,7 +43,7 @@ struct SpawnAttributes {
 };
 
 [[noreturn]] void fail(const char* step, int err) {
-  throw Error(std::string("cannot start a worker by spawn: ") + step + ": " + std::strerror(err));
+  throw Error(std::string("cannot start a worker by spawn: ") + step + ": " + detail::errno_text(err));
 }
 
 }  // namespace
@@ -103,7 +104,9 @@ pid_t exec_worker(const WorkerConfig& config, const WorkerSegment& segment, cons
 
 void become_spawned_worker(const char* channel) noexcept {
   int fd = std::atoi(channel);
-  ::unsetenv(kSpawnChannelVariable);  // not for what the worker's tasks start
+  // Not for what the worker's tasks start. Called from init, first in main,
+  // before the worker has a second thread.
+  ::unsetenv(kSpawnChannelVariable);  // NOLINT(concurrency-mt-unsafe)
   LaunchMessage message;
   int err = read_launch(fd, message);
   ::close(fd);

@@ -39,6 +39,8 @@ const char* to_string(StartMethod method) noexcept {
 
 void init(int argc, char** argv) {
   (void)argc;
+  // getenv races only with a setenv on another thread, and init is called
+  // first in main. NOLINTNEXTLINE(concurrency-mt-unsafe)
   if (const char* channel = std::getenv(detail::kSpawnChannelVariable)) detail::become_spawned_worker(channel);
   {
     std::lock_guard lock(g_state_mutex);
@@ -68,6 +70,8 @@ StartState start_state() {
 }
 
 void check_start_method(StartMethod method, const std::string& program) {
+  // procpool never sets the host's environment; a user's setenv on another
+  // thread while a pool starts is theirs to order. NOLINTNEXTLINE(concurrency-mt-unsafe)
   if (std::getenv(kSpawnChannelVariable))
     throw Error(
         "this process was started as a procpool worker (StartMethod::spawn) but did not become one: its main must call "

@@ -19,6 +19,7 @@
 #include <procpool/common/archive.hpp>
 #include <procpool/common/backtrace.hpp>
 #include <procpool/common/cpu_relax.hpp>
+#include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/exception_codec.hpp>
 #include <procpool/common/frame.hpp>
@@ -272,9 +273,9 @@ class WorkerLoop {
     }
     if (err == 0) return FrameKind::Value;
     if (lost_the_host(err)) g_host_unreachable = true;
-    return answer_instead(
-        writer,
-        Error(std::string("the result's SharedBytes could not be sent to the host: sendmsg: ") + std::strerror(err)));
+    return answer_instead(writer,
+                          Error(std::string("the result's SharedBytes could not be sent to the host: sendmsg: ") +
+                                detail::errno_text(err)));
   }
 
   // Replaces the result being written by the exception in flight.

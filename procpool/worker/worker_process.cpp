@@ -16,8 +16,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <mutex>
 
+#include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/sandbox/enter_sandbox.hpp>
 #include <procpool/sandbox/namespaces.hpp>
@@ -64,7 +66,10 @@ void end_worker_on_exit(int status, void*) noexcept {
 }
 
 [[noreturn]] void fail_setup(ControlBlock& control, const char* step) noexcept {
-  std::snprintf(control.setup_error, sizeof control.setup_error, "%s: %s", step, std::strerror(errno));
+  const int err = errno;
+  char reason[96];
+  std::snprintf(control.setup_error, sizeof control.setup_error, "%s: %s", step,
+                detail::errno_text(err, reason, sizeof reason));
   _exit(kExitSetupFailed);
 }
 
@@ -84,7 +89,7 @@ void close_inherited_fds(int keep_a, int keep_b) noexcept {
     close_span(from, keep - 1);
     from = keep + 1;
   }
-  close_span(from, static_cast<long>(~0u));
+  close_span(from, long{std::numeric_limits<unsigned int>::max()});
 }
 
 // Points fds 1 and 2 at the host's pipes (capture) or /dev/null (discard).
@@ -127,7 +132,10 @@ bool redirect_output(const WorkerConfig& config) noexcept {
   }
   sigset_t none;
   sigemptyset(&none);
-  if (sigprocmask(SIG_SETMASK, &none, nullptr) != 0) fail_setup(control, "sigprocmask");
+  if (const int rc = pthread_sigmask(SIG_SETMASK, &none, nullptr); rc != 0) {
+    errno = rc;
+    fail_setup(control, "pthread_sigmask");
+  }
 
   if (!redirect_output(config)) fail_setup(control, "redirecting stdout and stderr");
   if (config.close_fds) close_inherited_fds(config.doorbell_fd, config.handle_socket);
@@ -179,7 +187,7 @@ void prepare_host_for_workers() {
   std::call_once(once, [] {
     preload_unwinder();
     if (int err = pthread_atfork(note_forking_process, nullptr, die_with_forking_process); err != 0)
-      throw Error(std::string("cannot start workers: pthread_atfork: ") + std::strerror(err));
+      throw Error(std::string("cannot start workers: pthread_atfork: ") + detail::errno_text(err));
   });
 }
 
@@ -195,14 +203,14 @@ pid_t fork_worker_process(WorkerSegment& segment, const WorkerConfig& config) {
   sigset_t all, previous;
   sigfillset(&all);
   if (!segment.inherit_on_fork(true))
-    throw Error(std::string("cannot start a worker: madvise(MADV_DOFORK): ") + std::strerror(errno));
+    throw Error(std::string("cannot start a worker: madvise(MADV_DOFORK): ") + detail::errno_text(errno));
   pthread_sigmask(SIG_SETMASK, &all, &previous);
   pid_t pid = fork();
   if (pid == 0) become_worker(segment, config, parent);
   int fork_errno = errno;
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   segment.inherit_on_fork(false);
-  if (pid < 0) throw Error(std::string("cannot start a worker: fork: ") + std::strerror(fork_errno));
+  if (pid < 0) throw Error(std::string("cannot start a worker: fork: ") + detail::errno_text(fork_errno));
   return pid;
 }
 
@@ -259,7 +267,7 @@ SpawnedWorker start_worker(StartMethod method, WorkerSegment& segment, const Wor
     int err = errno;
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
-    throw Error(std::string("cannot watch a worker: pidfd_open: ") + std::strerror(err));
+    throw Error(std::string("cannot watch a worker: pidfd_open: ") + detail::errno_text(err));
   }
   return {pid, pidfd};
 }
