@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 #include <csignal>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -19,10 +20,11 @@ namespace soak {
 namespace {
 
 // No UBSan here: the null store must reach the CPU and fault, in every build.
-__attribute__((no_sanitize("undefined"))) void segfault() {
-  volatile int* p = nullptr;
-  *p = 1;
-}
+// The null pointer is read from a volatile: g++ with -fsanitize=thread
+// dropped the store through a constant null (the call returned a value).
+volatile std::uintptr_t g_null_address = 0;
+
+__attribute__((no_sanitize("undefined"))) void segfault() { *reinterpret_cast<volatile int*>(g_null_address) = 1; }
 
 // A hostile worker: 1 to 64 frames of shapes no worker may write, drawn
 // from the call's id, into its own response ring (as many as fit), each
