@@ -126,6 +126,7 @@ EpochFindings CallBook::check_epoch(const RunLedger& ledger, int patience_ms) {
     }
     ++found.issued;
     ++kind_counts_[static_cast<size_t>(kind)];
+    if (kind == Kind::forged_frames) forged_frames_ += forged_frame_count(id);
     uint8_t settles = settles_[id].load(std::memory_order_acquire);
     Outcome outcome = outcomes_of_[id];
     uint8_t said = cancel_said_[id].load(std::memory_order_acquire);

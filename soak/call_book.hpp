@@ -55,6 +55,8 @@ class CallBook {
 
   uint64_t outcome_count(Outcome o) const noexcept { return outcomes_[static_cast<size_t>(o)].load(); }
   uint64_t kind_count(Kind k) const noexcept { return kind_counts_[static_cast<size_t>(k)]; }
+  // Frames the forged_frames calls wrote (forged_frame_count of each).
+  uint64_t forged_frames() const noexcept { return forged_frames_; }
   uint64_t cancels_true() const noexcept { return cancels_true_; }
   uint64_t cancels_false() const noexcept { return cancels_false_; }
 
@@ -75,6 +77,7 @@ class CallBook {
   std::atomic<bool> stopped_{false};
   std::array<std::atomic<uint64_t>, static_cast<size_t>(Outcome::count_)> outcomes_{};
   std::array<uint64_t, static_cast<size_t>(Kind::count_)> kind_counts_{};
+  uint64_t forged_frames_ = 0;
   uint64_t cancels_true_ = 0, cancels_false_ = 0;
 };
 

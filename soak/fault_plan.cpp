@@ -107,20 +107,37 @@ Draw FaultPlan::draw() {
     uint32_t per_100k;
   };
   static constexpr Rate kRates[] = {
-      {Kind::segv, 250},          {Kind::abort, 200},           {Kind::exit3, 200},
-      {Kind::sigkill, 200},       {Kind::sigstop, 150},         {Kind::throws, 500},
-      {Kind::deadline, 200},      {Kind::cancel_queued, 200},   {Kind::cancel_running, 100},
-      {Kind::text_payload, 250},  {Kind::shared_payload, 250},  {Kind::map_item, 150},
-      {Kind::forged_frames, 100}, {Kind::plain_deadline, 1000},
+      {Kind::segv, 250},
+      {Kind::abort, 200},
+      {Kind::exit3, 200},
+      {Kind::sigkill, 200},
+      {Kind::sigstop, 150},
+      {Kind::throws, 500},
+      {Kind::deadline, 200},
+      {Kind::cancel_queued, 200},
+      {Kind::cancel_running, 100},
+      {Kind::text_payload, 250},
+      {Kind::shared_payload, 250},
+      {Kind::map_item, 150},
+      {Kind::plain_deadline, 1000},
   };
+  static_assert([] {
+    uint32_t sum = 0;
+    for (const Rate& rate : kRates) sum += rate.per_100k;
+    return sum == kFixedFaultsPer100k;
+  }());
   uint32_t roll = std::uniform_int_distribution<uint32_t>(0, 99'999)(rng_);
   Draw d;
-  for (const Rate& rate : kRates) {
-    if (roll < rate.per_100k) {
-      d.kind = rate.kind;
-      break;
+  if (roll >= kFixedFaultsPer100k) {
+    if (roll - kFixedFaultsPer100k < forged_per_100k_) d.kind = Kind::forged_frames;
+  } else {
+    for (const Rate& rate : kRates) {
+      if (roll < rate.per_100k) {
+        d.kind = rate.kind;
+        break;
+      }
+      roll -= rate.per_100k;
     }
-    roll -= rate.per_100k;
   }
   auto between = [this](uint32_t lo, uint32_t hi) { return std::uniform_int_distribution<uint32_t>(lo, hi)(rng_); };
   switch (d.kind) {

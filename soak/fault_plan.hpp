@@ -67,14 +67,24 @@ struct Draw {
 // hostile workers (forged frames).
 class FaultPlan {
  public:
-  explicit FaultPlan(uint64_t seed) : rng_(seed) {}
+  // forged_per_100k: the calls of kind forged_frames, per 100,000
+  // (procpool_soak --hostile; the other kinds' rates are fixed).
+  FaultPlan(uint64_t seed, uint32_t forged_per_100k) : rng_(seed), forged_per_100k_(forged_per_100k) {}
   Draw draw();
   // For the event loop's calls: no map or payload kinds (they become plain).
   Draw draw_for_loop();
 
  private:
   std::mt19937_64 rng_;
+  uint32_t forged_per_100k_;
 };
+
+// The other kinds' calls per 100,000: the most --hostile may ask for is
+// the rest.
+inline constexpr uint32_t kFixedFaultsPer100k = 3650;
+
+// How many frames the hostile call `id` forges (as many as fit in its ring).
+inline uint64_t forged_frame_count(uint32_t id) { return 1 + std::mt19937_64(id)() % 64; }
 
 // The value a successful call of id returns (and each map item).
 constexpr uint64_t expected_value(uint32_t id) noexcept { return uint64_t{id} * 2654435761u + 17; }

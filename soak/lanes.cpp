@@ -16,8 +16,7 @@ namespace {
 
 constexpr size_t kLoopBatch = 32;
 
-procpool::Task<void> drive(procpool::EventLoop& loop, CallBook& book, CallMaker& maker, uint64_t seed) {
-  FaultPlan plan(seed);
+procpool::Task<void> drive(procpool::EventLoop& loop, CallBook& book, CallMaker& maker, FaultPlan plan) {
   for (;;) {
     std::vector<std::pair<uint32_t, procpool::Future<uint64_t>>> batch;
     while (batch.size() < kLoopBatch) {
@@ -40,9 +39,8 @@ procpool::Task<void> drive(procpool::EventLoop& loop, CallBook& book, CallMaker&
 
 }  // namespace
 
-void run_thread_lane(CallBook& book, CallMaker& maker, std::counting_semaphore<>& window, uint64_t seed,
+void run_thread_lane(CallBook& book, CallMaker& maker, std::counting_semaphore<>& window, FaultPlan plan,
                      Violations& violations) {
-  FaultPlan plan(seed);
   for (;;) {
     Draw draw = plan.draw();
     auto id = book.claim(draw.ids);
@@ -57,10 +55,10 @@ void run_thread_lane(CallBook& book, CallMaker& maker, std::counting_semaphore<>
   }
 }
 
-void run_loop_lane(CallBook& book, CallMaker& maker, uint64_t seed, Violations& violations) {
+void run_loop_lane(CallBook& book, CallMaker& maker, FaultPlan plan, Violations& violations) {
   try {
     procpool::EventLoop loop;
-    loop.run_until_complete(drive(loop, book, maker, seed));
+    loop.run_until_complete(drive(loop, book, maker, plan));
   } catch (const std::exception& e) {
     violations.add(std::string("the event loop's lane ended with: ") + e.what());
   }

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <semaphore>
 
+#include "fault_plan.hpp"
+
 namespace soak {
 
 class CallBook;
@@ -15,8 +17,8 @@ class Violations;
 
 // Until the epoch's ids run out. `window` (owned by the caller, released by
 // the calls' callbacks) must outlive the pool.
-void run_thread_lane(CallBook& book, CallMaker& maker, std::counting_semaphore<>& window, uint64_t seed,
+void run_thread_lane(CallBook& book, CallMaker& maker, std::counting_semaphore<>& window, FaultPlan plan,
                      Violations& violations);
-void run_loop_lane(CallBook& book, CallMaker& maker, uint64_t seed, Violations& violations);
+void run_loop_lane(CallBook& book, CallMaker& maker, FaultPlan plan, Violations& violations);
 
 }  // namespace soak

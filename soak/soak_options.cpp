@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include "soak_options.hpp"
 
+#include "fault_plan.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
+#include <string>
 #include <string_view>
 
 namespace soak {
@@ -12,13 +15,14 @@ namespace {
 constexpr const char* kUsage =
     "Usage: procpool_soak [--calls N] [--seconds S] [--threads T] [--workers W]\n"
     "                     [--start-method fork|forkserver|spawn] [--seed N] [--rebuild-every N]\n"
-    "                     [--rss-bound-mib M] [--window N] [--max-pending N]\n"
+    "                     [--rss-bound-mib M] [--window N] [--max-pending N] [--hostile P]\n"
     "Runs N calls (default 1000000; or until S seconds pass) from T submitting threads (4) and an\n"
     "event loop on a pool of W workers (4), with seeded random faults, rebuilding the pool every\n"
     "N calls (100000); checks that every future settles once with the outcome its fault implies,\n"
     "that no call runs twice or is lost, that nothing leaks, and that RSS stays within M MiB (48)\n"
     "of its value after warm-up (20 %; PROCPOOL_SOAK_RSS_BOUND_MIB sets the default). Prints one\n"
-    "summary line; exits 1 on any violation.\n";
+    "summary line; exits 1 on any violation. --hostile P: calls per 100,000 whose worker forges\n"
+    "1 to 64 frames into its response ring (100).\n";
 
 uint64_t number(std::string_view name, const std::string& text) {
   size_t used = 0;
@@ -59,7 +63,12 @@ std::optional<SoakOptions> parse_options(int argc, char** argv, int& exit_code) 
       else if (name == "--rss-bound-mib") o.rss_bound_mib = number(name, value);
       else if (name == "--window") o.window = static_cast<unsigned>(number(name, value));
       else if (name == "--max-pending") o.max_pending = number(name, value);
-      else if (name == "--start-method") {
+      else if (name == "--hostile") {
+        o.hostile_per_100k = static_cast<uint32_t>(number(name, value));
+        if (o.hostile_per_100k > 100'000 - kFixedFaultsPer100k)
+          throw std::invalid_argument("--hostile: at most " + std::to_string(100'000 - kFixedFaultsPer100k) +
+                                      " per 100,000 (the other faults take the rest)");
+      } else if (name == "--start-method") {
         if (value == "fork") o.start_method = procpool::StartMethod::fork;
         else if (value == "forkserver") o.start_method = procpool::StartMethod::forkserver;
         else if (value == "spawn") o.start_method = procpool::StartMethod::spawn;

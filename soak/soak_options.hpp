@@ -17,9 +17,10 @@ struct SoakOptions {
   procpool::StartMethod start_method = procpool::StartMethod::fork;
   uint64_t seed = 1;
   uint64_t rebuild_every = 100'000;
-  uint64_t rss_bound_mib = 48;  // growth allowed after warm-up
-  unsigned window = 256;        // unsettled calls per submitting thread
-  size_t max_pending = 768;     // the pools' PoolOptions::max_pending
+  uint64_t rss_bound_mib = 48;      // growth allowed after warm-up
+  unsigned window = 256;            // unsettled calls per submitting thread
+  size_t max_pending = 768;         // the pools' PoolOptions::max_pending
+  uint32_t hostile_per_100k = 100;  // calls that forge frames, per 100,000
 };
 
 // Parses --name value or --name=value; on an error or --help returns

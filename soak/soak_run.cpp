@@ -60,8 +60,10 @@ void run_epoch(const SoakOptions& options, uint64_t epoch, CallBook& book, Outsi
     std::vector<std::jthread> lanes;
     uint64_t seed = options.seed * 1'000'003 + epoch * 64;
     for (unsigned t = 0; t < options.threads; ++t)
-      lanes.emplace_back([&, t] { run_thread_lane(book, maker, *windows[t], seed + t, violations); });
-    lanes.emplace_back([&] { run_loop_lane(book, maker, seed + 63, violations); });
+      lanes.emplace_back([&, t] {
+        run_thread_lane(book, maker, *windows[t], FaultPlan(seed + t, options.hostile_per_100k), violations);
+      });
+    lanes.emplace_back([&] { run_loop_lane(book, maker, FaultPlan(seed + 63, options.hostile_per_100k), violations); });
   }
   pool.shutdown({.wait = true, .cancel_futures = cancel_futures});
   procpool::PoolStats stats = pool.stats();
@@ -86,9 +88,9 @@ std::string describe(const SoakOptions& options, const Totals& totals, const Cal
          ", SIGABRT " + count(Outcome::crashed_abort) + ", exit 3 " + count(Outcome::crashed_exit3) + ", SIGKILL " +
          count(Outcome::crashed_kill) + " of " + n(hand.kills) + " sent), TaskTimeout " + count(Outcome::timed_out) +
          " (" + n(hand.stops) + " workers SIGSTOPped), ProtocolError " + count(Outcome::protocol_error) + " (of " +
-         n(book.kind_count(Kind::forged_frames)) + " workers that forged frames), TaskCancelled " +
-         count(Outcome::cancelled) + " (cancel() true " + n(book.cancels_true()) + ", false " +
-         n(book.cancels_false()) + "), wrong " + count(Outcome::wrong) + "; map items " +
+         n(book.kind_count(Kind::forged_frames)) + " workers that forged " + n(book.forged_frames()) +
+         " frames), TaskCancelled " + count(Outcome::cancelled) + " (cancel() true " + n(book.cancels_true()) +
+         ", false " + n(book.cancels_false()) + "), wrong " + count(Outcome::wrong) + "; map items " +
          n(book.kind_count(Kind::map_item)) + ", payloads " +
          n(book.kind_count(Kind::text_payload) + book.kind_count(Kind::shared_payload)) + "; worker deaths " +
          n(totals.worker_deaths) + "; runs twice " + n(totals.found.ran_twice) + ", lost " + n(totals.found.lost) +

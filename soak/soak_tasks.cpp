@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "soak_tasks.hpp"
 
+#include "fault_plan.hpp"
+
 #include <unistd.h>
 #include <csignal>
 #include <cstdint>
@@ -37,7 +39,8 @@ __attribute__((no_sanitize("undefined"))) void segfault() { *reinterpret_cast<vo
   ByteRing ring = segment->response_ring();
   TaskId running = segment->control().running_task.load();
   std::mt19937_64 rng(id);
-  uint64_t frames = 1 + rng() % 64;
+  uint64_t frames = forged_frame_count(id);
+  rng.discard(1);  // the draw forged_frame_count made
   for (uint64_t i = 0; i < frames; ++i) {
     FrameHeader h = make_frame_header(FrameKind::Value, running, 0);
     unsigned char body[32];
