@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include <procpool/common/cpu_relax.hpp>
+#include <procpool/common/cpu_yield.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/event_word.hpp>
 #include <procpool/common/type_name.hpp>
@@ -145,9 +146,11 @@ void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline)
   bool yield = woke_worker_.load(std::memory_order_relaxed);
   auto eager = std::chrono::steady_clock::now() + std::chrono::microseconds(yield ? 0 : 2);
   bool took = false;
+  CpuYield& cpu = CpuYield::this_thread();
   for (auto now = std::chrono::steady_clock::now(); !ready() && now < until; now = std::chrono::steady_clock::now()) {
     took |= poller->poll_responses();
-    if (yield && now > eager) sched_yield();
+    // A slow yield (the CPU is contended: cpu_yield.hpp) ends the poll.
+    if (yield && now > eager && !cpu.between_polls(now)) break;
   }
   if (std::chrono::steady_clock::now() < deadline) poller->polled(took || ready());
 }

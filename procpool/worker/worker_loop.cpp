@@ -19,6 +19,7 @@
 #include <procpool/common/archive.hpp>
 #include <procpool/common/backtrace.hpp>
 #include <procpool/common/cpu_relax.hpp>
+#include <procpool/common/cpu_yield.hpp>
 #include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/exception_codec.hpp>
@@ -306,15 +307,17 @@ class WorkerLoop {
       // After a call that had to wake this worker, the caller is likely
       // waiting on this very CPU (the scheduler put the wakee beside its
       // waker): yield at once, so that it sees the answer now.
+      // A slow yield (the CPU is contended: cpu_yield.hpp) ends the spin.
       auto until = now + config_.spin, eager = woken_ ? now : now + kEagerSpin;
       woken_ = false;
+      CpuYield& yield = CpuYield::this_thread();
       do {
         for (int i = 0; i < 64; ++i) {
           if (requests_.readable() >= n) return;
           cpu_relax();
         }
         now = std::chrono::steady_clock::now();
-        if (now > eager) sched_yield();
+        if (now > eager && !yield.between_polls(now)) break;
       } while (now < until);
     }
     if (sleep_until(requests_.header().data_event, [&] { return requests_.readable() >= n; })) woken_ = after_task;
