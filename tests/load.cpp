@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
+#include <sched.h>
 
+#include <atomic>
 #include <thread>
+
+#include <procpool/common/cpu_relax.hpp>
+#include <procpool/common/cpu_yield.hpp>
 
 #include "support/census.hpp"
 #include "support/task_functions.hpp"
@@ -73,4 +78,38 @@ TEST_CASE("Load.ABurstsCallbacksAllRunThoughNoThreadWaits" * doctest::timeout(12
   std::atomic<bool> lone{false};
   pool.submit(tasks::identity, 7).then([&](procpool::Future<int> f) { lone = f.get() == 7; });
   CHECK(census::eventually([&] { return lone.load(); }));
+}
+
+// A spin's yields hand the CPU to whatever else is runnable on it: another
+// program's busy thread takes a whole slice. The first such yield ends the
+// spin, and the thread's spins end at their first yield for a while after
+// (common/cpu_yield.hpp), instead of giving a slice away at every gap.
+TEST_CASE("Load.AYieldThatLostTheCpuToABusyThreadEndsTheSpinAndTheNextOnes" * doctest::timeout(60)) {
+  using procpool::detail::CpuYield;
+  bool slow_seen = false, next_went_on = true;
+  CpuYield::Clock::duration next_took{};
+  std::thread probe([&] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
+    std::atomic<bool> started{false}, stop{false};
+    std::thread busy([&] {
+      sched_setaffinity(0, sizeof one, &one);
+      started = true;
+      while (!stop.load(std::memory_order_relaxed)) procpool::detail::cpu_relax();
+    });
+    while (!started) sched_yield();
+    CpuYield& yield = CpuYield::this_thread();
+    for (int tries = 0; tries < 100 && !slow_seen; ++tries) slow_seen = !yield.between_polls(CpuYield::Clock::now());
+    auto before = CpuYield::Clock::now();
+    next_went_on = yield.between_polls(before);
+    next_took = CpuYield::Clock::now() - before;
+    stop = true;
+    busy.join();
+  });
+  probe.join();
+  CHECK(slow_seen);
+  CHECK_FALSE(next_went_on);
+  CHECK(next_took < CpuYield::kSlowYield);  // it did not yield again
 }
