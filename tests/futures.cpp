@@ -110,6 +110,22 @@ TEST_CASE("Futures.ACallbackThatThrowsIsReportedAndTheCallbacksAfterItStillRun" 
   CHECK(pool.submit(tasks::add, 2, 3).get() == 5);
 }
 
+TEST_CASE("Futures.ACallbackOnAReadyFutureThatThrowsIsReportedNotThrownAtItsCaller" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  auto f = pool.submit(tasks::add, 2, 3);
+  f.wait();
+  bool ran = false;
+  std::string report = census::stderr_of([&] {
+    CHECK_NOTHROW(f.then([&](procpool::Future<int>) {
+      ran = true;  // at once, on this thread
+      throw std::logic_error("a failing callback");
+    }));
+  });
+  CHECK(ran);
+  CHECK(report.find("procpool: a Future callback threw std::logic_error: a failing callback\n") != std::string::npos);
+  CHECK(f.get() == 5);
+}
+
 TEST_CASE("Futures.WaitForTimesOutThenSucceeds" * doctest::timeout(30)) {
   procpool::ProcessPool pool({.workers = 1});
   auto f = pool.submit(tasks::sleep_ms, 300);

@@ -117,12 +117,14 @@ TEST_CASE("Lifecycle.AWorkerThatNeverBecomesReadyIsReplacedAndItsCallsServed" * 
   census::Snapshot before;
   {
     g_block_new_workers = true;
+    // The stuck worker's deadline runs from its fork, inside the pool's
+    // constructor (which a loaded machine can make last most of it).
+    auto t0 = std::chrono::steady_clock::now();
     // The blocker is a fork handler of this process: only its forks run it.
     procpool::ProcessPool pool(
         {.workers = 1, .start_method = procpool::StartMethod::fork, .start_timeout = std::chrono::milliseconds(200)});
     g_block_new_workers = false;  // its replacement starts normally
     pid_t stuck = pool.worker_pids().at(0);
-    auto t0 = std::chrono::steady_clock::now();
     auto f = pool.submit(tasks::add, 20, 22);
     REQUIRE(f.wait_for(std::chrono::seconds(10)));
     CHECK(f.get() == 42);

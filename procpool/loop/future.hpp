@@ -45,7 +45,9 @@ class Future {
   // Calls callback(Future<T>) once the future is ready: at once on this
   // thread if it already is, otherwise on the pool's own thread. Keep it
   // short, and do not block there on a future that is not ready (that
-  // throws procpool::Error instead of deadlocking).
+  // throws procpool::Error instead of deadlocking). An exception it throws
+  // is printed to stderr and ignored, on either thread (as
+  // concurrent.futures' add_done_callback logs and ignores it).
   template <class Callback>
   void then(Callback&& callback) {
     state().on_ready([self = *this, cb = std::forward<Callback>(callback)]() mutable { cb(std::move(self)); });

@@ -81,14 +81,19 @@ void StateBase::publish() {
 }
 
 void StateBase::run_each(Callbacks& callbacks) noexcept {
-  for (auto& cb : callbacks) {
-    try {
-      cb();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "procpool: a Future callback threw %s: %s\n", demangle(typeid(e).name()).c_str(), e.what());
-    } catch (...) {
-      std::fprintf(stderr, "procpool: a Future callback threw a non-standard exception\n");
-    }
+  for (auto& cb : callbacks) run_one(cb);
+}
+
+// Nobody can act on a callback's exception where it runs (the pool's
+// thread, or another call's settling): like concurrent.futures'
+// add_done_callback, it is printed and ignored, wherever the callback runs.
+void StateBase::run_one(const std::function<void()>& callback) noexcept {
+  try {
+    callback();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "procpool: a Future callback threw %s: %s\n", demangle(typeid(e).name()).c_str(), e.what());
+  } catch (...) {
+    std::fprintf(stderr, "procpool: a Future callback threw a non-standard exception\n");
   }
 }
 
@@ -110,7 +115,7 @@ void StateBase::add_callback(Callbacks CallbackLists::*list, std::function<void(
       return;
     }
   }
-  callback();
+  run_one(callback);
 }
 
 void StateBase::before_ready(std::function<void()> callback) {

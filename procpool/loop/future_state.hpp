@@ -206,6 +206,7 @@ class StateBase {
   // Runs each callback; one that throws is reported on stderr (nobody on
   // the thread that runs it could catch it) and the others still run.
   static void run_each(Callbacks& callbacks) noexcept;
+  static void run_one(const std::function<void()>& callback) noexcept;
 
  protected:
   std::atomic<bool> taken_{false};        // the value was moved out by get()
