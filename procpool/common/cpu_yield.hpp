@@ -34,9 +34,12 @@ class CpuYield {
   // spin may go on (false: a yield was slow, now or lately).
   bool between_polls(Clock::time_point now) noexcept {
     if (now < no_yields_until_) return false;
+    // Timed from here, not from `now`: the caller's poll since then (it may
+    // have settled a burst of answers) is not the yield's.
+    auto before = Clock::now();
     sched_yield();
     auto back = Clock::now();
-    if (back - now <= kSlowYield) return true;
+    if (back - before <= kSlowYield) return true;
     no_yields_until_ = back + kNoYieldsFor;
     return false;
   }
