@@ -24,7 +24,7 @@ std::vector<std::shared_ptr<detail::SharedState<Out>>> ProcessPool::send_chunks(
   plan.size = std::min(chunk, detail::kMaxChunk);
   uint32_t id = 0;
   std::exception_ptr failure;
-  const detail::FunctionEntry* entry = entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
+  const detail::FunctionEntry* entry = detail::entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
   std::vector<std::shared_ptr<detail::SharedState<Out>>> states;
   states.reserve(plan.chunks());
   auto next = std::begin(inputs);

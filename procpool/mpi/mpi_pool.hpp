@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// A pool whose workers are the agents' (procpool::mpi::init): the same
+// calls as ProcessPool's, run on other MPI ranks.
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <procpool/common/archive.hpp>
+#include <procpool/common/errors.hpp>
+#include <procpool/common/frame.hpp>
+#include <procpool/common/function_registry.hpp>
+#include <procpool/loop/call_encoding.hpp>
+#include <procpool/loop/future.hpp>
+#include <procpool/loop/process_pool.hpp>
+#include <procpool/mpi/init.hpp>
+
+namespace procpool::mpi {
+
+namespace detail {
+class HostLink;
+
+// The calls of one MpiPool not yet settled, and whether it takes more:
+// what shutdown waits on. Shared with the calls' states, which give their
+// place back as they settle (before any waiter sees them).
+class PoolTally {
+ public:
+  bool admit();
+  void release();
+  void close();
+  void wait_idle();
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable idle_;
+  size_t unsettled_ = 0;
+  bool accepting_ = true;
+};
+
+// Hands the encoded call to the link, or settles `state` with `failure`.
+void send_call(HostLink& link, procpool::detail::ByteBuffer frame, const procpool::detail::FunctionEntry& entry,
+               std::shared_ptr<procpool::detail::StateBase> state);
+}  // namespace detail
+
+// Runs registered functions on the agents of an MPI job: a ProcessPool's
+// calling interface, with the agents as its workers. Made on rank 0 after
+// procpool::mpi::init. Each call goes to the agent with the fewest calls
+// per worker that has room (MpiOptions::in_flight_per_agent), else waits
+// on the host in FIFO order; the agent runs it on its local ProcessPool.
+//
+// Every Future settles exactly once, as a ProcessPool's: with the result;
+// with the exception the task threw (same type, as locally); with
+// RemoteWorkerCrashed (a WorkerCrashed naming the rank and host) when the
+// agent's worker died running it, the agent and its other calls unharmed;
+// TaskTimeout, PoolShutdown, PoolBroken from the agent's pool as their own
+// types; UnknownFunction and SerializationError at once for a bad call;
+// AgentLost when the agent holding it can no longer be reached; and
+// PoolShutdown for a call submitted after shutdown(). then() callbacks run
+// on the host's link thread. cancel() does not withdraw a call sent to an
+// agent: it returns false and the call's own answer settles it.
+// SharedBytes arguments and results do not cross yet (SerializationError).
+//
+// Thread safety: submit and call from any thread; they never block.
+class MpiPool {
+ public:
+  // Throws procpool::Error on an agent rank, before init or after finalize,
+  // and when the job has no agent (started without mpirun -np N, N >= 2).
+  MpiPool();
+  // shutdown(true).
+  ~MpiPool();
+  MpiPool(const MpiPool&) = delete;
+  MpiPool& operator=(const MpiPool&) = delete;
+
+  // As ProcessPool::submit: typed, checked at compile time.
+  template <class R, class... A, class... Args>
+  Future<R> submit(R (*fn)(A...), Args&&... args) {
+    auto encode = procpool::detail::typed_arguments<A...>(std::forward<Args>(args)...);
+    uint32_t id = 0;
+    std::exception_ptr failure;
+    const procpool::detail::FunctionEntry* entry =
+        procpool::detail::entry_of(reinterpret_cast<procpool::detail::ErasedFn>(fn), id, failure);
+    if (!entry) return procpool::detail::failed_future<R>(failure);
+    return enqueue<R>(id, *entry, encode);
+  }
+
+  // As ProcessPool::call: by name, R and the decayed argument types those
+  // registered.
+  template <class R, class... Args>
+  Future<R> call(std::string_view name, Args&&... args) {
+    uint32_t id = 0;
+    std::exception_ptr failure;
+    const procpool::detail::FunctionEntry* entry = procpool::detail::entry_named<R, Args...>(name, id, failure);
+    if (!entry) return procpool::detail::failed_future<R>(failure);
+    return enqueue<R>(id, *entry, procpool::detail::named_arguments(args...));
+  }
+
+  // Stops taking calls (later ones fail with PoolShutdown); with `wait`,
+  // returns once every call already taken has settled. The agents stay up
+  // for the next MpiPool until finalize(). Throws procpool::Error when
+  // asked to wait on the link thread (in a then() callback), where it
+  // would deadlock.
+  void shutdown(bool wait = true);
+
+  // The agents this pool sends calls to.
+  std::vector<AgentInfo> agents() const;
+  // Their workers, all together.
+  size_t worker_count() const;
+
+ private:
+  template <class R, class Encode>
+  Future<R> enqueue(uint32_t id, const procpool::detail::FunctionEntry& entry, Encode&& encode) {
+    auto state = std::make_shared<procpool::detail::SharedState<R>>();
+    if (!tally_->admit())
+      return procpool::detail::failed_future<R>(
+          std::make_exception_ptr(PoolShutdown("the MpiPool is shut down; no new calls are accepted")),
+          std::move(state));
+    state->before_ready([tally = tally_] { tally->release(); });
+    procpool::detail::ByteBuffer frame;
+    procpool::detail::HandleList handles;
+    std::exception_ptr failure;
+    try {
+      frame.grow(sizeof(procpool::detail::FrameHeader));
+      failure = procpool::detail::encode_call(frame, frame, handles, id, entry, std::forward<Encode>(encode),
+                                              max_message_bytes_);
+    } catch (...) {
+      failure = std::current_exception();  // out of memory
+    }
+    if (!failure && !handles.empty())
+      failure = std::make_exception_ptr(
+          SerializationError(entry.name, "SharedBytes arguments cannot cross MPI yet: pass the bytes themselves"));
+    if (failure) {
+      state->settle_error(std::move(failure));
+      return Future<R>(std::move(state));
+    }
+    detail::send_call(*link_, std::move(frame), entry, state);
+    return Future<R>(std::move(state));
+  }
+
+  detail::HostLink* link_;
+  size_t max_message_bytes_;
+  std::shared_ptr<detail::PoolTally> tally_;
+};
+
+}  // namespace procpool::mpi
