@@ -59,12 +59,11 @@ std::string registry_difference(const std::vector<std::pair<std::string, std::st
     return "function #" + std::to_string(id) + " is '" + theirs[id].first + "' " + theirs[id].second + " there, '" +
            ours[id].first + "' " + ours[id].second + " on rank 0";
   }
+  std::string counts =
+      "it registers " + std::to_string(theirs.size()) + " function(s), rank 0 " + std::to_string(ours.size());
   if (theirs.size() > common)
-    return "it registers " + std::to_string(theirs.size()) + " functions, rank 0 " + std::to_string(ours.size()) +
-           "; the first it has more: '" + theirs[common].first + "' " + theirs[common].second;
-  if (ours.size() > common)
-    return "it registers " + std::to_string(theirs.size()) + " functions, rank 0 " + std::to_string(ours.size()) +
-           "; the first it lacks: '" + ours[common].first + "' " + ours[common].second;
+    return counts + "; the first it has more: '" + theirs[common].first + "' " + theirs[common].second;
+  if (ours.size() > common) return counts + "; the first it lacks: '" + ours[common].first + "' " + ours[common].second;
   return {};
 }
 

@@ -98,6 +98,8 @@ void HostLink::submit(ByteBuffer frame, FrameKind kind, const procpool::detail::
   wake_.notify_one();
 }
 
+void HostLink::watch(StateBase& state) { state.set_poller(poller_, 0); }
+
 void HostLink::start_thread_locked() {
   thread_ = std::thread([this] { run(); });
   thread_id_ = thread_.get_id();

@@ -49,6 +49,9 @@ class HostLink {
   // submitted after this fail with PoolShutdown. On the thread that will
   // call MPI_Finalize; not on the link thread.
   void stop();
+  // Gives `state` the link's poller, as submit does (a state it will not
+  // settle itself: a map's whole, settled with its chunks).
+  void watch(procpool::detail::StateBase& state);
 
   const std::vector<AgentInfo>& agents() const noexcept { return infos_; }
   size_t max_message_bytes() const noexcept { return max_message_bytes_; }

@@ -29,10 +29,12 @@ void PoolTally::wait_idle() {
   idle_.wait(lock, [&] { return unsettled_ == 0; });
 }
 
-void send_call(HostLink& link, procpool::detail::ByteBuffer frame, const procpool::detail::FunctionEntry& entry,
-               std::shared_ptr<procpool::detail::StateBase> state) {
-  link.submit(std::move(frame), procpool::detail::FrameKind::Call, entry, std::move(state));
+void send_call(HostLink& link, procpool::detail::ByteBuffer frame, procpool::detail::FrameKind kind,
+               const procpool::detail::FunctionEntry& entry, std::shared_ptr<procpool::detail::StateBase> state) {
+  link.submit(std::move(frame), kind, entry, std::move(state));
 }
+
+void watch(HostLink& link, procpool::detail::StateBase& state) { link.watch(state); }
 
 }  // namespace detail
 

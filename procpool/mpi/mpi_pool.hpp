@@ -2,6 +2,7 @@
 #pragma once
 // A pool whose workers are the agents' (procpool::mpi::init): the same
 // calls as ProcessPool's, run on other MPI ranks.
+#include <concepts>
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
@@ -17,7 +18,9 @@
 #include <procpool/common/function_registry.hpp>
 #include <procpool/loop/call_encoding.hpp>
 #include <procpool/loop/future.hpp>
+#include <procpool/loop/pool_map.hpp>
 #include <procpool/loop/process_pool.hpp>
+#include <procpool/loop/result.hpp>
 #include <procpool/mpi/init.hpp>
 
 namespace procpool::mpi {
@@ -42,9 +45,11 @@ class PoolTally {
   bool accepting_ = true;
 };
 
-// Hands the encoded call to the link, or settles `state` with `failure`.
-void send_call(HostLink& link, procpool::detail::ByteBuffer frame, const procpool::detail::FunctionEntry& entry,
-               std::shared_ptr<procpool::detail::StateBase> state);
+// Hands the encoded call (a Call or CallMany frame) to the link.
+void send_call(HostLink& link, procpool::detail::ByteBuffer frame, procpool::detail::FrameKind kind,
+               const procpool::detail::FunctionEntry& entry, std::shared_ptr<procpool::detail::StateBase> state);
+// Gives a state the pool did not submit (a map's whole) the link's poller.
+void watch(HostLink& link, procpool::detail::StateBase& state);
 }  // namespace detail
 
 // Runs registered functions on the agents of an MPI job: a ProcessPool's
@@ -99,6 +104,31 @@ class MpiPool {
     return enqueue<R>(id, *entry, procpool::detail::named_arguments(args...));
   }
 
+  // As ProcessPool::map: fn(x) for every x of a sized range, `chunksize`
+  // calls to a CallMany frame (0: about 8 chunks per worker of all the
+  // agents, at most 1024 calls each), each chunk sent to one agent and run
+  // there back to back by one worker; results in input order. Fails with
+  // the exception of the earliest chunk that failed.
+  template <class R, class A, class Range, std::integral Chunk = size_t>
+  Future<procpool::detail::map_result_t<R>> map(R (*fn)(A), const Range& inputs, Chunk chunksize = 0) {
+    using Out = procpool::detail::map_result_t<R>;
+    procpool::detail::ChunkPlan plan;
+    auto parts = send_chunks<Out>(fn, inputs, plan, procpool::detail::checked_chunk_size(chunksize),
+                                  procpool::detail::ManyMode::StopAtFirstThrow,
+                                  [](size_t count) { return procpool::detail::chunk_state<R>(count); });
+    return gather<Out, false>(std::move(parts), plan);
+  }
+  // As ProcessPool::map(return_exceptions, ...): each input's own outcome.
+  template <class R, class A, class Range, std::integral Chunk = size_t>
+  Future<std::vector<Result<R>>> map(ReturnExceptions, R (*fn)(A), const Range& inputs, Chunk chunksize = 0) {
+    using Out = procpool::detail::Outcomes<R>;
+    procpool::detail::ChunkPlan plan;
+    auto parts = send_chunks<Out>(
+        fn, inputs, plan, procpool::detail::checked_chunk_size(chunksize), procpool::detail::ManyMode::EachOutcome,
+        [](size_t count) { return std::make_shared<procpool::detail::OutcomeChunkState<R>>(count); });
+    return gather<Out, true>(std::move(parts), plan);
+  }
+
   // Stops taking calls (later ones fail with PoolShutdown); with `wait`,
   // returns once every call already taken has settled. The agents stay up
   // for the next MpiPool until finalize(). Throws procpool::Error when
@@ -112,9 +142,33 @@ class MpiPool {
   size_t worker_count() const;
 
  private:
+  template <class Out, class R, class A, class Range, class MakeState>
+  std::vector<std::shared_ptr<procpool::detail::SharedState<Out>>> send_chunks(R (*fn)(A), const Range& inputs,
+                                                                               procpool::detail::ChunkPlan& plan,
+                                                                               size_t chunksize,
+                                                                               procpool::detail::ManyMode mode,
+                                                                               MakeState make_state) {
+    return procpool::detail::send_map_chunks<Out>(
+        fn, inputs, plan, chunksize, worker_count(), mode, std::move(make_state),
+        [&](uint32_t id, const procpool::detail::FunctionEntry& entry, auto&& encode,
+            std::shared_ptr<procpool::detail::SharedState<Out>> state) {
+          enqueue<Out>(id, entry, encode, procpool::detail::FrameKind::CallMany, std::move(state));
+        });
+  }
+  template <class Out, bool kEach>
+  Future<Out> gather(std::vector<std::shared_ptr<procpool::detail::SharedState<Out>>> parts,
+                     const procpool::detail::ChunkPlan& plan) {
+    return Future<Out>(procpool::detail::gather_map_chunks<Out, kEach>(
+        std::move(parts), plan, [this](procpool::detail::StateBase& s) { detail::watch(*link_, s); }));
+  }
+
+  // Encodes the call and hands it to the link; settles `state` (a new one
+  // if null) at once if it cannot be sent.
   template <class R, class Encode>
-  Future<R> enqueue(uint32_t id, const procpool::detail::FunctionEntry& entry, Encode&& encode) {
-    auto state = std::make_shared<procpool::detail::SharedState<R>>();
+  Future<R> enqueue(uint32_t id, const procpool::detail::FunctionEntry& entry, Encode&& encode,
+                    procpool::detail::FrameKind kind = procpool::detail::FrameKind::Call,
+                    std::shared_ptr<procpool::detail::SharedState<R>> state = nullptr) {
+    if (!state) state = std::make_shared<procpool::detail::SharedState<R>>();
     if (!tally_->admit())
       return procpool::detail::failed_future<R>(
           std::make_exception_ptr(PoolShutdown("the MpiPool is shut down; no new calls are accepted")),
@@ -137,7 +191,7 @@ class MpiPool {
       state->settle_error(std::move(failure));
       return Future<R>(std::move(state));
     }
-    detail::send_call(*link_, std::move(frame), entry, state);
+    detail::send_call(*link_, std::move(frame), kind, entry, state);
     return Future<R>(std::move(state));
   }
 
