@@ -25,6 +25,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 long lucky_number(int n) {
@@ -80,13 +81,13 @@ std::string python_list(const std::vector<long>& values) {
   return out + "]";
 }
 
-// The article's five draws and its gather; `submit(n)` runs lucky_number(n)
-// in the pool.
-template <class Submit>
-procpool::Task<void> draw_and_gather(uint32_t seed, Submit submit) {
+// async def main(): the article's coroutine, line for line, on either
+// pool (a ProcessPool, or with --mpi an MpiPool).
+template <class Pool>
+procpool::Task<void> async_main(procpool::EventLoop& loop, uint32_t seed, Pool& pool) {
   std::mt19937 rng(seed);
   std::vector<procpool::Future<long>> tasks;
-  for (int k = 0; k < 5; ++k) tasks.push_back(submit(draw_1_to_10(rng)));
+  for (int k = 0; k < 5; ++k) tasks.push_back(loop.run_in_executor(pool, lucky_number, draw_1_to_10(rng)));
   try {
     std::vector<long> results = co_await procpool::gather(std::move(tasks));
     std::cout << "The lucky numbers are " << python_list(results) << '\n';
@@ -95,19 +96,15 @@ procpool::Task<void> draw_and_gather(uint32_t seed, Submit submit) {
   }
 }
 
-// async def main(): the article's coroutine, line for line.
-procpool::Task<void> async_main(procpool::EventLoop& loop, uint32_t seed, size_t workers, bool mpi) {
+// with ProcessPoolExecutor() as pool: the pool lives for the calls, and
+// the time counts its start and its shutdown.
+template <class Pool, class... PoolArgs>
+void run_timed(uint32_t seed, PoolArgs&&... pool_args) {
+  procpool::EventLoop loop;
   double start = loop.time();
-#ifdef PROCPOOL_EXAMPLE_MPI
-  if (mpi) {
-    procpool::mpi::MpiPool pool;  // the agents' workers (procpool::mpi::init)
-    co_await draw_and_gather(seed, [&](int n) { return pool.submit(lucky_number, n); });
-  } else
-#endif
   {
-    (void)mpi;
-    procpool::ProcessPool pool({.workers = workers});  // with ProcessPoolExecutor() as pool:
-    co_await draw_and_gather(seed, [&](int n) { return loop.run_in_executor(pool, lucky_number, n); });
+    Pool pool(std::forward<PoolArgs>(pool_args)...);
+    loop.run_until_complete(async_main(loop, seed, pool));
   }
   double end = loop.time();
   std::printf("Total execution time: %.2f second(s)\n", end - start);
@@ -152,8 +149,10 @@ int main(int argc, char** argv) {
   }
 #endif
   try {
-    procpool::EventLoop loop;
-    loop.run_until_complete(async_main(loop, static_cast<uint32_t>(seed), workers, mpi));
+#ifdef PROCPOOL_EXAMPLE_MPI
+    if (mpi) run_timed<procpool::mpi::MpiPool>(static_cast<uint32_t>(seed));
+#endif
+    if (!mpi) run_timed<procpool::ProcessPool>(static_cast<uint32_t>(seed), procpool::PoolOptions{.workers = workers});
   } catch (const std::exception& e) {
     std::cerr << argv[0] << ": " << e.what() << '\n';
     return 1;

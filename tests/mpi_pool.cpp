@@ -71,6 +71,29 @@ TEST_CASE("MpiPool.CallsRunOnTheAgentsNotOnTheHost" * doctest::timeout(60)) {
   CHECK(seen == agents);
 }
 
+TEST_CASE("MpiPool.TheEventLoopGathersCallsAcrossTheAgents" * doctest::timeout(60)) {
+  MpiPool pool;
+  procpool::EventLoop loop;
+  std::vector<int> sums = loop.run_until_complete([&]() -> procpool::Task<std::vector<int>> {
+    std::vector<procpool::Future<int>> calls;
+    for (int i = 0; i < 10; ++i) calls.push_back(loop.run_in_executor(pool, tasks::add, i, i));
+    co_return co_await procpool::gather(std::move(calls));
+  }());
+  CHECK(sums == std::vector<int>{0, 2, 4, 6, 8, 10, 12, 14, 16, 18});
+  int by_name = loop.run_until_complete(
+      [&]() -> procpool::Task<int> { co_return co_await loop.run_in_executor<int>(pool, "add", 40, 2); }());
+  CHECK(by_name == 42);
+  bool raised = loop.run_until_complete([&]() -> procpool::Task<bool> {
+    try {
+      co_await loop.run_in_executor(pool, tasks::throw_kind, std::string("invalid_argument"));
+    } catch (const std::invalid_argument&) {
+      co_return true;
+    }
+    co_return false;
+  }());
+  CHECK(raised);
+}
+
 TEST_CASE("MpiPool.AnExceptionThrownOnAnAgentArrivesAsItsOwnType" * doctest::timeout(60)) {
   MpiPool pool;
   auto bad = pool.submit(tasks::throw_kind, std::string("invalid_argument"));

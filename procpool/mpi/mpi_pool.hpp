@@ -17,6 +17,7 @@
 #include <procpool/common/frame.hpp>
 #include <procpool/common/function_registry.hpp>
 #include <procpool/loop/call_encoding.hpp>
+#include <procpool/loop/event_loop.hpp>
 #include <procpool/loop/future.hpp>
 #include <procpool/loop/pool_map.hpp>
 #include <procpool/loop/process_pool.hpp>
@@ -30,7 +31,7 @@ class HostLink;
 
 // The calls of one MpiPool not yet settled, and whether it takes more:
 // what shutdown waits on. Shared with the calls' states, which give their
-// place back as they settle (before any waiter sees them).
+// place back once they are ready.
 class PoolTally {
  public:
   bool admit();
@@ -173,7 +174,9 @@ class MpiPool {
       return procpool::detail::failed_future<R>(
           std::make_exception_ptr(PoolShutdown("the MpiPool is shut down; no new calls are accepted")),
           std::move(state));
-    state->before_ready([tally = tally_] { tally->release(); });
+    // Once ready, not before (before_ready): shutdown(true) returns when
+    // every call it waited for is ready.
+    state->on_ready_anywhere([tally = tally_] { tally->release(); });
     procpool::detail::ByteBuffer frame;
     procpool::detail::HandleList handles;
     std::exception_ptr failure;
@@ -201,3 +204,7 @@ class MpiPool {
 };
 
 }  // namespace procpool::mpi
+
+// EventLoop::run_in_executor(pool, fn, args...) takes an MpiPool too.
+template <>
+inline constexpr bool procpool::detail::kOtherProcessPool<procpool::mpi::MpiPool> = true;
