@@ -7,12 +7,14 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include <procpool/common/exception_codec.hpp>
 #include <procpool/common/function_registry.hpp>
 #include <procpool/mpi/frame_channel.hpp>
+#include <procpool/mpi/idle_backoff.hpp>
 #include <procpool/mpi/protocol.hpp>
 #include <procpool/mpi/relay_state.hpp>
 
@@ -22,21 +24,13 @@ namespace {
 using procpool::detail::FrameKind;
 using procpool::detail::TaskId;
 
-// How long the agent sleeps between looks at MPI when nothing happens: MPI
-// has no descriptor to wait on, and a blocking receive spins a core, which
-// an agent's workers need. It starts short (a burst of calls keeps coming)
-// and doubles up to kLongestIdle, which bounds the latency an idle agent
-// adds to a call.
-constexpr auto kShortestIdle = std::chrono::microseconds(20);
-constexpr auto kLongestIdle = std::chrono::microseconds(1000);
-
 class Agent {
  public:
   Agent(MPI_Comm comm, ProcessPool& pool, size_t max_message_bytes)
       : channel_(comm, max_message_bytes), pool_(pool), max_message_bytes_(max_message_bytes) {}
 
   void serve() {
-    auto idle = kShortestIdle;
+    IdleBackoff backoff;
     for (;;) {
       bool busy = channel_.progress_sends();
       while (auto frame = channel_.try_receive(0)) {
@@ -46,12 +40,18 @@ class Agent {
       busy |= answer_settled();
       if (stopping_ && running_.empty() && !channel_.sending()) return;
       if (busy) {
-        idle = kShortestIdle;
+        backoff.active();
+        continue;
+      }
+      // A settled call wakes the wait at once; the host's frames are seen
+      // at the next look (idle_backoff.hpp).
+      auto wait = backoff.next_wait();
+      if (wait.count() == 0) {
+        std::this_thread::yield();
         continue;
       }
       std::unique_lock lock(mutex_);
-      settled_cv_.wait_for(lock, idle, [&] { return !settled_.empty(); });
-      idle = std::min<std::chrono::microseconds>(idle * 2, kLongestIdle);
+      settled_cv_.wait_for(lock, wait, [&] { return !settled_.empty(); });
     }
   }
 

@@ -9,6 +9,7 @@
 #include <procpool/common/errors.hpp>
 #include <procpool/loop/answer_decoder.hpp>
 #include <procpool/mpi/errors.hpp>
+#include <procpool/mpi/idle_backoff.hpp>
 #include <procpool/mpi/protocol.hpp>
 
 namespace procpool::mpi::detail {
@@ -41,9 +42,6 @@ class LinkPoller final : public procpool::detail::Poller {
 
 namespace {
 
-constexpr auto kShortestIdle = std::chrono::microseconds(20);
-constexpr auto kLongestIdle = std::chrono::microseconds(1000);
-
 void settle_error(StateBase& state, std::exception_ptr error) {
   if (state.try_claim()) {
     state.set_error(std::move(error));
@@ -61,7 +59,7 @@ HostLink::HostLink(MPI_Comm comm, std::vector<AgentInfo> agents, size_t in_fligh
   for (const AgentInfo& info : infos_) {
     Agent agent;
     agent.info = info;
-    agent.limit = in_flight_per_agent ? in_flight_per_agent : std::max<size_t>(2 * info.workers, 1);
+    agent.limit = in_flight_per_agent ? in_flight_per_agent : std::max<size_t>(8 * info.workers, 8);
     agents_.push_back(std::move(agent));
   }
 }
@@ -125,12 +123,12 @@ void HostLink::stop() {
   }
   // Until every Stop is out (a few µs: they are small).
   while (channel_.sending()) {
-    if (!channel_.progress_sends()) std::this_thread::sleep_for(kShortestIdle);
+    if (!channel_.progress_sends()) std::this_thread::yield();
   }
 }
 
 void HostLink::run() {
-  auto idle = kShortestIdle;
+  IdleBackoff backoff;
   std::vector<Call> taken;
   for (;;) {
     {
@@ -153,12 +151,26 @@ void HostLink::run() {
       if (!agent.lost && !agent.in_flight.empty()) busy |= take_replies(agent);
     fail_queued_if_no_agent();
     if (busy) {
-      idle = kShortestIdle;
+      backoff.active();
+      continue;
+    }
+    bool waiting_for_agents = channel_.sending() || std::any_of(agents_.begin(), agents_.end(),
+                                                                [](const Agent& a) { return !a.in_flight.empty(); });
+    auto wakes = [&] { return !submitted_.empty() || (stopping_ && unsettled_ == 0); };
+    if (!waiting_for_agents) {
+      // Nothing can arrive: sleep until a submit (or the stop) comes.
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, wakes);
+      backoff.active();
+      continue;
+    }
+    auto wait = backoff.next_wait();
+    if (wait.count() == 0) {
+      std::this_thread::yield();
       continue;
     }
     std::unique_lock lock(mutex_);
-    wake_.wait_for(lock, idle, [&] { return !submitted_.empty() || (stopping_ && unsettled_ == 0); });
-    idle = std::min<std::chrono::microseconds>(idle * 2, kLongestIdle);
+    wake_.wait_for(lock, wait, wakes);
   }
 }
 

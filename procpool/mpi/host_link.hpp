@@ -8,9 +8,9 @@
 // states on the link thread (where then() callbacks run).
 //
 // The link thread never blocks in MPI: it tests its requests and probes
-// each agent that holds calls, and when a pass finds nothing it waits on a
-// condition variable (a submit wakes it) for an interval that doubles from
-// 20 µs to 1 ms, reset by any activity.
+// each agent that holds calls. When a pass finds nothing it waits on a
+// condition variable that a submit wakes: with no call out, until then;
+// otherwise for the interval idle_backoff.hpp gives.
 #include <mpi.h>
 
 #include <condition_variable>

@@ -20,7 +20,9 @@ struct MpiOptions {
   // worker holds MPI's state.
   PoolOptions agent_pool{};
   // Calls the host hands an agent ahead of its answers; least-loaded
-  // dispatch keeps the rest on the host. 0: twice the agent's workers.
+  // dispatch keeps the rest on the host. 0: eight per worker of the agent
+  // (at least 8), which keeps its workers fed across a network round trip
+  // while the host still balances long calls.
   size_t in_flight_per_agent = 0;
 };
 
