@@ -144,6 +144,38 @@ TEST_CASE("MpiPool.ACrashOnAnAgentFailsOnlyItsCallAndNamesTheRankAndHost" * doct
   CHECK_THROWS_AS(pool.submit(tasks::crash, std::string("abort")).get(), procpool::WorkerCrashed);
 }
 
+TEST_CASE("MpiPool.ACallPastItsDeadlineFailsWithTaskTimeoutAndTheAgentGoesOn" * doctest::timeout(60)) {
+  MpiPool pool;
+  auto slow = pool.submit_with({.timeout = std::chrono::milliseconds(200)}, tasks::sleep_ms, 10'000);
+  auto quick = pool.call_with<double>({.timeout = std::chrono::milliseconds(5000)}, "sleep_ms", 10);
+  try {
+    slow.get();
+    FAIL("the call did not time out");
+  } catch (const procpool::TaskTimeout& e) {  // the agent pool's verdict, as its own type
+    CHECK(e.function() == "sleep_ms");
+    CHECK(e.deadline() == std::chrono::milliseconds(200));
+    CHECK(std::string(e.what()).find("deadline of 200 ms") != std::string::npos);
+  }
+  CHECK(quick.get() == 10);
+  CHECK(pool.submit(tasks::add, 2, 2).get() == 4);
+}
+
+TEST_CASE("MpiPool.AMeasuredCallCarriesItsUsageBackFromTheAgent" * doctest::timeout(60)) {
+  MpiPool pool;
+  auto measured = pool.submit_with({.measure_usage = true}, tasks::sleep_ms, 30);
+  auto plain = pool.submit(tasks::sleep_ms, 1);
+  CHECK(measured.get() == 30);
+  plain.get();
+  REQUIRE(measured.usage().has_value());
+  CHECK(measured.usage()->wall >= std::chrono::milliseconds(30));
+  CHECK(measured.usage()->peak_rss_bytes > 0);
+  CHECK(!plain.usage().has_value());
+  // A measured call whose worker died has no usage, and its crash is intact.
+  auto crashed = pool.submit_with({.measure_usage = true}, tasks::crash, std::string("abort"));
+  CHECK_THROWS_AS(crashed.get(), procpool::mpi::RemoteWorkerCrashed);
+  CHECK(!crashed.usage().has_value());
+}
+
 TEST_CASE("MpiPool.ManyCallsEachSettleWithTheirOwnResult" * doctest::timeout(120)) {
   MpiPool pool;
   constexpr int kCalls = 3000;

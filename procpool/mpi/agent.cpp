@@ -66,9 +66,13 @@ class Agent {
     }
     if (kind != FrameKind::Call && kind != FrameKind::CallMany)
       throw MalformedFrame("rank 0 sent a frame of kind " + std::to_string(header.kind));
+    if (header.length < sizeof(CallTrailer)) throw MalformedFrame("rank 0 sent a call without its options");
+    CallTrailer trailer;
+    std::memcpy(&trailer, frame.data() + frame.size() - sizeof trailer, sizeof trailer);
+    frame.resize(frame.size() - sizeof trailer);  // the frame the local pool takes
     auto state = std::make_shared<RelayState>(header.task_id);
     uint32_t function_id = 0;
-    if (header.length >= sizeof function_id)
+    if (frame.size() >= sizeof header + sizeof function_id)
       std::memcpy(&function_id, frame.data() + sizeof header, sizeof function_id);
     // The worker checks the id and fingerprint again (call_decoder.hpp);
     // this check only keeps an id nothing is registered under out of the
@@ -86,7 +90,15 @@ class Agent {
       }
       settled_cv_.notify_one();
     });
-    procpool::detail::submit_encoded_call(pool_, std::move(frame), kind, function_id, state);
+    procpool::detail::submit_encoded_call(pool_, std::move(frame), kind, function_id, state, options_of(trailer));
+  }
+
+  static CallOptions options_of(const CallTrailer& trailer) {
+    CallOptions options;
+    if (trailer.flags & kHasTimeout) options.timeout = std::chrono::milliseconds(trailer.timeout_ms);
+    if (trailer.flags & kHasCancelRunning) options.cancel_running = (trailer.flags & kCancelRunning) != 0;
+    if (trailer.flags & kHasMeasure) options.measure_usage = (trailer.flags & kMeasure) != 0;
+    return options;
   }
 
   template <class E>
@@ -129,8 +141,17 @@ class Agent {
     } else {
       reply = state.take_reply();
     }
+    size_t flags = 0;
+    if (const CallUsage* usage = state.usage()) {
+      // The worker measured the call: the host gives it to Future::usage().
+      procpool::detail::UsageTrailer trailer{static_cast<uint64_t>(usage->wall.count()),
+                                             static_cast<uint64_t>(usage->cpu.count()), usage->peak_rss_bytes};
+      reply.append(&trailer, sizeof trailer);
+      flags = procpool::detail::kMeasureUsage;
+    }
     int32_t worker = static_cast<int32_t>(state.worker());
-    FrameHeader header = procpool::detail::make_frame_header(kind, state.host_task(), reply.size() - sizeof header);
+    FrameHeader header =
+        procpool::detail::make_frame_header(kind, state.host_task(), reply.size() - sizeof header, flags);
     std::memcpy(reply.data(), &header, sizeof header);
     std::memcpy(reply.data() + sizeof header, &worker, sizeof worker);
     channel_.send(0, std::move(reply));

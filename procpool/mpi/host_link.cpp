@@ -239,12 +239,15 @@ void HostLink::settle_reply(Agent& agent, ByteBuffer frame) {
   agent.in_flight.erase(it);
   int32_t worker = 0;
   std::memcpy(&worker, frame.data() + sizeof header, sizeof worker);
-  std::span<const std::byte> answer(frame.data() + kReplyPrefixBytes, frame.size() - kReplyPrefixBytes);
+  std::span<const std::byte> answer(frame.data() + kReplyPrefixBytes, frame.size() - kReplyPrefixBytes), rest;
   header.length = answer.size();
+  bool measured = (header.handles & procpool::detail::kMeasureUsage) != 0;
   if (call.state->try_claim()) {
     procpool::detail::AnswerVerdict verdict;
     try {
-      procpool::detail::decode_answer(*call.state, header, answer, {}, nullptr, call.entry->name.c_str(), worker,
+      // As a local answer: the usage trailer off its end, then the answer.
+      procpool::detail::check_answer(header, false, measured, answer, rest, verdict);
+      procpool::detail::decode_answer(*call.state, header, answer, rest, nullptr, call.entry->name.c_str(), worker,
                                       verdict);
     } catch (...) {
       call.state->set_error(std::current_exception());  // out of memory

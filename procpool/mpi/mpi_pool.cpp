@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: MIT
 #include <procpool/mpi/mpi_pool.hpp>
 
+#include <algorithm>
+#include <cstdint>
+
 #include <procpool/mpi/host_link.hpp>
+#include <procpool/mpi/protocol.hpp>
 #include <procpool/mpi/session.hpp>
 
 namespace procpool::mpi {
@@ -30,7 +34,21 @@ void PoolTally::wait_idle() {
 }
 
 void send_call(HostLink& link, procpool::detail::ByteBuffer frame, procpool::detail::FrameKind kind,
-               const procpool::detail::FunctionEntry& entry, std::shared_ptr<procpool::detail::StateBase> state) {
+               const procpool::detail::FunctionEntry& entry, const CallOptions& options,
+               std::shared_ptr<procpool::detail::StateBase> state) {
+  CallTrailer trailer{};
+  if (options.timeout) {
+    trailer.flags |= kHasTimeout;
+    trailer.timeout_ms = static_cast<uint32_t>(std::clamp<int64_t>(options.timeout->count(), 0, UINT32_MAX));
+  }
+  if (options.cancel_running) trailer.flags |= kHasCancelRunning | (*options.cancel_running ? kCancelRunning : 0);
+  if (options.measure_usage) trailer.flags |= kHasMeasure | (*options.measure_usage ? kMeasure : 0);
+  try {
+    frame.append(&trailer, sizeof trailer);
+  } catch (...) {
+    state->settle_error(std::current_exception());  // out of memory
+    return;
+  }
   link.submit(std::move(frame), kind, entry, std::move(state));
 }
 

@@ -17,6 +17,7 @@
 #include <procpool/common/frame.hpp>
 #include <procpool/common/function_registry.hpp>
 #include <procpool/loop/call_encoding.hpp>
+#include <procpool/loop/call_options.hpp>
 #include <procpool/loop/event_loop.hpp>
 #include <procpool/loop/future.hpp>
 #include <procpool/loop/pool_map.hpp>
@@ -47,8 +48,11 @@ class PoolTally {
 };
 
 // Hands the encoded call (a Call or CallMany frame) to the link.
+// Appends the call's options (protocol.hpp's CallTrailer) to its frame
+// and hands it to the link.
 void send_call(HostLink& link, procpool::detail::ByteBuffer frame, procpool::detail::FrameKind kind,
-               const procpool::detail::FunctionEntry& entry, std::shared_ptr<procpool::detail::StateBase> state);
+               const procpool::detail::FunctionEntry& entry, const CallOptions& options,
+               std::shared_ptr<procpool::detail::StateBase> state);
 // Gives a state the pool did not submit (a map's whole) the link's poller.
 void watch(HostLink& link, procpool::detail::StateBase& state);
 }  // namespace detail
@@ -85,24 +89,38 @@ class MpiPool {
   // As ProcessPool::submit: typed, checked at compile time.
   template <class R, class... A, class... Args>
   Future<R> submit(R (*fn)(A...), Args&&... args) {
+    return submit_with(CallOptions{}, fn, std::forward<Args>(args)...);
+  }
+  // As ProcessPool::call: by name, R and the decayed argument types those
+  // registered.
+  template <class R, class... Args>
+  Future<R> call(std::string_view name, Args&&... args) {
+    return call_with<R>(CallOptions{}, name, std::forward<Args>(args)...);
+  }
+
+  // The same with this call's options, applied by the agent's pool as a
+  // ProcessPool applies them: `timeout` (from when the agent's worker may
+  // have begun it; past it TaskTimeout, the worker killed and replaced)
+  // and `measure_usage` (Future::usage()); those unset take MpiOptions'
+  // agent_pool. `cancel_running` has no effect yet (cancel() does not
+  // reach an agent).
+  template <class R, class... A, class... Args>
+  Future<R> submit_with(const CallOptions& options, R (*fn)(A...), Args&&... args) {
     auto encode = procpool::detail::typed_arguments<A...>(std::forward<Args>(args)...);
     uint32_t id = 0;
     std::exception_ptr failure;
     const procpool::detail::FunctionEntry* entry =
         procpool::detail::entry_of(reinterpret_cast<procpool::detail::ErasedFn>(fn), id, failure);
     if (!entry) return procpool::detail::failed_future<R>(failure);
-    return enqueue<R>(id, *entry, encode);
+    return enqueue<R>(id, *entry, encode, options);
   }
-
-  // As ProcessPool::call: by name, R and the decayed argument types those
-  // registered.
   template <class R, class... Args>
-  Future<R> call(std::string_view name, Args&&... args) {
+  Future<R> call_with(const CallOptions& options, std::string_view name, Args&&... args) {
     uint32_t id = 0;
     std::exception_ptr failure;
     const procpool::detail::FunctionEntry* entry = procpool::detail::entry_named<R, Args...>(name, id, failure);
     if (!entry) return procpool::detail::failed_future<R>(failure);
-    return enqueue<R>(id, *entry, procpool::detail::named_arguments(args...));
+    return enqueue<R>(id, *entry, procpool::detail::named_arguments(args...), options);
   }
 
   // As ProcessPool::map: fn(x) for every x of a sized range, `chunksize`
@@ -153,7 +171,7 @@ class MpiPool {
         fn, inputs, plan, chunksize, worker_count(), mode, std::move(make_state),
         [&](uint32_t id, const procpool::detail::FunctionEntry& entry, auto&& encode,
             std::shared_ptr<procpool::detail::SharedState<Out>> state) {
-          enqueue<Out>(id, entry, encode, procpool::detail::FrameKind::CallMany, std::move(state));
+          enqueue<Out>(id, entry, encode, CallOptions{}, procpool::detail::FrameKind::CallMany, std::move(state));
         });
   }
   template <class Out, bool kEach>
@@ -167,7 +185,7 @@ class MpiPool {
   // if null) at once if it cannot be sent.
   template <class R, class Encode>
   Future<R> enqueue(uint32_t id, const procpool::detail::FunctionEntry& entry, Encode&& encode,
-                    procpool::detail::FrameKind kind = procpool::detail::FrameKind::Call,
+                    const CallOptions& options, procpool::detail::FrameKind kind = procpool::detail::FrameKind::Call,
                     std::shared_ptr<procpool::detail::SharedState<R>> state = nullptr) {
     if (!state) state = std::make_shared<procpool::detail::SharedState<R>>();
     if (!tally_->admit())
@@ -194,7 +212,7 @@ class MpiPool {
       state->settle_error(std::move(failure));
       return Future<R>(std::move(state));
     }
-    detail::send_call(*link_, std::move(frame), kind, entry, state);
+    detail::send_call(*link_, std::move(frame), kind, entry, options, state);
     return Future<R>(std::move(state));
   }
 
