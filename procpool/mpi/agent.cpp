@@ -27,7 +27,8 @@ using procpool::detail::TaskId;
 class Agent {
  public:
   Agent(MPI_Comm comm, ProcessPool& pool, size_t max_message_bytes)
-      : channel_(comm, max_message_bytes), pool_(pool), max_message_bytes_(max_message_bytes) {}
+      // A call's payload is followed by its options.
+      : channel_(comm, max_message_bytes + sizeof(CallTrailer)), pool_(pool), max_message_bytes_(max_message_bytes) {}
 
   void serve() {
     IdleBackoff backoff;
@@ -45,13 +46,7 @@ class Agent {
       }
       // A settled call wakes the wait at once; the host's frames are seen
       // at the next look (idle_backoff.hpp).
-      auto wait = backoff.next_wait();
-      if (wait.count() == 0) {
-        std::this_thread::yield();
-        continue;
-      }
-      std::unique_lock lock(mutex_);
-      settled_cv_.wait_for(lock, wait, [&] { return !settled_.empty(); });
+      backoff.pause(mutex_, settled_cv_, [&] { return !settled_.empty(); });
     }
   }
 

@@ -53,9 +53,10 @@ void settle_error(StateBase& state, std::exception_ptr error) {
 
 HostLink::HostLink(MPI_Comm comm, std::vector<AgentInfo> agents, size_t in_flight_per_agent, size_t max_message_bytes)
     : comm_(comm), infos_(std::move(agents)), max_message_bytes_(max_message_bytes),
-      // A reply is the answer plus its pid; an exception's records are cut
-      // to max_message_bytes by the agent.
-      channel_(comm, max_message_bytes + sizeof(int32_t)), poller_(std::make_shared<LinkPoller>(*this)) {
+      // A reply is the answer, its worker's pid and its usage; an
+      // exception's records are cut to max_message_bytes by the agent.
+      channel_(comm, max_message_bytes + sizeof(int32_t) + sizeof(procpool::detail::UsageTrailer)),
+      poller_(std::make_shared<LinkPoller>(*this)) {
   for (const AgentInfo& info : infos_) {
     Agent agent;
     agent.info = info;
@@ -164,13 +165,7 @@ void HostLink::run() {
       backoff.active();
       continue;
     }
-    auto wait = backoff.next_wait();
-    if (wait.count() == 0) {
-      std::this_thread::yield();
-      continue;
-    }
-    std::unique_lock lock(mutex_);
-    wake_.wait_for(lock, wait, wakes);
+    backoff.pause(mutex_, wake_, wakes);
   }
 }
 

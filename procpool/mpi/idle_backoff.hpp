@@ -10,6 +10,9 @@
 // second. Below kYieldBelow the thread only yields: a timed sleep that
 // short costs the timer slack (50 µs) anyway.
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 namespace procpool::mpi::detail {
 
@@ -26,6 +29,18 @@ class IdleBackoff {
     auto idle = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - last_) / 16;
     if (idle < kYieldBelow) return std::chrono::microseconds(0);
     return idle < kLongest ? idle : std::chrono::microseconds(kLongest);
+  }
+  // Waits as next_wait() says, on `cv` under `mutex`: woken early by a
+  // notify once `ready()` holds (what this thread's own threads hand it).
+  template <class Ready>
+  void pause(std::mutex& mutex, std::condition_variable& cv, Ready ready) const {
+    auto wait = next_wait();
+    if (wait.count() == 0) {
+      std::this_thread::yield();
+      return;
+    }
+    std::unique_lock lock(mutex);
+    cv.wait_for(lock, wait, ready);
   }
 
  private:
