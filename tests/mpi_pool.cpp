@@ -294,3 +294,21 @@ TEST_CASE("MpiPool.MapFailsWithTheExceptionOfTheEarliestFailingChunk" * doctest:
   CHECK_THROWS_WITH_AS(outcomes[4].value(), "bad argument", std::invalid_argument);
   CHECK(outcomes[5].has_value());
 }
+
+TEST_CASE("MpiPool.ImapGivesEachOutcomeInOrderAndImapUnorderedGivesEveryIndexOnce" * doctest::timeout(60)) {
+  MpiPool pool;
+  std::vector<std::string> kinds{"", "out_of_range", "", "", "invalid_argument", "", ""};
+  std::vector<int> seen;
+  size_t i = 0;
+  for (procpool::Result<int> r : pool.imap(tasks::throw_kind, kinds, 2)) {
+    CHECK(r.has_value() == kinds[i].empty());
+    seen.push_back(r.has_value() ? r.value() : -1);
+    ++i;
+  }
+  CHECK(seen == std::vector<int>{0, -1, 0, 0, -1, 0, 0});
+  std::vector<int> inputs(50);
+  for (int k = 0; k < 50; ++k) inputs[static_cast<size_t>(k)] = k * 3;
+  std::vector<int> got(50, -1);
+  for (auto [index, r] : pool.imap_unordered(tasks::identity, inputs, 4)) got[index] = r.value();
+  CHECK(got == inputs);
+}

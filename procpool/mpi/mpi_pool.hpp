@@ -20,6 +20,7 @@
 #include <procpool/loop/call_options.hpp>
 #include <procpool/loop/event_loop.hpp>
 #include <procpool/loop/future.hpp>
+#include <procpool/loop/map_stream.hpp>
 #include <procpool/loop/pool_map.hpp>
 #include <procpool/loop/process_pool.hpp>
 #include <procpool/loop/result.hpp>
@@ -140,12 +141,19 @@ class MpiPool {
   // As ProcessPool::map(return_exceptions, ...): each input's own outcome.
   template <class R, class A, class Range, std::integral Chunk = size_t>
   Future<std::vector<Result<R>>> map(ReturnExceptions, R (*fn)(A), const Range& inputs, Chunk chunksize = 0) {
-    using Out = procpool::detail::Outcomes<R>;
-    procpool::detail::ChunkPlan plan;
-    auto parts = send_chunks<Out>(
-        fn, inputs, plan, procpool::detail::checked_chunk_size(chunksize), procpool::detail::ManyMode::EachOutcome,
-        [](size_t count) { return std::make_shared<procpool::detail::OutcomeChunkState<R>>(count); });
-    return gather<Out, true>(std::move(parts), plan);
+    auto chunks = outcome_chunks(fn, inputs, procpool::detail::checked_chunk_size(chunksize));
+    return gather<procpool::detail::Outcomes<R>, true>(std::move(chunks.states), chunks.plan);
+  }
+  // As ProcessPool::imap and imap_unordered: each input's Result as its
+  // chunk is answered (in input order, or as chunks come with the input's
+  // index); every chunk is sent at once.
+  template <class R, class A, class Range, std::integral Chunk = size_t>
+  MapStream<R> imap(R (*fn)(A), const Range& inputs, Chunk chunksize = 0) {
+    return MapStream<R>(outcome_chunks(fn, inputs, procpool::detail::checked_chunk_size(chunksize)));
+  }
+  template <class R, class A, class Range, std::integral Chunk = size_t>
+  UnorderedMapStream<R> imap_unordered(R (*fn)(A), const Range& inputs, Chunk chunksize = 0) {
+    return UnorderedMapStream<R>(outcome_chunks(fn, inputs, procpool::detail::checked_chunk_size(chunksize)));
   }
 
   // Stops taking calls (later ones fail with PoolShutdown); with `wait`,
@@ -173,6 +181,14 @@ class MpiPool {
             std::shared_ptr<procpool::detail::SharedState<Out>> state) {
           enqueue<Out>(id, entry, encode, CallOptions{}, procpool::detail::FrameKind::CallMany, std::move(state));
         });
+  }
+  template <class R, class A, class Range>
+  procpool::detail::MapChunks<R> outcome_chunks(R (*fn)(A), const Range& inputs, size_t chunksize) {
+    procpool::detail::MapChunks<R> chunks;
+    chunks.states = send_chunks<procpool::detail::Outcomes<R>>(
+        fn, inputs, chunks.plan, chunksize, procpool::detail::ManyMode::EachOutcome,
+        [](size_t count) { return std::make_shared<procpool::detail::OutcomeChunkState<R>>(count); });
+    return chunks;
   }
   template <class Out, bool kEach>
   Future<Out> gather(std::vector<std::shared_ptr<procpool::detail::SharedState<Out>>> parts,
