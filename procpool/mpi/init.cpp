@@ -176,8 +176,9 @@ void finalize() {
   std::lock_guard lock(g_session_mutex);
   if (!g_session || g_finalized) return;
   g_finalized = true;
+  // The link stays (stopped): an MpiPool that outlives finalize refuses
+  // its calls with PoolShutdown instead of reaching a freed link.
   g_session->link->stop();
-  g_session->link.reset();
   leave_world(g_session->world);
 }
 
