@@ -312,3 +312,21 @@ TEST_CASE("MpiPool.ImapGivesEachOutcomeInOrderAndImapUnorderedGivesEveryIndexOnc
   for (auto [index, r] : pool.imap_unordered(tasks::identity, inputs, 4)) got[index] = r.value();
   CHECK(got == inputs);
 }
+
+TEST_CASE("MpiPool.CancelWithdrawsACallStillQueuedOnTheHostButNotOneAnAgentHolds" * doctest::timeout(60)) {
+  MpiPool pool;
+  // Fill every agent's bound (in_flight_per_agent: eight per worker).
+  size_t bound = 0;
+  for (auto& a : pool.agents()) bound += std::max<size_t>(8 * a.workers, 8);
+  std::vector<procpool::Future<double>> busy;
+  for (size_t i = 0; i < bound; ++i) busy.push_back(pool.submit(tasks::sleep_ms, 300));
+  // Behind them in FIFO order: it stays on the host until one ends.
+  auto queued = pool.submit(tasks::add, 1, 2);
+  CHECK(queued.cancel());
+  CHECK(queued.cancelled());
+  CHECK_THROWS_AS(queued.get(), procpool::TaskCancelled);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the first call is on its agent by now
+  CHECK(!busy.front().cancel());
+  for (auto& f : busy) CHECK(f.get() == 300);
+  CHECK(pool.submit(tasks::add, 2, 3).get() == 5);
+}

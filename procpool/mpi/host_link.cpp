@@ -20,24 +20,24 @@ using procpool::detail::TaskId;
 
 // What a Future of an MpiPool asks of its pool: that callbacks run on the
 // link thread (they do: it settles the states), and that a wait there is
-// refused rather than deadlocked. Calls are not withdrawn (cancel() gives
-// false: the call's own answer settles it), and a waiter has nothing to
-// poll: replies come only through the link thread.
+// refused rather than deadlocked. cancel() withdraws a call still queued on
+// the host (HostLink::cancel); a waiter has nothing to poll: replies come
+// only through the link thread.
 class LinkPoller final : public procpool::detail::Poller {
  public:
-  explicit LinkPoller(const HostLink& link) : link_(link) {}
+  explicit LinkPoller(HostLink& link) : link_(link) {}
   bool poll_responses() override { return false; }
   void begin_polling() noexcept override {}
   void end_polling() override {}
   bool on_own_thread() const noexcept override { return link_.on_link_thread(); }
   void run_callbacks(procpool::detail::Callbacks callbacks) override { StateBase::run_each(callbacks); }
-  bool cancel(StateBase&) override { return false; }
+  bool cancel(StateBase& state) override { return link_.cancel(state); }
   CallStatus status_of(const StateBase&) override { return {}; }
   std::chrono::nanoseconds poll_budget(size_t) const noexcept override { return std::chrono::nanoseconds(0); }
   void polled(bool) noexcept override {}
 
  private:
-  const HostLink& link_;
+  HostLink& link_;
 };
 
 namespace {
@@ -84,7 +84,8 @@ void HostLink::submit(ByteBuffer frame, FrameKind kind, const procpool::detail::
   {
     std::lock_guard lock(mutex_);
     if (!stopping_) {
-      submitted_.push_back(Call{++next_task_, std::move(frame), kind, &entry, state});
+      queue_.push_back(Call{++next_task_, std::move(frame), kind, &entry, state});
+      ++submits_;
       ++unsettled_;
       if (!thread_.joinable()) start_thread_locked();
       state.reset();
@@ -130,16 +131,14 @@ void HostLink::stop() {
 
 void HostLink::run() {
   IdleBackoff backoff;
-  std::vector<Call> taken;
+  uint64_t seen = 0;  // submits counted when this pass began
   for (;;) {
     {
       std::unique_lock lock(mutex_);
       if (stopping_ && unsettled_ == 0) return;
-      taken.swap(submitted_);
+      seen = submits_;
     }
-    bool busy = !taken.empty();
-    for (Call& call : taken) queue_.push_back(std::move(call));
-    taken.clear();
+    bool busy = false;
     try {
       busy |= dispatch();
       busy |= channel_.progress_sends();
@@ -157,7 +156,7 @@ void HostLink::run() {
     }
     bool waiting_for_agents = channel_.sending() || std::any_of(agents_.begin(), agents_.end(),
                                                                 [](const Agent& a) { return !a.in_flight.empty(); });
-    auto wakes = [&] { return !submitted_.empty() || (stopping_ && unsettled_ == 0); };
+    auto wakes = [&] { return submits_ != seen || (stopping_ && unsettled_ == 0); };
     if (!waiting_for_agents) {
       // Nothing can arrive: sleep until a submit (or the stop) comes.
       std::unique_lock lock(mutex_);
@@ -182,11 +181,16 @@ HostLink::Agent* HostLink::least_loaded() {
 
 bool HostLink::dispatch() {
   bool any = false;
-  while (!queue_.empty()) {
+  for (;;) {
     Agent* agent = least_loaded();
     if (!agent) break;
-    Call call = std::move(queue_.front());
-    queue_.pop_front();
+    Call call;
+    {
+      std::lock_guard lock(mutex_);
+      if (queue_.empty()) break;
+      call = std::move(queue_.front());
+      queue_.pop_front();
+    }
     auto header = procpool::detail::make_frame_header(call.kind, call.task,
                                                       call.frame.size() - sizeof(procpool::detail::FrameHeader));
     std::memcpy(call.frame.data(), &header, sizeof header);
@@ -266,15 +270,33 @@ void HostLink::lose(Agent& agent, const std::string& why) {
 }
 
 void HostLink::fail_queued_if_no_agent() {
-  if (queue_.empty() || std::any_of(agents_.begin(), agents_.end(), [](const Agent& a) { return !a.lost; })) return;
+  if (std::any_of(agents_.begin(), agents_.end(), [](const Agent& a) { return !a.lost; })) return;
+  std::deque<Call> doomed;
+  {
+    std::lock_guard lock(mutex_);
+    doomed.swap(queue_);
+    unsettled_ -= doomed.size();
+  }
+  if (doomed.empty()) return;
   auto error = std::make_exception_ptr(
       PoolBroken(agents_.empty() ? "there are no MPI agents: start the program with mpirun -np N, N >= 2"
                                  : "every MPI agent was lost"));
-  size_t failed = queue_.size();
-  for (Call& call : queue_) settle_error(*call.state, error);
-  queue_.clear();
-  std::lock_guard lock(mutex_);
-  unsettled_ -= failed;
+  for (Call& call : doomed) settle_error(*call.state, error);
+}
+
+bool HostLink::cancel(StateBase& state) {
+  Call withdrawn;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Call& c) { return c.state.get() == &state; });
+    if (it == queue_.end()) return false;  // sent to an agent (or settled): its answer settles it
+    withdrawn = std::move(*it);
+    queue_.erase(it);
+    --unsettled_;
+  }
+  // Outside the lock: the state's callbacks may submit.
+  return withdrawn.state->settle_error(
+      std::make_exception_ptr(TaskCancelled("the call was cancelled before it was sent to an agent")));
 }
 
 }  // namespace procpool::mpi::detail

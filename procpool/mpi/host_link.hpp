@@ -49,6 +49,10 @@ class HostLink {
   // submitted after this fail with PoolShutdown. On the thread that will
   // call MPI_Finalize; not on the link thread.
   void stop();
+  // Withdraws the call behind `state` if it is still queued on the host:
+  // true exactly then, `state` failed with TaskCancelled. A call sent to an
+  // agent is not withdrawn (false). Any thread.
+  bool cancel(procpool::detail::StateBase& state);
   // Gives `state` the link's poller, as submit does (a state it will not
   // settle itself: a map's whole, settled with its chunks).
   void watch(procpool::detail::StateBase& state);
@@ -86,14 +90,14 @@ class HostLink {
   size_t max_message_bytes_;
   FrameChannel channel_;  // link thread only (and stop(), once it has joined)
   std::vector<Agent> agents_;
-  std::deque<Call> queue_;  // link thread only
   std::shared_ptr<LinkPoller> poller_;
 
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::vector<Call> submitted_;  // guarded by mutex_, taken by the link thread
-  size_t unsettled_ = 0;         // guarded by mutex_
-  bool stopping_ = false;        // guarded by mutex_
+  std::deque<Call> queue_;  // guarded by mutex_: calls not yet sent, FIFO
+  uint64_t submits_ = 0;    // guarded by mutex_: wakes the link thread
+  size_t unsettled_ = 0;    // guarded by mutex_
+  bool stopping_ = false;   // guarded by mutex_
   procpool::detail::TaskId next_task_ = 0;
   std::thread thread_;
   std::thread::id thread_id_;

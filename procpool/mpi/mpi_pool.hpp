@@ -72,8 +72,9 @@ void watch(HostLink& link, procpool::detail::StateBase& state);
 // types; UnknownFunction and SerializationError at once for a bad call;
 // AgentLost when the agent holding it can no longer be reached; and
 // PoolShutdown for a call submitted after shutdown(). then() callbacks run
-// on the host's link thread. cancel() does not withdraw a call sent to an
-// agent: it returns false and the call's own answer settles it.
+// on the host's link thread. cancel() withdraws a call still queued on the
+// host (true: it fails with TaskCancelled and never runs); a call sent to
+// an agent is not withdrawn (false: its own answer settles it).
 // SharedBytes arguments and results do not cross yet (SerializationError).
 //
 // Thread safety: submit and call from any thread; they never block.
