@@ -6,7 +6,14 @@
 // Reproducible runs (the host draws the numbers, so the seed decides them):
 //   --seed 1  draws 6 10 5 9 4 (no 7) -> "The lucky numbers are [2999997000000, ...]"
 //   --seed 3  draws 7 9 8 8 1         -> "An exception occurred: Unlucky number!"
+//
+// With --mpi (a build with MPI), the same calls run on the agents of an MPI
+// job, the pool an MpiPool, and the output is the same:
+//   mpirun -np 3 build/examples/advanced --mpi --seed 1
 #include <procpool/procpool.hpp>
+#ifdef PROCPOOL_EXAMPLE_MPI
+#include <procpool/mpi/mpi.hpp>
+#endif
 
 #include <cerrno>
 #include <chrono>
@@ -18,6 +25,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 long lucky_number(int n) {
@@ -50,7 +58,11 @@ void usage(std::ostream& out, const char* prog) {
       << "procpool worker processes; n == 7 throws \"Unlucky number!\".\n\n"
       << "  --seed N     seed the random draws with N (0..4294967295) for a reproducible\n"
       << "               run (default: std::random_device)\n"
-      << "  --workers N  worker processes (default 0: one per CPU)\n"
+      << "  --workers N  worker processes (default 0: one per CPU; with --mpi, the agents\n"
+      << "               use their node's cores)\n"
+#ifdef PROCPOOL_EXAMPLE_MPI
+      << "  --mpi        run the calls on the agents of an MPI job (mpirun -np 3 ...)\n"
+#endif
       << "  -h, --help   show this help\n";
 }
 
@@ -69,20 +81,30 @@ std::string python_list(const std::vector<long>& values) {
   return out + "]";
 }
 
-// async def main(): the article's coroutine, line for line.
-procpool::Task<void> async_main(procpool::EventLoop& loop, uint32_t seed, size_t workers) {
+// async def main(): the article's coroutine, line for line, on either
+// pool (a ProcessPool, or with --mpi an MpiPool).
+template <class Pool>
+procpool::Task<void> async_main(procpool::EventLoop& loop, uint32_t seed, Pool& pool) {
+  std::mt19937 rng(seed);
+  std::vector<procpool::Future<long>> tasks;
+  for (int k = 0; k < 5; ++k) tasks.push_back(loop.run_in_executor(pool, lucky_number, draw_1_to_10(rng)));
+  try {
+    std::vector<long> results = co_await procpool::gather(std::move(tasks));
+    std::cout << "The lucky numbers are " << python_list(results) << '\n';
+  } catch (const std::invalid_argument& e) {
+    std::cout << "An exception occurred: " << e.what() << '\n';
+  }
+}
+
+// with ProcessPoolExecutor() as pool: the pool lives for the calls, and
+// the time counts its start and its shutdown.
+template <class Pool, class... PoolArgs>
+void run_timed(uint32_t seed, PoolArgs&&... pool_args) {
+  procpool::EventLoop loop;
   double start = loop.time();
   {
-    procpool::ProcessPool pool({.workers = workers});  // with ProcessPoolExecutor() as pool:
-    std::mt19937 rng(seed);
-    std::vector<procpool::Future<long>> tasks;
-    for (int k = 0; k < 5; ++k) tasks.push_back(loop.run_in_executor(pool, lucky_number, draw_1_to_10(rng)));
-    try {
-      std::vector<long> results = co_await procpool::gather(std::move(tasks));
-      std::cout << "The lucky numbers are " << python_list(results) << '\n';
-    } catch (const std::invalid_argument& e) {
-      std::cout << "An exception occurred: " << e.what() << '\n';
-    }
+    Pool pool(std::forward<PoolArgs>(pool_args)...);
+    loop.run_until_complete(async_main(loop, seed, pool));
   }
   double end = loop.time();
   std::printf("Total execution time: %.2f second(s)\n", end - start);
@@ -91,11 +113,19 @@ procpool::Task<void> async_main(procpool::EventLoop& loop, uint32_t seed, size_t
 }  // namespace
 
 int main(int argc, char** argv) {
-  procpool::init(argc, argv);  // first: the forkserver's zygote is a copy of this moment
+  bool mpi = false;
+  for (int i = 1; i < argc; ++i) mpi = mpi || std::string(argv[i]) == "--mpi";
+#ifdef PROCPOOL_EXAMPLE_MPI
+  // First, on every rank: only rank 0 returns; the others serve calls
+  // until it ends.
+  if (mpi) procpool::mpi::init(argc, argv);
+#endif
+  if (!mpi) procpool::init(argc, argv);  // first: the forkserver's zygote is a copy of this moment
   unsigned long long seed = std::random_device{}();
   unsigned long long workers = 0;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
+    if (arg == "--mpi") continue;
     if (arg == "-h" || arg == "--help") {
       usage(std::cout, argv[0]);
       return 0;
@@ -112,9 +142,17 @@ int main(int argc, char** argv) {
     }
   }
 
+#ifndef PROCPOOL_EXAMPLE_MPI
+  if (mpi) {
+    std::cerr << argv[0] << ": --mpi needs a build with MPI (PROCPOOL_WITH_MPI)\n";
+    return 2;
+  }
+#endif
   try {
-    procpool::EventLoop loop;
-    loop.run_until_complete(async_main(loop, static_cast<uint32_t>(seed), workers));
+#ifdef PROCPOOL_EXAMPLE_MPI
+    if (mpi) run_timed<procpool::mpi::MpiPool>(static_cast<uint32_t>(seed));
+#endif
+    if (!mpi) run_timed<procpool::ProcessPool>(static_cast<uint32_t>(seed), procpool::PoolOptions{.workers = workers});
   } catch (const std::exception& e) {
     std::cerr << argv[0] << ": " << e.what() << '\n';
     return 1;

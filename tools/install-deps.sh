@@ -16,7 +16,9 @@
 #                                   also gcovr, for the coverage target of a
 #                                   -DPROCPOOL_COVERAGE=ON build
 set -euo pipefail
-packages=(g++ cmake make pkg-config libboost-dev libcereal-dev doctest-dev libseccomp-dev)
+# Open MPI (libopenmpi-dev, openmpi-bin) for procpool::mpi's MpiPool; a
+# build without it still works (PROCPOOL_WITH_MPI is on only when found).
+packages=(g++ cmake make pkg-config libboost-dev libcereal-dev doctest-dev libseccomp-dev libopenmpi-dev openmpi-bin)
 case "${1:-}" in
   "") ;;
   --bench) packages+=(python3 python3-joblib gnuplot-nox) ;;

@@ -82,7 +82,7 @@ void decode_answer(StateBase& state, const FrameHeader& header, std::span<const 
         if (!verdict.outcome && in.remaining() != 0)
           verdict.malformed = std::to_string(in.remaining()) + " stray bytes after the result";
       } else {
-        verdict.outcome = decode_exception(in, function, pid);
+        verdict.outcome = state.load_exception(in, AnswerSource{function, pid});
       }
     } catch (const std::exception& e) {
       verdict.malformed = std::string("a result that does not decode (") + e.what() + ")";

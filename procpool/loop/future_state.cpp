@@ -10,6 +10,7 @@
 #include <procpool/common/cpu_yield.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/event_word.hpp>
+#include <procpool/common/exception_codec.hpp>
 #include <procpool/common/type_name.hpp>
 
 namespace procpool::detail {
@@ -20,6 +21,10 @@ std::atomic<long> g_live_states{0};
 StateBase::StateBase() noexcept { g_live_states.fetch_add(1, std::memory_order_relaxed); }
 StateBase::~StateBase() { g_live_states.fetch_sub(1, std::memory_order_relaxed); }
 long StateBase::live_count() noexcept { return g_live_states.load(std::memory_order_relaxed); }
+
+std::exception_ptr StateBase::load_exception(InputArchive& in, const AnswerSource& from) {
+  return decode_exception(in, from.function, from.pid);
+}
 
 void throw_no_state() { throw Error("procpool::Future has no state (it was default-constructed)"); }
 

@@ -136,6 +136,11 @@ class StateBase {
   virtual void load_value(InputArchive& in, const AnswerSource& from) = 0;
   // A void result: an empty Value frame needs no decoding at all.
   virtual bool void_value() const noexcept = 0;
+  // An Exception answer's records (exception_codec.hpp): what the call
+  // fails with. Rebuilt as the exceptions they describe; a state that
+  // relays answers elsewhere unread (an MPI agent's) keeps the bytes and
+  // returns null, settling with them as its value. Throws DecodeError.
+  virtual std::exception_ptr load_exception(InputArchive& in, const AnswerSource& from);
   void publish();
   // Claims, sets the error and publishes; false if someone settled first.
   bool settle_error(std::exception_ptr error);

@@ -17,6 +17,8 @@
 
 #include <procpool/common/archive.hpp>
 #include <procpool/common/exception_codec.hpp>
+#include <procpool/common/shared_bytes.hpp>
+#include <procpool/loop/call_encoding.hpp>
 #include <procpool/loop/future_state.hpp>
 #include <procpool/loop/result.hpp>
 
@@ -191,5 +193,69 @@ class MapGather {
   std::vector<size_t> counts_;
   std::atomic<size_t> left_;
 };
+
+// Cuts `inputs` into chunks as `plan` (filled here) says, and hands each
+// chunk's call of fn to `enqueue(function id, entry, encode, state)` as a
+// CallMany frame's arguments (ManyMode `mode`, a size tag, the inputs
+// converted to A), its state made by make_state(count). A pool's map
+// (ProcessPool's, MpiPool's) sends them and gathers the states.
+template <class Out, class R, class A, class Range, class MakeState, class Enqueue>
+std::vector<std::shared_ptr<SharedState<Out>>> send_map_chunks(R (*fn)(A), const Range& inputs, ChunkPlan& plan,
+                                                               size_t chunksize, size_t workers, ManyMode mode,
+                                                               MakeState make_state, Enqueue enqueue) {
+  static_assert(std::is_constructible_v<std::decay_t<A>, decltype(*std::begin(inputs))>,
+                "an input cannot be converted to the function's parameter type");
+  static_assert(!kBuiltByLoadAndConstruct<R>,
+                "map's results travel as a std::vector, which needs a default-constructible type; submit each call");
+  plan.calls = static_cast<size_t>(std::size(inputs));
+  size_t chunk = chunksize ? chunksize : default_chunk_size(plan.calls, workers);
+  // Each SharedBytes input or result is a descriptor, and a frame carries
+  // at most kMaxHandlesPerFrame.
+  if (!chunksize && (std::is_same_v<std::decay_t<A>, SharedBytes> || std::is_same_v<R, SharedBytes>))
+    chunk = std::min(chunk, kMaxHandlesPerFrame);
+  plan.size = std::min(chunk, kMaxChunk);
+  uint32_t id = 0;
+  std::exception_ptr failure;
+  const FunctionEntry* entry = entry_of(reinterpret_cast<ErasedFn>(fn), id, failure);
+  std::vector<std::shared_ptr<SharedState<Out>>> states;
+  states.reserve(plan.chunks());
+  auto next = std::begin(inputs);
+  for (size_t c = 0; c < plan.chunks(); ++c) {
+    size_t count = plan.count(c);
+    auto first = next;
+    std::advance(next, count);  // here, so that a chunk that fails to encode does not shift the next
+    std::shared_ptr<SharedState<Out>> state = make_state(count);
+    if (!entry) {
+      state->settle_error(failure);
+    } else {
+      enqueue(
+          id, *entry,
+          [&](OutputArchive& ar) {
+            ar(static_cast<uint8_t>(mode), cereal::make_size_tag(static_cast<cereal::size_type>(count)));
+            auto it = first;
+            for (size_t i = 0; i < count; ++i, ++it) encode_argument<A>(ar, *it);
+          },
+          state);
+    }
+    states.push_back(std::move(state));
+  }
+  return states;
+}
+
+// One state for all the chunks, settled when the last one is (MapGather);
+// `watch(state)` gives it its pool's poller first.
+template <class Out, bool kEach, class Watch>
+std::shared_ptr<SharedState<Out>> gather_map_chunks(std::vector<std::shared_ptr<SharedState<Out>>> parts,
+                                                    const ChunkPlan& plan, Watch watch) {
+  auto whole = std::make_shared<SharedState<Out>>();
+  watch(*whole);
+  auto gather = std::make_shared<MapGather<Out, kEach>>(whole, parts.size());
+  for (size_t p = 0; p < parts.size(); ++p) {
+    gather->set_part(p, parts[p], plan.count(p));
+    parts[p]->on_ready_anywhere([gather] { gather->part_done(); });
+  }
+  gather->seal();
+  return whole;
+}
 
 }  // namespace procpool::detail

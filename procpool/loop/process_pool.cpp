@@ -14,6 +14,12 @@ std::string describe_unregistered(ErasedFn fn) {
   std::snprintf(buf, sizeof buf, "<function at %p>", reinterpret_cast<void*>(fn));
   return std::string(buf) + " (not registered: add PROCPOOL_REGISTER(fn) next to its definition)";
 }
+
+const FunctionEntry* entry_of(ErasedFn fn, uint32_t& id, std::exception_ptr& failure) {
+  const FunctionEntry* entry = FunctionRegistry::instance().find(fn, &id);
+  if (!entry) failure = std::make_exception_ptr(UnknownFunction(describe_unregistered(fn), {}));
+  return entry;
+}
 }  // namespace detail
 
 ProcessPool::ProcessPool(PoolOptions options)
@@ -58,10 +64,10 @@ void ProcessPool::enqueue_frame(detail::PoolCore& core, detail::ByteBuffer frame
   core.submit(std::move(frame), std::move(handles), kind, function_id, std::move(state), options, admission);
 }
 
-const detail::FunctionEntry* ProcessPool::entry_of(detail::ErasedFn fn, uint32_t& id, std::exception_ptr& failure) {
-  const detail::FunctionEntry* entry = detail::FunctionRegistry::instance().find(fn, &id);
-  if (!entry) failure = std::make_exception_ptr(UnknownFunction(detail::describe_unregistered(fn), {}));
-  return entry;
+void detail::submit_encoded_call(ProcessPool& pool, ByteBuffer frame, FrameKind kind, uint32_t function_id,
+                                 std::shared_ptr<StateBase> state, const CallOptions& options) {
+  ProcessPool::enqueue_frame(*pool.core_, std::move(frame), {}, kind, function_id, std::move(state), options,
+                             Admission::Wait);
 }
 
 void ProcessPool::watch(detail::StateBase& state) const { state.set_poller(core_, 0); }

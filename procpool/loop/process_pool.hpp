@@ -22,6 +22,7 @@
 #include <procpool/common/function_registry.hpp>
 #include <procpool/common/shared_bytes.hpp>
 #include <procpool/loop/backpressure.hpp>
+#include <procpool/loop/call_encoding.hpp>
 #include <procpool/loop/call_options.hpp>
 #include <procpool/loop/future.hpp>
 #include <procpool/loop/map_stream.hpp>
@@ -33,9 +34,16 @@
 namespace procpool {
 
 class EventLoop;
+class ProcessPool;
 
 namespace detail {
 class PoolCore;
+// Queues a call someone else encoded (call_encoding.hpp: `frame` holds the
+// room for its header, then its payload) on `pool`, settling `state` with
+// the worker's answer as any call's. For relays of calls from elsewhere (an
+// MPI agent's, procpool/mpi/): the caller has checked the function id.
+void submit_encoded_call(ProcessPool& pool, ByteBuffer frame, FrameKind kind, uint32_t function_id,
+                         std::shared_ptr<StateBase> state, const CallOptions& options = {});
 template <class R, class Submit>
 class SubmitAwaitable;
 
@@ -227,6 +235,8 @@ class ProcessPool {
 
  private:
   friend class EventLoop;
+  friend void detail::submit_encoded_call(ProcessPool&, detail::ByteBuffer, detail::FrameKind, uint32_t,
+                                          std::shared_ptr<detail::StateBase>, const CallOptions&);
   // Encodes a call and queues it; settles `state` (a new one if null).
   template <class R, class Encode>
   Future<R> enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode,
@@ -261,8 +271,6 @@ class ProcessPool {
   Future<R> submit_when_room(Submit submit);
   std::shared_ptr<detail::Backpressure> backpressure() const noexcept;
   bool bounded() const noexcept { return options_max_pending_ != 0; }
-  // The registry's entry for fn, or null with `failure` set to UnknownFunction.
-  static const detail::FunctionEntry* entry_of(detail::ErasedFn fn, uint32_t& id, std::exception_ptr& failure);
   // Lets a blocked get() on a state the pool does not queue (a map's) poll
   // the pool's rings, as it would for a call.
   void watch(detail::StateBase& state) const;
@@ -293,16 +301,6 @@ class ProcessPool {
 // ---- implementation ----
 
 namespace detail {
-// Encodes one argument as the parameter type P: as is when the caller passed
-// that type, converted otherwise.
-template <class P, class Arg>
-void encode_argument(OutputArchive& ar, Arg&& arg) {
-  using Param = std::decay_t<P>;
-  if constexpr (std::is_same_v<std::decay_t<Arg>, Param>) ar(arg);
-  else ar(Param(std::forward<Arg>(arg)));
-}
-std::string describe_unregistered(ErasedFn fn);
-
 template <class R>
 Future<R> failed_future(std::exception_ptr error, std::shared_ptr<SharedState<R>> state = nullptr) {
   if (!state) state = std::make_shared<SharedState<R>>();
@@ -319,24 +317,20 @@ Future<R> ProcessPool::enqueue_into(detail::PoolCore& core, uint32_t function_id
   if (!state) state = std::make_shared<detail::SharedState<R>>();
   detail::ByteBuffer frame;
   detail::HandleList handles;  // the SharedBytes among the arguments
+  std::exception_ptr failure;
   try {
     frame.grow(sizeof(detail::FrameHeader));
-    detail::FrameSink sink(frame, core);
-    detail::OutputArchive ar(sink, &handles);
-    ar(function_id, entry.fingerprint);
-    encode(ar);
-  } catch (const ResourceLimitExceeded&) {
-    state->settle_error(std::current_exception());
-    return Future<R>(std::move(state));
   } catch (const std::exception& e) {
-    state->settle_error(std::make_exception_ptr(
-        SerializationError(entry.name, std::string("the arguments could not be encoded: ") + e.what())));
-    return Future<R>(std::move(state));
+    failure = std::make_exception_ptr(
+        SerializationError(entry.name, std::string("the arguments could not be encoded: ") + e.what()));
   }
-  size_t payload = frame.size() - sizeof(detail::FrameHeader);
-  if (payload > max_message_bytes(core)) {
-    state->settle_error(std::make_exception_ptr(ResourceLimitExceeded(
-        "max_message_bytes", payload, max_message_bytes(core), "the call of '" + entry.name + "'")));
+  if (!failure) {
+    detail::FrameSink sink(frame, core);
+    failure = detail::encode_call(frame, sink, handles, function_id, entry, std::forward<Encode>(encode),
+                                  max_message_bytes(core));
+  }
+  if (failure) {
+    state->settle_error(std::move(failure));
     return Future<R>(std::move(state));
   }
   enqueue_frame(core, std::move(frame), std::move(handles), kind, function_id, state, options, admission);

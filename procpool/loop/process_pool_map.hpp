@@ -11,57 +11,18 @@ std::vector<std::shared_ptr<detail::SharedState<Out>>> ProcessPool::send_chunks(
                                                                                 detail::ChunkPlan& plan,
                                                                                 size_t chunksize, detail::ManyMode mode,
                                                                                 MakeState make_state) {
-  static_assert(std::is_constructible_v<std::decay_t<A>, decltype(*std::begin(inputs))>,
-                "an input cannot be converted to the function's parameter type");
-  static_assert(!detail::kBuiltByLoadAndConstruct<R>,
-                "map's results travel as a std::vector, which needs a default-constructible type; submit each call");
-  plan.calls = static_cast<size_t>(std::size(inputs));
-  size_t chunk = chunksize ? chunksize : detail::default_chunk_size(plan.calls, worker_count());
-  // Each SharedBytes input or result is a descriptor, and a frame carries
-  // at most kMaxHandlesPerFrame.
-  if (!chunksize && (std::is_same_v<std::decay_t<A>, SharedBytes> || std::is_same_v<R, SharedBytes>))
-    chunk = std::min(chunk, detail::kMaxHandlesPerFrame);
-  plan.size = std::min(chunk, detail::kMaxChunk);
-  uint32_t id = 0;
-  std::exception_ptr failure;
-  const detail::FunctionEntry* entry = entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
-  std::vector<std::shared_ptr<detail::SharedState<Out>>> states;
-  states.reserve(plan.chunks());
-  auto next = std::begin(inputs);
-  for (size_t c = 0; c < plan.chunks(); ++c) {
-    size_t count = plan.count(c);
-    auto first = next;
-    std::advance(next, count);  // here, so that a chunk that fails to encode does not shift the next
-    std::shared_ptr<detail::SharedState<Out>> state = make_state(count);
-    if (!entry) {
-      state->settle_error(failure);
-    } else {
-      enqueue<Out>(
-          id, *entry,
-          [&](detail::OutputArchive& ar) {
-            ar(static_cast<uint8_t>(mode), cereal::make_size_tag(static_cast<cereal::size_type>(count)));
-            auto it = first;
-            for (size_t i = 0; i < count; ++i, ++it) detail::encode_argument<A>(ar, *it);
-          },
-          detail::FrameKind::CallMany, state);
-    }
-    states.push_back(std::move(state));
-  }
-  return states;
+  return detail::send_map_chunks<Out>(fn, inputs, plan, chunksize, worker_count(), mode, std::move(make_state),
+                                      [&](uint32_t id, const detail::FunctionEntry& entry, auto&& encode,
+                                          std::shared_ptr<detail::SharedState<Out>> state) {
+                                        enqueue<Out>(id, entry, encode, detail::FrameKind::CallMany, std::move(state));
+                                      });
 }
 
 template <class Out, bool kEach>
 Future<Out> ProcessPool::gather_chunks(std::vector<std::shared_ptr<detail::SharedState<Out>>> parts,
                                        const detail::ChunkPlan& plan) {
-  auto whole = std::make_shared<detail::SharedState<Out>>();
-  watch(*whole);
-  auto gather = std::make_shared<detail::MapGather<Out, kEach>>(whole, parts.size());
-  for (size_t p = 0; p < parts.size(); ++p) {
-    gather->set_part(p, parts[p], plan.count(p));
-    parts[p]->on_ready_anywhere([gather] { gather->part_done(); });
-  }
-  gather->seal();
-  return Future<Out>(std::move(whole));
+  return Future<Out>(
+      detail::gather_map_chunks<Out, kEach>(std::move(parts), plan, [this](detail::StateBase& s) { watch(s); }));
 }
 
 template <class R, class A, class Range, std::integral Chunk>

@@ -20,38 +20,23 @@ template <class R, class... A, class... Args>
 Future<R> ProcessPool::submit_on(detail::PoolCore& core, detail::Admission admission, const CallOptions& options,
                                  std::type_identity_t<std::shared_ptr<detail::SharedState<R>>> state, R (*fn)(A...),
                                  Args&&... args) {
-  static_assert(sizeof...(A) == sizeof...(Args), "wrong number of arguments for this function");
-  static_assert((std::is_constructible_v<std::decay_t<A>, Args&&> && ...),
-                "an argument cannot be converted to the function's parameter type");
+  auto encode = detail::typed_arguments<A...>(std::forward<Args>(args)...);
   uint32_t id = 0;
   std::exception_ptr failure;
-  const detail::FunctionEntry* entry = entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
+  const detail::FunctionEntry* entry = detail::entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
   if (!entry) return detail::failed_future<R>(failure, std::move(state));
-  return enqueue_into<R>(
-      core, id, *entry,
-      [&](detail::OutputArchive& ar) { (detail::encode_argument<A>(ar, std::forward<Args>(args)), ...); },
-      detail::FrameKind::Call, std::move(state), options, admission);
+  return enqueue_into<R>(core, id, *entry, encode, detail::FrameKind::Call, std::move(state), options, admission);
 }
 
 template <class R, class... Args>
 Future<R> ProcessPool::call_on(detail::PoolCore& core, detail::Admission admission, const CallOptions& options,
                                std::shared_ptr<detail::SharedState<R>> state, std::string_view name, Args&&... args) {
-  auto& registry = detail::FunctionRegistry::instance();
   uint32_t id = 0;
-  const detail::FunctionEntry* entry = registry.find(name, &id);
-  if (!entry)
-    return detail::failed_future<R>(
-        std::make_exception_ptr(UnknownFunction(std::string(name), registry.close_matches(name))), std::move(state));
-  static const std::string signature = detail::signature_of<R, std::decay_t<Args>...>();
-  static const uint64_t fingerprint = detail::fingerprint(signature);
-  if (fingerprint != entry->fingerprint)
-    return detail::failed_future<R>(
-        std::make_exception_ptr(
-            SerializationError(entry->name, "called as " + signature + " but registered as " + entry->signature)),
-        std::move(state));
-  return enqueue_into<R>(
-      core, id, *entry, [&](detail::OutputArchive& ar) { (ar(args), ...); }, detail::FrameKind::Call, std::move(state),
-      options, admission);
+  std::exception_ptr failure;
+  const detail::FunctionEntry* entry = detail::entry_named<R, Args...>(name, id, failure);
+  if (!entry) return detail::failed_future<R>(failure, std::move(state));
+  return enqueue_into<R>(core, id, *entry, detail::named_arguments(args...), detail::FrameKind::Call, std::move(state),
+                         options, admission);
 }
 
 namespace detail {

@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// How a call becomes a Call frame's payload, whichever pool sends it: the
+// registry entry it names (by function pointer, checked at compile time; or
+// by name, checked here against the registered signature), then
+// `u32 function id, u64 signature fingerprint, cereal arguments` after
+// room for the FrameHeader (frame.hpp). ProcessPool writes the frame into a
+// worker's ring; procpool::mpi::MpiPool sends the same bytes to an agent.
+#include <exception>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include <procpool/common/archive.hpp>
+#include <procpool/common/errors.hpp>
+#include <procpool/common/frame.hpp>
+#include <procpool/common/function_registry.hpp>
+
+namespace procpool::detail {
+
+std::string describe_unregistered(ErasedFn fn);
+
+// The registry's entry for fn, or null with `failure` set to UnknownFunction.
+const FunctionEntry* entry_of(ErasedFn fn, uint32_t& id, std::exception_ptr& failure);
+
+// The entry registered under `name`, if R and the decayed Args are its
+// signature; else null with `failure` set (UnknownFunction with the close
+// matches, or SerializationError naming both signatures).
+template <class R, class... Args>
+const FunctionEntry* entry_named(std::string_view name, uint32_t& id, std::exception_ptr& failure) {
+  auto& registry = FunctionRegistry::instance();
+  const FunctionEntry* entry = registry.find(name, &id);
+  if (!entry) {
+    failure = std::make_exception_ptr(UnknownFunction(std::string(name), registry.close_matches(name)));
+    return nullptr;
+  }
+  static const std::string signature = signature_of<R, std::decay_t<Args>...>();
+  static const uint64_t fingerprint = detail::fingerprint(signature);
+  if (fingerprint != entry->fingerprint) {
+    failure = std::make_exception_ptr(
+        SerializationError(entry->name, "called as " + signature + " but registered as " + entry->signature));
+    return nullptr;
+  }
+  return entry;
+}
+
+// Encodes one argument as the parameter type P: as is when the caller passed
+// that type, converted otherwise.
+template <class P, class Arg>
+void encode_argument(OutputArchive& ar, Arg&& arg) {
+  using Param = std::decay_t<P>;
+  if constexpr (std::is_same_v<std::decay_t<Arg>, Param>) ar(arg);
+  else ar(Param(std::forward<Arg>(arg)));
+}
+
+// The encoder of a typed call fn(args...): each argument converted to its
+// parameter type. Refers to `args`: use it before they go.
+template <class... A, class... Args>
+auto typed_arguments(Args&&... args) {
+  static_assert(sizeof...(A) == sizeof...(Args), "wrong number of arguments for this function");
+  static_assert((std::is_constructible_v<std::decay_t<A>, Args&&> && ...),
+                "an argument cannot be converted to the function's parameter type");
+  // A tuple of references: each argument forwarded as the caller passed it.
+  return [refs = std::forward_as_tuple(std::forward<Args>(args)...)](OutputArchive& ar) mutable {
+    std::apply([&](auto&&... a) { (encode_argument<A>(ar, std::forward<decltype(a)>(a)), ...); }, std::move(refs));
+  };
+}
+
+// The encoder of a call by name: the arguments as they are (entry_named
+// has checked their types).
+template <class... Args>
+auto named_arguments(Args&... args) {
+  return [refs = std::tie(args...)](OutputArchive& ar) { std::apply([&](auto&... a) { (ar(a), ...); }, refs); };
+}
+
+// Appends the call's payload to `frame` (which already holds the room for
+// its header) through `sink`, the SharedBytes among the arguments going to
+// `handles`. Returns the call's failure, or null: ResourceLimitExceeded as
+// thrown or when the payload is over `max_message_bytes`;
+// SerializationError when an argument does not encode.
+template <class Encode>
+std::exception_ptr encode_call(ByteBuffer& frame, ByteSink& sink, HandleList& handles, uint32_t function_id,
+                               const FunctionEntry& entry, Encode&& encode, size_t max_message_bytes) {
+  try {
+    OutputArchive ar(sink, &handles);
+    ar(function_id, entry.fingerprint);
+    encode(ar);
+  } catch (const ResourceLimitExceeded&) {
+    return std::current_exception();
+  } catch (const std::exception& e) {
+    return std::make_exception_ptr(
+        SerializationError(entry.name, std::string("the arguments could not be encoded: ") + e.what()));
+  }
+  size_t payload = frame.size() - sizeof(FrameHeader);
+  if (payload > max_message_bytes)
+    return std::make_exception_ptr(
+        ResourceLimitExceeded("max_message_bytes", payload, max_message_bytes, "the call of '" + entry.name + "'"));
+  return nullptr;
+}
+
+}  // namespace procpool::detail

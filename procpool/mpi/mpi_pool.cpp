@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MIT
+#include <procpool/mpi/mpi_pool.hpp>
+
+#include <algorithm>
+#include <cstdint>
+
+#include <procpool/mpi/host_link.hpp>
+#include <procpool/mpi/protocol.hpp>
+#include <procpool/mpi/session.hpp>
+
+namespace procpool::mpi {
+namespace detail {
+
+bool PoolTally::admit() {
+  std::lock_guard lock(mutex_);
+  if (!accepting_) return false;
+  ++unsettled_;
+  return true;
+}
+
+void PoolTally::release() {
+  std::lock_guard lock(mutex_);
+  if (--unsettled_ == 0) idle_.notify_all();
+}
+
+void PoolTally::close() {
+  std::lock_guard lock(mutex_);
+  accepting_ = false;
+}
+
+void PoolTally::wait_idle() {
+  std::unique_lock lock(mutex_);
+  idle_.wait(lock, [&] { return unsettled_ == 0; });
+}
+
+void send_call(HostLink& link, procpool::detail::ByteBuffer frame, procpool::detail::FrameKind kind,
+               const procpool::detail::FunctionEntry& entry, const CallOptions& options,
+               std::shared_ptr<procpool::detail::StateBase> state) {
+  CallTrailer trailer{};
+  if (options.timeout) {
+    trailer.flags |= kHasTimeout;
+    trailer.timeout_ms = static_cast<uint32_t>(std::clamp<int64_t>(options.timeout->count(), 0, UINT32_MAX));
+  }
+  if (options.cancel_running) trailer.flags |= kHasCancelRunning | (*options.cancel_running ? kCancelRunning : 0);
+  if (options.measure_usage) trailer.flags |= kHasMeasure | (*options.measure_usage ? kMeasure : 0);
+  try {
+    frame.append(&trailer, sizeof trailer);
+  } catch (...) {
+    state->settle_error(std::current_exception());  // out of memory
+    return;
+  }
+  link.submit(std::move(frame), kind, entry, std::move(state));
+}
+
+void watch(HostLink& link, procpool::detail::StateBase& state) { link.watch(state); }
+
+}  // namespace detail
+
+MpiPool::MpiPool() : link_(&detail::host_link()), tally_(std::make_shared<detail::PoolTally>()) {
+  max_message_bytes_ = link_->max_message_bytes();
+  if (link_->agents().empty())
+    throw Error("an MpiPool needs agents: start the program with mpirun -np N (N >= 2); rank 0 is the host");
+}
+
+MpiPool::~MpiPool() {
+  // On the link thread nobody can wait: the calls still settle, later.
+  shutdown(!link_->on_link_thread());
+}
+
+void MpiPool::shutdown(bool wait) {
+  tally_->close();
+  if (!wait) return;
+  if (link_->on_link_thread())
+    throw Error("MpiPool::shutdown(true) in a callback of the pool would wait for itself: use shutdown(false)");
+  tally_->wait_idle();
+}
+
+std::vector<AgentInfo> MpiPool::agents() const { return link_->agents(); }
+
+size_t MpiPool::worker_count() const {
+  size_t n = 0;
+  for (const AgentInfo& a : link_->agents()) n += a.workers;
+  return n;
+}
+
+}  // namespace procpool::mpi
