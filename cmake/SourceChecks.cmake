@@ -34,13 +34,13 @@ if(PROCPOOL_RUN_CLANG_TIDY)
   # before the library's target is made, which takes it from this variable.
   set(CMAKE_EXPORT_COMPILE_COMMANDS ON)
   cmake_host_system_information(RESULT tidy_jobs QUERY NUMBER_OF_LOGICAL_CORES)
-  # run-clang-tidy takes each argument as a pattern over the database's
-  # absolute paths: a source's path below the project names that one file.
+  # run-clang-tidy takes its argument as a pattern over the database's
+  # absolute paths: every source under procpool/ that this build compiles
+  # (the MPI backend's too, when it is on).
   add_custom_target(tidy-check
     COMMAND ${PROCPOOL_RUN_CLANG_TIDY} -quiet -j ${tidy_jobs} -p ${PROJECT_BINARY_DIR}
-            "$<TARGET_PROPERTY:procpool,SOURCES>"
+            "^${PROJECT_SOURCE_DIR}/procpool/"
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
     COMMENT "clang-tidy (.clang-tidy) on ${PROJECT_NAME}'s library sources"
-    COMMAND_EXPAND_LISTS
     VERBATIM)
 endif()

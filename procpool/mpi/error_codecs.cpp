@@ -52,9 +52,9 @@ std::exception_ptr load_crash(InputArchive& in, const RemoteOrigin&, bool nest) 
   int32_t pid = 0, signal = 0, exit_code = 0, rank = 0;
   std::vector<std::string> last_output;
   in(function, pid, signal, exit_code, backtrace, last_output, rank, host);
-  return as_raised(RemoteWorkerCrashed(std::move(function), pid, signal, exit_code, std::move(backtrace),
-                                       std::move(last_output), rank, std::move(host)),
-                   nest);
+  return as_raised(
+      RemoteWorkerCrashed(function, pid, signal, exit_code, std::move(backtrace), last_output, rank, std::move(host)),
+      nest);
 }
 
 }  // namespace

@@ -24,12 +24,11 @@ RemoteWorkerCrashed::RemoteWorkerCrashed(const WorkerCrashed& crash, int rank, s
                     crash.signal(), crash.exit_code(), crash.backtrace(), crash.last_output()),
       rank_(rank), host_(std::move(host)) {}
 
-RemoteWorkerCrashed::RemoteWorkerCrashed(std::string function, pid_t pid, int signal, int exit_code,
-                                         std::string backtrace, std::vector<std::string> last_output, int rank,
+RemoteWorkerCrashed::RemoteWorkerCrashed(const std::string& function, pid_t pid, int signal, int exit_code,
+                                         std::string backtrace, const std::vector<std::string>& last_output, int rank,
                                          std::string host)
-    : RemoteWorkerCrashed(
-          WorkerCrashed(std::move(function), pid, signal, exit_code, std::move(backtrace), std::move(last_output)),
-          rank, std::move(host)) {}
+    : RemoteWorkerCrashed(WorkerCrashed(function, pid, signal, exit_code, std::move(backtrace), last_output), rank,
+                          std::move(host)) {}
 
 AgentLost::AgentLost(int rank, std::string host, const std::string& why)
     : Error("the agent on " + where(rank, host) + " was lost: " + why), rank_(rank), host_(std::move(host)) {}

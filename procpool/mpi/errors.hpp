@@ -16,8 +16,8 @@ namespace procpool::mpi {
 class RemoteWorkerCrashed : public WorkerCrashed {
  public:
   RemoteWorkerCrashed(const WorkerCrashed& crash, int rank, std::string host);
-  RemoteWorkerCrashed(std::string function, pid_t pid, int signal, int exit_code, std::string backtrace,
-                      std::vector<std::string> last_output, int rank, std::string host);
+  RemoteWorkerCrashed(const std::string& function, pid_t pid, int signal, int exit_code, std::string backtrace,
+                      const std::vector<std::string>& last_output, int rank, std::string host);
   int rank() const noexcept { return rank_; }
   const std::string& host() const noexcept { return host_; }
 

@@ -40,7 +40,8 @@ void FrameChannel::send(int peer, ByteBuffer frame) {
     if (code != MPI_SUCCESS) {
       // The messages already posted still read the buffer: keep it.
       outgoing_.push_back(std::move(out));
-      check_mpi(code, "MPI_Isend");
+      check_mpi(code, "MPI_Isend");  // throws
+      return;
     }
     out->requests.push_back(request);
     if (size == 0) break;

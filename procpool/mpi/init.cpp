@@ -114,6 +114,8 @@ PoolOptions agent_pool_options(const MpiOptions& options, const World& world) {
   }
   pool.reset();  // its workers finish and are reaped before MPI ends
   leave_world(world);
+  // The agent's process ends here, as init promises: its pool is gone and
+  // MPI is finalized, so no thread of ours runs. NOLINTNEXTLINE(concurrency-mt-unsafe)
   std::exit(0);
 }
 
@@ -150,7 +152,7 @@ void welcome_or_refuse(World& world, const std::vector<detail::AgentHello>& hell
 
 }  // namespace
 
-void init(int argc, char** argv, MpiOptions options) {
+void init(int argc, char** argv, const MpiOptions& options) {
   // First: a spawned worker becomes one here and never reaches MPI, and the
   // zygote is forked before MPI exists in this process.
   procpool::init(argc, argv);

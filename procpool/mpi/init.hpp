@@ -44,7 +44,7 @@ struct MpiOptions {
 // MPI_ERRORS_RETURN: MPI errors become MpiError or AgentLost.
 // Throws procpool::Error when MPI was already initialized by someone else,
 // or gives less than MPI_THREAD_SERIALIZED.
-void init(int argc, char** argv, MpiOptions options = {});
+void init(int argc, char** argv, const MpiOptions& options = {});
 
 // On rank 0: waits for the calls still in flight, tells every agent to
 // exit and calls MPI_Finalize. Runs by itself at exit (std::atexit) if not

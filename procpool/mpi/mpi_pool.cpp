@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 
 #include <procpool/mpi/host_link.hpp>
 #include <procpool/mpi/protocol.hpp>
@@ -64,7 +65,12 @@ MpiPool::MpiPool() : link_(&detail::host_link()), tally_(std::make_shared<detail
 
 MpiPool::~MpiPool() {
   // On the link thread nobody can wait: the calls still settle, later.
-  shutdown(!link_->on_link_thread());
+  try {
+    shutdown(!link_->on_link_thread());
+  } catch (const std::exception& e) {
+    // Out of memory while waiting: nobody to tell but stderr.
+    std::fprintf(stderr, "procpool::mpi: ~MpiPool: %s\n", e.what());
+  }
 }
 
 void MpiPool::shutdown(bool wait) {
