@@ -150,6 +150,13 @@ bool redirect_output(const WorkerConfig& config) noexcept {
   // ready, so that the host's start-up deadline replaces such a worker.
   void* volatile probe = std::malloc(64);
   std::free(probe);
+#if defined(PROCPOOL_SANITIZED)
+  // A sanitizer's allocator keeps large blocks under a lock of their own: a
+  // worker that passed the small probe hung on its first 1 MiB exception
+  // (Exceptions.LongMessage..., ASan, about 1 run in 10 with the CPUs busy).
+  void* volatile large_probe = std::malloc(size_t{4} << 20);
+  std::free(large_probe);
+#endif
   if (on_exit(end_worker_on_exit, nullptr) != 0) fail_setup(control, "on_exit");
   // Its resource limits, then its initializer under them: both before it
   // says it is ready, so that start_timeout bounds the initializer too.
