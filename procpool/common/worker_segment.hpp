@@ -49,6 +49,15 @@ struct ControlBlock {
   // re-dispatch after a crash).
   alignas(kCacheLine) std::atomic<uint64_t> started{0};
   std::atomic<TaskId> running_task{0};
+  // The worker's recent time per call in ns (0: not measured yet): from
+  // one call's start to the next's, counted only when the next was already
+  // waiting, so idle time is never in it. It rises at once to a slower call
+  // and falls by an eighth of the gap per faster one. Stored relaxed by the
+  // worker; read relaxed by the host's dispatch as a hint of how many calls
+  // to hand it ahead (dispatch.cpp): a stale or forged value only changes
+  // that count, within its bounds. On the line the worker already writes at
+  // every call.
+  std::atomic<uint32_t> call_ns{0};
   // The fatal signal and the return addresses the crash handler captured
   // before it re-raised (the signal is the fallback when the exit status
   // cannot be had: an application that ignores SIGCHLD or reaps for itself).
@@ -108,12 +117,15 @@ struct ControlBlock {
   std::atomic<int32_t> serving_pid{0};
 };
 
-inline constexpr uint32_t kCancelSlots = 32;
+// As many as a worker may hold calls (PoolCore::kPacedPrefetchMost), so
+// that every call queued in its ring can be withdrawn at once.
+inline constexpr uint32_t kCancelSlots = 256;
 
 // Calls the host withdrew after handing them to this worker (host writes,
 // worker reads). The host stores a task id in slot (count % kCancelSlots),
 // then count (release); before starting a call the worker looks for its id
-// among the last kCancelSlots entries (acquire on count). A withdrawal that
+// among the last kCancelSlots entries (acquire on count; it keeps a copy of
+// the entries it read: worker/withdrawn_calls.hpp). A withdrawal that
 // arrives after the worker's look is too late: the call runs. One older than
 // the last kCancelSlots is forgotten: the call runs. The host appends only
 // where it can prove the worker's look comes after the entry, and keeps

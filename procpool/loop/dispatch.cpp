@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Sending calls to workers: a submitted call joins the pool's queue, goes
-// to the least-loaded worker that has room (prefetch_per_worker), and is
+// to the least-loaded worker that has room (prefetch_per_worker, or its
+// pace: paced_room), and is
 // written into its request ring, its SharedBytes' descriptors first. All of
 // it under dispatch_mutex_; see pool_core.hpp for the locks.
 #include <procpool/loop/pool_core.hpp>
@@ -79,15 +80,34 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
   }
 }
 
+size_t PoolCore::paced_room(const WorkerSlot& slot) const noexcept {
+  if (!paced_prefetch_) return prefetch_;
+  uint32_t ns = slot.segment->control().call_ns.load(std::memory_order_relaxed);
+  if (ns == 0) return prefetch_;  // not measured yet
+  auto calls = static_cast<size_t>(std::chrono::nanoseconds(kPacedPrefetchWork).count() / ns);
+  return std::clamp(calls, prefetch_, std::max(prefetch_, kPacedPrefetchMost));
+}
+
 void PoolCore::dispatch_locked(Published& out) {
   auto usable = [](const WorkerSlot& s) { return s.alive && s.condemned.empty() && s.request_fault.empty(); };
+  // Each worker first gets up to prefetch_ calls; only calls still waiting
+  // after that go to workers by their pace (paced_room), so a trickle of
+  // calls never queues deep, and a worker's pace is read (a line it writes
+  // at every call) only when a backlog is there to share.
+  bool paced = false;
   while (!pending_.empty()) {
     WorkerSlot* best = nullptr;
     for (auto& slot : slots_)
-      if (usable(*slot) && slot->calls_left > 0 && slot->assigned.size() < options_.prefetch_per_worker &&
+      if (usable(*slot) && slot->calls_left > 0 && slot->assigned.size() < (paced ? slot->room : prefetch_) &&
           (!best || slot->assigned.size() < best->assigned.size()))
         best = slot.get();
-    if (!best) break;
+    if (!best) {
+      if (paced || !paced_prefetch_) break;
+      paced = true;
+      for (auto& slot : slots_)
+        if (usable(*slot)) slot->room = paced_room(*slot);
+      continue;
+    }
     TaskRecord task = std::move(pending_.front());
     pending_.pop_front();
     if (task.state->claimed()) continue;  // cancelled while it waited here

@@ -28,7 +28,8 @@ PoolCore::PoolCore(PoolOptions options)
   if (own_io_) work_.emplace(io_.get_executor());
   if (options_.workers == 0) options_.workers = std::max(1u, std::thread::hardware_concurrency());
   options_.ring_bytes = std::bit_ceil(std::max<size_t>(options_.ring_bytes, 4096));
-  options_.prefetch_per_worker = std::max<size_t>(options_.prefetch_per_worker, 1);
+  paced_prefetch_ = !options_.prefetch_per_worker;
+  prefetch_ = std::max<size_t>(options_.prefetch_per_worker.value_or(16), 1);
   crash_loop_on_ = options_.crash_loop.count > 0;
   check_sandbox(options_.sandbox);  // before any thread or worker: a refused sandbox starts nothing
   check_namespaces(namespace_flags(options_.namespaces));

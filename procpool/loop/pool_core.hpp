@@ -184,6 +184,13 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // Calls that fail on the way (refuse_locked) go into `out`, for the
   // caller to publish once it holds no lock.
   void dispatch_locked(Published& out);
+  // How many calls `slot` may hold while calls wait on the host: its pace
+  // (ControlBlock::call_ns) times kPacedPrefetchWork, within
+  // [prefetch_, kPacedPrefetchMost]; prefetch_ when the user set the count.
+  size_t paced_room(const WorkerSlot& slot) const noexcept;
+  static constexpr auto kPacedPrefetchWork = std::chrono::microseconds(100);
+  // Every call a worker holds can be withdrawn at once (CancelList).
+  static constexpr size_t kPacedPrefetchMost = kCancelSlots;
   void pump_locked(WorkerSlot& slot, Published& out);
   // A worker that held no call was just given one: arms its doorbell
   // unless a thread polls or a sweep is due.
@@ -379,6 +386,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   const char* function_name(uint32_t id) const;
 
   PoolOptions options_;
+  size_t prefetch_ = 16;        // options_.prefetch_per_worker, or 16 unset (and then paced)
+  bool paced_prefetch_ = true;  // prefetch_per_worker unset: paced_room may give more
   WorkerConfig worker_config_{};
   StartMethod start_method_ = StartMethod::fork;     // resolved from options_ when the pool is made
   std::unique_ptr<boost::asio::io_context> own_io_;  // null with PoolOptions::io_context

@@ -114,6 +114,7 @@ PoolStats PoolCore::stats() {
     pid_t serving = slot.segment->control().serving_pid.load(std::memory_order_relaxed);
     w.rss_bytes = resident_bytes(serving > 0 ? serving : w.pid);
     w.age = now - slot.forked_at;
+    w.pace = std::chrono::nanoseconds(slot.segment->control().call_ns.load(std::memory_order_relaxed));
   }
   return s;
 }

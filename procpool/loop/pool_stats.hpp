@@ -43,6 +43,9 @@ struct WorkerStats {
   uint64_t calls_answered = 0;                // answers read from this process (not its predecessors)
   uint64_t rss_bytes = 0;                     // resident memory now, from /proc (0 if unreadable)
   std::chrono::steady_clock::duration age{};  // since it was forked
+  // Its recent time per call, as the worker measures it (calls that queued
+  // back to back only; 0: none yet): what paces prefetch_per_worker.
+  std::chrono::nanoseconds pace{};
 };
 
 // Counters since the pool was made. Each call the pool accepted ends in

@@ -92,6 +92,7 @@ struct WorkerSlot {
   void count_calls(std::memory_order order = std::memory_order_relaxed) noexcept {
     calls_held.store(assigned.size(), order);
   }
+  size_t room = 0;            // dispatch_locked's scratch: paced_room, read once per backlog pass
   size_t sent = 0;            // assigned[0, sent) are fully in the ring
   size_t sent_bytes = 0;      // bytes of assigned[sent] already in the ring
   bool handles_sent = false;  // assigned[sent]'s SharedBytes descriptors are sent

@@ -31,6 +31,7 @@
 #include <procpool/worker/response_writer.hpp>
 #include <procpool/worker/this_call.hpp>
 #include <procpool/worker/usage_meter.hpp>
+#include <procpool/worker/withdrawn_calls.hpp>
 #include <procpool/worker/worker_config.hpp>
 #include <procpool/worker/worker_lives.hpp>
 
@@ -73,14 +74,14 @@ extern "C" void __gcov_dump();  // libgcov (GCC): writes this process's line cou
 class WorkerLoop {
  public:
   WorkerLoop(WorkerSegment& segment, const WorkerConfig& config)
-      : control_(segment.control()), cancelled_(segment.header().cancelled), stop_(segment.header().stop),
+      : control_(segment.control()), withdrawn_(segment.header().cancelled), stop_(segment.header().stop),
         requests_(segment.request_ring()), responses_(segment.response_ring()), config_(config) {}
 
   [[noreturn]] void run() {
     for (;;) {
       FrameHeader header;
       if (stop_requested()) end_worker(0, config_);  // before it begins another call (StopRequest)
-      wait_readable(sizeof header, /*after_task=*/true);
+      await_call();
       requests_.peek(&header, sizeof header);
       RequestKind kind = classify_request(header, config_.max_message_bytes);
       if (kind == RequestKind::Malformed) _exit(kExitProtocol);
@@ -147,7 +148,7 @@ class WorkerLoop {
     bool many = call.kind == static_cast<uint32_t>(FrameKind::CallMany);
     results_.clear();
     FrameKind kind = FrameKind::Skipped;
-    if (!withdrawn(call.task_id)) {
+    if (!withdrawn_.take(call.task_id)) {
       std::optional<UsageMeter> meter;
       if (call.handles & kMeasureUsage) meter.emplace();
       kind = run_call(*args, many, unreceived, writer);
@@ -197,13 +198,6 @@ class WorkerLoop {
     WorkerLoop& loop_;
     size_t held_ = 0;
   };
-
-  bool withdrawn(TaskId task) const noexcept {
-    uint32_t count = cancelled_.count.load(std::memory_order_acquire);
-    for (uint32_t i = count > kCancelSlots ? count - kCancelSlots : 0; i < count; ++i)
-      if (cancelled_.ids[i % kCancelSlots].load(std::memory_order_relaxed) == task) return true;
-    return false;
-  }
 
   FrameKind run_call(InputArchive& args, bool many, const std::exception_ptr& unreceived, ResponseWriter& writer) {
     const FunctionEntry* entry = nullptr;
@@ -323,6 +317,30 @@ class WorkerLoop {
     if (sleep_until(requests_.header().data_event, [&] { return requests_.readable() >= n; })) woken_ = after_task;
   }
 
+  // Waits for the next call's header, and keeps ControlBlock::call_ns:
+  // one clock read per call while calls queue up back to back. A call that
+  // found the ring empty is timed from the end of the wait: the idle time
+  // before it is nobody's call.
+  void await_call() {
+    using Clock = std::chrono::steady_clock;
+    if (requests_.readable() < sizeof(FrameHeader)) {
+      wait_readable(sizeof(FrameHeader), /*after_task=*/true);
+      call_began_ = Clock::now();
+      return;
+    }
+    auto now = Clock::now();
+    if (call_began_ != Clock::time_point{}) {
+      auto gap = std::chrono::duration_cast<std::chrono::nanoseconds>(now - call_began_).count();
+      auto sample = static_cast<uint32_t>(std::clamp<int64_t>(gap, 1, UINT32_MAX));
+      uint32_t recent = control_.call_ns.load(std::memory_order_relaxed);
+      // Up at once, down by an eighth: a burst of short calls after long
+      // ones earns a deep queue only once it has lasted.
+      uint32_t next = sample >= recent ? sample : recent - (recent - sample) / 8;
+      control_.call_ns.store(next, std::memory_order_relaxed);
+    }
+    call_began_ = now;
+  }
+
   void release_request(size_t n) {
     if (requests_.consume(n)) ring_doorbell();  // the host waits to stream more of a large call
   }
@@ -333,17 +351,18 @@ class WorkerLoop {
   bool stop_requested() const noexcept { return stop_.requested.load(std::memory_order_acquire) != 0; }
 
   ControlBlock& control_;
-  const CancelList& cancelled_;
+  WithdrawnCalls withdrawn_;
   const StopRequest& stop_;
   ByteRing requests_;
   ByteRing responses_;
   WorkerConfig config_;
   WorkerLives& lives_ = worker_lives();
   uint64_t started_ = 0;
-  uint32_t marked_function_ = UINT32_MAX;  // the function the captured output was last marked with
-  bool woken_ = false;                     // the call being served found this worker asleep
-  ByteBuffer error_;                       // an encoded exception
-  HandleList results_;                     // the SharedBytes of the result being written
+  uint32_t marked_function_ = UINT32_MAX;               // the function the captured output was last marked with
+  bool woken_ = false;                                  // the call being served found this worker asleep
+  std::chrono::steady_clock::time_point call_began_{};  // await_call(): when the call being served began
+  ByteBuffer error_;                                    // an encoded exception
+  HandleList results_;                                  // the SharedBytes of the result being written
 };
 
 }  // namespace
