@@ -149,10 +149,22 @@ struct StopRequest {
   alignas(kCacheLine) std::atomic<uint32_t> requested{0};
 };
 
+// The CPU the host thread that last wrote a call into the ring ran on
+// (host writes, relaxed, and only when it changed; worker reads, relaxed).
+// A hint for the worker's spin (worker_loop.cpp): with its CPU contended,
+// it spins on without yielding only while the host is on another CPU, where
+// the spin cannot keep it off its own. Stale after a migration: then one
+// spin (PoolOptions::worker_spin) either keeps the host waiting or ends
+// early, nothing more. -1 until the host writes.
+struct HostCpu {
+  alignas(kCacheLine) std::atomic<int32_t> cpu{-1};
+};
+
 struct SegmentHeader {
   ControlBlock control;
   CancelList cancelled;
   StopRequest stop;
+  HostCpu host_cpu;
   RingHeader request;
   RingHeader response;
 };

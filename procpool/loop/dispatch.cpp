@@ -6,6 +6,7 @@
 // it under dispatch_mutex_; see pool_core.hpp for the locks.
 #include <procpool/loop/pool_core.hpp>
 
+#include <sched.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -203,6 +204,10 @@ void PoolCore::pump_locked(WorkerSlot& slot, Published& out) {
     return;
   }
   if (!wrote) return;
+  // Written only when it changed: the line stays in this CPU's cache.
+  auto& host_cpu = slot.segment->header().host_cpu.cpu;
+  if (int cpu = sched_getcpu(); host_cpu.load(std::memory_order_relaxed) != cpu)
+    host_cpu.store(cpu, std::memory_order_relaxed);
   if (slot.requests.publish()) {
     futex_wake_all(slot.segment->header().request.data_event);
     for (size_t i = first; i < std::min(slot.sent + 1, slot.assigned.size()); ++i)

@@ -75,7 +75,8 @@ class WorkerLoop {
  public:
   WorkerLoop(WorkerSegment& segment, const WorkerConfig& config)
       : control_(segment.control()), withdrawn_(segment.header().cancelled), stop_(segment.header().stop),
-        requests_(segment.request_ring()), responses_(segment.response_ring()), config_(config) {}
+        host_cpu_(segment.header().host_cpu.cpu), requests_(segment.request_ring()),
+        responses_(segment.response_ring()), config_(config) {}
 
   [[noreturn]] void run() {
     for (;;) {
@@ -301,7 +302,11 @@ class WorkerLoop {
       // After a call that had to wake this worker, the caller is likely
       // waiting on this very CPU (the scheduler put the wakee beside its
       // waker): yield at once, so that it sees the answer now.
-      // A slow yield (the CPU is contended: cpu_yield.hpp) ends the spin.
+      // A slow yield (the CPU is contended: cpu_yield.hpp) ends the spin,
+      // unless the host last wrote from another CPU: then the spin keeps
+      // no partner off this one, and it goes on without yields, so that
+      // the next call finds this worker awake (no futex wake, no relay of
+      // the answer through the reactor) as the spin floor would.
       auto until = now + config_.spin, eager = woken_ ? now : now + kEagerSpin;
       woken_ = false;
       CpuYield& yield = CpuYield::this_thread();
@@ -311,7 +316,7 @@ class WorkerLoop {
           cpu_relax();
         }
         now = std::chrono::steady_clock::now();
-        if (now > eager && !yield.between_polls(now)) break;
+        if (now > eager && !yield.between_polls(now) && !host_elsewhere()) break;
       } while (now < until);
     }
     if (sleep_until(requests_.header().data_event, [&] { return requests_.readable() >= n; })) woken_ = after_task;
@@ -341,6 +346,11 @@ class WorkerLoop {
     call_began_ = now;
   }
 
+  bool host_elsewhere() const noexcept {
+    int host = host_cpu_.load(std::memory_order_relaxed);
+    return host >= 0 && host != sched_getcpu();
+  }
+
   void release_request(size_t n) {
     if (requests_.consume(n)) ring_doorbell();  // the host waits to stream more of a large call
   }
@@ -353,6 +363,7 @@ class WorkerLoop {
   ControlBlock& control_;
   WithdrawnCalls withdrawn_;
   const StopRequest& stop_;
+  const std::atomic<int32_t>& host_cpu_;  // HostCpu
   ByteRing requests_;
   ByteRing responses_;
   WorkerConfig config_;
