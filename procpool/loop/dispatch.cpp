@@ -105,8 +105,12 @@ void PoolCore::dispatch_locked(Published& out) {
     if (!best) {
       if (paced || !paced_prefetch_) break;
       paced = true;
-      for (auto& slot : slots_)
-        if (usable(*slot)) slot->room = paced_room(*slot);
+      for (auto& slot : slots_) {
+        if (!usable(*slot) || !(slot->room_stale || slot->answered - slot->room_read_at >= kRoomReadEvery)) continue;
+        slot->room = paced_room(*slot);
+        slot->room_read_at = slot->answered;
+        slot->room_stale = false;
+      }
       continue;
     }
     TaskRecord task = std::move(pending_.front());
@@ -120,6 +124,7 @@ void PoolCore::dispatch_locked(Published& out) {
       best->count_calls();
     } else {
       best->count_calls(std::memory_order_seq_cst);
+      best->room_stale = true;
       expect_answers_locked(*best);
     }
   }

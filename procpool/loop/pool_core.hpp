@@ -191,6 +191,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   static constexpr auto kPacedPrefetchWork = std::chrono::microseconds(100);
   // Every call a worker holds can be withdrawn at once (CancelList).
   static constexpr size_t kPacedPrefetchMost = kCancelSlots;
+  static constexpr uint64_t kRoomReadEvery = 16;  // answers between reads of a worker's pace (WorkerSlot::room)
   void pump_locked(WorkerSlot& slot, Published& out);
   // A worker that held no call was just given one: arms its doorbell
   // unless a thread polls or a sweep is due.

@@ -92,7 +92,14 @@ struct WorkerSlot {
   void count_calls(std::memory_order order = std::memory_order_relaxed) noexcept {
     calls_held.store(assigned.size(), order);
   }
-  size_t room = 0;            // dispatch_locked's scratch: paced_room, read once per backlog pass
+  // paced_room as last read, and `answered` then. The pace is a line the
+  // worker writes at every call, so a read at every dispatch would miss the
+  // cache each time: it is read again after 16 more answers (or a new
+  // process: `answered` restarts below room_read_at), or when a call comes
+  // to a worker that held none (room_stale): the start of a burst.
+  size_t room = 0;
+  uint64_t room_read_at = 0;
+  bool room_stale = true;
   size_t sent = 0;            // assigned[0, sent) are fully in the ring
   size_t sent_bytes = 0;      // bytes of assigned[sent] already in the ring
   bool handles_sent = false;  // assigned[sent]'s SharedBytes descriptors are sent
