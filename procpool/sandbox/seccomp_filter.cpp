@@ -52,6 +52,7 @@ constexpr const char* kComputeSyscalls[] = {
     "rseq",
     "sched_yield",
     "sched_getaffinity",
+    "getcpu",  // sched_getcpu (the worker's spin) where glibc has no rseq area to read it from
     // signals to itself (kill and tgkill are conditional, below); the
     // crash handler's alternate stack
     "rt_sigprocmask",
