@@ -17,7 +17,8 @@
 // serves the partner (the scheduler puts a woken thread ahead of running
 // ones), and a spin that went on without yields would keep a partner that
 // shares the CPU off it for the rest of the spin (a 75 µs round trip where
-// the yields made 1 µs).
+// the yields made 1 µs). A worker whose host runs on another CPU has no such
+// partner, and spins on (worker_loop.cpp, HostCpu).
 #include <sched.h>
 
 #include <chrono>
