@@ -147,12 +147,12 @@ TEST_CASE("CallDecoder.AWorkerAnswersStrayBytesWithSerializationErrorAndServesTh
     uint32_t id = 0;
     REQUIRE(FunctionRegistry::instance().find(reinterpret_cast<ErasedFn>(&count_run), &id));
     auto state = std::make_shared<SharedState<int>>();
-    submit_encoded_call(pool, one_call(7, 5), FrameKind::Call, id, state, {});
+    submit_encoded_call(pool, one_call(7, 5), {}, FrameKind::Call, id, state, {});
     procpool::Future<int> forged(state);
     CHECK_THROWS_WITH_AS(forged.get(), doctest::Contains("5 stray bytes after the last argument"),
                          procpool::SerializationError);
     auto exact = std::make_shared<SharedState<int>>();
-    submit_encoded_call(pool, one_call(7, 0), FrameKind::Call, id, exact, {});
+    submit_encoded_call(pool, one_call(7, 0), {}, FrameKind::Call, id, exact, {});
     CHECK(procpool::Future<int>(exact).get() == 8);
     CHECK(pool.submit(tasks::pid_of_worker).get() == pid);  // not killed: the frame itself was sound
   }

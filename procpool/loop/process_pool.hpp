@@ -39,10 +39,11 @@ class ProcessPool;
 namespace detail {
 class PoolCore;
 // Queues a call someone else encoded (call_encoding.hpp: `frame` holds the
-// room for its header, then its payload) on `pool`, settling `state` with
-// the worker's answer as any call's. For relays of calls from elsewhere (an
-// MPI agent's, procpool/mpi/): the caller has checked the function id.
-void submit_encoded_call(ProcessPool& pool, ByteBuffer frame, FrameKind kind, uint32_t function_id,
+// room for its header, then its payload; `handles` the SharedBytes its
+// payload names by index) on `pool`, settling `state` with the worker's
+// answer as any call's. For relays of calls from elsewhere (an MPI agent's,
+// procpool/mpi/): the caller has checked the function id.
+void submit_encoded_call(ProcessPool& pool, ByteBuffer frame, HandleList handles, FrameKind kind, uint32_t function_id,
                          std::shared_ptr<StateBase> state, const CallOptions& options = {});
 template <class R, class Submit>
 class SubmitAwaitable;
@@ -235,8 +236,8 @@ class ProcessPool {
 
  private:
   friend class EventLoop;
-  friend void detail::submit_encoded_call(ProcessPool&, detail::ByteBuffer, detail::FrameKind, uint32_t,
-                                          std::shared_ptr<detail::StateBase>, const CallOptions&);
+  friend void detail::submit_encoded_call(ProcessPool&, detail::ByteBuffer, detail::HandleList, detail::FrameKind,
+                                          uint32_t, std::shared_ptr<detail::StateBase>, const CallOptions&);
   // Encodes a call and queues it; settles `state` (a new one if null).
   template <class R, class Encode>
   Future<R> enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode,

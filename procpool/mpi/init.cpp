@@ -169,8 +169,9 @@ void init(int argc, char** argv, const MpiOptions& options) {
         AgentInfo{static_cast<int>(i) + 1, hellos[i].host, static_cast<pid_t>(hellos[i].pid), hellos[i].workers});
   std::lock_guard lock(g_session_mutex);
   g_session = new HostSession{world, nullptr};
-  g_session->link = std::make_unique<detail::HostLink>(world.comm, std::move(infos), options.in_flight_per_agent,
-                                                       options.agent_pool.max_message_bytes);
+  g_session->link =
+      std::make_unique<detail::HostLink>(world.comm, std::move(infos), options.in_flight_per_agent,
+                                         options.agent_pool.max_message_bytes, options.agent_pool.cancel_running);
   std::atexit([] { finalize(); });
 }
 

@@ -8,6 +8,7 @@
 #include <procpool/mpi/host_link.hpp>
 #include <procpool/mpi/protocol.hpp>
 #include <procpool/mpi/session.hpp>
+#include <procpool/mpi/shared_bytes_section.hpp>
 
 namespace procpool::mpi {
 namespace detail {
@@ -34,23 +35,35 @@ void PoolTally::wait_idle() {
   idle_.wait(lock, [&] { return unsettled_ == 0; });
 }
 
-void send_call(HostLink& link, procpool::detail::ByteBuffer frame, procpool::detail::FrameKind kind,
-               const procpool::detail::FunctionEntry& entry, const CallOptions& options,
-               std::shared_ptr<procpool::detail::StateBase> state) {
+void send_call(HostLink& link, procpool::detail::ByteBuffer frame, const procpool::detail::HandleList& handles,
+               procpool::detail::FrameKind kind, const procpool::detail::FunctionEntry& entry,
+               const CallOptions& options, std::shared_ptr<procpool::detail::StateBase> state) {
+  size_t payload = frame.size() - sizeof(procpool::detail::FrameHeader);
+  size_t shared = shared_bytes_section_size(handles) - handles.size() * sizeof(uint64_t);
+  if (!handles.empty() && payload + shared > link.max_message_bytes()) {
+    state->settle_error(
+        std::make_exception_ptr(ResourceLimitExceeded("max_message_bytes", payload + shared, link.max_message_bytes(),
+                                                      "the call of '" + entry.name +
+                                                          "' with the bytes of its SharedBytes (they cross MPI "
+                                                          "as bytes)")));
+    return;
+  }
   CallTrailer trailer{};
   if (options.timeout) {
     trailer.flags |= kHasTimeout;
     trailer.timeout_ms = static_cast<uint32_t>(std::clamp<int64_t>(options.timeout->count(), 0, UINT32_MAX));
   }
-  if (options.cancel_running) trailer.flags |= kHasCancelRunning | (*options.cancel_running ? kCancelRunning : 0);
+  bool cancel_running = options.cancel_running.value_or(link.cancel_running());
+  trailer.flags |= kHasCancelRunning | (cancel_running ? kCancelRunning : 0);
   if (options.measure_usage) trailer.flags |= kHasMeasure | (*options.measure_usage ? kMeasure : 0);
   try {
+    append_shared_bytes(frame, handles);
     frame.append(&trailer, sizeof trailer);
   } catch (...) {
     state->settle_error(std::current_exception());  // out of memory
     return;
   }
-  link.submit(std::move(frame), kind, entry, std::move(state));
+  link.submit(std::move(frame), handles.size(), kind, entry, cancel_running, std::move(state));
 }
 
 void watch(HostLink& link, procpool::detail::StateBase& state) { link.watch(state); }

@@ -48,12 +48,14 @@ class PoolTally {
   bool accepting_ = true;
 };
 
-// Hands the encoded call (a Call or CallMany frame) to the link.
-// Appends the call's options (protocol.hpp's CallTrailer) to its frame
-// and hands it to the link.
-void send_call(HostLink& link, procpool::detail::ByteBuffer frame, procpool::detail::FrameKind kind,
-               const procpool::detail::FunctionEntry& entry, const CallOptions& options,
-               std::shared_ptr<procpool::detail::StateBase> state);
+// Appends the bytes of the call's SharedBytes (shared_bytes_section.hpp)
+// and its options (protocol.hpp's CallTrailer) to its encoded frame (a Call
+// or CallMany) and hands it to the link; fails `state` at once with
+// ResourceLimitExceeded when the payload and the SharedBytes' bytes
+// together exceed max_message_bytes.
+void send_call(HostLink& link, procpool::detail::ByteBuffer frame, const procpool::detail::HandleList& handles,
+               procpool::detail::FrameKind kind, const procpool::detail::FunctionEntry& entry,
+               const CallOptions& options, std::shared_ptr<procpool::detail::StateBase> state);
 // Gives a state the pool did not submit (a map's whole) the link's poller.
 void watch(HostLink& link, procpool::detail::StateBase& state);
 }  // namespace detail
@@ -72,10 +74,24 @@ void watch(HostLink& link, procpool::detail::StateBase& state);
 // types; UnknownFunction and SerializationError at once for a bad call;
 // AgentLost when the agent holding it can no longer be reached; and
 // PoolShutdown for a call submitted after shutdown(). then() callbacks run
-// on the host's link thread. cancel() withdraws a call still queued on the
-// host (true: it fails with TaskCancelled and never runs); a call sent to
-// an agent is not withdrawn (false: its own answer settles it).
-// SharedBytes arguments and results do not cross yet (SerializationError).
+// on the host's link thread (or on the thread whose cancel() settles it).
+//
+// cancel() keeps ProcessPool's word: true exactly when the future fails
+// with TaskCancelled at once, false when the call's own outcome settles
+// it. A call still queued on the host is withdrawn (true; it never runs).
+// A call an agent holds, with cancel_running (the default), is settled
+// at once (true) and the agent is sent a Cancel: its pool withdraws the
+// call if no worker has begun it, else stops the worker as a local
+// cancel() does (killed with its process group, replaced); whatever the
+// agent answers then is dropped. Without cancel_running, false: the host
+// cannot know whether the agent has begun it, so it runs to its end. When
+// the answer races the cancel, the first to settle the future wins: an
+// answer already taken by the host gives false; an answer still on its
+// way is dropped (true), though that call did run to its end, as a local
+// worker stopped after its task returned but before its answer was read.
+// SharedBytes arguments and results cross as their bytes: the agent (or,
+// for a result, the host) makes a SharedBytes of its own from them; the
+// payload and those bytes together count against max_message_bytes.
 //
 // Thread safety: submit and call from any thread; they never block.
 class MpiPool {
@@ -103,9 +119,9 @@ class MpiPool {
   // The same with this call's options, applied by the agent's pool as a
   // ProcessPool applies them: `timeout` (from when the agent's worker may
   // have begun it; past it TaskTimeout, the worker killed and replaced)
-  // and `measure_usage` (Future::usage()); those unset take MpiOptions'
-  // agent_pool. `cancel_running` has no effect yet (cancel() does not
-  // reach an agent).
+  // `cancel_running` (what cancel() does to a call an agent holds, see
+  // above) and `measure_usage` (Future::usage()); those unset take
+  // MpiOptions' agent_pool.
   template <class R, class... A, class... Args>
   Future<R> submit_with(const CallOptions& options, R (*fn)(A...), Args&&... args) {
     auto encode = procpool::detail::typed_arguments<A...>(std::forward<Args>(args)...);
@@ -222,14 +238,11 @@ class MpiPool {
     } catch (...) {
       failure = std::current_exception();  // out of memory
     }
-    if (!failure && !handles.empty())
-      failure = std::make_exception_ptr(
-          SerializationError(entry.name, "SharedBytes arguments cannot cross MPI yet: pass the bytes themselves"));
     if (failure) {
       state->settle_error(std::move(failure));
       return Future<R>(std::move(state));
     }
-    detail::send_call(*link_, std::move(frame), kind, entry, options, state);
+    detail::send_call(*link_, std::move(frame), std::move(handles), kind, entry, options, state);
     return Future<R>(std::move(state));
   }
 
