@@ -83,7 +83,9 @@ HostLink::~HostLink() {
 
 void HostLink::submit(ByteBuffer frame, size_t handles, FrameKind kind, const procpool::detail::FunctionEntry& entry,
                       bool cancel_running, std::shared_ptr<StateBase> state) {
-  state->set_poller(poller_, frame.size());
+  // A call that waited for room has its poller already (watch): set once.
+  if (state->has_poller()) state->set_request_bytes(frame.size());
+  else state->set_poller(poller_, frame.size());
   {
     std::lock_guard lock(mutex_);
     if (!stopping_) {
@@ -103,6 +105,11 @@ void HostLink::submit(ByteBuffer frame, size_t handles, FrameKind kind, const pr
 }
 
 void HostLink::watch(StateBase& state) { state.set_poller(poller_, 0); }
+
+HostLink::Load HostLink::load() {
+  std::lock_guard lock(mutex_);
+  return Load{queue_.size(), unsettled_ - queue_.size()};
+}
 
 void HostLink::start_thread_locked() {
   thread_ = std::thread([this] { run(); });

@@ -68,6 +68,14 @@ class HostLink {
   // settle itself: a map's whole, settled with its chunks).
   void watch(procpool::detail::StateBase& state);
 
+  // Calls of every pool on the host's queue, and sent to agents and not
+  // answered yet (cancelled ones included until their answer comes).
+  struct Load {
+    size_t queued = 0;
+    size_t in_flight = 0;
+  };
+  Load load();
+
   const std::vector<AgentInfo>& agents() const noexcept { return infos_; }
   size_t max_message_bytes() const noexcept { return max_message_bytes_; }
   bool cancel_running() const noexcept { return cancel_running_; }
