@@ -30,11 +30,11 @@ const procpool::detail::HandleList kNoHandles;
 
 class Agent {
  public:
-  Agent(MPI_Comm comm, ProcessPool& pool, size_t max_message_bytes)
+  Agent(MPI_Comm comm, ProcessPool& pool, size_t max_message_bytes, std::chrono::milliseconds heartbeat)
       // A call's payload is followed by its SharedBytes' sizes and its
       // options (its SharedBytes' own bytes count against the bound).
       : channel_(comm, max_message_bytes + kMaxSharedBytesSizes + sizeof(CallTrailer)), pool_(pool),
-        max_message_bytes_(max_message_bytes) {}
+        max_message_bytes_(max_message_bytes), heartbeat_(heartbeat) {}
 
   void serve() {
     IdleBackoff backoff;
@@ -45,6 +45,7 @@ class Agent {
         busy = true;
       }
       busy |= answer_settled();
+      beat();
       if (stopping_ && running_.empty() && !channel_.sending()) return;
       if (busy) {
         backoff.active();
@@ -112,6 +113,20 @@ class Agent {
     });
     procpool::detail::submit_encoded_call(pool_, std::move(frame), std::move(handles), kind, function_id, state,
                                           options_of(trailer));
+  }
+
+  // While it holds calls, or receives one, the host hears from this agent
+  // at least every heartbeat_ (MpiOptions::agent_timeout): an Alive frame
+  // when nothing else went out meanwhile.
+  void beat() {
+    if (heartbeat_.count() <= 0 || (running_.empty() && !channel_.receiving(0))) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_sent_ < heartbeat_) return;
+    ByteBuffer alive;
+    FrameHeader header = procpool::detail::make_frame_header(kAliveFrame, 0, 0);
+    alive.append(&header, sizeof header);
+    channel_.send(0, std::move(alive));
+    last_sent_ = now;
   }
 
   static CallOptions options_of(const CallTrailer& trailer) {
@@ -189,11 +204,14 @@ class Agent {
     std::memcpy(reply.data(), &header, sizeof header);
     std::memcpy(reply.data() + sizeof header, &worker, sizeof worker);
     channel_.send(0, std::move(reply));
+    last_sent_ = std::chrono::steady_clock::now();
   }
 
   FrameChannel channel_;
   ProcessPool& pool_;
   size_t max_message_bytes_;
+  std::chrono::milliseconds heartbeat_;
+  std::chrono::steady_clock::time_point last_sent_{};
   bool stopping_ = false;
   std::unordered_map<TaskId, std::shared_ptr<RelayState>> running_;
   std::mutex mutex_;
@@ -203,8 +221,8 @@ class Agent {
 
 }  // namespace
 
-void serve_host(MPI_Comm comm, ProcessPool& pool, size_t max_message_bytes) {
-  Agent(comm, pool, max_message_bytes).serve();
+void serve_host(MPI_Comm comm, ProcessPool& pool, size_t max_message_bytes, std::chrono::milliseconds heartbeat) {
+  Agent(comm, pool, max_message_bytes, heartbeat).serve();
 }
 
 }  // namespace procpool::mpi::detail

@@ -52,8 +52,9 @@ void settle_error(StateBase& state, std::exception_ptr error) {
 }  // namespace
 
 HostLink::HostLink(MPI_Comm comm, std::vector<AgentInfo> agents, size_t in_flight_per_agent, size_t max_message_bytes,
-                   bool cancel_running)
+                   bool cancel_running, std::chrono::milliseconds agent_timeout)
     : comm_(comm), infos_(std::move(agents)), max_message_bytes_(max_message_bytes), cancel_running_(cancel_running),
+      agent_timeout_(agent_timeout),
       // A reply is the answer (with its SharedBytes' bytes), its worker's
       // pid and its usage; an exception's records are cut to
       // max_message_bytes by the agent.
@@ -161,6 +162,7 @@ void HostLink::run() {
     }
     for (Agent& agent : agents_)
       if (!agent.lost && !agent.in_flight.empty()) busy |= take_replies(agent);
+    lose_quiet_agents();
     fail_queued_if_no_agent();
     if (busy) {
       backoff.active();
@@ -209,6 +211,8 @@ bool HostLink::dispatch() {
     std::memcpy(call.frame.data(), &header, sizeof header);
     ByteBuffer frame = std::move(call.frame);
     TaskId task = call.task;
+    // Its heartbeats stopped when it had nothing to do: the clock starts now.
+    if (agent->in_flight.empty()) agent->heard = std::chrono::steady_clock::now();
     agent->in_flight.emplace(task, std::move(call));
     try {
       channel_.send(agent->info.rank, std::move(frame));
@@ -224,6 +228,7 @@ bool HostLink::take_replies(Agent& agent) {
   bool any = false;
   try {
     while (auto frame = channel_.try_receive(agent.info.rank)) {
+      agent.heard = std::chrono::steady_clock::now();
       settle_reply(agent, std::move(*frame));
       any = true;
     }
@@ -241,6 +246,7 @@ void HostLink::settle_reply(Agent& agent, ByteBuffer frame) {
   procpool::detail::FrameHeader header;
   std::memcpy(&header, frame.data(), sizeof header);
   auto kind = static_cast<FrameKind>(header.kind);
+  if (kind == kAliveFrame && header.length == 0) return;  // heard: that is all it says
   if (kind != FrameKind::Value && kind != FrameKind::Exception)
     throw MalformedFrame("a reply of frame kind " + std::to_string(header.kind));
   auto it = agent.in_flight.find(header.task_id);
@@ -295,6 +301,17 @@ void HostLink::lose(Agent& agent, const std::string& why) {
   agent.in_flight.clear();
   std::lock_guard lock(mutex_);
   unsettled_ -= failed;
+}
+
+void HostLink::lose_quiet_agents() {
+  if (agent_timeout_.count() <= 0) return;
+  auto now = std::chrono::steady_clock::now();
+  for (Agent& agent : agents_) {
+    if (agent.lost || agent.in_flight.empty() || now - agent.heard < agent_timeout_) continue;
+    lose(agent, "no word from it for " + std::to_string(agent_timeout_.count()) +
+                    " ms while it held calls (MpiOptions::agent_timeout; it sends a heartbeat every " +
+                    std::to_string(agent_timeout_.count() / 8) + " ms): it died or cannot be reached");
+  }
 }
 
 void HostLink::fail_queued_if_no_agent() {

@@ -13,6 +13,7 @@
 // otherwise for the interval idle_backoff.hpp gives.
 #include <mpi.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -35,8 +36,9 @@ class LinkPoller;
 class HostLink {
  public:
   // `cancel_running`: the agents' pools' default (MpiOptions::agent_pool).
+  // `agent_timeout`: MpiOptions', 0 for none.
   HostLink(MPI_Comm comm, std::vector<AgentInfo> agents, size_t in_flight_per_agent, size_t max_message_bytes,
-           bool cancel_running);
+           bool cancel_running, std::chrono::milliseconds agent_timeout);
   ~HostLink();
   HostLink(const HostLink&) = delete;
   HostLink& operator=(const HostLink&) = delete;
@@ -95,6 +97,9 @@ class HostLink {
     size_t limit = 0;
     bool lost = false;
     std::unordered_map<procpool::detail::TaskId, Call> in_flight;  // the frame is dropped once sent
+    // Last frame from it, or when it was given calls again after none: an
+    // agent that holds calls is lost when this is agent_timeout_ old.
+    std::chrono::steady_clock::time_point heard{};
   };
 
   // A Cancel to send: the agent's rank and the call's task.
@@ -106,6 +111,7 @@ class HostLink {
   void run();
   bool dispatch();
   bool send_cancels();
+  void lose_quiet_agents();
   bool take_replies(Agent& agent);
   void settle_reply(Agent& agent, ByteBuffer frame);
   void lose(Agent& agent, const std::string& why);
@@ -117,6 +123,7 @@ class HostLink {
   std::vector<AgentInfo> infos_;
   size_t max_message_bytes_;
   bool cancel_running_;
+  std::chrono::milliseconds agent_timeout_;
   FrameChannel channel_;  // link thread only (and stop(), once it has joined)
   std::vector<Agent> agents_;
   std::shared_ptr<LinkPoller> poller_;

@@ -38,6 +38,11 @@
 //                     SharedBytes (the count in `handles`), their bytes
 //                     (shared_bytes_section.hpp).
 //
+//     Alive           no payload, task_id 0: a heartbeat, every
+//                     agent_timeout / 8 while the agent holds calls (or is
+//                     receiving one), so that the host can tell a quiet
+//                     agent from a lost one (MpiOptions::agent_timeout).
+//
 // The host checks every reply: a frame kind it can take, a task id it gave
 // that agent and has not seen answered, a payload that holds the pid; what
 // follows is decoded as a local worker's answer (loop/answer_decoder.hpp),
@@ -51,6 +56,7 @@ namespace procpool::mpi::detail {
 
 // The kind of a Cancel frame: procpool/mpi's own, beside common/frame.hpp's.
 inline constexpr auto kCancelFrame = static_cast<procpool::detail::FrameKind>(64);
+inline constexpr auto kAliveFrame = static_cast<procpool::detail::FrameKind>(65);
 
 inline constexpr size_t kReplyPrefixBytes = sizeof(procpool::detail::FrameHeader) + sizeof(int32_t);
 
