@@ -109,7 +109,8 @@ void watch(HostLink& link, procpool::detail::StateBase& state);
 // agent's worker died running it, the agent and its other calls unharmed;
 // TaskTimeout, PoolShutdown, PoolBroken from the agent's pool as their own
 // types; UnknownFunction and SerializationError at once for a bad call;
-// AgentLost when the agent holding it can no longer be reached; and
+// AgentLost when the agent holding it can no longer be reached (an MPI
+// error, a malformed reply, or silence for MpiOptions::agent_timeout); and
 // PoolShutdown for a call submitted after shutdown(). then() callbacks run
 // on the host's link thread (or on the thread whose cancel() settles it).
 //
