@@ -62,7 +62,7 @@ Future<R> MpiPool::enqueue(const std::shared_ptr<detail::PoolCore>& core, procpo
     return Future<R>(std::move(state));
   }
   detail::count(core, *state);
-  detail::send_call(*core->link, std::move(frame), std::move(handles), kind, entry, options, state);
+  detail::send_call(*core->link, std::move(frame), handles, kind, entry, options, state);
   return Future<R>(std::move(state));
 }
 
