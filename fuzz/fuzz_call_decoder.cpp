@@ -7,7 +7,8 @@
 // (wrapping the ring) or streaming in small pieces, as the task id picks.
 // Every input must end in Stop, a malformed header, a result, or one of
 // the library's typed errors (UnknownFunction, SerializationError,
-// DecodeError), which the worker then encodes as its answer.
+// DecodeError), which the worker then encodes as its answer; a payload with
+// bytes after its arguments is one of those errors.
 #include <cstring>
 #include <map>
 #include <optional>
@@ -137,6 +138,15 @@ void write_seeds(const std::string& dir) {
   write_seed(dir, "many_each_outcome",
              call_frame("fz_concat", FrameKind::CallMany, 0, uint8_t{1}, many(1), std::string("a"),
                         std::vector<std::string>{}));
+  // A byte after the last argument: refused before the call runs.
+  ByteBuffer stray = call_frame("fz_add", FrameKind::Call, 0, int32_t{3}, int64_t{4});
+  uint8_t extra = 0x5A;
+  stray.append(&extra, 1);
+  FrameHeader sh;
+  std::memcpy(&sh, stray.data(), sizeof sh);
+  ++sh.length;
+  std::memcpy(stray.data(), &sh, sizeof sh);
+  write_seed(dir, "stray_byte", stray);
   ByteBuffer stop;
   FrameHeader h = make_frame_header(FrameKind::Stop, 0, 0);
   stop.append(&h, sizeof h);

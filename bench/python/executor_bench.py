@@ -99,7 +99,7 @@ class Reporter:
 
     def raw_rtt(self, micros):
         """Appends every round-trip sample to DIR/<system>.rtt.tsv."""
-        if self.raw_dir is None:
+        if not self.raw_dir:
             return
         os.makedirs(self.raw_dir, exist_ok=True)
         path = os.path.join(self.raw_dir, f"{self.system}.rtt.tsv")
@@ -486,12 +486,18 @@ POOL_FIGURES = (fig_rtt, fig_throughput, fig_throughput_map, fig_payload)
 SYSTEM_FIGURES = (fig_scaling, fig_startup_shutdown, fig_crash, fig_recycle, fig_memory)
 
 
-async def run_round(system, cfg, rep):
+def figure_name(figure):
+    return figure.__name__[len("fig_"):]
+
+
+async def run_round(system, cfg, rep, names=None):
+    """One round of every figure, or of those `names` lists."""
+    chosen = lambda figures: [f for f in figures if names is None or figure_name(f) in names]
     with system.pool(cfg.workers) as ex:
         await warm(ex, cfg.workers)
-        for figure in POOL_FIGURES:
+        for figure in chosen(POOL_FIGURES):
             await figure(ex, cfg, rep)
-    for figure in SYSTEM_FIGURES:
+    for figure in chosen(SYSTEM_FIGURES):
         await figure(system, cfg, rep)
 
 
@@ -503,7 +509,13 @@ def parse_args(argv):
     parser.add_argument("--raw", metavar="DIR",
                         help="append every rtt sample to DIR/<system>.rtt.tsv")
     parser.add_argument("--workers", type=int, default=2)
-    return parser.parse_args(argv)
+    names = [figure_name(f) for f in POOL_FIGURES + SYSTEM_FIGURES]
+    parser.add_argument("--figures", metavar="NAMES", type=lambda text: text.split(","),
+                        help="only these figures, comma-separated: " + ", ".join(names) + " (default: all)")
+    args = parser.parse_args(argv)
+    if args.figures and not set(args.figures) <= set(names):
+        parser.error("unknown figure in --figures: " + ", ".join(sorted(set(args.figures) - set(names))))
+    return args
 
 
 def make_system(name):
@@ -527,7 +539,7 @@ def main(argv):
         rep = Reporter(system.name, args.round, args.raw)
         rep.progress(f"starting ({sys.executable} {sys.version.split()[0]})")
         try:
-            asyncio.run(run_round(system, cfg, rep))
+            asyncio.run(run_round(system, cfg, rep, args.figures))
         finally:
             system.close()
         return 0

@@ -25,7 +25,6 @@ struct Program {
   std::string command;
 };
 
-// Runs one measuring program; its stderr passes through as progress.
 void run_program(const Program& program, SuiteResults& results) {
   FILE* out = popen(program.command.c_str(), "r");
   if (!out) {
@@ -57,22 +56,27 @@ void run_program(const Program& program, SuiteResults& results) {
 // round; the suite's rounds make up the rest.
 constexpr int kPythonStartSamples = 2;
 
+std::string round_arg(const SuiteOptions& o, int round) {
+  return " --round " + std::to_string(round) + (o.quick ? " --quick" : "");
+}
+std::string python_in(const SuiteOptions& o) { return quoted(o.python) + " -B " + quoted(o.python_dir); }
+
 std::vector<Program> programs(const SuiteOptions& o, int round) {
-  std::string round_arg = " --round " + std::to_string(round) + (o.quick ? " --quick" : "");
-  std::string common = round_arg + " --raw " + quoted(o.raw_dir);
-  std::string python = quoted(o.python) + " -B " + quoted(o.python_dir);
+  std::string common = round_arg(o, round) + " --raw " + quoted(o.raw_dir);
+  std::string python = python_in(o);
   std::vector<Program> list;
   if (o.groups.count(kCoreGroup)) {
     list.push_back({"procpool", quoted(o.self) + " --system procpool" + common});
     list.push_back({"floor", quoted(o.self) + " --system floor" + common});
     if (!o.python.empty())
       for (const char* system : {"python-ppe", "python-loky"})
-        list.push_back({system, python + "/executor_bench.py --system " + system + common});
+        list.push_back({system, executor_bench_command(o, system, round)});
   }
   if (o.groups.count(kStartMethodsGroup)) {
     list.push_back({"procpool start methods", quoted(o.self) + " --system start-methods" + common});
     std::string samples = o.quick ? "" : " --samples " + std::to_string(kPythonStartSamples);
-    if (!o.python.empty()) list.push_back({"python start methods", python + "/start_methods.py" + round_arg + samples});
+    if (!o.python.empty())
+      list.push_back({"python start methods", python + "/start_methods.py" + round_arg(o, round) + samples});
   }
   if (o.groups.count(kSandboxGroup))
     list.push_back({"procpool sandbox", quoted(o.self) + " --system sandbox" + common});
@@ -80,6 +84,14 @@ std::vector<Program> programs(const SuiteOptions& o, int round) {
 }
 
 }  // namespace
+
+void run_measuring_program(const std::string& system, const std::string& command, SuiteResults& results) {
+  run_program(Program{system, command}, results);
+}
+
+std::string executor_bench_command(const SuiteOptions& o, const std::string& system, int round) {
+  return python_in(o) + "/executor_bench.py --system " + system + round_arg(o, round) + " --raw " + quoted(o.raw_dir);
+}
 
 std::string find_python() {
   const std::vector<std::string> candidates = {"python3", "/usr/bin/python3"};

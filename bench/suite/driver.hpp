@@ -42,6 +42,14 @@ struct SuiteResults {
 
 SuiteResults run_suite(const SuiteOptions& options);
 
+// Runs one measuring program (a shell command) and adds what it prints to
+// `results`; its stderr passes through as progress. For programs that
+// measure beside the suite (bench/mpi_bench.cpp).
+void run_measuring_program(const std::string& system, const std::string& command, SuiteResults& results);
+// The command that runs bench/python/executor_bench.py for `system`
+// (python-ppe or python-loky) and one round, as the suite runs it.
+std::string executor_bench_command(const SuiteOptions& options, const std::string& system, int round);
+
 // The first interpreter among `python3` on PATH and Debian's own that can
 // import loky (through joblib), else the first that runs at all, else "".
 std::string find_python();

@@ -32,7 +32,8 @@ struct FunctionEntry {
   uint64_t fingerprint;   // of `signature`; travels with every call
   ErasedFn fn;
   // Decodes the arguments, runs the function and encodes its result. Throws
-  // whatever the function throws; DecodeError for malformed arguments.
+  // whatever the function throws; DecodeError for malformed arguments (too
+  // few bytes, or bytes left after them), before the function runs.
   void (*invoke)(ErasedFn fn, InputArchive& args, OutputArchive& result);
   // The same for a CallMany frame: a ManyMode byte, a size tag n, then n
   // calls. StopAtFirstThrow: the results as a cereal vector (nothing for
@@ -40,7 +41,8 @@ struct FunctionEntry {
   // EachOutcome: the size tag n, then per call `true` and its result, or
   // `false` and its exception record (exception_codec.hpp) as a size-tagged
   // blob; only arguments that do not decode or a result that does not
-  // encode end the chunk (the stream is then out of step).
+  // encode end the chunk (the stream is then out of step). Bytes after the
+  // last call's arguments are refused (DecodeError) before it runs.
   void (*invoke_many)(ErasedFn fn, InputArchive& args, OutputArchive& results);
 };
 
@@ -108,16 +110,30 @@ void encode_result(OutputArchive& out, R& result) {
   }
 }
 
+// A request's payload is its arguments and nothing more: bytes left after
+// the last call's arguments mean host and worker disagree on the encoding.
+// Refused before the function runs, as truncated arguments are.
+inline void expect_end_of_arguments(const InputArchive& in) {
+  if (in.remaining() != 0) throw DecodeError(std::to_string(in.remaining()) + " stray bytes after the last argument");
+}
+
+// Decodes one call's arguments and runs it; `last`: no byte may follow them.
 template <class R, class... A>
-void invoke_registered(ErasedFn erased, InputArchive& in, OutputArchive& out) {
+void invoke_registered_call(ErasedFn erased, InputArchive& in, OutputArchive& out, bool last) {
   std::tuple<std::decay_t<A>...> args;
   in(args);
+  if (last) expect_end_of_arguments(in);
   if constexpr (std::is_void_v<R>) {
     call_registered<R, A...>(erased, args);
   } else {
     R result = call_registered<R, A...>(erased, args);
     encode_result(out, result);
   }
+}
+
+template <class R, class... A>
+void invoke_registered(ErasedFn erased, InputArchive& in, OutputArchive& out) {
+  invoke_registered_call<R, A...>(erased, in, out, true);
 }
 
 enum class ManyMode : uint8_t { StopAtFirstThrow = 0, EachOutcome = 1 };
@@ -127,9 +143,10 @@ enum class ManyMode : uint8_t { StopAtFirstThrow = 0, EachOutcome = 1 };
 inline constexpr size_t kElementExceptionBytes = size_t{64} << 10;
 
 template <class R, class... A>
-void invoke_registered_outcome(ErasedFn erased, InputArchive& in, OutputArchive& out, ByteBuffer& error) {
+void invoke_registered_outcome(ErasedFn erased, InputArchive& in, OutputArchive& out, ByteBuffer& error, bool last) {
   std::tuple<std::decay_t<A>...> args;
   in(args);
+  if (last) expect_end_of_arguments(in);
   std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> result;
   error.clear();
   try {
@@ -158,15 +175,17 @@ void invoke_many_registered(ErasedFn erased, InputArchive& in, OutputArchive& ou
   uint8_t mode = 0;
   cereal::size_type n = 0;
   in(mode, cereal::make_size_tag(n));
+  if (mode != static_cast<uint8_t>(ManyMode::EachOutcome) && mode != static_cast<uint8_t>(ManyMode::StopAtFirstThrow))
+    throw DecodeError("a CallMany frame of unknown mode");
+  if (n == 0) expect_end_of_arguments(in);
   if (mode == static_cast<uint8_t>(ManyMode::EachOutcome)) {
     out(cereal::make_size_tag(n));
     ByteBuffer error;
-    for (cereal::size_type i = 0; i < n; ++i) invoke_registered_outcome<R, A...>(erased, in, out, error);
+    for (cereal::size_type i = 0; i < n; ++i) invoke_registered_outcome<R, A...>(erased, in, out, error, i + 1 == n);
     return;
   }
-  if (mode != static_cast<uint8_t>(ManyMode::StopAtFirstThrow)) throw DecodeError("a CallMany frame of unknown mode");
   if constexpr (!std::is_void_v<R>) out(cereal::make_size_tag(n));
-  for (cereal::size_type i = 0; i < n; ++i) invoke_registered<R, A...>(erased, in, out);
+  for (cereal::size_type i = 0; i < n; ++i) invoke_registered_call<R, A...>(erased, in, out, i + 1 == n);
 }
 
 template <class R, class... A>

@@ -132,8 +132,8 @@ bool dynamic_cast_error(const Future<T>& f) {
 
 namespace detail {
 // True for a pool whose calls EventLoop::run_in_executor makes through its
-// submit and call (a ProcessPool's interface, without max_pending): a
-// backend's pool specializes it (procpool/mpi/mpi_pool.hpp).
+// submit_when_room and call_when_room (never blocking, whatever its
+// max_pending): a backend's pool specializes it (procpool/mpi/mpi_pool.hpp).
 template <class Pool>
 inline constexpr bool kOtherProcessPool = false;
 }  // namespace detail
@@ -210,16 +210,17 @@ class EventLoop {
     return pool.submit_when_room<R>(pool.deferred_call<R>(options, name, std::forward<Args>(args)...));
   }
   // On another pool of processes that declares itself one (kOtherProcessPool:
-  // procpool::mpi::MpiPool, whose workers are on other MPI ranks): its own
-  // submit, or call by name. It never blocks.
+  // procpool::mpi::MpiPool, whose workers are on other MPI ranks): its
+  // submit_when_room, or call_when_room by name. It never blocks: at the
+  // pool's max_pending the call waits for room on the host.
   template <class Pool, class R, class... A, class... Args>
   requires detail::kOtherProcessPool<Pool> Future<R> run_in_executor(Pool& pool, R (*fn)(A...), Args&&... args) {
-    return pool.submit(fn, std::forward<Args>(args)...);
+    return pool.submit_when_room(CallOptions{}, fn, std::forward<Args>(args)...);
   }
   template <class R, class Pool, class... Args>
   requires detail::kOtherProcessPool<Pool> Future<R> run_in_executor(Pool& pool, std::string_view name,
                                                                      Args&&... args) {
-    return pool.template call<R>(name, std::forward<Args>(args)...);
+    return pool.template call_when_room<R>(CallOptions{}, name, std::forward<Args>(args)...);
   }
   // On a thread pool (any callable; no isolation).
   template <class F, class... Args>

@@ -50,6 +50,7 @@
 
 #include <procpool/loop/backpressure.hpp>
 #include <procpool/loop/call_options.hpp>
+#include <procpool/loop/outcome_counters.hpp>
 #include <procpool/loop/pool_options.hpp>
 #include <procpool/loop/pool_stats.hpp>
 #include <procpool/loop/shutdown_options.hpp>
@@ -505,10 +506,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
 
   // What stats() reports. Relaxed atomics: each is a count on its own, read
   // by stats() with no claim to be one consistent snapshot.
-  struct Counters {
-    std::atomic<uint64_t> submitted{0}, succeeded{0}, raised{0}, crashed{0}, timed_out{0}, cancelled{0},
-        protocol_errors{0}, limit_exceeded{0}, shut_down{0}, other_errors{0}, worker_deaths{0}, respawns{0},
-        spares_taken{0};
+  struct Counters : OutcomeCounters {
+    std::atomic<uint64_t> worker_deaths{0}, respawns{0}, spares_taken{0};
   };
   Counters counters_;
 

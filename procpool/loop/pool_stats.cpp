@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// What the pool has done (counters_, counted as calls settle) and where a
-// call is (status_of), for ProcessPool::stats() and Future::status().
+// What the pool has done (counters_, counted as calls settle: the outcomes
+// by OutcomeCounters, shared with MpiPool) and where a call is
+// (status_of), for ProcessPool::stats() and Future::status().
 #include <procpool/loop/pool_core.hpp>
 
 #include <fcntl.h>
@@ -26,33 +27,49 @@ uint64_t resident_bytes(pid_t pid) noexcept {
 
 }  // namespace
 
-void PoolCore::count_outcome(const StateBase& state) noexcept {
+void OutcomeCounters::count(const StateBase& state) noexcept {
   auto bump = [](std::atomic<uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); };
   std::exception_ptr error = state.error();
-  if (!error) return bump(counters_.succeeded);
+  if (!error) return bump(succeeded);
   // Failures are the rare path: a rethrow to learn the type is affordable.
   try {
     std::rethrow_exception(error);
   } catch (const TaskTimeout&) {
-    bump(counters_.timed_out);
+    bump(timed_out);
   } catch (const TaskCancelled&) {
-    bump(counters_.cancelled);
+    bump(cancelled);
   } catch (const WorkerCrashed&) {
-    bump(counters_.crashed);
+    bump(crashed);
   } catch (const ProtocolError&) {
-    bump(counters_.protocol_errors);
+    bump(protocol_errors);
   } catch (const ResourceLimitExceeded&) {
-    bump(counters_.limit_exceeded);
+    bump(limit_exceeded);
   } catch (const PoolShutdown&) {
-    bump(counters_.shut_down);
+    bump(shut_down);
   } catch (const RemoteError&) {
-    bump(counters_.raised);  // the task's own exception, of a type the host does not know
+    bump(raised);  // the task's own exception, of a type the host does not know
   } catch (const Error&) {
-    bump(counters_.other_errors);
+    bump(other_errors);
   } catch (...) {
-    bump(counters_.raised);
+    bump(raised);
   }
 }
+
+void OutcomeCounters::report(PoolStats& s) const noexcept {
+  auto get = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+  s.submitted = get(submitted);
+  s.succeeded = get(succeeded);
+  s.raised = get(raised);
+  s.crashed = get(crashed);
+  s.timed_out = get(timed_out);
+  s.cancelled = get(cancelled);
+  s.protocol_errors = get(protocol_errors);
+  s.limit_exceeded = get(limit_exceeded);
+  s.shut_down = get(shut_down);
+  s.other_errors = get(other_errors);
+}
+
+void PoolCore::count_outcome(const StateBase& state) noexcept { counters_.count(state); }
 
 CallStatus PoolCore::status_of(const StateBase& state) {
   std::lock_guard lock(dispatch_mutex_);
@@ -70,16 +87,7 @@ CallStatus PoolCore::status_of(const StateBase& state) {
 PoolStats PoolCore::stats() {
   PoolStats s;
   auto get = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
-  s.submitted = get(counters_.submitted);
-  s.succeeded = get(counters_.succeeded);
-  s.raised = get(counters_.raised);
-  s.crashed = get(counters_.crashed);
-  s.timed_out = get(counters_.timed_out);
-  s.cancelled = get(counters_.cancelled);
-  s.protocol_errors = get(counters_.protocol_errors);
-  s.limit_exceeded = get(counters_.limit_exceeded);
-  s.shut_down = get(counters_.shut_down);
-  s.other_errors = get(counters_.other_errors);
+  counters_.report(s);
   s.worker_deaths = get(counters_.worker_deaths);
   s.respawns = get(counters_.respawns);
   s.spares_taken = get(counters_.spares_taken);

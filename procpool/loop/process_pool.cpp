@@ -64,10 +64,10 @@ void ProcessPool::enqueue_frame(detail::PoolCore& core, detail::ByteBuffer frame
   core.submit(std::move(frame), std::move(handles), kind, function_id, std::move(state), options, admission);
 }
 
-void detail::submit_encoded_call(ProcessPool& pool, ByteBuffer frame, FrameKind kind, uint32_t function_id,
-                                 std::shared_ptr<StateBase> state, const CallOptions& options) {
-  ProcessPool::enqueue_frame(*pool.core_, std::move(frame), {}, kind, function_id, std::move(state), options,
-                             Admission::Wait);
+void detail::submit_encoded_call(ProcessPool& pool, ByteBuffer frame, HandleList handles, FrameKind kind,
+                                 uint32_t function_id, std::shared_ptr<StateBase> state, const CallOptions& options) {
+  ProcessPool::enqueue_frame(*pool.core_, std::move(frame), std::move(handles), kind, function_id, std::move(state),
+                             options, Admission::Wait);
 }
 
 void ProcessPool::watch(detail::StateBase& state) const { state.set_poller(core_, 0); }

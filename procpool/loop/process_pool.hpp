@@ -39,10 +39,11 @@ class ProcessPool;
 namespace detail {
 class PoolCore;
 // Queues a call someone else encoded (call_encoding.hpp: `frame` holds the
-// room for its header, then its payload) on `pool`, settling `state` with
-// the worker's answer as any call's. For relays of calls from elsewhere (an
-// MPI agent's, procpool/mpi/): the caller has checked the function id.
-void submit_encoded_call(ProcessPool& pool, ByteBuffer frame, FrameKind kind, uint32_t function_id,
+// room for its header, then its payload; `handles` the SharedBytes its
+// payload names by index) on `pool`, settling `state` with the worker's
+// answer as any call's. For relays of calls from elsewhere (an MPI agent's,
+// procpool/mpi/): the caller has checked the function id.
+void submit_encoded_call(ProcessPool& pool, ByteBuffer frame, HandleList handles, FrameKind kind, uint32_t function_id,
                          std::shared_ptr<StateBase> state, const CallOptions& options = {});
 template <class R, class Submit>
 class SubmitAwaitable;
@@ -235,8 +236,8 @@ class ProcessPool {
 
  private:
   friend class EventLoop;
-  friend void detail::submit_encoded_call(ProcessPool&, detail::ByteBuffer, detail::FrameKind, uint32_t,
-                                          std::shared_ptr<detail::StateBase>, const CallOptions&);
+  friend void detail::submit_encoded_call(ProcessPool&, detail::ByteBuffer, detail::HandleList, detail::FrameKind,
+                                          uint32_t, std::shared_ptr<detail::StateBase>, const CallOptions&);
   // Encodes a call and queues it; settles `state` (a new one if null).
   template <class R, class Encode>
   Future<R> enqueue(uint32_t function_id, const detail::FunctionEntry& entry, Encode&& encode,
@@ -366,37 +367,22 @@ template <>
 struct CallSignature<void> {
   using type = void(std::exception_ptr);
 };
-}  // namespace detail
 
-template <class Fn, class... ArgsAndToken>
-auto ProcessPool::async_call(Fn fn, ArgsAndToken&&... args_and_token) {
-  static_assert(sizeof...(ArgsAndToken) >= 1, "usage: pool.async_call(fn, args..., completion_token)");
-  return async_call_with(CallOptions{}, fn, std::forward<ArgsAndToken>(args_and_token)...);
-}
-
-template <class Fn, class... ArgsAndToken>
-auto ProcessPool::async_call_with(const CallOptions& options, Fn fn, ArgsAndToken&&... args_and_token) {
-  static_assert(sizeof...(ArgsAndToken) >= 1, "usage: pool.async_call_with(options, fn, args..., completion_token)");
-  constexpr size_t kArgs = sizeof...(ArgsAndToken) - 1;
-  auto all = std::forward_as_tuple(std::forward<ArgsAndToken>(args_and_token)...);
-  return [&]<size_t... I>(std::index_sequence<I...>) {
-    return async_call_impl(options, fn, std::get<kArgs>(std::move(all)), std::get<I>(std::move(all))...);
-  }
-  (std::make_index_sequence<kArgs>{});
-}
-
-template <class R, class... A, class Token, class... Args>
-auto ProcessPool::async_call_impl(const CallOptions& options, R (*fn)(A...), Token&& token, Args&&... args) {
+// A pool call as an Asio asynchronous operation, for every pool's
+// async_call: `submit(call_args...)` gives the call's Future<R> when Asio
+// initiates the operation (at once for a callback or use_future, when
+// awaited for use_awaitable); the handler runs with (exception_ptr[, R])
+// through its associated executor (`fallback` if it has none), never
+// inline, and a work guard keeps that executor busy meanwhile.
+template <class R, class Submit, class Executor, class Token, class... Args>
+auto async_pool_call(Submit submit, Executor fallback, Token&& token, Args&&... args) {
   static_assert(std::is_void_v<R> || std::is_default_constructible_v<R>,
                 "async_call needs a default-constructible result type (the error path passes R{})");
-  using Signature = typename detail::CallSignature<R>::type;
-  // The call is submitted when Asio initiates the operation (at once for a
-  // callback or use_future, when awaited for use_awaitable).
-  auto initiation = [this, fn, options](auto handler, auto&&... call_args) {
+  using Signature = typename CallSignature<R>::type;
+  auto initiation = [submit = std::move(submit), fallback](auto handler, auto&&... call_args) mutable {
     using Handler = decltype(handler);
-    Future<R> future = submit_with(options, fn, std::forward<decltype(call_args)>(call_args)...);
-    auto pool_executor = get_executor();
-    auto executor = boost::asio::get_associated_executor(handler, pool_executor);
+    Future<R> future = submit(std::forward<decltype(call_args)>(call_args)...);
+    auto executor = boost::asio::get_associated_executor(handler, fallback);
     // Shared: std::function (under Future::then) needs a copyable callable,
     // and Asio handlers may be move-only.
     auto shared = std::make_shared<Handler>(std::move(handler));
@@ -427,6 +413,44 @@ auto ProcessPool::async_call_impl(const CallOptions& options, R (*fn)(A...), Tok
     });
   };
   return boost::asio::async_initiate<Token, Signature>(std::move(initiation), token, std::forward<Args>(args)...);
+}
+
+// Splits async_call's arguments: the last is the completion token.
+template <class Impl, class... ArgsAndToken>
+auto with_token_last(Impl&& impl, ArgsAndToken&&... args_and_token) {
+  constexpr size_t kArgs = sizeof...(ArgsAndToken) - 1;
+  auto all = std::forward_as_tuple(std::forward<ArgsAndToken>(args_and_token)...);
+  return [&]<size_t... I>(std::index_sequence<I...>) {
+    return impl(std::get<kArgs>(std::move(all)), std::get<I>(std::move(all))...);
+  }
+  (std::make_index_sequence<kArgs>{});
+}
+}  // namespace detail
+
+template <class Fn, class... ArgsAndToken>
+auto ProcessPool::async_call(Fn fn, ArgsAndToken&&... args_and_token) {
+  static_assert(sizeof...(ArgsAndToken) >= 1, "usage: pool.async_call(fn, args..., completion_token)");
+  return async_call_with(CallOptions{}, fn, std::forward<ArgsAndToken>(args_and_token)...);
+}
+
+template <class Fn, class... ArgsAndToken>
+auto ProcessPool::async_call_with(const CallOptions& options, Fn fn, ArgsAndToken&&... args_and_token) {
+  static_assert(sizeof...(ArgsAndToken) >= 1, "usage: pool.async_call_with(options, fn, args..., completion_token)");
+  return detail::with_token_last(
+      [&](auto&& token, auto&&... args) {
+        return async_call_impl(options, fn, std::forward<decltype(token)>(token),
+                               std::forward<decltype(args)>(args)...);
+      },
+      std::forward<ArgsAndToken>(args_and_token)...);
+}
+
+template <class R, class... A, class Token, class... Args>
+auto ProcessPool::async_call_impl(const CallOptions& options, R (*fn)(A...), Token&& token, Args&&... args) {
+  return detail::async_pool_call<R>(
+      [this, fn, options](auto&&... call_args) {
+        return submit_with(options, fn, std::forward<decltype(call_args)>(call_args)...);
+      },
+      get_executor(), std::forward<Token>(token), std::forward<Args>(args)...);
 }
 
 }  // namespace procpool

@@ -140,8 +140,8 @@ namespace detail {
 // `state` with PoolShutdown. A place granted (Reserved) is tied to the
 // state first, so that whatever settles it (an unknown function, arguments
 // that do not encode, a pool gone) gives the place back.
-template <class R, class Go>
-Future<R> submit_if_alive(const std::weak_ptr<PoolCore>& core, const std::shared_ptr<Backpressure>& room,
+template <class R, class Core, class Go>
+Future<R> submit_if_alive(const std::weak_ptr<Core>& core, const std::shared_ptr<Backpressure>& room,
                           Admission admission, std::shared_ptr<SharedState<R>> state, Go go) {
   if (!state) state = std::make_shared<SharedState<R>>();
   if (admission == Admission::Reserved) room->release_when_settled(*state);
@@ -180,30 +180,39 @@ auto ProcessPool::deferred_call(const CallOptions& options, std::string_view nam
   };
 }
 
-template <class R, class Submit>
-Future<R> ProcessPool::submit_when_room(Submit submit) {
-  using Outcome = detail::Backpressure::Outcome;
-  auto room = backpressure();
-  if (!room) return submit(detail::Admission::Wait, nullptr);
-  auto state = std::make_shared<detail::SharedState<R>>();
+namespace detail {
+// A submit that never blocks at max_pending (EventLoop::run_in_executor):
+// `submit(admission, state)` runs now if `room` (null: no bound) has a
+// place, else later, on the thread that frees one; the Future is handed
+// out at once. `watch(state)` gives the state its pool's poller first.
+template <class R, class Watch, class Submit>
+Future<R> submit_when_room(const std::shared_ptr<Backpressure>& room, Watch watch, Submit submit) {
+  using Outcome = Backpressure::Outcome;
+  if (!room) return submit(Admission::Wait, nullptr);
+  auto state = std::make_shared<SharedState<R>>();
   // Its poller now, before the Future leaves this thread: the submit that
   // a freed place triggers later runs on another thread, while the loop
   // may be reading the state's poller (co_await).
   watch(*state);
   auto call = std::make_shared<Submit>(std::move(submit));  // std::function needs a copyable grant
-  auto waiter = std::make_shared<detail::Backpressure::Waiter>();
-  waiter->grant = [call, state](bool admitted) {
-    (*call)(admitted ? detail::Admission::Reserved : detail::Admission::Wait, state);
-  };
+  auto waiter = std::make_shared<Backpressure::Waiter>();
+  waiter->grant = [call, state](bool admitted) { (*call)(admitted ? Admission::Reserved : Admission::Wait, state); };
   switch (room->acquire_or_queue(waiter)) {
     case Outcome::Admitted:
-      return (*call)(detail::Admission::Reserved, state);
+      return (*call)(Admission::Reserved, state);
     case Outcome::Closed:
-      return (*call)(detail::Admission::Wait, state);  // fails with PoolShutdown
+      return (*call)(Admission::Wait, state);  // fails with PoolShutdown
     case Outcome::Full:
       break;
   }
   return Future<R>(std::move(state));  // submitted by the thread that frees a place
+}
+}  // namespace detail
+
+template <class R, class Submit>
+Future<R> ProcessPool::submit_when_room(Submit submit) {
+  return detail::submit_when_room<R>(
+      backpressure(), [this](detail::StateBase& state) { watch(state); }, std::move(submit));
 }
 
 }  // namespace procpool

@@ -65,6 +65,11 @@ class FrameChannel {
   // The next whole frame from `peer`, if it has arrived (it may take
   // several calls: each moves its messages on). Throws MalformedFrame.
   std::optional<ByteBuffer> try_receive(int peer);
+  // A frame from `peer` has begun to arrive and is not whole yet.
+  bool receiving(int peer) const noexcept {
+    auto it = incoming_.find(peer);
+    return it != incoming_.end() && it->second && it->second->expected != 0;
+  }
   // Stops listening to `peer` (lost): its frame in progress is dropped.
   void forget(int peer);
 

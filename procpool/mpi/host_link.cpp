@@ -11,6 +11,7 @@
 #include <procpool/mpi/errors.hpp>
 #include <procpool/mpi/idle_backoff.hpp>
 #include <procpool/mpi/protocol.hpp>
+#include <procpool/mpi/shared_bytes_section.hpp>
 
 namespace procpool::mpi::detail {
 
@@ -20,9 +21,8 @@ using procpool::detail::TaskId;
 
 // What a Future of an MpiPool asks of its pool: that callbacks run on the
 // link thread (they do: it settles the states), and that a wait there is
-// refused rather than deadlocked. cancel() withdraws a call still queued on
-// the host (HostLink::cancel); a waiter has nothing to poll: replies come
-// only through the link thread.
+// refused rather than deadlocked. cancel() is HostLink::cancel; a waiter
+// has nothing to poll: replies come only through the link thread.
 class LinkPoller final : public procpool::detail::Poller {
  public:
   explicit LinkPoller(HostLink& link) : link_(link) {}
@@ -51,11 +51,15 @@ void settle_error(StateBase& state, std::exception_ptr error) {
 
 }  // namespace
 
-HostLink::HostLink(MPI_Comm comm, std::vector<AgentInfo> agents, size_t in_flight_per_agent, size_t max_message_bytes)
-    : comm_(comm), infos_(std::move(agents)), max_message_bytes_(max_message_bytes),
-      // A reply is the answer, its worker's pid and its usage; an
-      // exception's records are cut to max_message_bytes by the agent.
-      channel_(comm, max_message_bytes + sizeof(int32_t) + sizeof(procpool::detail::UsageTrailer)),
+HostLink::HostLink(MPI_Comm comm, std::vector<AgentInfo> agents, size_t in_flight_per_agent, size_t max_message_bytes,
+                   bool cancel_running, std::chrono::milliseconds agent_timeout)
+    : comm_(comm), infos_(std::move(agents)), max_message_bytes_(max_message_bytes), cancel_running_(cancel_running),
+      agent_timeout_(agent_timeout),
+      // A reply is the answer (with its SharedBytes' bytes), its worker's
+      // pid and its usage; an exception's records are cut to
+      // max_message_bytes by the agent.
+      channel_(comm,
+               max_message_bytes + sizeof(int32_t) + sizeof(procpool::detail::UsageTrailer) + kMaxSharedBytesSizes),
       poller_(std::make_shared<LinkPoller>(*this)) {
   for (const AgentInfo& info : infos_) {
     Agent agent;
@@ -78,13 +82,16 @@ HostLink::~HostLink() {
   }
 }
 
-void HostLink::submit(ByteBuffer frame, FrameKind kind, const procpool::detail::FunctionEntry& entry,
-                      std::shared_ptr<StateBase> state) {
-  state->set_poller(poller_, frame.size());
+void HostLink::submit(ByteBuffer frame, size_t handles, FrameKind kind, const procpool::detail::FunctionEntry& entry,
+                      bool cancel_running, std::shared_ptr<StateBase> state) {
+  // A call that waited for room has its poller already (watch): set once.
+  if (state->has_poller()) state->set_request_bytes(frame.size());
+  else state->set_poller(poller_, frame.size());
   {
     std::lock_guard lock(mutex_);
     if (!stopping_) {
-      queue_.push_back(Call{++next_task_, std::move(frame), kind, &entry, state});
+      state->place = StateBase::PoolPlace{++next_task_, -1, false, 0, cancel_running};
+      queue_.push_back(Call{next_task_, std::move(frame), kind, handles, &entry, state});
       ++submits_;
       ++unsettled_;
       if (!thread_.joinable()) start_thread_locked();
@@ -99,6 +106,11 @@ void HostLink::submit(ByteBuffer frame, FrameKind kind, const procpool::detail::
 }
 
 void HostLink::watch(StateBase& state) { state.set_poller(poller_, 0); }
+
+HostLink::Load HostLink::load() {
+  std::lock_guard lock(mutex_);
+  return Load{queue_.size(), unsettled_ - queue_.size()};
+}
 
 void HostLink::start_thread_locked() {
   thread_ = std::thread([this] { run(); });
@@ -141,6 +153,7 @@ void HostLink::run() {
     bool busy = false;
     try {
       busy |= dispatch();
+      busy |= send_cancels();
       busy |= channel_.progress_sends();
     } catch (const MpiError& e) {
       // A send's completion failed: which agent cannot be told apart here,
@@ -149,6 +162,7 @@ void HostLink::run() {
     }
     for (Agent& agent : agents_)
       if (!agent.lost && !agent.in_flight.empty()) busy |= take_replies(agent);
+    lose_quiet_agents();
     fail_queued_if_no_agent();
     if (busy) {
       backoff.active();
@@ -190,12 +204,15 @@ bool HostLink::dispatch() {
       if (queue_.empty()) break;
       call = std::move(queue_.front());
       queue_.pop_front();
+      call.state->place.slot = agent->info.rank;  // cancel() looks for it there now
     }
-    auto header = procpool::detail::make_frame_header(call.kind, call.task,
-                                                      call.frame.size() - sizeof(procpool::detail::FrameHeader));
+    auto header = procpool::detail::make_frame_header(
+        call.kind, call.task, call.frame.size() - sizeof(procpool::detail::FrameHeader), call.handles);
     std::memcpy(call.frame.data(), &header, sizeof header);
     ByteBuffer frame = std::move(call.frame);
     TaskId task = call.task;
+    // Its heartbeats stopped when it had nothing to do: the clock starts now.
+    if (agent->in_flight.empty()) agent->heard = std::chrono::steady_clock::now();
     agent->in_flight.emplace(task, std::move(call));
     try {
       channel_.send(agent->info.rank, std::move(frame));
@@ -211,6 +228,7 @@ bool HostLink::take_replies(Agent& agent) {
   bool any = false;
   try {
     while (auto frame = channel_.try_receive(agent.info.rank)) {
+      agent.heard = std::chrono::steady_clock::now();
       settle_reply(agent, std::move(*frame));
       any = true;
     }
@@ -228,25 +246,41 @@ void HostLink::settle_reply(Agent& agent, ByteBuffer frame) {
   procpool::detail::FrameHeader header;
   std::memcpy(&header, frame.data(), sizeof header);
   auto kind = static_cast<FrameKind>(header.kind);
+  if (kind == kAliveFrame && header.length == 0) return;  // heard: that is all it says
   if (kind != FrameKind::Value && kind != FrameKind::Exception)
     throw MalformedFrame("a reply of frame kind " + std::to_string(header.kind));
   auto it = agent.in_flight.find(header.task_id);
   if (it == agent.in_flight.end())
     throw MalformedFrame("a reply to task " + std::to_string(header.task_id) + ", which it does not hold");
   if (header.length < sizeof(int32_t)) throw MalformedFrame("a reply too short to name its worker");
-  Call call = std::move(it->second);
-  agent.in_flight.erase(it);
+  size_t handle_count = procpool::detail::handle_count(header.handles);
+  if (handle_count > 0 && kind != FrameKind::Value) throw MalformedFrame("an Exception reply with SharedBytes");
   int32_t worker = 0;
   std::memcpy(&worker, frame.data() + sizeof header, sizeof worker);
   std::span<const std::byte> answer(frame.data() + kReplyPrefixBytes, frame.size() - kReplyPrefixBytes), rest;
+  // The result's SharedBytes, made here from their bytes at the end of the
+  // reply. A section that does not hold throws MalformedFrame while the
+  // call is still held: the agent is lost, and its calls with it.
+  procpool::detail::HandleList handles;
+  std::exception_ptr unmade;  // out of memory for them: this call fails
+  try {
+    handles = take_shared_bytes(answer, handle_count, max_message_bytes_);
+  } catch (const MalformedFrame&) {
+    throw;
+  } catch (...) {
+    unmade = std::current_exception();
+  }
+  Call call = std::move(it->second);
+  agent.in_flight.erase(it);
   header.length = answer.size();
   bool measured = (header.handles & procpool::detail::kMeasureUsage) != 0;
   if (call.state->try_claim()) {
     procpool::detail::AnswerVerdict verdict;
     try {
+      if (unmade) std::rethrow_exception(unmade);
       // As a local answer: the usage trailer off its end, then the answer.
       procpool::detail::check_answer(header, false, measured, answer, rest, verdict);
-      procpool::detail::decode_answer(*call.state, header, answer, rest, nullptr, call.entry->name.c_str(), worker,
+      procpool::detail::decode_answer(*call.state, header, answer, rest, &handles, call.entry->name.c_str(), worker,
                                       verdict);
     } catch (...) {
       call.state->set_error(std::current_exception());  // out of memory
@@ -269,6 +303,17 @@ void HostLink::lose(Agent& agent, const std::string& why) {
   unsettled_ -= failed;
 }
 
+void HostLink::lose_quiet_agents() {
+  if (agent_timeout_.count() <= 0) return;
+  auto now = std::chrono::steady_clock::now();
+  for (Agent& agent : agents_) {
+    if (agent.lost || agent.in_flight.empty() || now - agent.heard < agent_timeout_) continue;
+    lose(agent, "no word from it for " + std::to_string(agent_timeout_.count()) +
+                    " ms while it held calls (MpiOptions::agent_timeout; it sends a heartbeat every " +
+                    std::to_string(agent_timeout_.count() / 8) + " ms): it died or cannot be reached");
+  }
+}
+
 void HostLink::fail_queued_if_no_agent() {
   if (std::any_of(agents_.begin(), agents_.end(), [](const Agent& a) { return !a.lost; })) return;
   std::deque<Call> doomed;
@@ -286,17 +331,63 @@ void HostLink::fail_queued_if_no_agent() {
 
 bool HostLink::cancel(StateBase& state) {
   Call withdrawn;
+  Withdrawal sent;
   {
     std::lock_guard lock(mutex_);
     auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Call& c) { return c.state.get() == &state; });
-    if (it == queue_.end()) return false;  // sent to an agent (or settled): its answer settles it
-    withdrawn = std::move(*it);
-    queue_.erase(it);
-    --unsettled_;
+    if (it != queue_.end()) {
+      withdrawn = std::move(*it);
+      queue_.erase(it);
+      --unsettled_;
+    } else if (state.place.slot > 0 && state.place.cancel_running) {
+      sent = Withdrawal{state.place.slot, state.place.task_id};
+    } else {
+      // Not a call of ours (a map's whole), or one sent without
+      // cancel_running: its answer settles it.
+      return false;
+    }
   }
   // Outside the lock: the state's callbacks may submit.
-  return withdrawn.state->settle_error(
-      std::make_exception_ptr(TaskCancelled("the call was cancelled before it was sent to an agent")));
+  if (withdrawn.state)
+    return withdrawn.state->settle_error(
+        std::make_exception_ptr(TaskCancelled("the call was cancelled before it was sent to an agent")));
+  // Whoever claims first settles it: this cancel, or its answer (then
+  // false). infos_[i] is rank i + 1 (init.cpp), as agents_[i] is.
+  const AgentInfo& agent = infos_[static_cast<size_t>(sent.rank - 1)];
+  if (!state.settle_error(std::make_exception_ptr(
+          TaskCancelled("the call was cancelled while MPI rank " + std::to_string(agent.rank) + " (host " + agent.host +
+                        ") held it: the agent withdraws it, or stops the worker running it"))))
+    return false;
+  {
+    std::lock_guard lock(mutex_);
+    withdrawals_.push_back(sent);
+    ++submits_;  // wakes the link thread
+  }
+  wake_.notify_one();
+  return true;
+}
+
+bool HostLink::send_cancels() {
+  std::vector<Withdrawal> withdrawals;
+  {
+    std::lock_guard lock(mutex_);
+    if (withdrawals_.empty()) return false;
+    withdrawals.swap(withdrawals_);
+  }
+  for (const Withdrawal& w : withdrawals) {
+    Agent& agent = agents_[static_cast<size_t>(w.rank - 1)];
+    // Answered meanwhile, or lost: nothing to withdraw.
+    if (agent.lost || !agent.in_flight.contains(w.task)) continue;
+    ByteBuffer frame;
+    auto header = procpool::detail::make_frame_header(kCancelFrame, w.task, 0);
+    frame.append(&header, sizeof header);
+    try {
+      channel_.send(agent.info.rank, std::move(frame));
+    } catch (const MpiError& e) {
+      lose(agent, e.what());
+    }
+  }
+  return true;
 }
 
 }  // namespace procpool::mpi::detail

@@ -104,7 +104,7 @@ PoolOptions agent_pool_options(const MpiOptions& options, const World& world) {
     if (!welcome.accepted) {
       std::fprintf(stderr, "procpool::mpi: rank %d exits without serving: %s\n", world.rank, welcome.reason.c_str());
     } else {
-      detail::serve_host(world.comm, *pool, pool_options.max_message_bytes);
+      detail::serve_host(world.comm, *pool, pool_options.max_message_bytes, options.agent_timeout / 8);
     }
   } catch (const std::exception& e) {
     // MPI failed, or rank 0 broke the protocol: nothing sensible is left to
@@ -170,7 +170,8 @@ void init(int argc, char** argv, const MpiOptions& options) {
   std::lock_guard lock(g_session_mutex);
   g_session = new HostSession{world, nullptr};
   g_session->link = std::make_unique<detail::HostLink>(world.comm, std::move(infos), options.in_flight_per_agent,
-                                                       options.agent_pool.max_message_bytes);
+                                                       options.agent_pool.max_message_bytes,
+                                                       options.agent_pool.cancel_running, options.agent_timeout);
   std::atexit([] { finalize(); });
 }
 

@@ -5,6 +5,7 @@
 // ProcessPool and never returns to main.
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -24,6 +25,13 @@ struct MpiOptions {
   // (at least 8), which keeps its workers fed across a network round trip
   // while the host still balances long calls.
   size_t in_flight_per_agent = 0;
+  // How long the host waits for a word from an agent that holds calls
+  // before it declares the agent lost (its calls fail with AgentLost). An
+  // agent that holds calls sends a heartbeat every agent_timeout / 8, so
+  // only a dead, stopped or unreachable one goes quiet that long: MPI
+  // itself may never say (a dead peer on shared memory raises no error).
+  // 0: no timeout.
+  std::chrono::milliseconds agent_timeout{10000};
 };
 
 // Call first thing in main, in place of procpool::init (it calls it first,

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 // A pool whose workers are the agents' (procpool::mpi::init): the same
-// calls as ProcessPool's, run on other MPI ranks.
+// calls as ProcessPool's, run on other MPI ranks. The templates are in
+// mpi_pool_submit.hpp, included at the end.
+#include <boost/asio/system_executor.hpp>
+
 #include <concepts>
 #include <condition_variable>
 #include <cstddef>
@@ -16,17 +19,29 @@
 #include <procpool/common/errors.hpp>
 #include <procpool/common/frame.hpp>
 #include <procpool/common/function_registry.hpp>
+#include <procpool/loop/backpressure.hpp>
 #include <procpool/loop/call_encoding.hpp>
 #include <procpool/loop/call_options.hpp>
 #include <procpool/loop/event_loop.hpp>
 #include <procpool/loop/future.hpp>
 #include <procpool/loop/map_stream.hpp>
+#include <procpool/loop/outcome_counters.hpp>
 #include <procpool/loop/pool_map.hpp>
+#include <procpool/loop/pool_stats.hpp>
 #include <procpool/loop/process_pool.hpp>
 #include <procpool/loop/result.hpp>
 #include <procpool/mpi/init.hpp>
 
 namespace procpool::mpi {
+
+// One MpiPool's own options (the agents' pools take MpiOptions, at init).
+struct MpiPoolOptions {
+  // At most this many calls of this pool held (on the host or at agents)
+  // and not settled: submit blocks, try_submit fails with PoolFull,
+  // submit_async and EventLoop::run_in_executor wait without blocking a
+  // thread, as ProcessPool's max_pending. 0: no bound.
+  size_t max_pending = 0;
+};
 
 namespace detail {
 class HostLink;
@@ -40,6 +55,7 @@ class PoolTally {
   void release();
   void close();
   void wait_idle();
+  size_t unsettled();
 
  private:
   std::mutex mutex_;
@@ -48,13 +64,36 @@ class PoolTally {
   bool accepting_ = true;
 };
 
-// Hands the encoded call (a Call or CallMany frame) to the link.
-// Appends the call's options (protocol.hpp's CallTrailer) to its frame
-// and hands it to the link.
-void send_call(HostLink& link, procpool::detail::ByteBuffer frame, procpool::detail::FrameKind kind,
-               const procpool::detail::FunctionEntry& entry, const CallOptions& options,
-               std::shared_ptr<procpool::detail::StateBase> state);
-// Gives a state the pool did not submit (a map's whole) the link's poller.
+// What an MpiPool's calls need, shared with them and with the submits
+// still waiting for room (submit_async, run_in_executor), which may
+// outlive the pool: they find it closed.
+struct PoolCore {
+  HostLink* link = nullptr;  // process-wide, never freed (init.cpp)
+  size_t max_message_bytes = 0;
+  PoolTally tally;
+  std::shared_ptr<procpool::detail::Backpressure> room;  // null: no max_pending
+  procpool::detail::OutcomeCounters counters;
+};
+
+// Takes a place for the call behind `state` under max_pending, as
+// `admission` says, and ties its settling to the pool's books (the tally,
+// the counters); false (the state failed with PoolShutdown or PoolFull)
+// when it may not be sent.
+bool admit(const std::shared_ptr<PoolCore>& core, procpool::detail::StateBase& state, const std::string& function,
+           procpool::detail::Admission admission);
+// Counts a call the pool sends (stats()): submitted now, its outcome once
+// it settles, before it is ready.
+void count(const std::shared_ptr<PoolCore>& core, procpool::detail::StateBase& state);
+// Appends the bytes of the call's SharedBytes (shared_bytes_section.hpp)
+// and its options (protocol.hpp's CallTrailer) to its encoded frame (a Call
+// or CallMany) and hands it to the link; fails `state` at once with
+// ResourceLimitExceeded when the payload and the SharedBytes' bytes
+// together exceed max_message_bytes.
+void send_call(HostLink& link, procpool::detail::ByteBuffer frame, const procpool::detail::HandleList& handles,
+               procpool::detail::FrameKind kind, const procpool::detail::FunctionEntry& entry,
+               const CallOptions& options, std::shared_ptr<procpool::detail::StateBase> state);
+// Gives a state the pool did not submit (a map's whole, a call waiting for
+// room) the link's poller.
 void watch(HostLink& link, procpool::detail::StateBase& state);
 }  // namespace detail
 
@@ -70,19 +109,36 @@ void watch(HostLink& link, procpool::detail::StateBase& state);
 // agent's worker died running it, the agent and its other calls unharmed;
 // TaskTimeout, PoolShutdown, PoolBroken from the agent's pool as their own
 // types; UnknownFunction and SerializationError at once for a bad call;
-// AgentLost when the agent holding it can no longer be reached; and
+// AgentLost when the agent holding it can no longer be reached (an MPI
+// error, a malformed reply, or silence for MpiOptions::agent_timeout); and
 // PoolShutdown for a call submitted after shutdown(). then() callbacks run
-// on the host's link thread. cancel() withdraws a call still queued on the
-// host (true: it fails with TaskCancelled and never runs); a call sent to
-// an agent is not withdrawn (false: its own answer settles it).
-// SharedBytes arguments and results do not cross yet (SerializationError).
+// on the host's link thread (or on the thread whose cancel() settles it).
 //
-// Thread safety: submit and call from any thread; they never block.
+// cancel() keeps ProcessPool's word: true exactly when the future fails
+// with TaskCancelled at once, false when the call's own outcome settles
+// it. A call still queued on the host is withdrawn (true; it never runs).
+// A call an agent holds, with cancel_running (the default), is settled
+// at once (true) and the agent is sent a Cancel: its pool withdraws the
+// call if no worker has begun it, else stops the worker as a local
+// cancel() does (killed with its process group, replaced); whatever the
+// agent answers then is dropped. Without cancel_running, false: the host
+// cannot know whether the agent has begun it, so it runs to its end. When
+// the answer races the cancel, the first to settle the future wins: an
+// answer already taken by the host gives false; an answer still on its
+// way is dropped (true), though that call did run to its end, as a local
+// worker stopped after its task returned but before its answer was read.
+// SharedBytes arguments and results cross as their bytes: the agent (or,
+// for a result, the host) makes a SharedBytes of its own from them; the
+// payload and those bytes together count against max_message_bytes.
+//
+// Thread safety: every member from any thread. submit and call never
+// block, except at MpiPoolOptions::max_pending (try_submit fails at once
+// with PoolFull there, submit_async suspends a coroutine).
 class MpiPool {
  public:
   // Throws procpool::Error on an agent rank, before init or after finalize,
   // and when the job has no agent (started without mpirun -np N, N >= 2).
-  MpiPool();
+  explicit MpiPool(MpiPoolOptions options = {});
   // shutdown(true).
   ~MpiPool();
   MpiPool(const MpiPool&) = delete;
@@ -102,67 +158,95 @@ class MpiPool {
 
   // The same with this call's options, applied by the agent's pool as a
   // ProcessPool applies them: `timeout` (from when the agent's worker may
-  // have begun it; past it TaskTimeout, the worker killed and replaced)
-  // and `measure_usage` (Future::usage()); those unset take MpiOptions'
-  // agent_pool. `cancel_running` has no effect yet (cancel() does not
-  // reach an agent).
+  // have begun it; past it TaskTimeout, the worker killed and replaced),
+  // `cancel_running` (what cancel() does to a call an agent holds, see
+  // above) and `measure_usage` (Future::usage()); those unset take
+  // MpiOptions' agent_pool.
   template <class R, class... A, class... Args>
   Future<R> submit_with(const CallOptions& options, R (*fn)(A...), Args&&... args) {
-    auto encode = procpool::detail::typed_arguments<A...>(std::forward<Args>(args)...);
-    uint32_t id = 0;
-    std::exception_ptr failure;
-    const procpool::detail::FunctionEntry* entry =
-        procpool::detail::entry_of(reinterpret_cast<procpool::detail::ErasedFn>(fn), id, failure);
-    if (!entry) return procpool::detail::failed_future<R>(failure);
-    return enqueue<R>(id, *entry, encode, options);
+    return submit_on(core_, procpool::detail::Admission::Wait, options, nullptr, fn, std::forward<Args>(args)...);
   }
   template <class R, class... Args>
   Future<R> call_with(const CallOptions& options, std::string_view name, Args&&... args) {
-    uint32_t id = 0;
-    std::exception_ptr failure;
-    const procpool::detail::FunctionEntry* entry = procpool::detail::entry_named<R, Args...>(name, id, failure);
-    if (!entry) return procpool::detail::failed_future<R>(failure);
-    return enqueue<R>(id, *entry, procpool::detail::named_arguments(args...), options);
+    return call_on<R>(core_, procpool::detail::Admission::Wait, options, nullptr, name, std::forward<Args>(args)...);
   }
+
+  // As ProcessPool's: at max_pending, the Future has already failed with
+  // PoolFull (a ResourceLimitExceeded naming "max_pending"); never blocks.
+  template <class R, class... A, class... Args>
+  Future<R> try_submit(R (*fn)(A...), Args&&... args) {
+    return submit_on(core_, procpool::detail::Admission::Try, CallOptions{}, nullptr, fn, std::forward<Args>(args)...);
+  }
+  template <class R, class... Args>
+  Future<R> try_call(std::string_view name, Args&&... args) {
+    return call_on<R>(core_, procpool::detail::Admission::Try, CallOptions{}, nullptr, name,
+                      std::forward<Args>(args)...);
+  }
+  // As ProcessPool's: in a procpool::Task, `Future<R> f = co_await
+  // pool.submit_async(fn, args...);` suspends the task (never the loop's
+  // thread) until the pool has room, then submits. A cancellation of the
+  // task while it waits throws TaskCancelled and submits nothing. The
+  // arguments are copied (decayed) into the awaitable.
+  template <class R, class... A, class... Args>
+  auto submit_async(R (*fn)(A...), Args&&... args);
+  // EventLoop::run_in_executor's form: never blocks; at max_pending the
+  // call waits on the host for a place (its Future is handed out at once
+  // and cannot be cancelled until then) and is sent when one frees.
+  template <class R, class... A, class... Args>
+  Future<R> submit_when_room(const CallOptions& options, R (*fn)(A...), Args&&... args);
+  template <class R, class... Args>
+  Future<R> call_when_room(const CallOptions& options, std::string_view name, Args&&... args);
+
+  // The Asio asynchronous form of submit, as ProcessPool's:
+  // pool.async_call(fn, args..., token). Completion signature
+  // void(std::exception_ptr, R), or void(std::exception_ptr) when R is
+  // void. The handler runs through its associated executor, by default
+  // get_executor() (Asio's system executor: its own threads; the link
+  // thread is no io_context), never inline. No per-operation cancellation
+  // (Boost 1.74). Thread safety: as submit.
+  template <class Fn, class... ArgsAndToken>
+  auto async_call(Fn fn, ArgsAndToken&&... args_and_token);
+  template <class Fn, class... ArgsAndToken>
+  auto async_call_with(const CallOptions& options, Fn fn, ArgsAndToken&&... args_and_token);
+  using executor_type = boost::asio::system_executor;
+  executor_type get_executor() const noexcept { return {}; }
 
   // As ProcessPool::map: fn(x) for every x of a sized range, `chunksize`
   // calls to a CallMany frame (0: about 8 chunks per worker of all the
   // agents, at most 1024 calls each), each chunk sent to one agent and run
   // there back to back by one worker; results in input order. Fails with
-  // the exception of the earliest chunk that failed.
+  // the exception of the earliest chunk that failed. At max_pending each
+  // chunk takes a place (the map blocks for room).
   template <class R, class A, class Range, std::integral Chunk = size_t>
-  Future<procpool::detail::map_result_t<R>> map(R (*fn)(A), const Range& inputs, Chunk chunksize = 0) {
-    using Out = procpool::detail::map_result_t<R>;
-    procpool::detail::ChunkPlan plan;
-    auto parts = send_chunks<Out>(fn, inputs, plan, procpool::detail::checked_chunk_size(chunksize),
-                                  procpool::detail::ManyMode::StopAtFirstThrow,
-                                  [](size_t count) { return procpool::detail::chunk_state<R>(count); });
-    return gather<Out, false>(std::move(parts), plan);
-  }
+  Future<procpool::detail::map_result_t<R>> map(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
   // As ProcessPool::map(return_exceptions, ...): each input's own outcome.
   template <class R, class A, class Range, std::integral Chunk = size_t>
-  Future<std::vector<Result<R>>> map(ReturnExceptions, R (*fn)(A), const Range& inputs, Chunk chunksize = 0) {
-    auto chunks = outcome_chunks(fn, inputs, procpool::detail::checked_chunk_size(chunksize));
-    return gather<procpool::detail::Outcomes<R>, true>(std::move(chunks.states), chunks.plan);
-  }
+  Future<std::vector<Result<R>>> map(ReturnExceptions, R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
   // As ProcessPool::imap and imap_unordered: each input's Result as its
   // chunk is answered (in input order, or as chunks come with the input's
   // index); every chunk is sent at once.
   template <class R, class A, class Range, std::integral Chunk = size_t>
-  MapStream<R> imap(R (*fn)(A), const Range& inputs, Chunk chunksize = 0) {
-    return MapStream<R>(outcome_chunks(fn, inputs, procpool::detail::checked_chunk_size(chunksize)));
-  }
+  MapStream<R> imap(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
   template <class R, class A, class Range, std::integral Chunk = size_t>
-  UnorderedMapStream<R> imap_unordered(R (*fn)(A), const Range& inputs, Chunk chunksize = 0) {
-    return UnorderedMapStream<R>(outcome_chunks(fn, inputs, procpool::detail::checked_chunk_size(chunksize)));
-  }
+  UnorderedMapStream<R> imap_unordered(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
 
-  // Stops taking calls (later ones fail with PoolShutdown); with `wait`,
-  // returns once every call already taken has settled. The agents stay up
-  // for the next MpiPool until finalize(). Throws procpool::Error when
-  // asked to wait on the link thread (in a then() callback), where it
-  // would deadlock.
+  // Stops taking calls (later ones fail with PoolShutdown, as do submits
+  // waiting for room); with `wait`, returns once every call already taken
+  // has settled. The agents stay up for the next MpiPool until finalize().
+  // Throws procpool::Error when asked to wait on the link thread (in a
+  // then() callback), where it would deadlock.
   void shutdown(bool wait = true);
+
+  // What this pool has done, as ProcessPool::stats(): calls `submitted`
+  // and how each settled (succeeded, raised, crashed, timed_out,
+  // cancelled, protocol_errors, limit_exceeded, shut_down, other_errors;
+  // a map counts one per chunk); `queued` (this pool's calls not yet
+  // settled that no agent holds: on the host, or waiting for room) and
+  // `in_flight` (sent to agents, not answered; all MpiPools together: the
+  // agents are shared). The agents' pools keep their own workers' figures
+  // (deaths, respawns, spares, per-worker): not reported here, those are
+  // 0 and `workers` is empty.
+  PoolStats stats() const;
 
   // The agents this pool sends calls to.
   std::vector<AgentInfo> agents() const;
@@ -170,72 +254,42 @@ class MpiPool {
   size_t worker_count() const;
 
  private:
+  template <class R, class... A, class... Args>
+  auto deferred_submit(const CallOptions& options, R (*fn)(A...), Args&&... args) const;
+  template <class R, class... Args>
+  auto deferred_call(const CallOptions& options, std::string_view name, Args&&... args) const;
+  template <class R, class... A, class Token, class... Args>
+  auto async_call_impl(const CallOptions& options, R (*fn)(A...), Token&& token, Args&&... args);
+  template <class R, class... A, class... Args>
+  static Future<R> submit_on(const std::shared_ptr<detail::PoolCore>& core, procpool::detail::Admission admission,
+                             const CallOptions& options,
+                             std::type_identity_t<std::shared_ptr<procpool::detail::SharedState<R>>> state,
+                             R (*fn)(A...), Args&&... args);
+  template <class R, class... Args>
+  static Future<R> call_on(const std::shared_ptr<detail::PoolCore>& core, procpool::detail::Admission admission,
+                           const CallOptions& options, std::shared_ptr<procpool::detail::SharedState<R>> state,
+                           std::string_view name, Args&&... args);
+  // Encodes the call and hands it to the link; settles `state` (a new one
+  // if null) at once if it cannot be sent.
+  template <class R, class Encode>
+  static Future<R> enqueue(const std::shared_ptr<detail::PoolCore>& core, procpool::detail::Admission admission,
+                           uint32_t id, const procpool::detail::FunctionEntry& entry, Encode&& encode,
+                           const CallOptions& options, procpool::detail::FrameKind kind,
+                           std::shared_ptr<procpool::detail::SharedState<R>> state);
+
   template <class Out, class R, class A, class Range, class MakeState>
   std::vector<std::shared_ptr<procpool::detail::SharedState<Out>>> send_chunks(R (*fn)(A), const Range& inputs,
                                                                                procpool::detail::ChunkPlan& plan,
                                                                                size_t chunksize,
                                                                                procpool::detail::ManyMode mode,
-                                                                               MakeState make_state) {
-    return procpool::detail::send_map_chunks<Out>(
-        fn, inputs, plan, chunksize, worker_count(), mode, std::move(make_state),
-        [&](uint32_t id, const procpool::detail::FunctionEntry& entry, auto&& encode,
-            std::shared_ptr<procpool::detail::SharedState<Out>> state) {
-          enqueue<Out>(id, entry, encode, CallOptions{}, procpool::detail::FrameKind::CallMany, std::move(state));
-        });
-  }
+                                                                               MakeState make_state);
   template <class R, class A, class Range>
-  procpool::detail::MapChunks<R> outcome_chunks(R (*fn)(A), const Range& inputs, size_t chunksize) {
-    procpool::detail::MapChunks<R> chunks;
-    chunks.states = send_chunks<procpool::detail::Outcomes<R>>(
-        fn, inputs, chunks.plan, chunksize, procpool::detail::ManyMode::EachOutcome,
-        [](size_t count) { return std::make_shared<procpool::detail::OutcomeChunkState<R>>(count); });
-    return chunks;
-  }
+  procpool::detail::MapChunks<R> outcome_chunks(R (*fn)(A), const Range& inputs, size_t chunksize);
   template <class Out, bool kEach>
   Future<Out> gather(std::vector<std::shared_ptr<procpool::detail::SharedState<Out>>> parts,
-                     const procpool::detail::ChunkPlan& plan) {
-    return Future<Out>(procpool::detail::gather_map_chunks<Out, kEach>(
-        std::move(parts), plan, [this](procpool::detail::StateBase& s) { detail::watch(*link_, s); }));
-  }
+                     const procpool::detail::ChunkPlan& plan);
 
-  // Encodes the call and hands it to the link; settles `state` (a new one
-  // if null) at once if it cannot be sent.
-  template <class R, class Encode>
-  Future<R> enqueue(uint32_t id, const procpool::detail::FunctionEntry& entry, Encode&& encode,
-                    const CallOptions& options, procpool::detail::FrameKind kind = procpool::detail::FrameKind::Call,
-                    std::shared_ptr<procpool::detail::SharedState<R>> state = nullptr) {
-    if (!state) state = std::make_shared<procpool::detail::SharedState<R>>();
-    if (!tally_->admit())
-      return procpool::detail::failed_future<R>(
-          std::make_exception_ptr(PoolShutdown("the MpiPool is shut down; no new calls are accepted")),
-          std::move(state));
-    // Once ready, not before (before_ready): shutdown(true) returns when
-    // every call it waited for is ready.
-    state->on_ready_anywhere([tally = tally_] { tally->release(); });
-    procpool::detail::ByteBuffer frame;
-    procpool::detail::HandleList handles;
-    std::exception_ptr failure;
-    try {
-      frame.grow(sizeof(procpool::detail::FrameHeader));
-      failure = procpool::detail::encode_call(frame, frame, handles, id, entry, std::forward<Encode>(encode),
-                                              max_message_bytes_);
-    } catch (...) {
-      failure = std::current_exception();  // out of memory
-    }
-    if (!failure && !handles.empty())
-      failure = std::make_exception_ptr(
-          SerializationError(entry.name, "SharedBytes arguments cannot cross MPI yet: pass the bytes themselves"));
-    if (failure) {
-      state->settle_error(std::move(failure));
-      return Future<R>(std::move(state));
-    }
-    detail::send_call(*link_, std::move(frame), kind, entry, options, state);
-    return Future<R>(std::move(state));
-  }
-
-  detail::HostLink* link_;
-  size_t max_message_bytes_;
-  std::shared_ptr<detail::PoolTally> tally_;
+  std::shared_ptr<detail::PoolCore> core_;
 };
 
 }  // namespace procpool::mpi
@@ -243,3 +297,5 @@ class MpiPool {
 // EventLoop::run_in_executor(pool, fn, args...) takes an MpiPool too.
 template <>
 inline constexpr bool procpool::detail::kOtherProcessPool<procpool::mpi::MpiPool> = true;
+
+#include <procpool/mpi/mpi_pool_submit.hpp>

@@ -7,7 +7,6 @@
 // room for the reply's prefix (protocol.hpp), to be sent without a copy.
 #include <cstring>
 #include <exception>
-#include <stdexcept>
 
 #include <procpool/common/frame.hpp>
 #include <procpool/loop/future_state.hpp>
@@ -20,9 +19,9 @@ class RelayState final : public procpool::detail::StateBase {
   explicit RelayState(procpool::detail::TaskId host_task) : host_task_(host_task) { reply_.grow(kReplyPrefixBytes); }
   bool void_value() const noexcept override { return false; }
   void load_value(procpool::detail::InputArchive& in, const procpool::detail::AnswerSource& from) override {
-    // A SharedBytes result is a descriptor in this node: not carried yet.
-    if (in.handles() && !in.handles()->empty())
-      throw std::runtime_error("a result holding SharedBytes cannot cross MPI yet");
+    // A SharedBytes result is memory of this node: its bytes follow the
+    // reply (shared_bytes_section.hpp), the indices in the result unchanged.
+    if (in.handles()) handles_ = *in.handles();
     keep(in, procpool::detail::FrameKind::Value, from.pid);
   }
   std::exception_ptr load_exception(procpool::detail::InputArchive& in,
@@ -36,6 +35,8 @@ class RelayState final : public procpool::detail::StateBase {
   pid_t worker() const noexcept { return worker_; }
   // After ready() without an error: the reply, its prefix still to be filled.
   procpool::detail::ByteBuffer take_reply() noexcept { return std::move(reply_); }
+  // The SharedBytes of a Value's result, in the order its indices name.
+  const procpool::detail::HandleList& handles() const noexcept { return handles_; }
 
  private:
   void keep(procpool::detail::InputArchive& in, procpool::detail::FrameKind kind, pid_t pid) {
@@ -48,6 +49,7 @@ class RelayState final : public procpool::detail::StateBase {
   procpool::detail::FrameKind kind_ = procpool::detail::FrameKind::Value;
   pid_t worker_ = 0;
   procpool::detail::ByteBuffer reply_;
+  procpool::detail::HandleList handles_;
 };
 
 }  // namespace procpool::mpi::detail

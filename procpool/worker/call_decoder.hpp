@@ -28,8 +28,10 @@ const FunctionEntry& decode_call_target(InputArchive& args, uint32_t& id);
 
 // Runs `entry` on the arguments left in `args` (a CallMany's calls when
 // `many`), its result encoded into `result`. Arguments that do not decode
-// and a result that does not encode throw SerializationError naming the
-// function; what the function itself throws propagates as it is.
+// (too few bytes, or bytes left after the last call's: the payload must end
+// with them) and a result that does not encode throw SerializationError
+// naming the function, the arguments' before the call runs; what the
+// function itself throws propagates as it is.
 void invoke_call(const FunctionEntry& entry, InputArchive& args, bool many, OutputArchive& result);
 
 }  // namespace procpool::detail

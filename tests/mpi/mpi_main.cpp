@@ -7,8 +7,10 @@
 
 #include <procpool/mpi/mpi.hpp>
 
+#include "mpi/suite_options.hpp"
+
 int main(int argc, char** argv) {
-  procpool::mpi::init(argc, argv);
+  procpool::mpi::init(argc, argv, suite::mpi_options());
   doctest::Context context(argc, argv);
   int status = context.run();
   procpool::mpi::finalize();
