@@ -28,6 +28,7 @@
 #include <procpool/common/handle_channel.hpp>
 #include <procpool/common/shared_bytes.hpp>
 #include <procpool/worker/call_decoder.hpp>
+#include <procpool/worker/call_pace.hpp>
 #include <procpool/worker/response_writer.hpp>
 #include <procpool/worker/this_call.hpp>
 #include <procpool/worker/usage_meter.hpp>
@@ -322,28 +323,11 @@ class WorkerLoop {
     if (sleep_until(requests_.header().data_event, [&] { return requests_.readable() >= n; })) woken_ = after_task;
   }
 
-  // Waits for the next call's header, and keeps ControlBlock::call_ns:
-  // one clock read per call while calls queue up back to back. A call that
-  // found the ring empty is timed from the end of the wait: the idle time
-  // before it is nobody's call.
+  // Waits for the next call's header, timing the calls (CallPace).
   void await_call() {
-    using Clock = std::chrono::steady_clock;
-    if (requests_.readable() < sizeof(FrameHeader)) {
-      wait_readable(sizeof(FrameHeader), /*after_task=*/true);
-      call_began_ = Clock::now();
-      return;
-    }
-    auto now = Clock::now();
-    if (call_began_ != Clock::time_point{}) {
-      auto gap = std::chrono::duration_cast<std::chrono::nanoseconds>(now - call_began_).count();
-      auto sample = static_cast<uint32_t>(std::clamp<int64_t>(gap, 1, UINT32_MAX));
-      uint32_t recent = control_.call_ns.load(std::memory_order_relaxed);
-      // Up at once, down by an eighth: a burst of short calls after long
-      // ones earns a deep queue only once it has lasted.
-      uint32_t next = sample >= recent ? sample : recent - (recent - sample) / 8;
-      control_.call_ns.store(next, std::memory_order_relaxed);
-    }
-    call_began_ = now;
+    if (requests_.readable() >= sizeof(FrameHeader)) return pace_.next_was_waiting();
+    wait_readable(sizeof(FrameHeader), /*after_task=*/true);
+    pace_.begins_after_a_wait();
   }
 
   bool host_elsewhere() const noexcept {
@@ -369,11 +353,11 @@ class WorkerLoop {
   WorkerConfig config_;
   WorkerLives& lives_ = worker_lives();
   uint64_t started_ = 0;
-  uint32_t marked_function_ = UINT32_MAX;               // the function the captured output was last marked with
-  bool woken_ = false;                                  // the call being served found this worker asleep
-  std::chrono::steady_clock::time_point call_began_{};  // await_call(): when the call being served began
-  ByteBuffer error_;                                    // an encoded exception
-  HandleList results_;                                  // the SharedBytes of the result being written
+  uint32_t marked_function_ = UINT32_MAX;  // the function the captured output was last marked with
+  bool woken_ = false;                     // the call being served found this worker asleep
+  CallPace pace_{control_.call_ns};
+  ByteBuffer error_;    // an encoded exception
+  HandleList results_;  // the SharedBytes of the result being written
 };
 
 }  // namespace
