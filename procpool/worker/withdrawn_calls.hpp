@@ -18,10 +18,15 @@ namespace procpool::detail {
 //
 // The host keeps an entry among the last kCancelSlots until its call is
 // answered (loop/cancel.cpp), so an entry pushed out of the list before it
-// was read here, or dropped from the copy once kCancelSlots newer ones are
-// held, is of a call already answered: forgetting it loses nothing. An id
-// read from a slot the host was overwriting is a newer entry's, read early:
-// it would be read again, and an extra copy only waits to be dropped.
+// was read here is of a call already answered: forgetting it loses nothing.
+// A slot the host overwrote after this look's load of `count` gives a newer
+// entry's id, at most kCancelSlots entries early; it is read again in its
+// own turn, and its copies only wait to be matched or dropped. So the copy
+// holds twice kCancelSlots ids, in the order of the slots they were read
+// from, and drops the oldest when full: that id's entry is at most
+// kCancelSlots newer than its slot, and the entry that pushes it out is at
+// least 2 kCancelSlots newer than the slot, so its call was answered.
+// Task ids are never reused, so a stale copy matches no later call.
 class WithdrawnCalls {
  public:
   explicit WithdrawnCalls(const CancelList& list) noexcept : list_(list) {}
@@ -43,7 +48,7 @@ class WithdrawnCalls {
 
  private:
   void remember(TaskId id) noexcept {
-    if (held_ == kCancelSlots) drop(0);  // the oldest: kCancelSlots newer entries exist, so its call is answered
+    if (held_ == kHeld) drop(0);  // the oldest: see the class comment
     ids_[held_++] = id;
   }
   void drop(size_t i) noexcept {
@@ -51,10 +56,11 @@ class WithdrawnCalls {
     --held_;
   }
 
+  static constexpr size_t kHeld = 2 * size_t{kCancelSlots};
   const CancelList& list_;
   uint32_t read_ = 0;  // entries read so far (list_.count when last looked)
   size_t held_ = 0;
-  TaskId ids_[kCancelSlots];
+  TaskId ids_[kHeld];
 };
 
 }  // namespace procpool::detail
