@@ -60,6 +60,16 @@ Backlog backlog_behind_a_sleep(procpool::ProcessPool& pool, int count) {
   return b;
 }
 
+// A backlog of `count` no-ops behind a sleep: the worker holds `held`
+// calls (the sleep and those behind it), the rest wait on the host.
+void backlog_waits_on_the_host_past(procpool::ProcessPool& pool, size_t held, int count) {
+  Backlog b = backlog_behind_a_sleep(pool, count);
+  procpool::PoolStats s = pool.stats();
+  CHECK(s.workers.at(0).calls_held == held);
+  CHECK(s.queued == static_cast<size_t>(count) + 1 - held);
+  b.settle();
+}
+
 }  // namespace
 
 TEST_CASE("Prefetch.ABacklogOfShortCallsIsHandedToAWorkerAsDeepAsItsPace" * doctest::timeout(60)) {
@@ -83,11 +93,7 @@ TEST_CASE("Prefetch.ABacklogOfShortCallsIsHandedToAWorkerAsDeepAsItsPace" * doct
 TEST_CASE("Prefetch.ACountTheUserSetIsHeldToWhateverThePace" * doctest::timeout(60)) {
   procpool::ProcessPool pool({.workers = 1, .prefetch_per_worker = 16});
   run_short_calls(pool);
-  Backlog b = backlog_behind_a_sleep(pool, 500);
-  procpool::PoolStats s = pool.stats();
-  CHECK(s.workers.at(0).calls_held == 16);
-  CHECK(s.queued == 501 - 16);
-  b.settle();
+  backlog_waits_on_the_host_past(pool, 16, 500);
 }
 
 TEST_CASE("Prefetch.APaceRisesAtOnceToASlowCallAndIgnoresIdleTime" * doctest::timeout(60)) {
@@ -112,11 +118,7 @@ TEST_CASE("Prefetch.APaceRisesAtOnceToASlowCallAndIgnoresIdleTime" * doctest::ti
   CHECK(pace_of(pool) >= 30ms);
 
   // And a backlog behind a slow worker waits on the host.
-  Backlog b = backlog_behind_a_sleep(pool, 100);
-  procpool::PoolStats s = pool.stats();
-  CHECK(s.workers.at(0).calls_held == 16);
-  CHECK(s.queued == 101 - 16);
-  b.settle();
+  backlog_waits_on_the_host_past(pool, 16, 100);
 }
 
 TEST_CASE("Prefetch.EveryCallQueuedDeepInAWorkerCanStillBeCancelled" * doctest::timeout(60)) {

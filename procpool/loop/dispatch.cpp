@@ -82,11 +82,10 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
 }
 
 size_t PoolCore::paced_room(const WorkerSlot& slot) const noexcept {
-  if (!paced_prefetch_) return prefetch_;
   uint32_t ns = slot.segment->control().call_ns.load(std::memory_order_relaxed);
   if (ns == 0) return prefetch_;  // not measured yet
   auto calls = static_cast<size_t>(std::chrono::nanoseconds(kPacedPrefetchWork).count() / ns);
-  return std::clamp(calls, prefetch_, std::max(prefetch_, kPacedPrefetchMost));
+  return std::clamp(calls, prefetch_, kPacedPrefetchMost);  // paced: prefetch_ is 16
 }
 
 void PoolCore::dispatch_locked(Published& out) {

@@ -187,7 +187,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void dispatch_locked(Published& out);
   // How many calls `slot` may hold while calls wait on the host: its pace
   // (ControlBlock::call_ns) times kPacedPrefetchWork, within
-  // [prefetch_, kPacedPrefetchMost]; prefetch_ when the user set the count.
+  // [prefetch_, kPacedPrefetchMost]. Only with paced_prefetch_ (the user
+  // set no count).
   size_t paced_room(const WorkerSlot& slot) const noexcept;
   static constexpr auto kPacedPrefetchWork = std::chrono::microseconds(100);
   // Every call a worker holds can be withdrawn at once (CancelList).
