@@ -146,7 +146,12 @@ void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline)
   if (!poller) return;
   auto budget = poller->poll_budget(request_bytes_.load(std::memory_order_relaxed));
   if (budget.count() == 0) return;
-  auto until = std::min(deadline, std::chrono::steady_clock::now() + budget);
+  // The clock is read once before the poll, and in it only between polls
+  // that found the state still pending: a read costs about as much as a
+  // poll, and one between an answer and the return would be on the
+  // caller's path (hot round trip: about 50 ns less with these three).
+  auto start = std::chrono::steady_clock::now();
+  auto until = std::min(deadline, start + budget);
   PollingScope polling(*poller);
   // A worker that was asleep when its call came needs a CPU to wake up on,
   // and the scheduler often picks this thread's: poll between yields from
@@ -154,15 +159,19 @@ void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline)
   // then poll without yielding for the first 2 µs (yields would only add
   // the syscalls).
   bool yield = woke_worker_.load(std::memory_order_relaxed);
-  auto eager = std::chrono::steady_clock::now() + std::chrono::microseconds(yield ? 0 : 2);
+  auto eager = start + std::chrono::microseconds(yield ? 0 : 2);
   bool took = false;
   CpuYield& cpu = CpuYield::this_thread();
-  for (auto now = std::chrono::steady_clock::now(); !ready() && now < until; now = std::chrono::steady_clock::now()) {
+  while (!ready()) {
     took |= poller->poll_responses();
+    if (ready()) break;
+    auto now = std::chrono::steady_clock::now();
+    if (now >= until) break;
     // A slow yield (the CPU is contended: cpu_yield.hpp) ends the poll.
     if (yield && now > eager && !cpu.between_polls(now)) break;
   }
-  if (std::chrono::steady_clock::now() < deadline) poller->polled(took || ready());
+  // A poll cut short by the caller's own deadline says nothing of its worth.
+  if (ready() || std::chrono::steady_clock::now() < deadline) poller->polled(took || ready());
 }
 
 void StateBase::wait() { wait_until(std::chrono::steady_clock::time_point::max()); }

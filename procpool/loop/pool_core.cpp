@@ -276,6 +276,7 @@ bool PoolCore::request_doorbells_locked() {
 
 bool PoolCore::poll_responses() {
   Published out;
+  bool made_room = false;
   {
     std::unique_lock drain(drain_mutex_, std::try_to_lock);
     if (!drain) return false;
@@ -288,10 +289,15 @@ bool PoolCore::poll_responses() {
         auto& event = slot->segment->header().response.data_event;
         if (event.load(std::memory_order_relaxed) & kSleeperBit) withdraw_sleep(event);
       }
+    answers_made_room_ = false;
     drain_locked(out);
+    made_room = answers_made_room_;
   }
   if (out.empty()) return false;
-  {
+  // A call submitted after an answer's take sees its room itself (it takes
+  // the dispatch lock after that take); one queued before it is what
+  // answers_made_room_ saw.
+  if (made_room) {
     std::lock_guard dispatch(dispatch_mutex_);
     dispatch_locked(out);
   }
@@ -309,6 +315,14 @@ void PoolCore::polled(bool productive) noexcept {
 void PoolCore::end_polling() {
   // seq_cst: paired with expect_answers_locked (see there).
   if (pollers_.fetch_sub(1, std::memory_order_seq_cst) != 1) return;
+  // No worker holds a call: none has an answer to ring for, and there is
+  // nothing to re-arm (request_doorbells_locked would skip every slot).
+  // The same seq_cst read of calls_held as there, so the pairing with
+  // expect_answers_locked holds: a dispatcher whose store this read missed
+  // reads pollers_ after this thread's decrement, and arms its worker.
+  if (std::none_of(slots_.begin(), slots_.end(),
+                   [](const auto& s) { return s->calls_held.load(std::memory_order_seq_cst) > 0; }))
+    return;
   Published out;
   {
     // Blocking, and in the same critical section as the re-arm: an answer

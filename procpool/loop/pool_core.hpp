@@ -444,6 +444,12 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   SpinThenBlockMutex drain_mutex_;
   SpinThenBlockMutex dispatch_mutex_;
   std::atomic<int> pollers_{0};  // threads inside a PollingScope
+  // Set by take_front_locked (both mutexes held) when the room an answer
+  // made is wanted: calls wait in pending_, or a worker's are not all in its
+  // ring. poll_responses clears it before its drain and dispatches after
+  // only if it was set (an answer no call waits on then costs no second
+  // lock). Guarded by drain_mutex_.
+  bool answers_made_room_ = false;
   // Adaptive polling (poll_budget): > 0 while polling pays off; each wait
   // that polled in vain takes 4 off, each that did not adds 1.
   // Relaxed, unlocked updates: a lost one only nudges a heuristic.

@@ -108,6 +108,9 @@ PoolCore::Answered PoolCore::take_front_locked(WorkerSlot& slot) {
     a.measured = (h.handles & kMeasureUsage) != 0;
   }
   note_answer_locked(a.task.function_id);  // crash_loop: the streak ends
+  if (!answers_made_room_)
+    answers_made_room_ = !pending_.empty() || std::any_of(slots_.begin(), slots_.end(),
+                                                          [](const auto& s) { return s->sent < s->assigned.size(); });
   slot.assigned.pop_front();
   slot.count_calls();
   --slot.sent;
