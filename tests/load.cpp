@@ -7,6 +7,7 @@
 
 #include <procpool/common/cpu_relax.hpp>
 #include <procpool/common/cpu_yield.hpp>
+#include <procpool/worker/step_aside.hpp>
 
 #include "support/census.hpp"
 #include "support/task_functions.hpp"
@@ -112,4 +113,51 @@ TEST_CASE("Load.AYieldThatLostTheCpuToABusyThreadEndsTheSpinAndTheNextOnes" * do
   CHECK(slow_seen);
   CHECK_FALSE(next_went_on);
   CHECK(next_took < CpuYield::kSlowYield);  // it did not yield again
+}
+
+// A worker woken onto the host thread's CPU while that CPU is contended
+// moves to another of its CPUs (worker/step_aside.hpp), and keeps the set
+// of CPUs it had; at most once per interval, and never where the host's
+// CPU is its only one.
+TEST_CASE("Load.AWorkerOnTheHostsCpuMovesToAnotherOfItsCpusAndKeepsItsSet" * doctest::timeout(60)) {
+  using procpool::detail::StepAside;
+  cpu_set_t allowed;
+  REQUIRE(sched_getaffinity(0, sizeof allowed, &allowed) == 0);
+  int first = -1, second = -1;
+  for (int c = 0; c < CPU_SETSIZE && second < 0; ++c)
+    if (CPU_ISSET(c, &allowed)) (first < 0 ? first : second) = c;
+  if (second < 0) {
+    MESSAGE("one CPU only: nothing to move to");
+    return;
+  }
+  std::thread probe([&] {  // sched_setaffinity(0, ...) is this thread's own
+    cpu_set_t two, one;
+    CPU_ZERO(&two);
+    CPU_SET(first, &two);
+    CPU_SET(second, &two);
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    // On `first`, free to run on either.
+    REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
+    REQUIRE(sched_getcpu() == first);
+    REQUIRE(sched_setaffinity(0, sizeof two, &two) == 0);
+    StepAside step;
+    auto now = StepAside::Clock::now();
+    CHECK(step.away_from(first, now));
+    CHECK(sched_getcpu() == second);
+    cpu_set_t after;
+    REQUIRE(sched_getaffinity(0, sizeof after, &after) == 0);
+    CHECK(CPU_EQUAL(&after, &two));
+    // Once per interval: the next try, at once, does nothing.
+    REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
+    REQUIRE(sched_setaffinity(0, sizeof two, &two) == 0);
+    CHECK_FALSE(step.away_from(first, now + StepAside::kInterval / 2));
+    // The host's CPU is its only one: it stays, its set untouched.
+    REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
+    CHECK_FALSE(step.away_from(first, now + StepAside::kInterval));
+    REQUIRE(sched_getaffinity(0, sizeof after, &after) == 0);
+    CHECK(CPU_EQUAL(&after, &one));
+    CHECK(sched_getcpu() == first);
+  });
+  probe.join();
 }

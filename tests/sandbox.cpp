@@ -68,6 +68,13 @@ int attempt(std::string what) {
     ::waitpid(pid, nullptr, 0);
     return 0;
   }
+  // A worker moves itself off the host's CPU (worker/step_aside.hpp): its
+  // own set of CPUs, named as 0, is its to set; named by its pid, refused.
+  if (what == "own_cpus" || what == "own_cpus_by_pid") {
+    cpu_set_t own;
+    if (::sched_getaffinity(0, sizeof own, &own) != 0) return errno;
+    return ::sched_setaffinity(what == "own_cpus" ? 0 : ::getpid(), sizeof own, &own) == 0 ? 0 : errno;
+  }
   if (what == "ignore_sigsys") return ::signal(SIGSYS, SIG_IGN) == SIG_ERR ? errno : 0;
   if (what == "query_sigsys") {
     struct sigaction current {};
@@ -199,6 +206,12 @@ TEST_CASE("Sandbox.ExecSocketOpenAndForkUnderComputeOnlyEachFailWithSandboxViola
     expect_violation(pool, "fork", "clone");
   }
   CHECK(census::leaks_since(before) == "");
+}
+
+TEST_CASE("Sandbox.AWorkerMaySetItsOwnCpusUnderComputeOnlyOnlyAsItself" * doctest::timeout(60)) {
+  procpool::ProcessPool pool(compute_only_pool());
+  CHECK(pool.submit(attempt, "own_cpus").get() == 0);
+  expect_violation(pool, "own_cpus_by_pid", "sched_setaffinity");
 }
 
 TEST_CASE("Sandbox.AViolationIsAWorkerCrashWithItsBacktrace" * doctest::timeout(60)) {

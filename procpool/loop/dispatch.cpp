@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
@@ -55,9 +56,17 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
   counters_.submitted.store(counters_.submitted.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   if (!on_own_thread()) submitted_.store(submitted_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   Published refused;
-  dispatch_locked(refused);
+  deferred_wakes_.defer = true;
+  try {
+    dispatch_locked(refused);
+  } catch (...) {
+    std::exchange(deferred_wakes_, DeferredWakes{}).wake_all();  // none may be left asleep
+    throw;
+  }
+  DeferredWakes wakes = std::exchange(deferred_wakes_, DeferredWakes{});
   bool backlog = !pending_.empty();
   lock.unlock();
+  wakes.wake_all();
   publish(refused);
   // Every worker has its fill of calls: the answers that have come in make
   // room for more. Taking them here, instead of leaving them for the
@@ -79,6 +88,10 @@ void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint
       // and its future is the caller's; the reactor drains what is left.
     }
   }
+}
+
+void PoolCore::DeferredWakes::wake_all() noexcept {
+  for (size_t i = 0; i < count; ++i) futex_wake_all(*words[i]);
 }
 
 size_t PoolCore::paced_room(const WorkerSlot& slot) const noexcept {
@@ -213,7 +226,10 @@ void PoolCore::pump_locked(WorkerSlot& slot, Published& out) {
   if (int cpu = sched_getcpu(); host_cpu.load(std::memory_order_relaxed) != cpu)
     host_cpu.store(cpu, std::memory_order_relaxed);
   if (slot.requests.publish()) {
-    futex_wake_all(slot.segment->header().request.data_event);
+    auto& event = slot.segment->header().request.data_event;
+    if (deferred_wakes_.defer && deferred_wakes_.count < deferred_wakes_.words.size())
+      deferred_wakes_.words[deferred_wakes_.count++] = &event;
+    else futex_wake_all(event);
     for (size_t i = first; i < std::min(slot.sent + 1, slot.assigned.size()); ++i)
       slot.assigned[i].state->note_woke_worker();
   }

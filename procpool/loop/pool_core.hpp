@@ -36,6 +36,7 @@
 
 #include <poll.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -195,6 +196,21 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   static constexpr size_t kPacedPrefetchMost = kCancelSlots;
   static constexpr uint64_t kRoomReadEvery = 16;  // answers between reads of a worker's pace (WorkerSlot::room)
   void pump_locked(WorkerSlot& slot, Published& out);
+  // Sleeping workers a submit's dispatch gave calls, woken by the
+  // submitting thread once it has let go of the dispatch lock: a futex
+  // wake is a system call (microseconds when the woken CPU is idle in a
+  // VM), and the reactor taking answers would wait it out on the lock.
+  // Only submit() sets defer_; the rest wake at once, lock held. Guarded by
+  // dispatch_mutex_. A wake that comes after the worker died and its
+  // segment went finds no such futex (EFAULT) or wakes a waiter that
+  // re-checks its condition: both harmless.
+  struct DeferredWakes {
+    bool defer = false;
+    size_t count = 0;
+    std::array<std::atomic<uint32_t>*, 4> words{};  // more in one dispatch: woken at once
+    void wake_all() noexcept;
+  };
+  DeferredWakes deferred_wakes_;
   // A worker that held no call was just given one: arms its doorbell
   // unless a thread polls or a sweep is due.
   void expect_answers_locked(WorkerSlot& slot);

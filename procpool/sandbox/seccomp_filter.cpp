@@ -159,6 +159,8 @@ int add_rules(void* ctx, const Sandbox& sandbox, pid_t self, const char*& failed
   // Its own limits (RLIMIT_CPU per call, limits.cpu); unprivileged, it
   // can only lower a hard limit.
   rules.push_back({"prlimit64", SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_EQ, 0)}});
+  // Its own CPUs: a worker on the host's CPU moves off it (step_aside.hpp).
+  rules.push_back({"sched_setaffinity", SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_EQ, 0)}});
   // isatty(), which stdio asks of a stream before its first write.
   rules.push_back({"ioctl", SCMP_ACT_ALLOW, {SCMP_A1(SCMP_CMP_EQ, TCGETS)}});
   // No memory made executable (shellcode written, then run). Every mapping,

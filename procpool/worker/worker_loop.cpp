@@ -30,6 +30,7 @@
 #include <procpool/worker/call_decoder.hpp>
 #include <procpool/worker/call_pace.hpp>
 #include <procpool/worker/response_writer.hpp>
+#include <procpool/worker/step_aside.hpp>
 #include <procpool/worker/this_call.hpp>
 #include <procpool/worker/usage_meter.hpp>
 #include <procpool/worker/withdrawn_calls.hpp>
@@ -317,7 +318,11 @@ class WorkerLoop {
           cpu_relax();
         }
         now = std::chrono::steady_clock::now();
-        if (now > eager && !yield.between_polls(now) && !host_elsewhere()) break;
+        if (now > eager && !yield.between_polls(now) && !host_elsewhere()) {
+          // On the host's CPU: off it, and on with the spin (step_aside.hpp).
+          int host = host_cpu_.load(std::memory_order_relaxed);
+          if (host < 0 || !step_aside_.away_from(host, now)) break;
+        }
       } while (now < until);
     }
     if (sleep_until(requests_.header().data_event, [&] { return requests_.readable() >= n; })) woken_ = after_task;
@@ -356,6 +361,7 @@ class WorkerLoop {
   uint32_t marked_function_ = UINT32_MAX;  // the function the captured output was last marked with
   bool woken_ = false;                     // the call being served found this worker asleep
   CallPace pace_{control_.call_ns};
+  StepAside step_aside_;
   ByteBuffer error_;    // an encoded exception
   HandleList results_;  // the SharedBytes of the result being written
 };
