@@ -200,7 +200,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // submitting thread once it has let go of the dispatch lock: a futex
   // wake is a system call (microseconds when the woken CPU is idle in a
   // VM), and the reactor taking answers would wait it out on the lock.
-  // Only submit() sets defer_; the rest wake at once, lock held. Guarded by
+  // Only submit() sets `defer`; the rest wake at once, lock held. Guarded by
   // dispatch_mutex_. A wake that comes after the worker died and its
   // segment went finds no such futex (EFAULT) or wakes a waiter that
   // re-checks its condition: both harmless.

@@ -7,7 +7,7 @@
 // idle. There, a spin would keep the waiting host thread off the CPU, so the
 // spin ends (cpu_yield.hpp) and the worker sleeps again, to be woken on the
 // same CPU for the next call: with other programs busy on every CPU, the hot
-// round trip stayed at 12-14 µs, a futex wake and two context switches a
+// round trip stayed at 12-16 µs, a futex wake and two context switches a
 // call, while a worker that had stayed on the other CPU answered in about
 // 1 µs. Moving away breaks the cycle: on another CPU the worker spins on
 // without yields (HostCpu) and the next call finds it awake.
