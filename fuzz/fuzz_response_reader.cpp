@@ -180,6 +180,16 @@ class FuzzTaker final : public AnswerTaker {
   size_t wakes_ = 0;
 };
 
+// What a worker leaves in the SmallCopy beside the head: a whole copy, or
+// one whose seq is odd (it was cut short while writing it).
+void fill_copy(SmallCopy& copy, uint32_t len, uint64_t end, const uint64_t (&words)[kSmallCopyWords], bool torn) {
+  uint32_t seq = (copy.seq.load() | 1U) + (torn ? 0 : 1);
+  copy.len.store(len);
+  copy.end.store(end);
+  for (size_t i = 0; i < kSmallCopyWords; ++i) copy.words[i].store(words[i]);
+  copy.seq.store(seq);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
@@ -234,6 +244,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (skewed || setup.head_skew == 0) break;
       head += setup.head_skew;  // a head out of range, or one that moves backwards
       skewed = true;
+    }
+    if (n > 0 && n <= kSmallCopyBytes && (setup.copy & kHonestCopy)) {
+      uint64_t words[kSmallCopyWords] = {};
+      for (size_t i = 0; i < n; ++i) reinterpret_cast<std::byte*>(words)[i] = bytes[(head - n + i) & (cap - 1)];
+      fill_copy(header.small, static_cast<uint32_t>(n), head, words, false);
+    }
+    // After the whole unit (it may take several rounds when the ring is full).
+    if ((setup.copy & kForgedCopy) && unit_left == 0 && n > 0 && size >= 3 + kSmallCopyBytes) {
+      uint64_t words[kSmallCopyWords];
+      std::memcpy(words, data + 3, kSmallCopyBytes);
+      fill_copy(header.small, data[0], head - data[1], words, data[2] & 1);
+      data += 3 + kSmallCopyBytes;
+      size -= 3 + kSmallCopyBytes;
     }
     header.head.store(head);
     if (setup.flags & kProducerSleeps) announce_sleep(header.space_event);

@@ -10,6 +10,7 @@
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
 
+#include <procpool/common/byte_ring.hpp>
 #include <procpool/procpool.hpp>
 
 #include "response_input.hpp"
@@ -34,6 +35,15 @@ class Seed {
     auto n = static_cast<uint16_t>(bytes.size());
     units_.append(&n, sizeof n);
     units_.append(bytes.data(), bytes.size());
+  }
+  // With kForgedCopy: what the SmallCopy beside the head holds after the
+  // unit just published (response_input.hpp).
+  void forged_copy(uint8_t len, uint8_t back, bool torn, const std::string& bytes) {
+    uint8_t head[3] = {len, back, static_cast<uint8_t>(torn)};
+    units_.append(head, sizeof head);
+    std::string words = bytes;
+    words.resize(kSmallCopyBytes, '\0');
+    units_.append(words.data(), words.size());
   }
   void frame(FrameKind kind, TaskId task, const ByteBuffer& payload, size_t handles = 0) {
     ByteBuffer f;
@@ -178,6 +188,41 @@ void write_response_seeds(const std::string& dir) {
     Seed s(kBytes);
     s.frame(FrameKind::Value, kTask, encoded(std::vector<char>{'b', 'y', 't', 'e'}));
     s.write(dir, "byte_vector");
+  }
+  {
+    // Small answers, each also in the SmallCopy beside the head, as a
+    // worker's ByteRing::publish leaves them.
+    Seed s(kInt);
+    s.setup().copy = kHonestCopy;
+    s.frame(FrameKind::Value, kTask, encoded(int64_t{11}));
+    s.frame(FrameKind::Value, kTask + 1, encoded(int64_t{12}));
+    s.write(dir, "small_copy");
+  }
+  {
+    // A SmallCopy that says other bytes than the ring: a different answer,
+    // then one claiming bytes before the tail, then a torn one.
+    Seed s(kInt);
+    s.setup().copy = kForgedCopy;
+    ByteBuffer real, other;
+    FrameHeader h = make_frame_header(FrameKind::Value, kTask, 8);
+    real.append(&h, sizeof h);
+    ByteBuffer v = encoded(int64_t{1});
+    real.append(v.data(), v.size());
+    s.publish(real);
+    other.append(&h, sizeof h);
+    ByteBuffer w = encoded(int64_t{2});
+    other.append(w.data(), w.size());
+    s.forged_copy(static_cast<uint8_t>(other.size()), 0, false,
+                  std::string(reinterpret_cast<const char*>(other.data()), other.size()));
+    FrameHeader h2 = make_frame_header(FrameKind::Value, kTask + 1, 8);
+    ByteBuffer second;
+    second.append(&h2, sizeof h2);
+    second.append(v.data(), v.size());
+    s.publish(second);
+    s.forged_copy(40, 8, false, std::string(40, 'z'));
+    s.publish(second);
+    s.forged_copy(static_cast<uint8_t>(second.size()), 0, true, std::string(16, 'q'));
+    s.write(dir, "forged_copy");
   }
   {
     Seed s(kInt, kDead);  // a header whose payload the worker died before writing

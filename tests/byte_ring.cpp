@@ -48,12 +48,14 @@ TEST_CASE("ByteRing.BytesThatWrapPastTheEndComeInTwoPieces" * doctest::timeout(1
   r.producer.publish();
   r.consumer.readable();
   r.consumer.consume(60);
-  r.producer.write_some(b.data(), 10);
+  // More than a SmallCopy holds: these are read from the data.
+  static_assert(50 > kSmallCopyBytes);
+  r.producer.write_some(b.data(), 50);
   r.producer.publish();
-  REQUIRE(r.consumer.readable() == 10);
-  ByteRing::Pieces all = r.consumer.pieces(0, 10);
-  CHECK(all.first.size() == 4);   // 60..63
-  CHECK(all.second.size() == 6);  // 0..5
+  REQUIRE(r.consumer.readable() == 50);
+  ByteRing::Pieces all = r.consumer.pieces(0, 50);
+  CHECK(all.first.size() == 4);    // 60..63
+  CHECK(all.second.size() == 46);  // 0..45
   CHECK(all.second.data() + 60 == all.first.data());
   ByteRing::Pieces head = r.consumer.pieces(1, 3);
   CHECK(head.first.size() == 3);
@@ -100,6 +102,78 @@ TEST_CASE("ByteRing.ConsumeReportsAWaitingProducer" * doctest::timeout(10)) {
   r.consumer.readable();
   announce_sleep(r.header.space_event);
   CHECK(r.consumer.consume(1));
+}
+
+namespace {
+// Publishes n bytes 'a', 'b', ... then overwrites them in the data with
+// 'X': what the consumer then reads says where it read it from.
+void publish_then_spoil(LocalRing& r, size_t n, size_t at = 0) {
+  std::vector<char> bytes(n);
+  for (size_t i = 0; i < n; ++i) bytes[i] = static_cast<char>('a' + i % 26);
+  REQUIRE(r.producer.write_some(bytes.data(), n) == n);
+  r.producer.publish();
+  for (size_t i = 0; i < n; ++i) r.data[(at + i) % r.data.size()] = std::byte{'X'};
+}
+char first_byte_read(LocalRing& r) {
+  char c = 0;
+  r.consumer.peek(&c, 1);
+  return c;
+}
+}  // namespace
+
+TEST_CASE("ByteRing.ASmallPublishIsReadFromTheCopyBesideTheHead" * doctest::timeout(10)) {
+  LocalRing r(64);
+  publish_then_spoil(r, kSmallCopyBytes);
+  REQUIRE(r.consumer.readable() == kSmallCopyBytes);
+  CHECK(first_byte_read(r) == 'a');
+  ByteRing::Pieces all = r.consumer.pieces(0, kSmallCopyBytes);
+  REQUIRE(all.first.size() == kSmallCopyBytes);
+  CHECK(all.second.empty());
+  CHECK(static_cast<char>(all.first[kSmallCopyBytes - 1]) == static_cast<char>('a' + (kSmallCopyBytes - 1) % 26));
+}
+
+TEST_CASE("ByteRing.ALargerPublishIsReadFromTheData" * doctest::timeout(10)) {
+  LocalRing r(64);
+  publish_then_spoil(r, kSmallCopyBytes + 1);
+  REQUIRE(r.consumer.readable() == kSmallCopyBytes + 1);
+  CHECK(first_byte_read(r) == 'X');
+}
+
+// The copy is the worker's to write in a response ring: one that is being
+// written, or that claims bytes not published or already consumed, is left
+// for the data.
+TEST_CASE("ByteRing.ACopyThatIsTornOrOutOfRangeIsNotUsed" * doctest::timeout(10)) {
+  auto read_after = [](auto forge) {
+    LocalRing r(64);
+    publish_then_spoil(r, 8);
+    forge(r.header.small);
+    REQUIRE(r.consumer.readable() == 8);
+    return first_byte_read(r);
+  };
+  CHECK(read_after([](SmallCopy&) {}) == 'a');  // as published
+  CHECK(read_after([](SmallCopy& s) { s.seq.fetch_add(1); }) == 'X');
+  CHECK(read_after([](SmallCopy& s) { s.len = 0; }) == 'X');
+  CHECK(read_after([](SmallCopy& s) { s.len = kSmallCopyBytes + 1; }) == 'X');
+  CHECK(read_after([](SmallCopy& s) { s.end = 9; }) == 'X');             // past the head
+  CHECK(read_after([](SmallCopy& s) { s.len = 9; }) == 'X');             // begins before the tail
+  CHECK(read_after([](SmallCopy& s) { s.end = ~uint64_t{0}; }) == 'X');  // far past, wrapping
+}
+
+TEST_CASE("ByteRing.APiecesSpanIntoTheCopyStaysValidUntilItsBytesAreConsumed" * doctest::timeout(10)) {
+  LocalRing r(64);
+  publish_then_spoil(r, 8);
+  REQUIRE(r.consumer.readable() == 8);
+  ByteRing::Pieces first = r.consumer.pieces(0, 8);
+  publish_then_spoil(r, 8, 8);  // a second small publish while the first is read
+  REQUIRE(r.consumer.readable() == 16);
+  CHECK(static_cast<char>(first.first[0]) == 'a');  // the span still holds the first publish
+  char second = 0;
+  r.consumer.peek(&second, 1, 8);
+  CHECK(second == 'X');  // not copied: the copy held unconsumed bytes when the head moved
+  r.consumer.consume(16);
+  publish_then_spoil(r, 8, 16);
+  REQUIRE(r.consumer.readable() == 8);
+  CHECK(first_byte_read(r) == 'a');  // consumed: the next small publish is copied again
 }
 
 // A child process streams 16 MiB through a 4 KiB ring, sleeping on the
