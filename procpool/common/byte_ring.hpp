@@ -154,7 +154,8 @@ class ByteRing {
     copy_out(tail_ + offset, dst, n);
   }
   // The n readable bytes starting `offset` past the tail, in place: in two
-  // pieces where they wrap past the ring's end (else `second` is empty).
+  // pieces where they wrap past the ring's end (else `second` is empty), or
+  // in one from the consumer's SmallCopy, valid until they are consumed.
   // Caller checked readable().
   struct Pieces {
     std::span<const std::byte> first, second;
