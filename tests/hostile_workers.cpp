@@ -74,6 +74,35 @@ int attack_own_segment(std::string how, unsigned seed) {
     for (uint64_t i = 0; length && std::chrono::steady_clock::now() < until; ++i)
       *length = (i & 1) ? uint64_t{1} << 62 : sizeof value;
     _exit(0);
+  } else if (how == "copy_differs") {
+    // A true answer (the int 7) in the ring, and beside the head a copy
+    // (SmallCopy) of other bytes: the same frame with a bad magic. The host
+    // reads a small answer from the copy, and must check it as it would
+    // the ring's bytes.
+    ByteRing ring = seg->response_ring();
+    int value = 7;
+    FrameHeader h = make_frame_header(FrameKind::Value, task, sizeof value);
+    ring.write_some(&h, sizeof h);
+    ring.write_some(&value, sizeof value);
+    uint64_t end = ring.write_position();
+    FrameHeader bad = h;
+    bad.magic = ~h.magic;
+    uint64_t words[kSmallCopyWords] = {};
+    std::memcpy(words, &bad, sizeof bad);
+    std::memcpy(reinterpret_cast<char*>(words) + sizeof bad, &value, sizeof value);
+    SmallCopy& copy = response.small;
+    uint32_t seq = (copy.seq.load() | 1U) + 1;
+    copy.len.store(sizeof bad + sizeof value);
+    copy.end.store(end);
+    for (size_t i = 0; i < kSmallCopyWords; ++i) copy.words[i].store(words[i]);
+    copy.seq.store(seq);
+    response.head.store(end, std::memory_order_release);  // published without ByteRing::publish's own copy
+    ring_host_doorbell();
+    // Refused, it is killed at once. Should the host take the ring's 7
+    // instead, the worker leaves after a while, rather than hold the calls
+    // the host sends it next for ever.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    _exit(0);
   } else if (how == "flood") {
     // Parts of one answer that never ends, as fast as the host takes them
     // (each a quarter of the ring, the least a later Part may carry).
@@ -167,6 +196,7 @@ void only_the_attackers_call_fails(const std::string& how, unsigned seed = 42) {
     bool fine =
         outcome == "protocol error" || outcome == "crashed" || (how == "flip_length" && outcome == "returned 7");
     CHECK_MESSAGE(fine, outcome);
+    if (how == "copy_differs") CHECK(outcome == "protocol error");  // the copy was read, and refused
     CHECK(took < 2s);
     std::this_thread::sleep_for(200ms);  // the bystander goes on meanwhile
     stop = true;
@@ -202,6 +232,10 @@ TEST_CASE("HostileWorkers.ARingIndexMovedPastTheCapacityFailsOnlyItsCall" * doct
 }
 TEST_CASE("HostileWorkers.ALengthFlippingWhileTheHostReadsFailsOnlyItsCall" * doctest::timeout(60)) {
   only_the_attackers_call_fails("flip_length");
+}
+TEST_CASE("HostileWorkers.ACopyBesideTheHeadUnlikeTheRingIsCheckedAsTheRingIsAndFailsOnlyItsCall" *
+          doctest::timeout(60)) {
+  only_the_attackers_call_fails("copy_differs");
 }
 TEST_CASE("HostileWorkers.AFloodOfPartsFailsOnlyItsCallAndTheHostsMemoryStaysBounded" * doctest::timeout(60)) {
   only_the_attackers_call_fails("flood");
