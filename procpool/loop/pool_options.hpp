@@ -63,6 +63,10 @@ struct PoolOptions {
   // per 16. Set: exactly that many, whatever the calls' pace.
   std::optional<size_t> prefetch_per_worker{};
   // How long a worker keeps polling for the next call before sleeping.
+  // A worker polling on a contended CPU that its caller's thread also runs
+  // on moves itself to another CPU of its set (at most every 100 ms; the
+  // set it had, the initializer's if it chose one, is kept). 0 turns
+  // polling off, and with it that move.
   std::chrono::microseconds worker_spin{50};
   // How long a thread blocked on a Future polls the response rings itself
   // before sleeping (0: sleep at once and let the reactor thread wake it).
