@@ -10,8 +10,11 @@
 // the hot blocking round trip (procpool) beside two spinning processes
 // ping-ponging a counter. Prints medians over rounds and the ratios the
 // issue's targets are stated in: throughput / thread pool's (higher is
-// better) and round trip / spin floor's (lower is better).
+// better) and round trip / spin floor's (lower is better); and how often
+// the submitting thread was preempted during procpool's run (its
+// involuntary context switches: a worker woken onto its CPU is one cause).
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -66,15 +69,22 @@ double thread_pool_throughput(int calls) {
   return calls / (bench::micros(bench::Clock::now() - t0) / 1e6);
 }
 
+// This thread's involuntary context switches so far.
+long preemptions() {
+  rusage usage{};
+  getrusage(RUSAGE_THREAD, &usage);
+  return usage.ru_nivcsw;
+}
+
 struct Row {
-  std::vector<double> procpool_tps, fixed_tps, floor_tps, procpool_rtt, spin_rtt;
+  std::vector<double> procpool_tps, fixed_tps, floor_tps, procpool_rtt, spin_rtt, preempted;
 };
 
 void print_row(const char* label, const Row& r) {
   double tp = bench::median(r.procpool_tps), fixed = bench::median(r.fixed_tps), ftp = bench::median(r.floor_tps);
   double rtt = bench::median(r.procpool_rtt), spin = bench::median(r.spin_rtt);
-  std::printf("| %s | %.2f M/s | %.2f M/s | %.2f M/s | %.2f× | %.2f µs | %.2f µs | %.1f× |\n", label, tp / 1e6,
-              fixed / 1e6, ftp / 1e6, tp / ftp, rtt, spin, rtt / spin);
+  std::printf("| %s | %.2f M/s | %.0f | %.2f M/s | %.2f M/s | %.2f× | %.2f µs | %.2f µs | %.1f× |\n", label, tp / 1e6,
+              bench::median(r.preempted), fixed / 1e6, ftp / 1e6, tp / ftp, rtt, spin, rtt / spin);
 }
 
 }  // namespace
@@ -104,7 +114,9 @@ int main(int argc, char** argv) {
   for (int r = 0; r < rounds; ++r) {
     for (Row* row : {&idle, &busy}) {
       Hogs others(row == &busy ? hogs : 0);
+      long before = preemptions();
       row->procpool_tps.push_back(bench::submit_all_then_get(pool, noop, calls));
+      row->preempted.push_back(static_cast<double>(preemptions() - before));
       row->fixed_tps.push_back(bench::submit_all_then_get(fixed, noop, calls));
       row->floor_tps.push_back(thread_pool_throughput(calls));
       row->procpool_rtt.push_back(bench::median(bench::blocking_round_trips(pool, noop, round_trips)));
@@ -113,8 +125,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "round %d of %d done\n", r + 1, rounds);
   }
   std::printf("%d no-ops submitted then awaited; hot blocking round trip p50; medians of %d rounds\n\n", calls, rounds);
-  std::printf("| machine | procpool | prefetch 16 set | thread pool | ratio | round trip | spin floor | ratio |\n");
-  std::printf("|---|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "| machine | procpool | submitter preempted | prefetch 16 set | thread pool | ratio | round trip | spin floor | "
+      "ratio |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
   print_row("idle", idle);
   std::string label = std::to_string(hogs) + " busy loops";
   print_row(label.c_str(), busy);

@@ -3,10 +3,12 @@
 #include <sched.h>
 
 #include <atomic>
+#include <optional>
 #include <thread>
 
 #include <procpool/common/cpu_relax.hpp>
 #include <procpool/common/cpu_yield.hpp>
+#include <procpool/common/event_word.hpp>
 #include <procpool/worker/step_aside.hpp>
 
 #include "support/census.hpp"
@@ -115,28 +117,39 @@ TEST_CASE("Load.AYieldThatLostTheCpuToABusyThreadEndsTheSpinAndTheNextOnes" * do
   CHECK(next_took < CpuYield::kSlowYield);  // it did not yield again
 }
 
+// The first two CPUs this process may run on, as sets: `one` holds the
+// first (the host's, in these tests), `two` both. Null with one CPU only.
+struct TwoCpus {
+  int first = -1, second = -1;
+  cpu_set_t one, two;
+};
+std::optional<TwoCpus> two_cpus() {
+  cpu_set_t allowed;
+  REQUIRE(sched_getaffinity(0, sizeof allowed, &allowed) == 0);
+  TwoCpus cpus;
+  for (int c = 0; c < CPU_SETSIZE && cpus.second < 0; ++c)
+    if (CPU_ISSET(c, &allowed)) (cpus.first < 0 ? cpus.first : cpus.second) = c;
+  if (cpus.second < 0) return std::nullopt;
+  CPU_ZERO(&cpus.one);
+  CPU_SET(cpus.first, &cpus.one);
+  cpus.two = cpus.one;
+  CPU_SET(cpus.second, &cpus.two);
+  return cpus;
+}
+
 // A worker woken onto the host thread's CPU while that CPU is contended
 // moves to another of its CPUs (worker/step_aside.hpp), and keeps the set
 // of CPUs it had; at most once per interval, and never where the host's
 // CPU is its only one.
 TEST_CASE("Load.AWorkerOnTheHostsCpuMovesToAnotherOfItsCpusAndKeepsItsSet" * doctest::timeout(60)) {
   using procpool::detail::StepAside;
-  cpu_set_t allowed;
-  REQUIRE(sched_getaffinity(0, sizeof allowed, &allowed) == 0);
-  int first = -1, second = -1;
-  for (int c = 0; c < CPU_SETSIZE && second < 0; ++c)
-    if (CPU_ISSET(c, &allowed)) (first < 0 ? first : second) = c;
-  if (second < 0) {
+  auto cpus = two_cpus();
+  if (!cpus) {
     MESSAGE("one CPU only: nothing to move to");
     return;
   }
+  auto [first, second, one, two] = *cpus;
   std::thread probe([&] {  // sched_setaffinity(0, ...) is this thread's own
-    cpu_set_t two, one;
-    CPU_ZERO(&two);
-    CPU_SET(first, &two);
-    CPU_SET(second, &two);
-    CPU_ZERO(&one);
-    CPU_SET(first, &one);
     // On `first`, free to run on either.
     REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
     REQUIRE(sched_getcpu() == first);
@@ -160,4 +173,77 @@ TEST_CASE("Load.AWorkerOnTheHostsCpuMovesToAnotherOfItsCpusAndKeepsItsSet" * doc
     CHECK(sched_getcpu() == first);
   });
   probe.join();
+}
+
+// A worker that must sleep while on the host thread's contended CPU sleeps
+// with that CPU out of its set (worker/step_aside.hpp), so that the host's
+// wake-up places it on another CPU instead of preempting the host; awake,
+// it has its set back. Never where the host's CPU is its only one, or the
+// host's CPU is unknown.
+TEST_CASE("Load.AWorkerAsleepOffTheHostsCpuIsWokenOnAnotherAndGetsItsSetBack" * doctest::timeout(60)) {
+  using procpool::detail::SleepAway;
+  auto cpus = two_cpus();
+  if (!cpus) {
+    MESSAGE("one CPU only: nothing to move to");
+    return;
+  }
+  auto [first, second, one, two] = *cpus;
+  std::atomic<uint32_t> word{0};
+  std::atomic<bool> asleep{false};
+  int woken_on = -1;
+  bool excluded = false, back = false;
+  std::thread sleeper([&] {  // sched_setaffinity(0, ...) is this thread's own
+    // On `first`, the host's, free to run on either.
+    REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
+    REQUIRE(sched_getcpu() == first);
+    REQUIRE(sched_setaffinity(0, sizeof two, &two) == 0);
+    {
+      SleepAway away(first);
+      CHECK(away.moved());
+      cpu_set_t during;
+      REQUIRE(sched_getaffinity(0, sizeof during, &during) == 0);
+      excluded = !CPU_ISSET(first, &during) && CPU_ISSET(second, &during);
+      while (word.load() == 0) {
+        asleep = true;
+        procpool::detail::futex_wait(word, 0, nullptr);
+      }
+      woken_on = sched_getcpu();
+    }
+    cpu_set_t after;
+    REQUIRE(sched_getaffinity(0, sizeof after, &after) == 0);
+    back = CPU_EQUAL(&after, &two);
+  });
+  // The waker runs on the host's CPU, as a submitting host thread would.
+  std::thread waker([&] {
+    REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
+    while (!asleep) std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // into its futex_wait
+    word = 1;
+    procpool::detail::futex_wake_all(word);
+  });
+  waker.join();
+  sleeper.join();
+  CHECK(excluded);
+  CHECK(woken_on == second);
+  CHECK(back);
+
+  std::thread alone([&] {
+    // The host's CPU is its only one: it stays, its set untouched.
+    REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
+    {
+      SleepAway away(first);
+      CHECK_FALSE(away.moved());
+      CHECK(sched_getcpu() == first);
+    }
+    cpu_set_t after;
+    REQUIRE(sched_getaffinity(0, sizeof after, &after) == 0);
+    CHECK(CPU_EQUAL(&after, &one));
+    // The host's CPU unknown (-1: it has not written yet): nothing moves.
+    REQUIRE(sched_setaffinity(0, sizeof two, &two) == 0);
+    SleepAway unknown(-1);
+    CHECK_FALSE(unknown.moved());
+    REQUIRE(sched_getaffinity(0, sizeof after, &after) == 0);
+    CHECK(CPU_EQUAL(&after, &two));
+  });
+  alone.join();
 }

@@ -64,9 +64,11 @@ struct PoolOptions {
   std::optional<size_t> prefetch_per_worker{};
   // How long a worker keeps polling for the next call before sleeping.
   // A worker polling on a contended CPU that its caller's thread also runs
-  // on moves itself to another CPU of its set (at most every 100 ms; the
-  // set it had, the initializer's if it chose one, is kept). 0 turns
-  // polling off, and with it that move.
+  // on moves itself to another CPU of its set (at most every 100 ms), or
+  // else sleeps with that CPU out of its set, so that its wake-up does not
+  // preempt the caller; either way the set it had (the initializer's if it
+  // chose one) is back before it runs a call. 0 turns polling off, and with
+  // it both.
   std::chrono::microseconds worker_spin{50};
   // How long a thread blocked on a Future polls the response rings itself
   // before sleeping (0: sleep at once and let the reactor thread wake it).

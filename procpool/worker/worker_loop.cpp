@@ -55,6 +55,10 @@ bool lost_the_host(int err) noexcept { return err == EBADF || err == ENOTSOCK ||
 // call that found the worker asleep skips the first part (wait_readable).
 constexpr auto kEagerSpin = std::chrono::microseconds(2);
 
+// A worker woken this soon after it fell asleep is in a burst of calls: its
+// host is busy submitting them (SleepAway, step_aside.hpp).
+constexpr auto kShortSleep = std::chrono::microseconds(100);
+
 #ifdef PROCPOOL_COVERAGE
 extern "C" void __gcov_dump();  // libgcov (GCC): writes this process's line counts
 #endif
@@ -319,13 +323,26 @@ class WorkerLoop {
         }
         now = std::chrono::steady_clock::now();
         if (now > eager && !yield.between_polls(now) && !host_elsewhere()) {
-          // On the host's CPU: off it, and on with the spin (step_aside.hpp).
+          // On the host's CPU: off it, and on with the spin; or, within
+          // the step-aside's interval, asleep off it (step_aside.hpp).
           int host = host_cpu_.load(std::memory_order_relaxed);
-          if (host < 0 || !step_aside_.away_from(host, now)) break;
+          if (host >= 0 && step_aside_.away_from(host, now)) continue;
+          // Off it only in a burst: a host that sent one call waits for
+          // its answer, and its own CPU, which it will leave, is quicker
+          // to wake on than an idle one.
+          SleepAway away(in_burst_ ? host : -1);
+          return sleep_for(n, after_task);
         }
       } while (now < until);
     }
-    if (sleep_until(requests_.header().data_event, [&] { return requests_.readable() >= n; })) woken_ = after_task;
+    sleep_for(n, after_task);
+  }
+
+  void sleep_for(size_t n, bool after_task) {
+    auto asleep = std::chrono::steady_clock::now();
+    if (!sleep_until(requests_.header().data_event, [&] { return requests_.readable() >= n; })) return;
+    woken_ = after_task;
+    in_burst_ = std::chrono::steady_clock::now() - asleep < kShortSleep;
   }
 
   // Waits for the next call's header, timing the calls (CallPace).
@@ -360,6 +377,7 @@ class WorkerLoop {
   uint64_t started_ = 0;
   uint32_t marked_function_ = UINT32_MAX;  // the function the captured output was last marked with
   bool woken_ = false;                     // the call being served found this worker asleep
+  bool in_burst_ = false;                  // its last sleep was shorter than kShortSleep
   CallPace pace_{control_.call_ns};
   StepAside step_aside_;
   ByteBuffer error_;    // an encoded exception
