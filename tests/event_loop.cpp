@@ -173,10 +173,13 @@ TEST_CASE("EventLoop.WaitForOnARunningCallTimesOut" * doctest::timeout(30)) {
   procpool::ProcessPool pool({.workers = 1});
   procpool::EventLoop loop;
   auto start = std::chrono::steady_clock::now();
-  CHECK_THROWS_AS(loop.run_until_complete(procpool::wait_for(pool.submit(tasks::sleep_ms, 500), 30ms)),
-                  procpool::TaskTimeout);
+  CHECK_THROWS_WITH_AS(loop.run_until_complete(procpool::wait_for(pool.submit(tasks::sleep_ms, 500), 30ms)),
+                       "wait_for: no result within 30 ms", procpool::TaskTimeout);
   CHECK(std::chrono::steady_clock::now() - start < 400ms);
   CHECK(loop.run_until_complete(procpool::wait_for(pool.submit(tasks::add, 1, 2), 5s)) == 3);
+  // The longest timeouts are no limit, not an overflow into the past.
+  CHECK(loop.run_until_complete(procpool::wait_for(pool.submit(tasks::sleep_ms, 20), std::chrono::hours::max())) == 20);
+  CHECK(loop.run_until_complete(procpool::wait_for(pool.submit(tasks::add, 2, 2), std::chrono::seconds::max())) == 4);
 }
 
 TEST_CASE("EventLoop.CallSoonCallLaterAndTime" * doctest::timeout(30)) {

@@ -136,6 +136,31 @@ TEST_CASE("Futures.WaitForTimesOutThenSucceeds" * doctest::timeout(30)) {
   CHECK(f.get() == 300);
 }
 
+// The longest durations mean no limit (as PoolOptions::destructor_wait's
+// milliseconds::max() does): they waited not at all when now + timeout
+// overflowed the clock.
+TEST_CASE("Futures.WaitForWithTheLongestDurationsWaitsUntilReady" * doctest::timeout(30)) {
+  using namespace std::chrono;
+  procpool::ProcessPool pool({.workers = 1});
+  auto waits = [&](auto timeout) {
+    auto f = pool.submit(tasks::sleep_ms, 50);
+    auto t0 = steady_clock::now();
+    bool ready = f.wait_for(timeout);
+    return ready && f.ready() && steady_clock::now() - t0 >= 40ms;
+  };
+  CHECK(waits(hours::max()));
+  CHECK(waits(milliseconds::max()));
+  CHECK(waits(seconds::max()));
+  CHECK(waits(hours(24 * 365 * 1000)));
+  CHECK(waits(duration<double>(1e300)));
+  // And the shortest: a look, not a wait.
+  auto f = pool.submit(tasks::sleep_ms, 200);
+  auto t0 = steady_clock::now();
+  CHECK_FALSE(f.wait_for(hours::min()));
+  CHECK_FALSE(f.wait_for(-5s));
+  CHECK(steady_clock::now() - t0 < 100ms);
+}
+
 TEST_CASE("Futures.GetTwiceThrows" * doctest::timeout(30)) {
   procpool::ProcessPool pool({.workers = 1});
   auto f = pool.submit(tasks::add, 1, 1);
@@ -197,6 +222,31 @@ TEST_CASE("Futures.BlockingGetInACallbackIsRefusedNotDeadlocked" * doctest::time
   });
   CHECK(census::eventually([&] { return refused.load(); }));
   CHECK(pool.submit(tasks::add, 2, 2).get() == 4);
+}
+
+// A wait that cannot block (its timeout is zero) is a look, which cannot
+// deadlock on the pool's own thread either: it says whether the call is
+// ready; a wait that could block is still refused there.
+TEST_CASE("Futures.AZeroWaitInACallbackLooksAndABlockingOneIsRefused" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 2});  // the callback's call ends while `slow` runs
+  auto slow = pool.submit(tasks::sleep_ms, 300);
+  std::atomic<int> looked{0}, refused{0};
+  pool.submit(tasks::add, 1, 2).then([&](procpool::Future<int>) {
+    try {
+      looked = slow.wait_for(std::chrono::milliseconds(0)) ? 2 : 1;
+    } catch (...) {
+      looked = 3;
+    }
+    try {
+      (void)slow.wait_for(std::chrono::milliseconds(1));
+    } catch (const procpool::Error& e) {
+      refused = std::string(e.what()).find("would deadlock") != std::string::npos ? 1 : 2;
+    }
+  });
+  CHECK(census::eventually([&] { return looked != 0 && refused != 0; }));
+  CHECK(looked == 1);  // not ready yet, and no exception
+  CHECK(refused == 1);
+  CHECK(slow.get() == 300);
 }
 
 // cancel() is true exactly when the future ends in TaskCancelled, and then

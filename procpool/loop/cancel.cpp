@@ -118,6 +118,7 @@ class WithdrawalProbe final : public SharedState<void> {
 };
 
 bool PoolCore::cancel(StateBase& state) {
+  if (in_another_process()) return false;  // the call is the parent's to cancel
   constexpr int kDrainRounds = 3;
   // Calls that a stopped worker's replacement could not take, and answers
   // read on the way: published on every way out, once the locks are

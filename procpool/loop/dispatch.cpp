@@ -23,6 +23,12 @@ namespace procpool::detail {
 
 void PoolCore::submit(ByteBuffer frame, HandleList handles, FrameKind kind, uint32_t function_id,
                       std::shared_ptr<StateBase> state, const CallOptions& call, Admission admission) {
+  // A copy of the pool in a forked child: nothing of it may be touched
+  // there, not even its locks (a thread of the parent may have held one).
+  if (in_another_process()) [[unlikely]] {
+    state->settle_error(std::make_exception_ptr(Error("cannot submit a call: " + why_not_here())));
+    return;
+  }
   // max_pending (backpressure.cpp): without it, this one branch is all the
   // hot path pays.
   if (backpressure_) [[unlikely]] {

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include <procpool/common/clock_time.hpp>
 #include <procpool/loop/future.hpp>
 #include <procpool/loop/process_pool.hpp>
 #include <procpool/loop/task.hpp>
@@ -311,7 +312,8 @@ T EventLoop::run_until_complete(Task<T> task) {
 // co_await procpool::sleep(d): suspends the task for d on its loop's timer.
 class sleep {
  public:
-  explicit sleep(std::chrono::steady_clock::duration d) : delay_(d) {}
+  template <class Rep, class Period>
+  explicit sleep(std::chrono::duration<Rep, Period> d) : delay_(detail::clock_duration(d)) {}
   bool await_ready() const noexcept { return false; }
   template <detail::InTask P>
   bool await_suspend(std::coroutine_handle<P> h) {

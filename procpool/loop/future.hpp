@@ -6,6 +6,7 @@
 #include <optional>
 #include <utility>
 
+#include <procpool/common/clock_time.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/loop/future_state.hpp>
 #include <procpool/loop/task_context.hpp>
@@ -31,10 +32,11 @@ class Future {
   // Blocks until ready. The calling thread first polls the pool's response
   // rings for a moment (PoolOptions::host_spin), then sleeps.
   void wait() const { state().wait(); }
+  // Waits at most `timeout` (any length: hours::max() is no limit); true
+  // if ready.
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
-    return state().wait_until(std::chrono::steady_clock::now() +
-                              std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
+    return state().wait_until(detail::deadline_after(timeout));
   }
   // Waits, then returns the value or rethrows the error. The value is moved
   // out: a second get() on the same state throws procpool::Error.

@@ -89,6 +89,11 @@ class Poller {
   virtual void end_polling() = 0;
   // True on the pool's own thread, where a blocking wait would deadlock.
   virtual bool on_own_thread() const noexcept = 0;
+  // True in a process that fork() copied the pool into: the pool's
+  // workers, rings and threads are its parent's (owner_process()), so a
+  // call pending there can never settle here.
+  virtual bool in_another_process() const noexcept { return false; }
+  virtual pid_t owner_process() const noexcept { return 0; }
   // Runs a settled state's callbacks on the pool's own thread.
   virtual void run_callbacks(Callbacks callbacks) = 0;
   // Withdraws the call behind `state` if it can prove the call will not

@@ -13,6 +13,7 @@
 #include <variant>
 #include <vector>
 
+#include <procpool/common/clock_time.hpp>
 #include <procpool/loop/event_loop.hpp>
 #include <procpool/loop/result.hpp>
 
@@ -322,12 +323,10 @@ template <class A, class Rep, class Period>
 Task<detail::await_result_t<A>> wait_for(A awaitable, std::chrono::duration<Rep, Period> timeout) {
   detail::Children children(co_await detail::current_context{});
   auto child = children.start(std::move(awaitable));
-  auto wait = children.settled(detail::WhenSettled::Mode::All,
-                               std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
+  auto wait = children.settled(detail::WhenSettled::Mode::All, detail::clock_duration(timeout));
   if (co_await wait == detail::WhenSettled::Outcome::TimedOut) {
     wait.cancel_children();
-    throw TaskTimeout("wait_for: no result within " +
-                      std::to_string(std::chrono::duration<double, std::milli>(timeout).count()) + " ms");
+    throw TaskTimeout("wait_for: no result within " + detail::duration_text(timeout));
   }
   co_return child.future().get();
 }

@@ -39,6 +39,15 @@ PoolCore::PoolCore(PoolOptions options)
   if (options_.max_pending != 0) backpressure_ = std::make_shared<Backpressure>(options_.max_pending);
 }
 
+std::shared_ptr<PoolCore> PoolCore::make(PoolOptions options) {
+  return std::shared_ptr<PoolCore>(new PoolCore(std::move(options)), [](PoolCore* core) {
+    if (!core->in_another_process()) return delete core;
+    // Reachable from here, so that a leak checker does not report it.
+    static auto* kept = new std::vector<PoolCore*>;
+    kept->push_back(core);
+  });
+}
+
 PoolCore::~PoolCore() {
   halt(StopMode::Terminate);
   stop_forker();  // joined at the halt's end already, whoever finished it
@@ -121,6 +130,7 @@ void PoolCore::start() {
 }
 
 std::vector<pid_t> PoolCore::worker_pids() {
+  refuse_in_another_process("ProcessPool::worker_pids()");
   std::lock_guard lock(dispatch_mutex_);
   std::vector<pid_t> pids;
   for (auto& slot : slots_)
@@ -134,6 +144,17 @@ const char* PoolCore::function_name(uint32_t id) const {
 }
 
 // ---- the doorbell: the reactor's wake-up for responses and freed space ----
+
+std::string PoolCore::why_not_here() const {
+  return "the pool belongs to process " + std::to_string(owner_) + ", and this process (" +
+         std::to_string(this_process()) +
+         ") is a fork of it: its workers, rings and threads stayed with that process; make a pool in this one";
+}
+
+void PoolCore::refuse_in_another_process(const char* what) const {
+  if (in_another_process()) [[unlikely]]
+    throw Error(std::string(what) + ": " + why_not_here());
+}
 
 bool PoolCore::on_own_thread() const noexcept {
   return own_io_ ? std::this_thread::get_id() == reactor_id_ : io_.get_executor().running_in_this_thread();
@@ -275,6 +296,7 @@ bool PoolCore::request_doorbells_locked() {
 }
 
 bool PoolCore::poll_responses() {
+  if (in_another_process()) return false;  // the rings are the parent's (and not mapped here)
   Published out;
   bool made_room = false;
   {
@@ -314,7 +336,7 @@ void PoolCore::polled(bool productive) noexcept {
 
 void PoolCore::end_polling() {
   // seq_cst: paired with expect_answers_locked (see there).
-  if (pollers_.fetch_sub(1, std::memory_order_seq_cst) != 1) return;
+  if (pollers_.fetch_sub(1, std::memory_order_seq_cst) != 1 || in_another_process()) return;
   // No worker holds a call: none has an answer to ring for, and there is
   // nothing to re-arm (request_doorbells_locked would skip every slot).
   // The same seq_cst read of calls_held as there, so the pairing with

@@ -49,6 +49,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <procpool/common/this_process.hpp>
 #include <procpool/loop/backpressure.hpp>
 #include <procpool/loop/call_options.hpp>
 #include <procpool/loop/outcome_counters.hpp>
@@ -70,6 +71,12 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
  public:
   explicit PoolCore(PoolOptions options);
   ~PoolCore() override;
+  // A pool whose last reference is dropped in a process fork() copied it
+  // into is kept there, never destroyed: its destruction would join threads
+  // that are not there, take locks a thread of the parent may have held,
+  // signal the parent's workers, and remove the parent's descriptors from
+  // the epoll instance the two processes share.
+  static std::shared_ptr<PoolCore> make(PoolOptions options);
   // Starts the reactor and the workers; throws if no worker can start.
   void start();
   // Queues an encoded call (frame holds header room + payload). Settles the
@@ -100,6 +107,13 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   void begin_polling() noexcept override { pollers_.fetch_add(1, std::memory_order_acq_rel); }
   void end_polling() override;
   bool on_own_thread() const noexcept override;
+  bool in_another_process() const noexcept override { return this_process() != owner_; }
+  pid_t owner_process() const noexcept override { return owner_; }
+  std::string why_not_here() const;
+  // Throws procpool::Error naming `what` in a process the pool was forked
+  // into (in_another_process): nothing there may touch the parent's
+  // workers, rings, threads or locks.
+  void refuse_in_another_process(const char* what) const;
   void run_callbacks(Callbacks callbacks) override;
   bool cancel(StateBase& state) override;
   CallStatus status_of(const StateBase& state) override;  // pool_stats.cpp
@@ -405,8 +419,9 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   const char* function_name(uint32_t id) const;
 
   PoolOptions options_;
-  size_t prefetch_ = 16;        // options_.prefetch_per_worker, or 16 unset (and then paced)
-  bool paced_prefetch_ = true;  // prefetch_per_worker unset: paced_room may give more
+  const pid_t owner_ = this_process();  // the process that made the pool
+  size_t prefetch_ = 16;                // options_.prefetch_per_worker, or 16 unset (and then paced)
+  bool paced_prefetch_ = true;          // prefetch_per_worker unset: paced_room may give more
   WorkerConfig worker_config_{};
   StartMethod start_method_ = StartMethod::fork;     // resolved from options_ when the pool is made
   std::unique_ptr<boost::asio::io_context> own_io_;  // null with PoolOptions::io_context

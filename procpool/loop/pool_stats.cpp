@@ -72,6 +72,7 @@ void OutcomeCounters::report(PoolStats& s) const noexcept {
 void PoolCore::count_outcome(const StateBase& state) noexcept { counters_.count(state); }
 
 CallStatus PoolCore::status_of(const StateBase& state) {
+  refuse_in_another_process("Future::status()");
   std::lock_guard lock(dispatch_mutex_);
   const StateBase::PoolPlace& place = state.place;
   if (place.task_id == 0 || place.slot < 0) return {};
@@ -85,6 +86,7 @@ CallStatus PoolCore::status_of(const StateBase& state) {
 }
 
 PoolStats PoolCore::stats() {
+  refuse_in_another_process("ProcessPool::stats()");
   PoolStats s;
   auto get = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
   counters_.report(s);

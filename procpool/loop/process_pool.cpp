@@ -23,26 +23,36 @@ const FunctionEntry* entry_of(ErasedFn fn, uint32_t& id, std::exception_ptr& fai
 }  // namespace detail
 
 ProcessPool::ProcessPool(PoolOptions options)
-    : options_max_pending_(options.max_pending), core_(std::make_shared<detail::PoolCore>(std::move(options))),
+    : options_max_pending_(options.max_pending), core_(detail::PoolCore::make(std::move(options))),
       uncaught_at_construction_(std::uncaught_exceptions()) {
   core_->start();
 }
 
 ProcessPool::~ProcessPool() {
-  if (!core_) return;
+  // In a process the pool was forked into, the core is kept (PoolCore::make).
+  if (!core_ || core_->in_another_process()) return;
   // Unwinding (an error, a cancelled task, Ctrl-C): nobody will read the
   // results, and waiting would hold the error up.
   if (std::uncaught_exceptions() > uncaught_at_construction_) core_->halt(detail::PoolCore::StopMode::Terminate);
   else core_->shutdown_on_destroy();
 }
 
-void ProcessPool::shutdown(ShutdownOptions how) { core_->shutdown(how); }
+void ProcessPool::shutdown(ShutdownOptions how) {
+  core_->refuse_in_another_process("ProcessPool::shutdown()");
+  core_->shutdown(how);
+}
 
-void ProcessPool::shutdown(bool wait) { core_->shutdown(ShutdownOptions{.wait = wait}); }
+void ProcessPool::shutdown(bool wait) { shutdown(ShutdownOptions{.wait = wait}); }
 
-void ProcessPool::terminate() { core_->halt(detail::PoolCore::StopMode::Terminate); }
+void ProcessPool::terminate() {
+  core_->refuse_in_another_process("ProcessPool::terminate()");
+  core_->halt(detail::PoolCore::StopMode::Terminate);
+}
 
-void ProcessPool::kill() { core_->halt(detail::PoolCore::StopMode::Kill); }
+void ProcessPool::kill() {
+  core_->refuse_in_another_process("ProcessPool::kill()");
+  core_->halt(detail::PoolCore::StopMode::Kill);
+}
 
 std::shared_ptr<detail::Backpressure> ProcessPool::backpressure() const noexcept { return core_->backpressure(); }
 
