@@ -192,6 +192,7 @@ int throw_local() { throw LocalError("index 4 past the end"); }
 int throw_frozen() { throw Frozen(7, "dave"); }
 Frozen return_frozen() { return Frozen(9, "erin"); }
 Positive return_positive(int value) { return Positive{value}; }
+int take_positive(Positive p) { return p.value; }
 
 int throw_text(std::string how) {
   if (how == "string") throw std::string("boom");
@@ -268,6 +269,7 @@ PROCPOOL_REGISTER_AS("exc::throw_local", exc::throw_local);
 PROCPOOL_REGISTER_AS("exc::throw_frozen", exc::throw_frozen);
 PROCPOOL_REGISTER_AS("exc::return_frozen", exc::return_frozen);
 PROCPOOL_REGISTER_AS("exc::return_positive", exc::return_positive);
+PROCPOOL_REGISTER_AS("exc::take_positive", exc::take_positive);
 PROCPOOL_REGISTER_AS("exc::throw_text", exc::throw_text);
 PROCPOOL_REGISTER_AS("exc::throw_system_error", exc::throw_system_error);
 PROCPOOL_REGISTER_AS("exc::throw_long", exc::throw_long);
@@ -376,6 +378,23 @@ TEST_CASE("Exceptions.AResultWhoseLoadThrowsIsSerializationErrorAndTheWorkerStay
     CHECK(std::string(e.what()).find("Positive must be > 0, got -3") != std::string::npos);
   }
   CHECK(one.submit(exc::return_positive, 5).get().value == 5);
+  CHECK(one.worker_pids().at(0) == worker);
+}
+
+// An argument whose own load() throws in the worker: the call's arguments
+// did not decode, which is not the function throwing (it never ran).
+TEST_CASE("Exceptions.AnArgumentWhoseLoadThrowsIsSerializationErrorAndTheFunctionNeverRuns" * doctest::timeout(30)) {
+  procpool::ProcessPool one({.workers = 1});
+  pid_t worker = one.worker_pids().at(0);
+  try {
+    one.submit(exc::take_positive, exc::Positive{-3}).get();
+    FAIL("no exception");
+  } catch (const procpool::SerializationError& e) {
+    CHECK(e.function() == "exc::take_positive");
+    CHECK(std::string(e.what()).find(
+              "an argument's load() threw std::invalid_argument: Positive must be > 0, got -3") != std::string::npos);
+  }
+  CHECK(one.submit(exc::take_positive, exc::Positive{4}).get() == 4);
   CHECK(one.worker_pids().at(0) == worker);
 }
 

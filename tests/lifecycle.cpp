@@ -170,3 +170,29 @@ TEST_CASE("Lifecycle.PoolsBuiltFromManyThreadsAtOnceAllServe" * doctest::timeout
   CHECK(served.load() == 8 * 20);
   CHECK(census::leaks_since(before) == "");
 }
+
+// Options that cannot mean anything are refused with a procpool::Error that
+// names them, before any worker or thread starts; and a ring the kernel will
+// not map is a procpool::Error too, whatever the start method.
+TEST_CASE("Lifecycle.OptionsThatCannotMeanAnythingAreRefusedWithAnErrorNamingThem" * doctest::timeout(60)) {
+  using namespace std::chrono_literals;
+  census::Snapshot before;
+  auto refused_naming = [](procpool::PoolOptions options, const std::string& name) {
+    try {
+      procpool::ProcessPool pool(std::move(options));
+    } catch (const procpool::Error& e) {
+      return std::string(e.what()).find(name) != std::string::npos;
+    }
+    return false;
+  };
+  CHECK(refused_naming({.workers = 1, .ring_bytes = size_t{1} << 40}, "PoolOptions::ring_bytes is 1099511627776"));
+  CHECK(refused_naming({.workers = 1, .start_timeout = 0ms}, "PoolOptions::start_timeout is 0 ms"));
+  CHECK(refused_naming({.workers = 1, .start_timeout = -5ms}, "PoolOptions::start_timeout is -5 ms"));
+  CHECK(refused_naming({.workers = 1, .prefetch_per_worker = 0}, "PoolOptions::prefetch_per_worker is 0"));
+  // The largest ring is allowed; a tiny one is rounded up to a page.
+  {
+    procpool::ProcessPool tiny({.workers = 1, .ring_bytes = 1});
+    CHECK(tiny.submit(tasks::echo, std::string(10000, 'x')).get().size() == 10000);  // streams through 4096 bytes
+  }
+  CHECK(census::leaks_since(before).empty());
+}

@@ -5,11 +5,13 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -117,11 +119,33 @@ inline void expect_end_of_arguments(const InputArchive& in) {
   if (in.remaining() != 0) throw DecodeError(std::to_string(in.remaining()) + " stray bytes after the last argument");
 }
 
+// Decodes a call's arguments into `args`. An exception an argument type's
+// own load() throws is the call's decoding failing, not the function: a
+// DecodeError (the host's SerializationError), which the function does not
+// run after. Running out of memory stays what it is (a memory limit's
+// doing, which the worker reports as such).
+template <class Tuple>
+void decode_arguments(InputArchive& in, Tuple& args) {
+  try {
+    in(args);
+  } catch (const DecodeError&) {
+    throw;
+  } catch (const cereal::Exception&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw DecodeError("an argument's load() threw " + demangle(typeid(e).name()) + ": " + e.what());
+  } catch (...) {
+    throw DecodeError("an argument's load() threw an exception of a type not derived from std::exception");
+  }
+}
+
 // Decodes one call's arguments and runs it; `last`: no byte may follow them.
 template <class R, class... A>
 void invoke_registered_call(ErasedFn erased, InputArchive& in, OutputArchive& out, bool last) {
   std::tuple<std::decay_t<A>...> args;
-  in(args);
+  decode_arguments(in, args);
   if (last) expect_end_of_arguments(in);
   if constexpr (std::is_void_v<R>) {
     call_registered<R, A...>(erased, args);
@@ -145,7 +169,7 @@ inline constexpr size_t kElementExceptionBytes = size_t{64} << 10;
 template <class R, class... A>
 void invoke_registered_outcome(ErasedFn erased, InputArchive& in, OutputArchive& out, ByteBuffer& error, bool last) {
   std::tuple<std::decay_t<A>...> args;
-  in(args);
+  decode_arguments(in, args);
   if (last) expect_end_of_arguments(in);
   std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> result;
   error.clear();

@@ -191,7 +191,12 @@ class WorkerSegment {
   explicit WorkerSegment(size_t ring_capacity, SegmentMemory memory = SegmentMemory::anonymous)
       : capacity_(ring_capacity) {
     if (memory == SegmentMemory::anonymous) {
-      region_ = boost::interprocess::anonymous_shared_memory(bytes_for(ring_capacity));
+      try {
+        region_ = boost::interprocess::anonymous_shared_memory(bytes_for(ring_capacity));
+      } catch (const boost::interprocess::interprocess_exception& e) {
+        throw Error(std::string("cannot make a worker's shared memory: mmap of ") +
+                    std::to_string(bytes_for(ring_capacity)) + " bytes: " + e.what());
+      }
     } else {
       memfd_.reset(::memfd_create("procpool-segment", MFD_CLOEXEC | MFD_ALLOW_SEALING));
       if (!memfd_) fail("memfd_create");

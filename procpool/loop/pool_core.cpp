@@ -27,6 +27,7 @@ PoolCore::PoolCore(PoolOptions options)
       io_(options_.io_context ? *options_.io_context : *own_io_) {
   if (own_io_) work_.emplace(io_.get_executor());
   if (options_.workers == 0) options_.workers = std::max(1u, std::thread::hardware_concurrency());
+  check_options(options_);  // before anything starts
   options_.ring_bytes = std::bit_ceil(std::max<size_t>(options_.ring_bytes, 4096));
   paced_prefetch_ = !options_.prefetch_per_worker;
   prefetch_ = std::max<size_t>(options_.prefetch_per_worker.value_or(16), 1);
@@ -37,6 +38,18 @@ PoolCore::PoolCore(PoolOptions options)
       default_start_method().value_or(options_.sandbox.enabled() ? StartMethod::forkserver : StartMethod::fork));
   check_start_method(start_method_, options_.worker_program);
   if (options_.max_pending != 0) backpressure_ = std::make_shared<Backpressure>(options_.max_pending);
+}
+
+void PoolCore::check_options(const PoolOptions& options) {
+  auto refuse = [](const std::string& why) { throw Error("PoolOptions::" + why); };
+  if (options.ring_bytes > kMaxRingBytes)
+    refuse("ring_bytes is " + std::to_string(options.ring_bytes) + ", over the largest ring, " +
+           std::to_string(kMaxRingBytes) + " bytes (a larger call or result streams through the ring anyway)");
+  if (options.start_timeout.count() <= 0)
+    refuse("start_timeout is " + std::to_string(options.start_timeout.count()) +
+           " ms: a worker needs some time to start (the default is 5000 ms)");
+  if (options.prefetch_per_worker == size_t{0})
+    refuse("prefetch_per_worker is 0: a worker must be handed at least one call (unset: paced, 16 to 256)");
 }
 
 std::shared_ptr<PoolCore> PoolCore::make(PoolOptions options) {

@@ -77,6 +77,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // signal the parent's workers, and remove the parent's descriptors from
   // the epoll instance the two processes share.
   static std::shared_ptr<PoolCore> make(PoolOptions options);
+  // The largest PoolOptions::ring_bytes.
+  static constexpr size_t kMaxRingBytes = size_t{1} << 30;
   // Starts the reactor and the workers; throws if no worker can start.
   void start();
   // Queues an encoded call (frame holds header room + payload). Settles the
@@ -417,6 +419,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   static void await_exits(std::vector<pollfd>& pidfds, std::chrono::milliseconds limit);
   static constexpr auto kReapLimit = std::chrono::milliseconds(5000);
   const char* function_name(uint32_t id) const;
+  // Throws procpool::Error for options that cannot mean anything.
+  static void check_options(const PoolOptions& options);
 
   PoolOptions options_;
   const pid_t owner_ = this_process();  // the process that made the pool

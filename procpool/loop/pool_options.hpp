@@ -43,7 +43,8 @@ struct PoolOptions {
   // register the same functions, in the same order, and call
   // procpool::init(argc, argv) first thing in main). Empty: this program.
   std::string worker_program{};
-  // Bytes in each of a worker's two rings (rounded up to a power of two). A
+  // Bytes in each of a worker's two rings (rounded up to a power of two, at
+  // least 4096; over 1 GiB the pool is refused with procpool::Error). A
   // call or result larger than this streams through the ring.
   size_t ring_bytes = size_t{4} << 20;
   // Largest encoded call or result, and largest SharedBytes a worker may
@@ -60,7 +61,8 @@ struct PoolOptions {
   // recent calls are short: as many as it runs in about 100 µs at its
   // recent pace (kept by the worker, ControlBlock::call_ns), up to 256. A
   // burst of tiny calls then costs a wake-up per hundred of them instead of
-  // per 16. Set: exactly that many, whatever the calls' pace.
+  // per 16. Set: exactly that many, whatever the calls' pace (0 is refused
+  // with procpool::Error).
   std::optional<size_t> prefetch_per_worker{};
   // How long a worker keeps polling for the next call before sleeping.
   // A worker polling on a contended CPU that its caller's thread also runs
@@ -96,7 +98,8 @@ struct PoolOptions {
   // How long a new worker has to set itself up and say it is ready. One
   // that does not (a fork taken while another host thread held a lock the
   // child needs blocks it for ever) is killed and replaced; its calls go
-  // to the replacement. max_failed_starts in a row break the pool.
+  // to the replacement. max_failed_starts in a row break the pool. Zero or
+  // less is refused (procpool::Error).
   std::chrono::milliseconds start_timeout{5000};
   // The default deadline of a call (CallOptions::timeout): 0, none. Counted
   // from when its worker may have begun it, not from submit. A call past it
