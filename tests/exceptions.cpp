@@ -98,7 +98,7 @@ TEST_CASE("Exceptions.ThrowingANonExceptionArrivesAsRemoteError" * doctest::time
     FAIL("no exception");
   } catch (const procpool::RemoteError& e) {
     CHECK(e.type_name() == "int");
-    CHECK(e.message().empty());
+    CHECK(e.message() == "42");  // the value thrown
     CHECK_FALSE(e.backtrace().empty());
   }
 }
@@ -144,6 +144,12 @@ struct Frozen : std::runtime_error {
     ar(code, who);
     construct(code, who);
   }
+};
+
+// Its constructor decorates the text it is given: the host must not
+// decorate it again when it rebuilds one from the worker's what().
+struct Prefixed : std::runtime_error {
+  explicit Prefixed(const std::string& m) : std::runtime_error("Prefixed: " + m) {}
 };
 
 // A result type whose load() validates what it reads.
@@ -193,6 +199,7 @@ int throw_frozen() { throw Frozen(7, "dave"); }
 Frozen return_frozen() { return Frozen(9, "erin"); }
 Positive return_positive(int value) { return Positive{value}; }
 int take_positive(Positive p) { return p.value; }
+int throw_prefixed() { throw Prefixed("disk full"); }
 
 int throw_text(std::string how) {
   if (how == "string") throw std::string("boom");
@@ -275,6 +282,8 @@ PROCPOOL_REGISTER_AS("exc::throw_system_error", exc::throw_system_error);
 PROCPOOL_REGISTER_AS("exc::throw_long", exc::throw_long);
 PROCPOOL_REGISTER_AS("exc::standard_throw", exc::standard_throw);
 PROCPOOL_REGISTER_EXCEPTION(exc::Frozen);
+PROCPOOL_REGISTER_EXCEPTION(exc::Prefixed);
+PROCPOOL_REGISTER_AS("exc::throw_prefixed", exc::throw_prefixed);
 
 namespace {
 // The worker pids, for checking RemoteOrigin::pid().
@@ -379,6 +388,16 @@ TEST_CASE("Exceptions.AResultWhoseLoadThrowsIsSerializationErrorAndTheWorkerStay
   }
   CHECK(one.submit(exc::return_positive, 5).get().value == 5);
   CHECK(one.worker_pids().at(0) == worker);
+}
+
+TEST_CASE("Exceptions.ARegisteredTypeWhoseConstructorDecoratesItsTextKeepsWhatByteForByte" * doctest::timeout(30)) {
+  procpool::ProcessPool one({.workers = 1});
+  try {
+    one.submit(exc::throw_prefixed).get();
+    FAIL("no exception");
+  } catch (const exc::Prefixed& e) {
+    CHECK(std::string(e.what()) == "Prefixed: disk full");
+  }
 }
 
 // An argument whose own load() throws in the worker: the call's arguments

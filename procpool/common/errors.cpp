@@ -7,7 +7,8 @@
 namespace procpool {
 namespace {
 
-std::string crash_message(const std::string& function, pid_t pid, int signal, int exit_code,
+// "worker <pid> <doing> <how it ended>": `doing` is what it was running.
+std::string crash_message(const std::string& doing, pid_t pid, int signal, int exit_code,
                           const std::vector<std::string>& last_output) {
   std::string how;
   if (signal != 0) {
@@ -24,7 +25,7 @@ std::string crash_message(const std::string& function, pid_t pid, int signal, in
         "died; its exit status was taken by someone else (is SIGCHLD ignored, or are children reaped "
         "with waitpid(-1)?)";
   }
-  std::string message = "worker " + std::to_string(pid) + " running '" + function + "' " + how;
+  std::string message = "worker " + std::to_string(pid) + " " + doing + " " + how;
   if (!last_output.empty()) message += "; the last line it wrote: \"" + last_output.back() + "\"";
   return message;
 }
@@ -63,8 +64,16 @@ std::string violation_message(const std::string& function, pid_t pid, const std:
 
 WorkerCrashed::WorkerCrashed(const std::string& function, pid_t pid, int signal, int exit_code, std::string backtrace,
                              const std::vector<std::string>& last_output)
-    : WorkerCrashed(crash_message(function, pid, signal, exit_code, last_output), function, pid, signal, exit_code,
-                    std::move(backtrace), last_output) {}
+    : WorkerCrashed(crash_message("running '" + function + "'", pid, signal, exit_code, last_output), function, pid,
+                    signal, exit_code, std::move(backtrace), last_output) {}
+
+WorkerCrashed WorkerCrashed::before_ready(const std::string& initializer, pid_t pid, int signal, int exit_code,
+                                          std::string backtrace) {
+  std::string doing =
+      initializer.empty() ? std::string("setting itself up") : "running '" + initializer + "' (the initializer)";
+  return WorkerCrashed(crash_message(doing, pid, signal, exit_code, {}) + " before it was ready", initializer, pid,
+                       signal, exit_code, std::move(backtrace), {});
+}
 
 WorkerCrashed::WorkerCrashed(const std::string& message, std::string function, pid_t pid, int signal, int exit_code,
                              std::string backtrace, std::vector<std::string> last_output)
@@ -85,6 +94,14 @@ CrashLoopDetected::CrashLoopDetected(std::string function, unsigned crashes, std
 
 UnknownFunction::UnknownFunction(std::string name, std::vector<std::string> close_matches)
     : Error(unknown_message(name, close_matches)), name_(std::move(name)), close_(std::move(close_matches)) {}
+
+UnknownFunction::UnknownFunction(Worded, const std::string& message, std::string name)
+    : Error(message), name_(std::move(name)) {}
+
+UnknownFunction UnknownFunction::unregistered(std::string what) {
+  std::string message = what + " is not registered: add PROCPOOL_REGISTER(fn) next to its definition";
+  return UnknownFunction(Worded{}, message, std::move(what));
+}
 
 SerializationError::SerializationError(std::string function, const std::string& detail)
     : Error("'" + function + "': " + detail), function_(std::move(function)), detail_(detail) {}

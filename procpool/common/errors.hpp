@@ -20,6 +20,11 @@ class WorkerCrashed : public Error {
  public:
   WorkerCrashed(const std::string& function, pid_t pid, int signal, int exit_code, std::string backtrace,
                 const std::vector<std::string>& last_output = {});
+  // A worker that died before it was ready: running `initializer` (its
+  // function's name, then function()), or, if that is empty, setting
+  // itself up.
+  static WorkerCrashed before_ready(const std::string& initializer, pid_t pid, int signal, int exit_code,
+                                    std::string backtrace);
   const std::string& function() const noexcept { return function_; }
   // The last lines the worker wrote to stdout and stderr, oldest first, when
   // the pool captures its output (PoolOptions::worker_output); else empty.
@@ -113,10 +118,15 @@ class CrashLoopDetected : public Error {
 class UnknownFunction : public Error {
  public:
   UnknownFunction(std::string name, std::vector<std::string> close_matches);
+  // A function passed by pointer that no PROCPOOL_REGISTER named: `what`
+  // says which ("the function at 0x...", then name()).
+  static UnknownFunction unregistered(std::string what);
   const std::string& name() const noexcept { return name_; }
   const std::vector<std::string>& close_matches() const noexcept { return close_; }
 
  private:
+  struct Worded {};
+  UnknownFunction(Worded, const std::string& message, std::string name);
   std::string name_;
   std::vector<std::string> close_;
 };

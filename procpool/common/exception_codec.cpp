@@ -3,6 +3,7 @@
 
 #include <cxxabi.h>
 
+#include <cstdio>
 #include <string_view>
 #include <typeinfo>
 #include <vector>
@@ -49,6 +50,35 @@ void find_codec(Level& level, const std::exception& e) {
   }
 }
 
+// A thrown number's value as text (`throw 42;` arrives as an int "42");
+// empty for any other type.
+std::string number_thrown(const std::exception_ptr& p) {
+  char text[32] = "";
+  try {
+    std::rethrow_exception(p);
+  } catch (bool v) {
+    return v ? "true" : "false";
+  } catch (int v) {
+    return std::to_string(v);
+  } catch (long v) {
+    return std::to_string(v);
+  } catch (long long v) {
+    return std::to_string(v);
+  } catch (unsigned v) {
+    return std::to_string(v);
+  } catch (unsigned long v) {
+    return std::to_string(v);
+  } catch (unsigned long long v) {
+    return std::to_string(v);
+  } catch (double v) {
+    std::snprintf(text, sizeof text, "%.17g", v);
+  } catch (float v) {
+    std::snprintf(text, sizeof text, "%.9g", static_cast<double>(v));
+  } catch (...) {
+  }
+  return text;
+}
+
 Level describe(const std::exception_ptr& p) {
   Level level;
   level.held = p;
@@ -68,6 +98,7 @@ Level describe(const std::exception_ptr& p) {
     if (s) level.what = s;
   } catch (...) {
     level.type = current_type_name();
+    level.what = number_thrown(p);
   }
   return level;
 }

@@ -25,6 +25,7 @@
 #include <sys/types.h>
 #include <exception>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <typeindex>
@@ -93,6 +94,19 @@ E make_with_what(const std::string& what) {
   }
 }
 
+// Gives a rebuilt exception the worker's what(), byte for byte, where it
+// comes from a standard base's message: a constructor that decorates its
+// argument ("E: " + what) would otherwise decorate it twice. A type whose
+// what() it computes itself keeps that (from its fields, which must then
+// be serialized).
+template <class E>
+void restore_what(E& e, const std::string& what) {
+  if (what == e.what()) return;
+  if constexpr (std::is_base_of_v<std::runtime_error, E>)
+    static_cast<std::runtime_error&>(e) = std::runtime_error(what);
+  else if constexpr (std::is_base_of_v<std::logic_error, E>) static_cast<std::logic_error&>(e) = std::logic_error(what);
+}
+
 template <class E>
 void register_exception() {
   static_assert(std::is_base_of_v<std::exception, E>, "only types derived from std::exception can be registered");
@@ -108,10 +122,13 @@ void register_exception() {
   };
   codec.load = [](InputArchive& in, const RemoteOrigin& origin, bool nest) -> std::exception_ptr {
     if constexpr (kBuiltByLoadAndConstruct<E>) {
-      return as_raised(load_constructed<E>(in), nest);
+      E e = load_constructed<E>(in);
+      restore_what(e, origin.message());
+      return as_raised(std::move(e), nest);
     } else {
       E e = make_with_what<E>(origin.message());
       if constexpr (cereal::traits::is_input_serializable<E, InputArchive>::value) in(e);
+      restore_what(e, origin.message());
       return as_raised(std::move(e), nest);
     }
   };

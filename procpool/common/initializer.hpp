@@ -52,9 +52,7 @@ Initializer Initializer::of(R (*fn)(A...), Args&&... args) {
   uint32_t id = 0;
   const detail::FunctionEntry* entry =
       detail::FunctionRegistry::instance().find(reinterpret_cast<detail::ErasedFn>(fn), &id);
-  if (!entry)
-    throw UnknownFunction(
-        "the initializer's function (not registered: add PROCPOOL_REGISTER(fn) next to its definition)", {});
+  if (!entry) throw UnknownFunction::unregistered("the initializer's function");
   auto call = std::make_shared<detail::ByteBuffer>();
   try {
     detail::OutputArchive ar(*call);

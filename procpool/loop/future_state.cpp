@@ -27,7 +27,7 @@ std::exception_ptr StateBase::load_exception(InputArchive& in, const AnswerSourc
   return decode_exception(in, from.function, from.pid);
 }
 
-void throw_no_state() { throw Error("procpool::Future has no state (it was default-constructed)"); }
+void throw_no_state() { throw Error("procpool::Future has no state (it was default-constructed or moved from)"); }
 
 void throw_already_taken() { throw Error("Future::get(): the result was already taken (get() moves it out once)"); }
 

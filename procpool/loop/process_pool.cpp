@@ -11,13 +11,13 @@ namespace procpool {
 namespace detail {
 std::string describe_unregistered(ErasedFn fn) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "<function at %p>", reinterpret_cast<void*>(fn));
-  return std::string(buf) + " (not registered: add PROCPOOL_REGISTER(fn) next to its definition)";
+  std::snprintf(buf, sizeof buf, "the function at %p", reinterpret_cast<void*>(fn));
+  return buf;
 }
 
 const FunctionEntry* entry_of(ErasedFn fn, uint32_t& id, std::exception_ptr& failure) {
   const FunctionEntry* entry = FunctionRegistry::instance().find(fn, &id);
-  if (!entry) failure = std::make_exception_ptr(UnknownFunction(describe_unregistered(fn), {}));
+  if (!entry) failure = std::make_exception_ptr(UnknownFunction::unregistered(describe_unregistered(fn)));
   return entry;
 }
 }  // namespace detail

@@ -62,9 +62,10 @@ std::string PoolCore::describe_failed_start(ControlBlock& control, pid_t pid, bo
   }
   // Killed, or exited, before it was ready.
   std::string where = sig != 0 ? symbolize_crash(control) : std::string();
-  WorkerCrashed crash(initializing ? initializer : std::string("its set-up"), pid, sig, code, where);
+  WorkerCrashed crash = WorkerCrashed::before_ready(initializing ? options_.initializer.function() : std::string(), pid,
+                                                    sig, code, where);
   cause = std::make_exception_ptr(crash);
-  return std::string(crash.what()) + " before it was ready";
+  return crash.what();
 }
 
 // What "in a row" means when starts overlap (every slot's, and spares'):
@@ -102,9 +103,11 @@ std::exception_ptr PoolCore::count_start_locked(ControlBlock& control, pid_t pid
   // yet start (starts overlap: slots and spares), which ends the row. The
   // last of them to fail decides it, even one too old to be counted.
   if (start_pending_locked()) return nullptr;
-  PoolBroken broken("the pool is broken: " + std::to_string(failed_starts_) +
-                    " workers in a row failed to start (max_failed_starts); the last: " + why +
-                    ". No worker is started again; every pending and later call fails with this error");
+  PoolBroken broken(
+      "the pool is broken: " +
+      (failed_starts_ == 1 ? std::string("a worker") : std::to_string(failed_starts_) + " workers in a row") +
+      " failed to start (max_failed_starts); the last: " + why +
+      ". No worker is started again; every pending and later call fails with this error");
   if (!cause) return std::make_exception_ptr(std::move(broken));
   // The cause, nested: std::rethrow_if_nested gives it back as its type.
   try {
