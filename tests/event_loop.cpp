@@ -381,6 +381,24 @@ TEST_CASE("EventLoop.ShieldedPoolCallIsNotDropped" * doctest::timeout(30)) {
   CHECK(busy.get() == 100);
 }
 
+// asyncio's `await wait_for(shield(task), t)`, then `await task`: the
+// shield leaves the call's result in its Future for the other holders.
+TEST_CASE("EventLoop.AShieldedCallsResultStaysInItsFutureAfterATimeoutAndAfterTheShield" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  procpool::EventLoop loop;
+  auto slow = pool.submit(tasks::sleep_ms, 200);
+  auto quick = pool.submit(tasks::add, 2, 3);
+  auto failing = pool.submit(tasks::throw_kind, std::string("invalid_argument"));
+  loop.run_until_complete([&]() -> Task<void> {
+    CHECK_THROWS_AS(co_await procpool::wait_for(procpool::shield(slow), 20ms), procpool::TaskTimeout);
+    CHECK(co_await slow == 200);  // the call went on, and its value is still there
+    CHECK(co_await procpool::shield(quick) == 5);
+    CHECK(co_await quick == 5);
+    CHECK_THROWS_AS(co_await procpool::shield(failing), std::invalid_argument);
+    CHECK_THROWS_AS(co_await failing, std::invalid_argument);
+  }());
+}
+
 TEST_CASE("EventLoop.GatherOfTwentyThousandFutures" * doctest::timeout(60)) {
   procpool::ProcessPool pool({.workers = 2});
   procpool::EventLoop loop;

@@ -260,6 +260,9 @@ class StateBase {
   std::unique_ptr<CallUsage> usage_;
 };
 
+[[noreturn]] void throw_already_taken();
+[[noreturn]] void throw_no_state();
+
 template <class T>
 class SharedState : public StateBase {
  public:
@@ -284,14 +287,19 @@ class SharedState : public StateBase {
   }
   // After ready(): the value, moved out once.
   T take();
+  // After ready(): the value, left in place for take() (a copy is made of
+  // it); rethrows the error. Not concurrently with take().
+  template <class U = T>
+  const U& peek() const {
+    rethrow_if_error();
+    if (taken_.load(std::memory_order_acquire)) throw_already_taken();
+    return *value_;
+  }
 
  protected:
   struct Empty {};
   [[no_unique_address]] std::conditional_t<std::is_void_v<T>, Empty, std::optional<T>> value_;
 };
-
-[[noreturn]] void throw_already_taken();
-[[noreturn]] void throw_no_state();
 
 template <class T>
 T SharedState<T>::take() {

@@ -73,14 +73,39 @@ class as_completed {
   std::vector<Future<T>> remaining_;
 };
 
+namespace detail {
+
+// A Future's outcome once it settles, left in the Future for its other
+// holders: a copy of the value (an error rethrows as often as asked).
+template <class T>
+Task<T> settled_copy(Future<T> future) {
+  auto state = future.shared_state();
+  std::vector<std::shared_ptr<StateBase>> states{state};  // named: g++ 12 cannot take a braced list in co_await
+  co_await WhenSettled(std::move(states), WhenSettled::Mode::All, {}, {});
+  if constexpr (std::is_void_v<T>) state->rethrow_if_error();
+  else co_return std::static_pointer_cast<SharedState<T>>(state)->peek();
+}
+
+}  // namespace detail
+
 // Runs `awaitable` as a task of its own that a cancellation of the awaiting
 // task does not reach: the awaiter gets TaskCancelled, the inner work goes on.
+// A Future keeps its result for its other copies (asyncio's
+// `await wait_for(shield(task), t)`, then `await task`): the shield gets a
+// copy of the value (a move-only one is taken, as co_await takes it).
 template <class A>
 Task<detail::await_result_t<A>> shield(A awaitable) {
+  using T = detail::await_result_t<A>;
+  auto context = co_await detail::current_context{};
   // Always a task of its own, even for a Future: awaiting the Future itself
   // would drop its pool call when we are cancelled.
-  auto inner = detail::start_child(co_await detail::current_context{}, detail::as_task(std::move(awaitable)));
-  co_return co_await inner.future();  // our cancellation stops here, not in `inner`
+  if constexpr (detail::is_future_v<A> && (std::is_void_v<T> || std::is_copy_constructible_v<T>)) {
+    auto inner = detail::start_child(context, detail::settled_copy(std::move(awaitable)));
+    co_return co_await inner.future();  // our cancellation stops here, not in `inner`
+  } else {
+    auto inner = detail::start_child(context, detail::as_task(std::move(awaitable)));
+    co_return co_await inner.future();
+  }
 }
 
 }  // namespace procpool
