@@ -225,8 +225,12 @@ class ProcessPool {
   // terminate() without the grace: SIGKILL to every worker at once.
   void kill();
 
+  // The number of workers the pool keeps (PoolOptions::workers, 0 resolved
+  // to one per CPU), as Python's _max_workers: after a shutdown too, when
+  // none is left (worker_pids() is empty then).
   size_t worker_count() const noexcept;
-  // Pids of the live workers (for diagnostics and tests).
+  // Pids of the live workers (for diagnostics and tests). In a process the
+  // pool was forked into: procpool::Error (so do stats() and the shutdowns).
   std::vector<pid_t> worker_pids() const;
   // What the pool has done since it was made (calls by outcome, worker
   // deaths and replacements) and holds now (queue depth, calls in workers,
