@@ -11,7 +11,7 @@ struct CallOptions {
   // How long the call may run, counted from when its worker may have begun
   // it (time in the queue does not count). At the deadline the call fails
   // with TaskTimeout and its worker (with everything it forked) is stopped
-  // and replaced. 0: no deadline, whatever the pool's default.
+  // and replaced. 0 (or less): no deadline, whatever the pool's default.
   std::optional<std::chrono::milliseconds> timeout{};
   // Whether Future::cancel() on a call a worker has begun stops that worker
   // (the call fails with TaskCancelled) rather than letting it run to its end.

@@ -101,10 +101,11 @@ struct PoolOptions {
   // to the replacement. max_failed_starts in a row break the pool. Zero or
   // less is refused (procpool::Error).
   std::chrono::milliseconds start_timeout{5000};
-  // The default deadline of a call (CallOptions::timeout): 0, none. Counted
-  // from when its worker may have begun it, not from submit. A call past it
-  // fails with TaskTimeout; its worker and the worker's process group are
-  // killed and the worker replaced; calls queued behind it go to others.
+  // The default deadline of a call (CallOptions::timeout): 0 (or less),
+  // none. Counted from when its worker may have begun it, not from submit.
+  // A call past it fails with TaskTimeout; its worker and the worker's
+  // process group are killed and the worker replaced; calls queued behind
+  // it go to others.
   std::chrono::milliseconds timeout{0};
   // Stopping a worker for a deadline or a cancel: SIGTERM first (to it and
   // its process group), SIGKILL after this grace; 0: SIGKILL at once.
