@@ -55,8 +55,11 @@ void PoolCore::check_options(const PoolOptions& options) {
 std::shared_ptr<PoolCore> PoolCore::make(PoolOptions options) {
   return std::shared_ptr<PoolCore>(new PoolCore(std::move(options)), [](PoolCore* core) {
     if (!core->in_another_process()) return delete core;
-    // Reachable from here, so that a leak checker does not report it.
+    // Reachable from here, so that a leak checker does not report it (the
+    // child may have threads of its own by now).
     static auto* kept = new std::vector<PoolCore*>;
+    static std::mutex keeping;
+    std::lock_guard lock(keeping);
     kept->push_back(core);
   });
 }
