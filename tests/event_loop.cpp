@@ -231,6 +231,11 @@ TEST_CASE("EventLoop.WaitFirstCompletedSplitsDoneAndPending" * doctest::timeout(
                                                       procpool::ALL_COMPLETED, std::chrono::milliseconds(20)));
   CHECK(timed.done.empty());
   CHECK(timed.pending.size() == 1);
+  // The longest timeout is no limit.
+  auto unlimited = loop.run_until_complete(procpool::wait(std::vector{pool.submit(tasks::sleep_ms, 30)},
+                                                          procpool::ALL_COMPLETED, std::chrono::hours::max()));
+  CHECK(unlimited.done.size() == 1);
+  CHECK(unlimited.pending.empty());
 }
 
 TEST_CASE("EventLoop.WaitFirstExceptionReturnsOnTheFailure" * doctest::timeout(30)) {

@@ -38,6 +38,12 @@ Task<WaitResult<T>> wait(std::vector<Future<T>> futures, ReturnWhen when = ALL_C
   for (auto& f : futures) (f.ready() ? out.done : out.pending).push_back(std::move(f));
   co_return out;
 }
+// The same with a timeout of any length (hours::max() is no limit: it
+// would overflow the clock's unit as an argument of the above).
+template <class T, class Rep, class Period>
+Task<WaitResult<T>> wait(std::vector<Future<T>> futures, ReturnWhen when, std::chrono::duration<Rep, Period> timeout) {
+  return wait(std::move(futures), when, std::optional(detail::clock_duration(timeout)));
+}
 
 // Yields the futures as they complete:
 //   auto completed = procpool::as_completed(std::move(futures));
