@@ -111,7 +111,6 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   bool on_own_thread() const noexcept override;
   bool in_another_process() const noexcept override { return this_process() != owner_; }
   pid_t owner_process() const noexcept override { return owner_; }
-  std::string why_not_here() const;
   // Throws procpool::Error naming `what` in a process the pool was forked
   // into (in_another_process): nothing there may touch the parent's
   // workers, rings, threads or locks.
@@ -421,6 +420,8 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   const char* function_name(uint32_t id) const;
   // Throws procpool::Error for options that cannot mean anything.
   static void check_options(const PoolOptions& options);
+  // Why a process the pool was forked into may not use it, for errors.
+  std::string why_not_here() const;
 
   PoolOptions options_;
   const pid_t owner_ = this_process();  // the process that made the pool

@@ -180,7 +180,6 @@ void PoolCore::keep_spare_frame_locked(ByteBuffer& frame) {
 
 void PoolCore::lend_spare_frame(ByteBuffer& frame, size_t need) {
   if (need <= options_.ring_bytes || in_another_process()) return;  // submit refuses it there
-
   ByteBuffer spare;
   {
     std::lock_guard dispatch(dispatch_mutex_);
