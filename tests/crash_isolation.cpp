@@ -9,6 +9,7 @@
 
 #include "support/census.hpp"
 #include "support/task_functions.hpp"
+#include "support/test_files.hpp"
 
 namespace {
 
@@ -18,18 +19,6 @@ struct Expected {
   int exit_code;  // -1 when killed
   const char* message;
 };
-
-// How many times each id was recorded in `path`.
-std::map<int, int> runs_in(const std::string& path) {
-  std::map<int, int> out;
-  std::ifstream in(path);
-  for (int id; in >> id;) ++out[id];
-  return out;
-}
-
-std::string temp_path(const char* tag) {
-  return "/tmp/procpool-test-" + std::string(tag) + "-" + std::to_string(getpid());
-}
 
 void crash_fails_only_that_task(const Expected& x) {
   CAPTURE(x.how);

@@ -27,6 +27,7 @@
 
 #include "support/census.hpp"
 #include "support/task_functions.hpp"
+#include "support/test_files.hpp"
 
 namespace {
 using namespace std::chrono_literals;
@@ -80,20 +81,6 @@ int record_then_sleep(std::string path, int id, int ms) {
   return id;
 }
 PROCPOOL_REGISTER(record_then_sleep);
-
-std::string temp_path(const char* tag) {
-  std::string path = std::string("/tmp/procpool-deadlines-") + tag + "-" + std::to_string(::getpid());
-  std::remove(path.c_str());
-  return path;
-}
-
-// How many times each id was recorded in `path`.
-std::map<int, int> runs_in(const std::string& path) {
-  std::map<int, int> runs;
-  std::ifstream in(path);
-  for (int id; in >> id;) ++runs[id];
-  return runs;
-}
 
 // Queues `n` calls that record their runs in `path`: on one worker, they
 // wait in its ring behind the call before them.

@@ -357,11 +357,11 @@ TEST_CASE("Futures.CancelThatLosesTheRaceToTheWorkerIsFalseAndTheResultArrives" 
     REQUIRE(census::eventually([&] { return busy.running(); }));  // its answer is to come
     auto target = pool.submit(tasks::record_run, path, 5);
     // The worker answers `busy` and begins `target` while cancel() holds still.
-    procpool::detail::cancel_race_for_tests = [](int at) {
+    procpool::detail::withdrawal_race_for_tests = [](int at) {
       if (at == race_step) std::this_thread::sleep_for(std::chrono::milliseconds(150));
     };
     bool said = target.cancel();
-    procpool::detail::cancel_race_for_tests = nullptr;
+    procpool::detail::withdrawal_race_for_tests = nullptr;
     CHECK_FALSE(said);
     CHECK(target.get() == 5);
     CHECK_FALSE(target.cancelled());

@@ -21,6 +21,7 @@
 
 #include "support/census.hpp"
 #include "support/task_functions.hpp"
+#include "support/test_files.hpp"
 
 namespace {
 using namespace std::chrono_literals;
@@ -83,10 +84,6 @@ void init_hangs(std::string path) {
 PROCPOOL_REGISTER(init_hangs);
 
 void not_registered(int) {}
-
-std::string temp_path(const char* tag) {
-  return "/tmp/procpool-initializer-" + std::string(tag) + "-" + std::to_string(getpid());
-}
 
 struct TempFile {
   explicit TempFile(const char* tag) : path(temp_path(tag)) { std::remove(path.c_str()); }

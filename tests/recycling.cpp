@@ -16,6 +16,7 @@
 
 #include "support/census.hpp"
 #include "support/task_functions.hpp"
+#include "support/test_files.hpp"
 
 namespace {
 using namespace std::chrono_literals;
@@ -42,7 +43,7 @@ struct Runs {
   std::map<int, int> per_id;   // id -> times run
   std::map<int, int> per_pid;  // pid -> calls served
 };
-Runs runs_in(const std::string& path) {
+Runs runs_and_pids_in(const std::string& path) {
   Runs r;
   std::ifstream in(path);
   for (int id, pid; in >> id >> pid;) {
@@ -59,10 +60,6 @@ T get_soon(procpool::Future<T>& f) {
   return f.get();
 }
 
-std::string temp_path(const char* tag) {
-  return "/tmp/procpool-recycling-" + std::string(tag) + "-" + std::to_string(getpid());
-}
-
 void each_worker_serves_at_most(size_t per_child, size_t workers, int calls) {
   CAPTURE(per_child);
   census::Snapshot before;
@@ -73,7 +70,7 @@ void each_worker_serves_at_most(size_t per_child, size_t workers, int calls) {
     std::vector<procpool::Future<int>> futures;
     for (int i = 0; i < calls; ++i) futures.push_back(pool.submit(record_pid, path, i));
     for (auto& f : futures) CHECK(get_soon(f) > 0);  // every call succeeds
-    Runs runs = runs_in(path);
+    Runs runs = runs_and_pids_in(path);
     CHECK(runs.per_id.size() == static_cast<size_t>(calls));
     for (auto [id, n] : runs.per_id) CHECK_MESSAGE(n == 1, "call " << id << " ran " << n << " times");
     for (auto [pid, n] : runs.per_pid)
@@ -159,7 +156,7 @@ TEST_CASE("Recycling.WithdrawnCallsCountOnBothSidesAndNothingStalls" * doctest::
         REQUIRE(f.wait_for(10s));  // cancelled, or ran: settled either way
       }
     }
-    Runs runs = runs_in(path);
+    Runs runs = runs_and_pids_in(path);
     for (auto [id, n] : runs.per_id) CHECK_MESSAGE(n == 1, "call " << id << " ran " << n << " times");
     for (auto [pid, n] : runs.per_pid) CHECK(n <= 3);
     CHECK(pool.submit(tasks::add, 1, 2).get() == 3);
@@ -187,7 +184,7 @@ TEST_CASE("Recycling.AWorkerOverMaxWorkerMemoryIsReplacedAfterItsCall" * doctest
     for (int i = 1; i <= 5; ++i) queued.push_back(pool.submit(record_pid, path, i));
     CHECK(get_soon(leaker) == first);                    // the call that went over succeeds
     for (auto& f : queued) CHECK(get_soon(f) != first);  // untouched, run by the replacement
-    Runs runs = runs_in(path);
+    Runs runs = runs_and_pids_in(path);
     for (auto [id, n] : runs.per_id) CHECK(n == 1);
     CHECK(runs.per_id.size() == 6);
     CHECK(pool.worker_pids().at(0) != first);

@@ -58,6 +58,15 @@ struct ControlBlock {
   // that count, within its bounds. On the line the worker already writes at
   // every call.
   std::atomic<uint32_t> call_ns{0};
+  // When the worker began its latest call: steady_clock nanoseconds
+  // (CLOCK_MONOTONIC, one clock for every process of the machine; no
+  // sandbox enters a time namespace), 0 before its first. Stored relaxed
+  // before `started`'s release, so a host that reads `started` (acquire)
+  // and then this reads the time of that call or a later one. A hint for
+  // work stealing (loop/work_stealing.cpp): how long the call at the front
+  // of the worker's queue has run. A forged value only moves that worker's
+  // own queued calls sooner or later; the host bounds the wait it derives.
+  std::atomic<uint64_t> call_began_ns{0};
   // The fatal signal and the return addresses the crash handler captured
   // before it re-raised (the signal is the fallback when the exit status
   // cannot be had: an application that ignores SIGCHLD or reaps for itself).

@@ -82,7 +82,7 @@
 
 namespace procpool::detail {
 
-void (*cancel_race_for_tests)(int step) = nullptr;
+std::atomic<void (*)(int)> withdrawal_race_for_tests{nullptr};
 
 // Stands in for a call whose withdrawal raced the worker (case 3 above,
 // lost): it takes the worker's answer and passes it on.
@@ -175,7 +175,7 @@ bool PoolCore::withdraw_locked(StateBase& state, bool may_stop, const char* why,
   WorkerSlot& slot = *slots_[static_cast<size_t>(place.slot)];
   auto at = std::find_if(slot.assigned.begin(), slot.assigned.end(),
                          [&](const TaskRecord& t) { return t.id == place.task_id; });
-  if (at == slot.assigned.end() || !slot.alive || !slot.condemned.empty() || !slot.request_fault.empty()) return false;
+  if (at == slot.assigned.end() || !slot.usable()) return false;
   size_t i = static_cast<size_t>(at - slot.assigned.begin());
   bool unsent = i > slot.sent || (i == slot.sent && slot.sent_bytes == 0 && !slot.handles_sent);
   if (unsent) {
@@ -215,38 +215,40 @@ bool PoolCore::worker_will_see_withdrawal_locked(WorkerSlot& slot, size_t i) {
   }
 }
 
-bool PoolCore::withdraw_from_ring_locked(WorkerSlot& slot, size_t i, const char* why, bool* behind_unread) {
-  if (i == 0) return false;
+PoolCore::Withdrawal PoolCore::append_withdrawal_locked(WorkerSlot& slot, size_t i, bool* behind_unread,
+                                                        std::shared_ptr<WithdrawalProbe>* unused_probe) {
+  if (i == 0) return Withdrawal::refused;
   if (!worker_will_see_withdrawal_locked(slot, i)) {
     // The worker is past the call before it; what it wrote is unread.
     if (behind_unread) *behind_unread = true;
-    return false;
+    return Withdrawal::refused;
   }
   CancelList& list = slot.segment->header().cancelled;
   uint32_t n = list.count.load(std::memory_order_relaxed);
   for (const TaskRecord& t : slot.assigned)
-    if (t.state->place.withdrawn && n - t.state->place.cancel_entry >= kCancelSlots) return false;
+    if (t.state->place.withdrawn && n - t.state->place.cancel_entry >= kCancelSlots) return Withdrawal::refused;
   TaskRecord& task = slot.assigned[i];
   StateBase& state = *task.state;
   // Made before the append: once the entry is out, the outcome must be
   // handled whatever happens, so nothing after it may fail.
   auto probe = std::make_shared<WithdrawalProbe>(task.state);
-  if (cancel_race_for_tests) cancel_race_for_tests(0);
+  auto race = withdrawal_race_for_tests.load(std::memory_order_relaxed);
+  if (race) race(0);
   list.ids[n % kCancelSlots].store(task.id, std::memory_order_relaxed);
   list.count.store(n + 1, std::memory_order_release);
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (cancel_race_for_tests) cancel_race_for_tests(1);
+  if (race) race(1);
   state.place.withdrawn = true;
   state.place.cancel_entry = n;
   if (worker_will_see_withdrawal_locked(slot, i)) {
-    bool claimed = state.try_claim();  // in `assigned`, so unsettled: only cancel() claims such a call
-    if (claimed) state.set_error(std::make_exception_ptr(TaskCancelled(why)));
-    return claimed;
+    if (unused_probe) *unused_probe = std::move(probe);  // a stolen call's placeholder (take_back_locked)
+    return Withdrawal::proven;
   }
   // Lost the race: the probe takes the call's place and its answer.
   probe->place = state.place;
   probe->record_.id = task.id;
   probe->record_.function_id = task.function_id;
+  probe->record_.timeout_ms = task.timeout_ms;  // sent again, it keeps its deadline
   try {
     probe->record_.frame.append(task.frame.data(), task.frame.size());
     if (task.handles) probe->record_.handles = std::make_unique<HandleList>(*task.handles);
@@ -255,7 +257,60 @@ bool PoolCore::withdraw_from_ring_locked(WorkerSlot& slot, size_t i, const char*
   }
   probe->on_ready_anywhere([probe = probe.get(), pool = weak_from_this()] { probe->pass_on(pool); });
   task.state = std::move(probe);
-  return false;
+  return Withdrawal::raced;
+}
+
+bool PoolCore::withdraw_from_ring_locked(WorkerSlot& slot, size_t i, const char* why, bool* behind_unread) {
+  if (append_withdrawal_locked(slot, i, behind_unread) != Withdrawal::proven) return false;
+  StateBase& state = *slot.assigned[i].state;
+  bool claimed = state.try_claim();  // in `assigned`, so unsettled: only cancel() claims such a call
+  if (claimed) state.set_error(std::make_exception_ptr(TaskCancelled(why)));
+  return claimed;  // (left in `assigned`, claimed, for the worker's Skipped answer)
+}
+
+bool PoolCore::take_back_locked(WorkerSlot& slot, size_t i) {
+  // Its place in the queue first: after the append nothing may fail.
+  pending_.emplace_front();
+  std::shared_ptr<WithdrawalProbe> placeholder;
+  Withdrawal w;
+  try {
+    w = append_withdrawal_locked(slot, i, nullptr, &placeholder);
+  } catch (...) {
+    pending_.pop_front();  // out of memory for the probe: nothing was appended
+    throw;
+  }
+  if (w != Withdrawal::proven) {
+    pending_.pop_front();  // raced: the probe passes on whatever the worker does
+    return false;
+  }
+  // The worker will skip it: the call leaves, whole (its deadline, its
+  // SharedBytes), and a placeholder takes its answer. Claimed, so that the
+  // Skipped answer is absorbed and a death drops it (dispatch skips claimed
+  // calls); ready, so that a shutdown waiting for the calls held does not
+  // wait for it. It has no callbacks and no waiter: publishing it under
+  // the locks is a store.
+  TaskRecord& left = slot.assigned[i];
+  placeholder->place = left.state->place;
+  (void)placeholder->try_claim();
+  placeholder->publish();
+  TaskRecord& moved = pending_.front();
+  moved = std::move(left);
+  left.id = moved.id;
+  left.function_id = moved.function_id;
+  left.timeout_ms = 0;
+  left.state = std::move(placeholder);
+  renumber_locked(moved);
+  return true;
+}
+
+void PoolCore::renumber_locked(TaskRecord& record) {
+  // A new id: the old one stays in the skipping worker's CancelList.
+  record.id = ++next_task_;
+  FrameHeader header;
+  std::memcpy(&header, record.frame.data(), sizeof header);
+  header.task_id = record.id;
+  std::memcpy(record.frame.data(), &header, sizeof header);
+  record.state->place = StateBase::PoolPlace{record.id, -1, false, 0, record.state->place.cancel_running};
 }
 
 void PoolCore::resend_skipped(std::shared_ptr<StateBase> state, TaskRecord record) {
@@ -267,14 +322,8 @@ void PoolCore::resend_skipped(std::shared_ptr<StateBase> state, TaskRecord recor
       state->settle_error(std::make_exception_ptr(PoolShutdown("the pool stopped before the call could run")));
       return;
     }
-    // A new id: the old one stays in the skipping worker's CancelList.
-    record.id = ++next_task_;
-    FrameHeader header;
-    std::memcpy(&header, record.frame.data(), sizeof header);
-    header.task_id = record.id;
-    std::memcpy(record.frame.data(), &header, sizeof header);
-    state->place = StateBase::PoolPlace{record.id, -1, false, 0, state->place.cancel_running};
     record.state = std::move(state);
+    renumber_locked(record);
     pending_.push_front(std::move(record));
     dispatch_locked(out);
   }

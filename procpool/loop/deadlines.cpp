@@ -114,9 +114,7 @@ void PoolCore::on_deadline() {
     std::lock_guard dispatch(dispatch_mutex_);
     auto now = Clock::now();  // after the timer fired: never before a deadline it was armed for
     for (auto& slot : slots_) {
-      if (!slot->alive || !slot->condemned.empty() || !slot->request_fault.empty() || slot->front_deadline > now ||
-          slot->assigned.empty())
-        continue;
+      if (!slot->usable() || slot->front_deadline > now || slot->assigned.empty()) continue;
       // The call fails now, at its deadline, not when its worker is gone
       // (after stop_grace): an answer that comes meanwhile finds it settled.
       const TaskRecord& front = slot->assigned.front();

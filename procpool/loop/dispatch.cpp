@@ -108,7 +108,6 @@ size_t PoolCore::paced_room(const WorkerSlot& slot) const noexcept {
 }
 
 void PoolCore::dispatch_locked(Published& out) {
-  auto usable = [](const WorkerSlot& s) { return s.alive && s.condemned.empty() && s.request_fault.empty(); };
   // Each worker first gets up to prefetch_ calls; only calls still waiting
   // after that go to workers by their pace (paced_room), so a trickle of
   // calls never queues deep, and a worker's pace is read (a line it writes
@@ -117,14 +116,14 @@ void PoolCore::dispatch_locked(Published& out) {
   while (!pending_.empty()) {
     WorkerSlot* best = nullptr;
     for (auto& slot : slots_)
-      if (usable(*slot) && slot->calls_left > 0 && slot->assigned.size() < (paced ? slot->room : prefetch_) &&
+      if (slot->usable() && slot->calls_left > 0 && slot->assigned.size() < (paced ? slot->room : prefetch_) &&
           (!best || slot->assigned.size() < best->assigned.size()))
         best = slot.get();
     if (!best) {
       if (paced || !paced_prefetch_) break;
       paced = true;
       for (auto& slot : slots_) {
-        if (!usable(*slot) || !(slot->room_stale || slot->answered - slot->room_read_at >= kRoomReadEvery)) continue;
+        if (!slot->usable() || !(slot->room_stale || slot->answered - slot->room_read_at >= kRoomReadEvery)) continue;
         slot->room = paced_room(*slot);
         slot->room_read_at = slot->answered;
         slot->room_stale = false;
@@ -147,7 +146,7 @@ void PoolCore::dispatch_locked(Published& out) {
     }
   }
   for (auto& slot : slots_)
-    if (usable(*slot) && slot->sent < slot->assigned.size()) pump_locked(*slot, out);
+    if (slot->usable() && slot->sent < slot->assigned.size()) pump_locked(*slot, out);
 }
 
 void PoolCore::expect_answers_locked(WorkerSlot& slot) {

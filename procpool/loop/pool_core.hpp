@@ -62,10 +62,12 @@
 
 namespace procpool::detail {
 
-// Tests only: called by cancel() with both locks held, before it appends a
-// withdrawal to a worker's CancelList (step 0) and after (step 1), so that a
-// test can let the worker race it.
-extern void (*cancel_race_for_tests)(int step);
+// Tests only: called with both locks held, by cancel() or a steal on the
+// reactor thread, before a withdrawal is appended to a worker's CancelList
+// (step 0) and after (step 1), so that a test can let the worker race it.
+extern std::atomic<void (*)(int step)> withdrawal_race_for_tests;
+
+class WithdrawalProbe;  // cancel.cpp
 
 class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCore> {
  public:
@@ -236,6 +238,20 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // Both mutexes held.
   bool withdraw_from_ring_locked(WorkerSlot& slot, size_t i, const char* why, bool* behind_unread = nullptr);
   bool worker_will_see_withdrawal_locked(WorkerSlot& slot, size_t i);
+  // What appending assigned[i] to the worker's CancelList came to: not
+  // appended (the host cannot prove the worker would see it), proven (the
+  // worker will skip the call; the probe it did not need goes to
+  // `unused_probe`), or raced (it may run the call: a WithdrawalProbe now
+  // holds its place and passes on whatever the worker answers).
+  enum class Withdrawal : uint8_t { refused, proven, raced };
+  Withdrawal append_withdrawal_locked(WorkerSlot& slot, size_t i, bool* behind_unread = nullptr,
+                                      std::shared_ptr<WithdrawalProbe>* unused_probe = nullptr);
+  // A steal of assigned[i], which is wholly in the worker's ring: true if
+  // the call is withdrawn for sure and now heads pending_ under a new id
+  // (a claimed placeholder takes the worker's Skipped answer). Both mutexes held.
+  bool take_back_locked(WorkerSlot& slot, size_t i);
+  // A call sent again: a new task id, in its frame and its state's place.
+  void renumber_locked(TaskRecord& record);
   // cancel() of assigned[0] with cancel_running: settles it with
   // TaskCancelled and stops the worker, unless its answer is arriving.
   bool stop_running_call_locked(WorkerSlot& slot, StateBase& state, Published& out);
@@ -284,6 +300,27 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // Captured output (output_capture.hpp): each line to PoolOptions::on_output,
   // or to the host's stdout or stderr, prefixed. No pool lock held.
   void deliver_output(std::vector<OutputLine>& lines) noexcept;
+
+  // ---- work stealing (work_stealing.cpp, which has the policy) ----
+  // dispatch_mutex_ held: a worker has just run out of calls. If another
+  // holds calls queued behind the one it runs, the reactor looks (on_steal).
+  // Inline: on the path of every answer that empties a worker's queue.
+  void note_idle_locked() {
+    if (!steal_due_ && pending_.empty()) note_idle_slow();
+  }
+  void note_idle_slow();
+  void on_steal();  // the reactor: steals what is due, or waits for when it will be
+  // Both mutexes held: moves the queued calls of workers whose front call
+  // has run kStealAfter or longer while a worker has none to the pool's
+  // queue and dispatches them; returns how long until the next such front
+  // call is due, if a worker is idle and one holds queued calls.
+  std::optional<std::chrono::steady_clock::duration> steal_locked(Published& out);
+  size_t steal_from_locked(WorkerSlot& slot);  // moves `slot`'s queued calls; how many
+  static constexpr auto kStealAfter = std::chrono::milliseconds(1);
+  // on_steal is posted or its timer armed; cleared by on_steal when it
+  // finds nothing to wait for. Guarded by dispatch_mutex_.
+  bool steal_due_ = false;
+  std::unique_ptr<boost::asio::steady_timer> steal_timer_;  // touched under both mutexes
 
   // Draining (drain_mutex_ held), in response_reader.cpp.
   void drain_locked(Published& out);
@@ -550,7 +587,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // What stats() reports. Relaxed atomics: each is a count on its own, read
   // by stats() with no claim to be one consistent snapshot.
   struct Counters : OutcomeCounters {
-    std::atomic<uint64_t> worker_deaths{0}, respawns{0}, spares_taken{0};
+    std::atomic<uint64_t> worker_deaths{0}, respawns{0}, spares_taken{0}, stolen{0};
   };
   Counters counters_;
 

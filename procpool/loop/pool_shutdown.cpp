@@ -329,6 +329,7 @@ void PoolCore::stop_workers(Published& out, StopMode mode) {
     trim_timer_.reset();
     watchdog_timer_.reset();
     deadline_timer_.reset();
+    steal_timer_.reset();
     auto shut = std::make_exception_ptr(PoolShutdown("the pool was shut down before this call finished"));
     fail_all_pending(shut, out);
     for (auto& slot : slots_) {

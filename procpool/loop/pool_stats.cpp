@@ -93,6 +93,7 @@ PoolStats PoolCore::stats() {
   s.worker_deaths = get(counters_.worker_deaths);
   s.respawns = get(counters_.respawns);
   s.spares_taken = get(counters_.spares_taken);
+  s.stolen = get(counters_.stolen);
   s.retired_after_max_tasks = get(retired_served_);
   s.retired_over_memory = get(retired_memory_);
   auto now = std::chrono::steady_clock::now();

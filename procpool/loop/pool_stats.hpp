@@ -77,6 +77,9 @@ struct PoolStats {
   // served max_tasks_per_child calls, or over max_worker_memory.
   uint64_t retired_after_max_tasks = 0;
   uint64_t retired_over_memory = 0;
+  // Calls taken back from a worker whose call ahead of them ran long while
+  // another worker had none, and sent to that one (work stealing).
+  uint64_t stolen = 0;
   size_t queued = 0;     // calls in the pool's queue, given to no worker yet
   size_t in_flight = 0;  // calls handed to workers, not answered yet
   std::vector<WorkerStats> workers;

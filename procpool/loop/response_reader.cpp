@@ -115,6 +115,7 @@ PoolCore::Answered PoolCore::take_front_locked(WorkerSlot& slot) {
   slot.count_calls();
   --slot.sent;
   ++slot.answered;
+  if (slot.assigned.empty()) note_idle_locked();  // work stealing
   // The next call may begin from now: its clock starts if its header is in.
   slot.front_deadline = std::chrono::steady_clock::time_point::max();
   start_front_clock_locked(slot);

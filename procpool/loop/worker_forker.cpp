@@ -135,6 +135,7 @@ void PoolCore::install_locked(WorkerSlot& slot, ForkedWorker w) {
   // ring it only once it holds a call (expect_answers_locked).
   arm_doorbell_locked(slot);
   arm_watchdog_locked();  // its start-up deadline, if it is not ready yet
+  note_idle_locked();     // calls queued on others may come to it (work stealing)
 }
 
 void PoolCore::respawn_locked(WorkerSlot& slot, Published& out) {

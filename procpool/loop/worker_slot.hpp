@@ -130,6 +130,10 @@ struct WorkerSlot {
   // are no longer read, and the call it was running fails with this.
   std::string condemned;
   bool condemned_blames_front = false;  // see PoolCore::condemn
+
+  // A live process the host neither condemned nor is killing for a forged
+  // request tail: it may be given calls and have them taken back.
+  bool usable() const noexcept { return alive && condemned.empty() && request_fault.empty(); }
 };
 
 }  // namespace procpool::detail

@@ -185,6 +185,12 @@ void PoolCore::on_watchdog() {
   }
   // Every ring, whatever the doorbells say.
   reactor_turn();
+  {
+    // A worker that fell idle with no answer to say so (its calls were
+    // cancelled) while another holds queued calls (work stealing).
+    std::lock_guard dispatch(dispatch_mutex_);
+    note_idle_locked();
+  }
   std::lock_guard drain(drain_mutex_);
   if (stopping_ || watchdog_armed_) return;
   if (!watchdog_needed_locked()) {

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// The worker's side of ControlBlock::call_ns: its recent time per call,
-// which paces how many calls the host hands it ahead (loop/dispatch.cpp).
+// The worker's side of ControlBlock::call_ns, its recent time per call,
+// which paces how many calls the host hands it ahead (loop/dispatch.cpp),
+// and of ControlBlock::call_began_ns, when its latest call began, by which
+// the host sees a call run long with calls queued behind it
+// (loop/work_stealing.cpp).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -16,7 +19,8 @@ namespace procpool::detail {
 class CallPace {
  public:
   using Clock = std::chrono::steady_clock;
-  explicit CallPace(std::atomic<uint32_t>& call_ns) noexcept : call_ns_(call_ns) {}
+  CallPace(std::atomic<uint32_t>& call_ns, std::atomic<uint64_t>& call_began_ns) noexcept
+      : call_ns_(call_ns), call_began_ns_(call_began_ns) {}
 
   // A call begins; the one before it ended just now with this one waiting.
   void next_was_waiting() noexcept {
@@ -30,13 +34,21 @@ class CallPace {
       // ones earns a deep queue only once it has lasted.
       call_ns_.store(sample >= recent ? sample : recent - (recent - sample) / 8, std::memory_order_relaxed);
     }
-    began_ = now;
+    begin(now);
   }
   // A call begins after the worker waited for it.
-  void begins_after_a_wait() noexcept { began_ = Clock::now(); }
+  void begins_after_a_wait() noexcept { begin(Clock::now()); }
 
  private:
+  void begin(Clock::time_point now) noexcept {
+    began_ = now;
+    // Relaxed: `started`'s release store, which follows, publishes it.
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+    call_began_ns_.store(static_cast<uint64_t>(ns), std::memory_order_relaxed);
+  }
+
   std::atomic<uint32_t>& call_ns_;
+  std::atomic<uint64_t>& call_began_ns_;
   Clock::time_point began_{};  // when the call being served began, if known
 };
 

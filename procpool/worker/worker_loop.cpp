@@ -378,7 +378,7 @@ class WorkerLoop {
   uint32_t marked_function_ = UINT32_MAX;  // the function the captured output was last marked with
   bool woken_ = false;                     // the call being served found this worker asleep
   bool in_burst_ = false;                  // its last sleep was shorter than kShortSleep
-  CallPace pace_{control_.call_ns};
+  CallPace pace_{control_.call_ns, control_.call_began_ns};
   StepAside step_aside_;
   ByteBuffer error_;    // an encoded exception
   HandleList results_;  // the SharedBytes of the result being written
