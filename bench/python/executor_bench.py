@@ -321,6 +321,20 @@ async def fig_scaling(system, cfg, rep):
     rep.progress("scaling " + ", ".join(f"{k}: {s:.3f} s" for k, s in seconds.items()))
 
 
+async def fig_uneven(ex, cfg, rep):
+    """A 300 ms call, then six 10 ms calls: until the six are done, in ms."""
+    ms = []
+    for _ in range(cfg.crash_samples):
+        await warm(ex, cfg.workers)
+        start = time.perf_counter_ns()
+        long_call = call(ex, pp_tasks.sleep_ms, 300)
+        await asyncio.gather(*(call(ex, pp_tasks.sleep_ms, 10) for _ in range(6)))
+        ms.append(elapsed_us(start) / 1e3)
+        await long_call
+    rep.record("uneven", cfg.workers, median(ms))
+    rep.progress(f"uneven calls {median(ms):.1f} ms")
+
+
 async def startup_ms(system, workers):
     """Creating an executor until its first no-op result (processes included)."""
     start = time.perf_counter_ns()
@@ -481,7 +495,7 @@ async def fig_memory(system, cfg, rep):
 
 
 # Figures measured on one warmed pool of cfg.workers, in this order.
-POOL_FIGURES = (fig_rtt, fig_throughput, fig_throughput_map, fig_payload)
+POOL_FIGURES = (fig_rtt, fig_throughput, fig_throughput_map, fig_payload, fig_uneven)
 # Figures that build their own pools.
 SYSTEM_FIGURES = (fig_scaling, fig_startup_shutdown, fig_crash, fig_recycle, fig_memory)
 

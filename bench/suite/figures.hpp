@@ -53,6 +53,7 @@ inline const std::vector<FigureSpec>& catalogue() {
       {"scaling", "4", "CPU-bound batch on 4 workers", "s"},
       {"speedup", "2", "speed-up, 2 workers vs 1", "×", true},
       {"speedup", "4", "speed-up, 4 workers vs 1 (2 cores)", "×", true},
+      {"uneven", "2", "a 300 ms call, then six 10 ms calls, 2 workers: until the six are done", "ms"},
       {"startup", "2", "start-up of 2 workers to first result", "ms"},
       {"shutdown", "2", "shutdown of an idle 2-worker pool", "ms"},
       {"crash_fail", "2", "worker crash → its future fails", "ms"},

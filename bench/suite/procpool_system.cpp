@@ -236,6 +236,26 @@ void scaling(int round, const Counts& n) {
   }
 }
 
+// Calls of uneven length: a long one, then short ones submitted together
+// on two workers. The short ones need one worker's time (60 ms) once none
+// waits behind the long call (work stealing).
+void uneven(int round, const Counts& n) {
+  procpool::ProcessPool pool({.workers = 2});
+  std::vector<double> ms;
+  for (int s = 0; s < n.crash_samples; ++s) {
+    std::vector<procpool::Future<void>> warm{pool.submit(sleep_ms, 10), pool.submit(sleep_ms, 10)};
+    for (auto& f : warm) f.get();
+    auto t0 = Clock::now();
+    auto long_call = pool.submit(sleep_ms, 300);
+    std::vector<procpool::Future<void>> short_calls;
+    for (int i = 0; i < 6; ++i) short_calls.push_back(pool.submit(sleep_ms, 10));
+    for (auto& f : short_calls) f.get();
+    ms.push_back(millis(Clock::now() - t0));
+    long_call.get();
+  }
+  emit(kSystem, "uneven", "2", round, median(ms));
+}
+
 // Start-up to the first result, and destruction of the idle pool.
 void lifecycle(int round, const Counts& n) {
   std::vector<double> up, down;
@@ -334,6 +354,8 @@ void measure_procpool(const RoundOptions& options) {
     payload(r, options.quick);
     progress(r, "CPU scaling");
     scaling(r, n);
+    progress(r, "uneven calls");
+    uneven(r, n);
   } catch (const std::exception& e) {
     fail(e.what());
   }

@@ -139,6 +139,7 @@ void PoolCore::dispatch_locked(Published& out) {
     --best->calls_left;  // max_tasks_per_child (worker_slot.hpp)
     if (best->assigned.size() > 1) {
       best->count_calls();
+      calls_queued_ = true;  // work stealing looks when a worker falls idle
     } else {
       best->count_calls(std::memory_order_seq_cst);
       best->room_stale = true;

@@ -306,7 +306,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // holds calls queued behind the one it runs, the reactor looks (on_steal).
   // Inline: on the path of every answer that empties a worker's queue.
   void note_idle_locked() {
-    if (!steal_due_ && pending_.empty()) note_idle_slow();
+    if (calls_queued_ && !steal_due_ && pending_.empty()) note_idle_slow();
   }
   void note_idle_slow();
   void on_steal();  // the reactor: steals what is due, or waits for when it will be
@@ -320,6 +320,12 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // on_steal is posted or its timer armed; cleared by on_steal when it
   // finds nothing to wait for. Guarded by dispatch_mutex_.
   bool steal_due_ = false;
+  // A worker may hold calls behind its front: set by dispatch when it gives
+  // a worker a call while it holds one, cleared by note_idle_slow when none
+  // does. Calls that each find a worker free (a round trip at a time)
+  // never set it, so an answer that empties a queue costs them one load.
+  // Guarded by dispatch_mutex_.
+  bool calls_queued_ = false;
   std::unique_ptr<boost::asio::steady_timer> steal_timer_;  // touched under both mutexes
 
   // Draining (drain_mutex_ held), in response_reader.cpp.

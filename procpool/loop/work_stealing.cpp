@@ -19,8 +19,10 @@
 // When. A worker that runs out of calls (its last answer taken, or a new
 // process in its slot) while the pool's queue is empty and another worker
 // holds calls behind its front posts on_steal to the reactor, once
-// (steal_due_). There, with both locks held and the rings drained, each
-// such worker whose front call has begun (its `started` count is one past
+// (steal_due_). Only dispatch puts a call behind another, and it says so
+// (calls_queued_): until it does, a worker falling idle looks no further.
+// On the reactor, with both locks held and the rings drained, each such
+// worker whose front call has begun (its `started` count is one past
 // the answers read: no answer of a later call is waiting to be read) has
 // its queued calls moved if the front began kStealAfter ago or more
 // (ControlBlock::call_began_ns); otherwise the reactor looks again when the
@@ -56,9 +58,11 @@ bool idle(const WorkerSlot& s) { return s.usable() && s.assigned.empty() && s.ca
 }  // namespace
 
 void PoolCore::note_idle_slow() {
-  if (stopping_ || std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return idle(*s); }) ||
-      std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return holds_queued_calls(*s); }))
+  if (std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return holds_queued_calls(*s); })) {
+    calls_queued_ = false;  // until dispatch queues a call behind another
     return;
+  }
+  if (stopping_ || std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return idle(*s); })) return;
   steal_due_ = true;
   try {
     boost::asio::post(io_, [weak = weak_from_this()] {
