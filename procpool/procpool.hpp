@@ -28,6 +28,7 @@
 #include <procpool/common/shared_bytes.hpp>
 #include <procpool/loop/event_loop.hpp>
 #include <procpool/loop/future.hpp>
+#include <procpool/loop/futures_wait.hpp>
 #include <procpool/loop/gather.hpp>
 #include <procpool/loop/map_stream.hpp>
 #include <procpool/loop/pool_options.hpp>

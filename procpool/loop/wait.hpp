@@ -2,9 +2,9 @@
 #pragma once
 // asyncio's wait, as_completed and shield for procpool::Task.
 #include <optional>
-#include <unordered_set>
 #include <vector>
 
+#include <procpool/loop/completion_queue.hpp>
 #include <procpool/loop/gather.hpp>
 
 namespace procpool {
@@ -48,35 +48,26 @@ Task<WaitResult<T>> wait(std::vector<Future<T>> futures, ReturnWhen when, std::c
 // Yields the futures as they complete:
 //   auto completed = procpool::as_completed(std::move(futures));
 //   while (!completed.empty()) { auto f = co_await completed.next(); use(f.get()); }
+// (procpool::futures::as_completed, futures_wait.hpp, is the blocking one.)
 template <class T>
 class as_completed {
  public:
   // A future given more than once is yielded once, at its first place.
-  explicit as_completed(std::vector<Future<T>> futures) {
-    std::unordered_set<const detail::StateBase*> seen;
-    remaining_.reserve(futures.size());
-    for (auto& f : futures)
-      if (seen.insert(f.shared_state().get()).second) remaining_.push_back(std::move(f));
-  }
-  bool empty() const noexcept { return remaining_.empty(); }
-  size_t size() const noexcept { return remaining_.size(); }
+  explicit as_completed(std::vector<Future<T>> futures) : order_(std::move(futures)) {}
+  bool empty() const noexcept { return order_.size() == 0; }
+  size_t size() const noexcept { return order_.size(); }
   // The next future to complete (already ready when it is returned).
   Task<Future<T>> next() {
-    if (remaining_.empty()) throw Error("as_completed::next(): no futures left");
-    std::vector<std::shared_ptr<detail::StateBase>> states;
-    for (auto& f : remaining_) states.push_back(f.shared_state());
-    co_await detail::WhenSettled(std::move(states), detail::WhenSettled::Mode::Any, {}, {});
-    for (size_t i = 0; i < remaining_.size(); ++i)
-      if (remaining_[i].ready()) {
-        Future<T> f = std::move(remaining_[i]);
-        remaining_.erase(remaining_.begin() + static_cast<std::ptrdiff_t>(i));
-        co_return f;
-      }
-    throw Error("as_completed::next(): woken with nothing ready");  // cannot happen: Any waited for one
+    if (empty()) throw Error("as_completed::next(): no futures left");
+    for (;;) {
+      if (auto f = order_.take()) co_return std::move(*f);
+      std::vector<std::shared_ptr<detail::StateBase>> arrival{order_.arrival()};
+      co_await detail::WhenSettled(std::move(arrival), detail::WhenSettled::Mode::Any, {}, {});
+    }
   }
 
  private:
-  std::vector<Future<T>> remaining_;
+  detail::CompletionOrder<Future<T>> order_;
 };
 
 namespace detail {
