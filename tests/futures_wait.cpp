@@ -81,7 +81,7 @@ TEST_CASE("FuturesWait.ATimeoutReturnsWhatIsDoneWithoutThrowing" * doctest::time
   CHECK(unlimited.done.size() == 1);
 }
 
-TEST_CASE("FuturesWait.NoFuturesReturnAtOnce" * doctest::timeout(30)) {
+TEST_CASE("FuturesWait.NoFuturesReturnAtOnceAndAFutureWithNoCallIsAnError" * doctest::timeout(30)) {
   auto result = procpool::futures::wait(std::vector<procpool::Future<int>>{}, procpool::FIRST_COMPLETED);
   CHECK(result.done.empty());
   CHECK(result.pending.empty());
@@ -89,6 +89,9 @@ TEST_CASE("FuturesWait.NoFuturesReturnAtOnce" * doctest::timeout(30)) {
   CHECK(none.empty());
   CHECK(none.begin() == none.end());
   CHECK_THROWS_AS(none.next(), procpool::Error);
+  // A Future with no call is an error to wait on, as to get().
+  CHECK_THROWS_AS(procpool::futures::wait(std::vector<procpool::Future<int>>(2)), procpool::Error);
+  CHECK_THROWS_AS(procpool::futures::as_completed(std::vector<procpool::Future<int>>(1)), procpool::Error);
 }
 
 TEST_CASE("FuturesWait.AsCompletedYieldsTheFuturesInTheOrderTheyFinish" * doctest::timeout(30)) {

@@ -96,6 +96,7 @@ class WithdrawalProbe final : public SharedState<void> {
 
   // Runs once the probe is settled, on the settling thread, no lock held.
   void pass_on(const std::weak_ptr<PoolCore>& pool) {
+    if (!passes_on_) return;  // it was not needed, or is a steal's placeholder
     if (cancelled()) {
       // Skipped: it never ran. The call goes back to the queue.
       auto core = pool.lock();
@@ -112,6 +113,10 @@ class WithdrawalProbe final : public SharedState<void> {
 
   TaskRecord record_;                // what resend_skipped needs: a copy of the frame and descriptors
   std::exception_ptr resend_error_;  // the copy could not be made
+  // Set (both locks held) when it takes the place of a call whose
+  // withdrawal raced the worker; read by pass_on after the answer was
+  // taken under the dispatch lock, or after the probe was published there.
+  bool passes_on_ = false;
 
  private:
   std::shared_ptr<StateBase> call_;
@@ -229,9 +234,11 @@ PoolCore::Withdrawal PoolCore::append_withdrawal_locked(WorkerSlot& slot, size_t
     if (t.state->place.withdrawn && n - t.state->place.cancel_entry >= kCancelSlots) return Withdrawal::refused;
   TaskRecord& task = slot.assigned[i];
   StateBase& state = *task.state;
-  // Made before the append: once the entry is out, the outcome must be
-  // handled whatever happens, so nothing after it may fail.
+  // Made, and its callback registered, before the append: once the entry
+  // is out, the outcome must be handled whatever happens, so nothing after
+  // it may fail. The callback does nothing unless the probe is put to use.
   auto probe = std::make_shared<WithdrawalProbe>(task.state);
+  probe->on_ready_anywhere([probe = probe.get(), pool = weak_from_this()] { probe->pass_on(pool); });
   auto race = withdrawal_race_for_tests.load(std::memory_order_relaxed);
   if (race) race(0);
   list.ids[n % kCancelSlots].store(task.id, std::memory_order_relaxed);
@@ -255,7 +262,7 @@ PoolCore::Withdrawal PoolCore::append_withdrawal_locked(WorkerSlot& slot, size_t
   } catch (...) {
     probe->resend_error_ = std::current_exception();  // a Skipped answer then fails the call with it
   }
-  probe->on_ready_anywhere([probe = probe.get(), pool = weak_from_this()] { probe->pass_on(pool); });
+  probe->passes_on_ = true;
   task.state = std::move(probe);
   return Withdrawal::raced;
 }
@@ -268,38 +275,27 @@ bool PoolCore::withdraw_from_ring_locked(WorkerSlot& slot, size_t i, const char*
   return claimed;  // (left in `assigned`, claimed, for the worker's Skipped answer)
 }
 
-bool PoolCore::take_back_locked(WorkerSlot& slot, size_t i) {
-  // Its place in the queue first: after the append nothing may fail.
-  pending_.emplace_front();
+bool PoolCore::take_back_locked(WorkerSlot& slot, size_t i, std::vector<TaskRecord>& moved) {
+  if (moved.size() == moved.capacity()) return false;  // no room it may take without allocating
   std::shared_ptr<WithdrawalProbe> placeholder;
-  Withdrawal w;
-  try {
-    w = append_withdrawal_locked(slot, i, nullptr, &placeholder);
-  } catch (...) {
-    pending_.pop_front();  // out of memory for the probe: nothing was appended
-    throw;
-  }
-  if (w != Withdrawal::proven) {
-    pending_.pop_front();  // raced: the probe passes on whatever the worker does
-    return false;
-  }
+  if (append_withdrawal_locked(slot, i, nullptr, &placeholder) != Withdrawal::proven) return false;
   // The worker will skip it: the call leaves, whole (its deadline, its
   // SharedBytes), and a placeholder takes its answer. Claimed, so that the
   // Skipped answer is absorbed and a death drops it (dispatch skips claimed
   // calls); ready, so that a shutdown waiting for the calls held does not
-  // wait for it. It has no callbacks and no waiter: publishing it under
-  // the locks is a store.
+  // wait for it. Nobody waits on it, and its one callback does nothing
+  // (passes_on_ is false): publishing it under the locks is a store.
   TaskRecord& left = slot.assigned[i];
   placeholder->place = left.state->place;
   (void)placeholder->try_claim();
   placeholder->publish();
-  TaskRecord& moved = pending_.front();
-  moved = std::move(left);
-  left.id = moved.id;
-  left.function_id = moved.function_id;
+  moved.push_back(std::move(left));  // within the capacity: no allocation
+  TaskRecord& taken = moved.back();
+  left.id = taken.id;
+  left.function_id = taken.function_id;
   left.timeout_ms = 0;
   left.state = std::move(placeholder);
-  renumber_locked(moved);
+  renumber_locked(taken);
   return true;
 }
 

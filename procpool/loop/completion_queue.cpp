@@ -10,10 +10,15 @@
 namespace procpool::detail {
 
 std::shared_ptr<CompletionQueue> CompletionQueue::watch(const std::vector<std::shared_ptr<StateBase>>& states) {
-  std::vector<std::shared_ptr<Poller>> pollers;
-  for (auto& s : states)
-    if (auto p = s->poller(); p && std::find(pollers.begin(), pollers.end(), p) == pollers.end())
-      pollers.push_back(std::move(p));
+  std::vector<std::weak_ptr<Poller>> pollers;
+  std::vector<const Poller*> seen;
+  for (auto& s : states) {
+    if (!s) throw Error("waiting on a Future with no call (default-constructed, or moved from)");
+    if (auto p = s->poller(); p && std::find(seen.begin(), seen.end(), p.get()) == seen.end()) {
+      seen.push_back(p.get());
+      pollers.push_back(p);
+    }
+  }
   std::shared_ptr<CompletionQueue> queue(new CompletionQueue(std::move(pollers)));
   // The callbacks hold the queue, not the other way round: it lives until
   // the last watched state has settled or gone, whoever stopped reading.
@@ -70,7 +75,9 @@ std::shared_ptr<StateBase> CompletionQueue::arrival() {
 }
 
 void CompletionQueue::refuse_to_block(const char* what) const {
-  for (auto& p : pollers_) {
+  for (auto& weak : pollers_) {
+    auto p = weak.lock();
+    if (!p) continue;  // that pool is gone: its calls have all settled
     if (p->in_another_process())
       throw Error(std::string(what) + " in process " + std::to_string(this_process()) + ", forked from process " +
                   std::to_string(p->owner_process()) +

@@ -25,7 +25,8 @@ class CompletionQueue : public std::enable_shared_from_this<CompletionQueue> {
   using Clock = std::chrono::steady_clock;
 
   // Watches `states`: the index of each goes into the queue as it settles
-  // (at once for one already settled), on the settling thread.
+  // (at once for one already settled), on the settling thread. Throws
+  // procpool::Error for a null one (a Future with no call).
   static std::shared_ptr<CompletionQueue> watch(const std::vector<std::shared_ptr<StateBase>>& states);
 
   // The index of a state that settled and was not taken yet, oldest first.
@@ -41,11 +42,11 @@ class CompletionQueue : public std::enable_shared_from_this<CompletionQueue> {
   std::shared_ptr<StateBase> arrival();
 
  private:
-  explicit CompletionQueue(std::vector<std::shared_ptr<Poller>> pollers) : pollers_(std::move(pollers)) {}
+  explicit CompletionQueue(std::vector<std::weak_ptr<Poller>> pollers) : pollers_(std::move(pollers)) {}
   void settled(size_t index);
   void refuse_to_block(const char* what) const;
 
-  std::vector<std::shared_ptr<Poller>> pollers_;  // of the watched states' pools, each once
+  std::vector<std::weak_ptr<Poller>> pollers_;  // of the watched states' pools, each once
   std::mutex mutex_;
   std::condition_variable settled_cv_;
   std::deque<size_t> settled_;          // guarded by mutex_

@@ -247,9 +247,10 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   Withdrawal append_withdrawal_locked(WorkerSlot& slot, size_t i, bool* behind_unread = nullptr,
                                       std::shared_ptr<WithdrawalProbe>* unused_probe = nullptr);
   // A steal of assigned[i], which is wholly in the worker's ring: true if
-  // the call is withdrawn for sure and now heads pending_ under a new id
-  // (a claimed placeholder takes the worker's Skipped answer). Both mutexes held.
-  bool take_back_locked(WorkerSlot& slot, size_t i);
+  // the call is withdrawn for sure and now ends `moved` under a new id (a
+  // claimed placeholder takes the worker's Skipped answer). Takes nothing
+  // once `moved` is at its capacity: it may not allocate. Both mutexes held.
+  bool take_back_locked(WorkerSlot& slot, size_t i, std::vector<TaskRecord>& moved);
   // A call sent again: a new task id, in its frame and its state's place.
   void renumber_locked(TaskRecord& record);
   // cancel() of assigned[0] with cancel_running: settles it with
@@ -315,7 +316,11 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // queue and dispatches them; returns how long until the next such front
   // call is due, if a worker is idle and one holds queued calls.
   std::optional<std::chrono::steady_clock::duration> steal_locked(Published& out);
-  size_t steal_from_locked(WorkerSlot& slot);  // moves `slot`'s queued calls; how many
+  // Takes `slot`'s queued calls into `moved`, up to its capacity.
+  void steal_from_locked(WorkerSlot& slot, std::vector<TaskRecord>& moved);
+  // Puts them at the head of the queue and dispatches (or fails them, if
+  // the queue cannot grow).
+  void requeue_stolen_locked(std::vector<TaskRecord>& moved, Published& out);
   static constexpr auto kStealAfter = std::chrono::milliseconds(1);
   // on_steal is posted or its timer armed; cleared by on_steal when it
   // finds nothing to wait for. Guarded by dispatch_mutex_.
@@ -326,7 +331,6 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // never set it, so an answer that empties a queue costs them one load.
   // Guarded by dispatch_mutex_.
   bool calls_queued_ = false;
-  std::unique_ptr<boost::asio::steady_timer> steal_timer_;  // touched under both mutexes
 
   // Draining (drain_mutex_ held), in response_reader.cpp.
   void drain_locked(Published& out);
@@ -577,6 +581,7 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // deadline later than it needs nothing (the timer re-arms for it when it
   // fires); an earlier one posts a re-arm to the reactor.
   std::unique_ptr<boost::asio::steady_timer> deadline_timer_;
+  std::unique_ptr<boost::asio::steady_timer> steal_timer_;  // work stealing's; touched under both mutexes
   std::chrono::steady_clock::time_point deadline_timer_at_ = std::chrono::steady_clock::time_point::max();
   static constexpr auto kKeepLargeBuffer = std::chrono::milliseconds(100);
   std::unique_ptr<boost::asio::steady_timer> trim_timer_;  // guarded by drain_mutex_

@@ -48,13 +48,24 @@ namespace procpool::detail {
 namespace {
 using Clock = std::chrono::steady_clock;
 
-// Worth a look: calls queued behind its front, the newest not withdrawn (a
-// steal leaves placeholders behind a front; new calls go after them).
+// A call behind the front that may move: not withdrawn (a steal's
+// placeholder, a cancelled call, a raced probe) and not settled.
+bool movable(const TaskRecord& t) { return !t.state->place.withdrawn && !t.state->claimed(); }
+
 bool holds_queued_calls(const WorkerSlot& s) {
-  return s.usable() && s.assigned.size() > 1 && !s.assigned.back().state->place.withdrawn;
+  if (!s.usable()) return false;
+  for (size_t i = s.assigned.size(); i-- > 1;)  // newest first: new calls come after placeholders
+    if (movable(s.assigned[i])) return true;
+  return false;
 }
 
-bool idle(const WorkerSlot& s) { return s.usable() && s.assigned.empty() && s.calls_left > 0; }
+// Nothing to do and able to start on a call now: its start (initializer
+// included) is over, and max_tasks_per_child leaves it one more. The
+// worker's word (ready), read as a hint: a forged one only brings it calls.
+bool idle(const WorkerSlot& s) {
+  return s.usable() && s.assigned.empty() && s.calls_left > 0 &&
+         s.segment->control().ready.load(std::memory_order_acquire) != 0;
+}
 }  // namespace
 
 void PoolCore::note_idle_slow() {
@@ -85,8 +96,8 @@ void PoolCore::on_steal() {
       wait = steal_locked(out);
       if (wait) start_timer(steal_timer_, std::chrono::ceil<std::chrono::microseconds>(*wait), &PoolCore::on_steal);
     } catch (...) {
-      // Out of memory: what was moved is queued and dispatched; the next
-      // worker to fall idle, or the watchdog, looks again.
+      // Out of memory: what was taken back is queued (steal_locked); the
+      // next worker to fall idle, or the watchdog, looks again.
       wait.reset();
     }
     steal_due_ = wait.has_value();
@@ -96,64 +107,102 @@ void PoolCore::on_steal() {
 
 std::optional<Clock::duration> PoolCore::steal_locked(Published& out) {
   dispatch_locked(out);  // calls in the queue first: a worker with room takes them
-  if (!pending_.empty() || std::none_of(slots_.begin(), slots_.end(), [](auto& s) { return idle(*s); }))
-    return std::nullopt;
-  auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  auto idle_workers =
+      static_cast<size_t>(std::count_if(slots_.begin(), slots_.end(), [](auto& s) { return idle(*s); }));
+  if (!pending_.empty() || idle_workers == 0) return std::nullopt;
+  // As many as the idle workers take at once: more would wait in the
+  // queue, where a paced dispatch could hand some back to the worker they
+  // left. The rest move at a later look.
+  std::vector<TaskRecord> moved;
+  moved.reserve(idle_workers * prefetch_);  // take_back_locked may not allocate
+  auto now = Clock::now();
+  auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
   std::optional<Clock::duration> wait;
-  size_t moved = 0;
-  for (auto& slot : slots_) {
-    if (!holds_queued_calls(*slot)) continue;
-    ControlBlock& control = slot->segment->control();
-    Clock::duration ran{};
-    // Acquire: pairs with the worker's release store of `started`, which
-    // follows its store of call_began_ns (CallPace).
-    if (control.started.load(std::memory_order_acquire) == slot->answered + 1) {
-      // The worker's word, so compared without trusting it: one from the
-      // future counts as just begun.
-      uint64_t began = control.call_began_ns.load(std::memory_order_relaxed);
-      if (now_ns > 0 && began < static_cast<uint64_t>(now_ns))
-        ran = std::chrono::nanoseconds(static_cast<uint64_t>(now_ns) - began);
-      if (ran >= kStealAfter) {
-        moved += steal_from_locked(*slot);
+  auto look_again = [&](Clock::duration after) { wait = wait ? std::min(*wait, after) : after; };
+  try {
+    for (auto& slot : slots_) {
+      if (!holds_queued_calls(*slot)) continue;
+      ControlBlock& control = slot->segment->control();
+      // Acquire: pairs with the worker's release store of `started`, which
+      // follows its store of call_began_ns (CallPace).
+      uint64_t started = control.started.load(std::memory_order_acquire);
+      Clock::duration waited{};  // how long its queued calls have waited for the one ahead
+      if (started == slot->answered + 1) {
+        // The worker's word, so compared without trusting it: a start in
+        // the future counts as just now.
+        uint64_t began = control.call_began_ns.load(std::memory_order_relaxed);
+        if (now_ns > 0 && began < static_cast<uint64_t>(now_ns))
+          waited = std::chrono::nanoseconds(static_cast<uint64_t>(now_ns) - began);
+      } else if (started == slot->answered && control.ready.load(std::memory_order_acquire) == 0) {
+        waited = now - slot->forked_at;  // still starting (an initializer, a spawn): it holds calls all the while
+      } else if (started == slot->answered) {
+        continue;  // about to begin its front: the watchdog looks again
+      }            // else past its front, with answers written since the drain: soon read
+      if (waited < kStealAfter) {
+        look_again(kStealAfter - waited);
         continue;
       }
+      size_t before = moved.size();
+      steal_from_locked(*slot, moved);
+      // Stopped at the idle workers' room with more to move: soon again. (A
+      // call that cannot be proven now waits for the watchdog's look.)
+      if (moved.size() > before && moved.size() == moved.capacity() && holds_queued_calls(*slot))
+        look_again(kStealAfter);
     }
-    // Its front has yet to begin, or run long enough, or the worker is
-    // past it with answers unread: looked at again.
-    Clock::duration left = kStealAfter - ran;
-    wait = wait ? std::min(*wait, left) : left;
+  } catch (...) {
+    requeue_stolen_locked(moved, out);  // what was taken back is not lost
+    throw;
   }
-  if (moved > 0) {
-    counters_.stolen.fetch_add(moved, std::memory_order_relaxed);
-    dispatch_locked(out);
-  }
+  requeue_stolen_locked(moved, out);
   return wait;
 }
 
-size_t PoolCore::steal_from_locked(WorkerSlot& slot) {
-  size_t moved = 0;
-  // From the newest: each goes to the head of the queue, so they keep
-  // their order there.
-  for (size_t i = slot.assigned.size() - 1; i >= 1; --i) {
+void PoolCore::steal_from_locked(WorkerSlot& slot, std::vector<TaskRecord>& moved) {
+  struct Recount {
+    WorkerSlot& slot;
+    ~Recount() { slot.count_calls(); }
+  } recount{slot};
+  // The oldest first: they have waited longest. Each index is proven on
+  // its own, so one that cannot be taken does not stop the rest.
+  for (size_t i = 1; i < slot.assigned.size() && moved.size() < moved.capacity();) {
     TaskRecord& task = slot.assigned[i];
-    if (task.state->place.withdrawn || task.state->claimed()) continue;  // a placeholder, or cancelled
-    bool unsent = i > slot.sent || (i == slot.sent && slot.sent_bytes == 0 && !slot.handles_sent);
-    if (unsent) {
-      pending_.push_front(std::move(task));  // nothing happens if this throws
-      slot.assigned.erase(slot.assigned.begin() + static_cast<std::ptrdiff_t>(i));
-      ++slot.calls_left;  // never reached the worker (max_tasks_per_child)
-      pending_.front().state->place.slot = -1;
-      ++moved;
+    if (!movable(task)) {
+      ++i;
       continue;
     }
-    if (i == slot.sent) continue;  // partly written: the rest of it must follow
-    // Not proven (the worker is past the call before it, or its CancelList
-    // is full), or raced: no call before this one can be taken either.
-    if (!take_back_locked(slot, i)) break;
-    ++moved;
+    bool unsent = i > slot.sent || (i == slot.sent && slot.sent_bytes == 0 && !slot.handles_sent);
+    if (unsent) {
+      moved.push_back(std::move(task));  // within the capacity reserved: no allocation
+      moved.back().state->place.slot = -1;
+      slot.assigned.erase(slot.assigned.begin() + static_cast<std::ptrdiff_t>(i));
+      ++slot.calls_left;  // never reached the worker (max_tasks_per_child)
+      continue;           // the next call is at i now
+    }
+    if (i < slot.sent) (void)take_back_locked(slot, i, moved);  // else partly written: the rest must follow
+    ++i;
   }
-  slot.count_calls();
-  return moved;
+}
+
+void PoolCore::requeue_stolen_locked(std::vector<TaskRecord>& moved, Published& out) {
+  if (moved.empty()) return;
+  counters_.stolen.fetch_add(moved.size(), std::memory_order_relaxed);
+  try {
+    // At the head, in their order: they were submitted before what waits there.
+    pending_.insert(pending_.begin(), std::make_move_iterator(moved.begin()), std::make_move_iterator(moved.end()));
+  } catch (...) {
+    // Out of memory (the queue is unchanged): they fail with it, rather
+    // than being lost.
+    auto error = std::current_exception();
+    for (auto& t : moved)
+      if (t.state->try_claim()) {
+        t.state->set_error(error);
+        out.push_back(t.state);
+      }
+    moved.clear();
+    return;
+  }
+  moved.clear();
+  dispatch_locked(out);
 }
 
 }  // namespace procpool::detail
