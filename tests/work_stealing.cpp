@@ -45,6 +45,13 @@ uint64_t warm_up(procpool::ProcessPool& pool) {
   return pool.stats().stolen;
 }
 
+// A sleep of `ms` that its worker has begun.
+procpool::Future<double> running_sleep(procpool::ProcessPool& pool, int ms) {
+  auto f = pool.submit(tasks::sleep_ms, ms);
+  REQUIRE(census::eventually([&] { return f.running(); }));
+  return f;
+}
+
 // What runs_in says when the ids 0 to n - 1 ran once each.
 std::map<int, int> each_once(int n) {
   std::map<int, int> runs;
@@ -58,8 +65,7 @@ TEST_CASE("WorkStealing.CallsQueuedBehindALongCallMoveToAWorkerThatFallsIdle" * 
   procpool::ProcessPool pool({.workers = 2});
   uint64_t stolen_before = warm_up(pool);
   auto started = std::chrono::steady_clock::now();
-  auto long_call = pool.submit(tasks::sleep_ms, 5000);
-  REQUIRE(census::eventually([&] { return long_call.running(); }));
+  auto long_call = running_sleep(pool, 5000);
   // Dispatch hands these out by load: some go behind the long call.
   std::vector<procpool::Future<double>> short_calls;
   for (int i = 0; i < 6; ++i) short_calls.push_back(pool.submit(tasks::sleep_ms, 20));
@@ -78,8 +84,7 @@ TEST_CASE("WorkStealing.EveryStolenCallRunsExactlyOnce" * doctest::timeout(60)) 
   {
     procpool::ProcessPool pool({.workers = 2});
     uint64_t stolen_before = warm_up(pool);
-    auto long_call = pool.submit(tasks::sleep_ms, 600);
-    REQUIRE(census::eventually([&] { return long_call.running(); }));
+    auto long_call = running_sleep(pool, 600);
     auto other = pool.submit(tasks::sleep_ms, 30);  // the other worker, then idle
     std::vector<procpool::Future<int>> recorded;
     for (int id = 0; id < 40; ++id) recorded.push_back(pool.submit(tasks::record_run, path, id));
@@ -111,8 +116,7 @@ TEST_CASE("WorkStealing.AStealTheWorkerRacesLeavesItsCallRunOnce" * doctest::tim
     {
       procpool::ProcessPool pool({.workers = 2});
       warm_up(pool);
-      auto long_call = pool.submit(tasks::sleep_ms, 80);
-      REQUIRE(census::eventually([&] { return long_call.running(); }));
+      auto long_call = running_sleep(pool, 80);
       // Stops the reactor (which steals) until the long call has ended and
       // its worker has begun the next.
       procpool::detail::withdrawal_race_for_tests = [](int at) {
@@ -137,8 +141,7 @@ TEST_CASE("WorkStealing.AStealTheWorkerRacesLeavesItsCallRunOnce" * doctest::tim
 TEST_CASE("WorkStealing.AStolenCallKeepsItsTimeout" * doctest::timeout(60)) {
   procpool::ProcessPool pool({.workers = 2});
   uint64_t stolen_before = warm_up(pool);
-  auto long_call = pool.submit(tasks::sleep_ms, 5000);
-  REQUIRE(census::eventually([&] { return long_call.running(); }));
+  auto long_call = running_sleep(pool, 5000);
   auto other = pool.submit(tasks::sleep_ms, 50);
   auto timed = pool.submit_with({.timeout = 200ms}, tasks::sleep_ms, 2000);
   REQUIRE(calls_held_with(pool, long_call) == 2);
@@ -192,8 +195,7 @@ TEST_CASE("WorkStealing.AShutdownThatWaitsEndsWhenTheCallsLeftEnd" * doctest::ti
   {
     procpool::ProcessPool pool({.workers = 2});
     uint64_t stolen_before = warm_up(pool);
-    auto long_call = pool.submit(tasks::sleep_ms, 500);
-    REQUIRE(census::eventually([&] { return long_call.running(); }));
+    auto long_call = running_sleep(pool, 500);
     auto other = pool.submit(tasks::sleep_ms, 20);
     std::vector<procpool::Future<int>> moved;
     for (int i = 0; i < 6; ++i) moved.push_back(pool.submit(tasks::identity, i));
@@ -214,8 +216,7 @@ TEST_CASE("WorkStealing.AShutdownThatWaitsEndsWhenTheCallsLeftEnd" * doctest::ti
 TEST_CASE("WorkStealing.CallsBeforeACancelledOneStillMove" * doctest::timeout(60)) {
   procpool::ProcessPool pool({.workers = 2});
   uint64_t stolen_before = warm_up(pool);
-  auto long_call = pool.submit(tasks::sleep_ms, 5000);
-  REQUIRE(census::eventually([&] { return long_call.running(); }));
+  auto long_call = running_sleep(pool, 5000);
   auto other = pool.submit(tasks::sleep_ms, 50);
   auto first = pool.submit(tasks::identity, 1);   // behind the long call
   auto second = pool.submit(tasks::identity, 2);  // behind `other`
