@@ -289,13 +289,10 @@ bool PoolCore::take_back_locked(WorkerSlot& slot, size_t i, std::vector<TaskReco
   placeholder->place = left.state->place;
   (void)placeholder->try_claim();
   placeholder->publish();
+  TaskRecord stand_in{left.id, left.function_id, 0, std::move(placeholder), {}, nullptr};  // no deadline
   moved.push_back(std::move(left));  // within the capacity: no allocation
-  TaskRecord& taken = moved.back();
-  left.id = taken.id;
-  left.function_id = taken.function_id;
-  left.timeout_ms = 0;
-  left.state = std::move(placeholder);
-  renumber_locked(taken);
+  left = std::move(stand_in);
+  renumber_locked(moved.back());
   return true;
 }
 
