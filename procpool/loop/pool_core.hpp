@@ -322,6 +322,10 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // the queue cannot grow).
   void requeue_stolen_locked(std::vector<TaskRecord>& moved, Published& out);
   static constexpr auto kStealAfter = std::chrono::milliseconds(1);
+  // A worker holding queued calls that has not begun its front call (a
+  // microsecond's state, unless it was stopped from outside) is looked at
+  // again after this: a stopped one costs a look every 10 ms, not every 1.
+  static constexpr auto kStealRecheck = std::chrono::milliseconds(10);
   // on_steal is posted or its timer armed; cleared by on_steal when it
   // finds nothing to wait for. Guarded by dispatch_mutex_.
   bool steal_due_ = false;

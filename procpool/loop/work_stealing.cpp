@@ -136,8 +136,11 @@ std::optional<Clock::duration> PoolCore::steal_locked(Published& out) {
       } else if (started == slot->answered && control.ready.load(std::memory_order_acquire) == 0) {
         waited = now - slot->forked_at;  // still starting (an initializer, a spawn): it holds calls all the while
       } else if (started == slot->answered) {
-        continue;  // about to begin its front: the watchdog looks again
-      }            // else past its front, with answers written since the drain: soon read
+        // About to begin its front (the answer before it was just taken),
+        // or stopped from outside: a look a little later finds which.
+        look_again(kStealRecheck);
+        continue;
+      }  // else past its front, with answers written since the drain: soon read
       if (waited < kStealAfter) {
         look_again(kStealAfter - waited);
         continue;
