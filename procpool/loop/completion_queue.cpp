@@ -5,7 +5,6 @@
 #include <string>
 
 #include <procpool/common/errors.hpp>
-#include <procpool/common/this_process.hpp>
 
 namespace procpool::detail {
 
@@ -13,7 +12,7 @@ std::shared_ptr<CompletionQueue> CompletionQueue::watch(const std::vector<std::s
   std::vector<std::weak_ptr<Poller>> pollers;
   std::vector<const Poller*> seen;
   for (auto& s : states) {
-    if (!s) throw Error("waiting on a Future with no call (default-constructed, or moved from)");
+    if (!s) throw_no_state();
     if (auto p = s->poller(); p && std::find(seen.begin(), seen.end(), p.get()) == seen.end()) {
       seen.push_back(p.get());
       pollers.push_back(p);
@@ -41,6 +40,10 @@ void CompletionQueue::settled(size_t index) {
 
 std::optional<size_t> CompletionQueue::take() {
   std::lock_guard lock(mutex_);
+  return pop_locked();
+}
+
+std::optional<size_t> CompletionQueue::pop_locked() {
   if (settled_.empty()) return std::nullopt;
   size_t i = settled_.front();
   settled_.pop_front();
@@ -55,10 +58,7 @@ std::optional<size_t> CompletionQueue::take_until(Clock::time_point deadline, co
     if (deadline == Clock::time_point::max()) settled_cv_.wait(lock, some);
     else settled_cv_.wait_until(lock, deadline, some);
   }
-  if (settled_.empty()) return std::nullopt;
-  size_t i = settled_.front();
-  settled_.pop_front();
-  return i;
+  return pop_locked();
 }
 
 std::shared_ptr<StateBase> CompletionQueue::arrival() {
@@ -75,18 +75,8 @@ std::shared_ptr<StateBase> CompletionQueue::arrival() {
 }
 
 void CompletionQueue::refuse_to_block(const char* what) const {
-  for (auto& weak : pollers_) {
-    auto p = weak.lock();
-    if (!p) continue;  // that pool is gone: its calls have all settled
-    if (p->in_another_process())
-      throw Error(std::string(what) + " in process " + std::to_string(this_process()) + ", forked from process " +
-                  std::to_string(p->owner_process()) +
-                  " after its calls were sent: their answers can only arrive in that process");
-    if (p->on_own_thread())
-      throw Error(std::string(what) +
-                  " on the pool's own thread (a then() callback or a coroutine the pool resumed) would deadlock: "
-                  "co_await procpool::wait or procpool::as_completed instead");
-  }
+  for (auto& weak : pollers_)
+    if (auto p = weak.lock()) refuse_blocking_wait(*p, what);  // (a pool gone has settled all its calls)
 }
 
 }  // namespace procpool::detail

@@ -44,6 +44,7 @@ class CompletionQueue : public std::enable_shared_from_this<CompletionQueue> {
  private:
   explicit CompletionQueue(std::vector<std::weak_ptr<Poller>> pollers) : pollers_(std::move(pollers)) {}
   void settled(size_t index);
+  std::optional<size_t> pop_locked();  // mutex_ held
   void refuse_to_block(const char* what) const;
 
   std::vector<std::weak_ptr<Poller>> pollers_;  // of the watched states' pools, each once

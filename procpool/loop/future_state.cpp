@@ -177,19 +177,24 @@ void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline)
 
 void StateBase::wait() { wait_until(std::chrono::steady_clock::time_point::max()); }
 
+void refuse_blocking_wait(const Poller& poller, const char* what) {
+  if (poller.in_another_process())
+    throw Error(std::string(what) + " in process " + std::to_string(this_process()) + ", forked from process " +
+                std::to_string(poller.owner_process()) +
+                " after its call was sent: the answer can only arrive in that process");
+  if (poller.on_own_thread())
+    throw Error(std::string(what) +
+                " from the pool's own thread (a then() callback or a coroutine the pool resumed) would deadlock: "
+                "chain with then() or co_await instead");
+}
+
 bool StateBase::wait_until(std::chrono::steady_clock::time_point deadline) {
   if (ready()) return true;
   if (auto poller = poller_.lock()) {
-    if (poller->in_another_process())
-      throw Error("a wait on a Future in process " + std::to_string(this_process()) + ", forked from process " +
-                  std::to_string(poller->owner_process()) +
-                  " after its call was sent: the answer can only arrive in that process");
     // A wait that cannot block (its deadline has passed: wait_for(0ms))
     // is a look, which is no deadlock anywhere.
-    if (poller->on_own_thread() && deadline > std::chrono::steady_clock::now())
-      throw Error(
-          "a blocking wait on a Future from the pool's own thread (a then() callback or a coroutine the pool "
-          "resumed) would deadlock: chain with then() or co_await instead");
+    if (poller->in_another_process() || deadline > std::chrono::steady_clock::now())
+      refuse_blocking_wait(*poller, "a blocking wait on a Future");
   }
   poll_for_a_while(deadline);
   uint32_t seen = status_.load(std::memory_order_acquire);

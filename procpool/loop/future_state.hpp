@@ -262,6 +262,11 @@ class StateBase {
 
 [[noreturn]] void throw_already_taken();
 [[noreturn]] void throw_no_state();
+// Throws procpool::Error, the message starting with `what`, where a wait
+// that blocks on `poller`'s calls would never end: in a process the pool
+// was forked into, or on the pool's own thread (its answers are published
+// there). Returns otherwise.
+void refuse_blocking_wait(const Poller& poller, const char* what);
 
 template <class T>
 class SharedState : public StateBase {
