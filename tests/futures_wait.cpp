@@ -139,3 +139,39 @@ TEST_CASE("FuturesWait.BlockingOnThePoolsOwnThreadIsRefusedNotDeadlocked" * doct
   CHECK(census::eventually([&] { return refused.load() == 3; }));
   CHECK(pool.submit(tasks::add, 2, 2).get() == 4);
 }
+
+// The waiting thread drains every pool the futures came from while it
+// polls (one pool polls nothing: host_spin 0), and no answer is lost or
+// given twice whether it drained it or the pool's own thread did.
+TEST_CASE("FuturesWait.FuturesOfSeveralPoolsAreWaitedOnTogether" * doctest::timeout(60)) {
+  procpool::ProcessPool polled({.workers = 1});
+  procpool::ProcessPool unpolled({.workers = 1, .host_spin = 0us});
+  long states_before = procpool::detail::StateBase::live_count();
+  for (int round = 0; round < 3; ++round) {
+    std::vector<procpool::Future<int>> fs;
+    long want = 0;
+    for (int i = 0; i < 400; ++i) {
+      fs.push_back((i % 2 ? unpolled : polled).submit(tasks::identity, i));
+      want += i;
+    }
+    long got = 0;
+    size_t yielded = 0;
+    for (procpool::Future<int> f : procpool::futures::as_completed(std::move(fs))) {
+      got += f.get();
+      ++yielded;
+    }
+    CHECK(yielded == 400);
+    CHECK(got == want);
+  }
+  for (auto* quick : {&polled, &unpolled}) {
+    auto* slow = quick == &polled ? &unpolled : &polled;
+    auto started = Clock::now();
+    std::vector<procpool::Future<double>> fs{slow->submit(tasks::sleep_ms, 5000), quick->submit(tasks::sleep_ms, 1)};
+    auto result = procpool::futures::wait(std::move(fs), procpool::FIRST_COMPLETED);
+    CHECK(Clock::now() - started < 3s);
+    REQUIRE(result.done.size() == 1);
+    CHECK(result.done[0].get() == 1);
+    CHECK(result.pending.at(0).cancel());
+  }
+  CHECK(census::eventually([&] { return procpool::detail::StateBase::live_count() == states_before; }));
+}

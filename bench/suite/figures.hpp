@@ -21,6 +21,7 @@ inline const std::vector<FigureSpec>& catalogue() {
       {"rtt", "p999", "awaited no-op round trip, p99.9", "µs"},
       {"rtt_blocking", "p50", "blocking no-op round trip, worker hot, p50", "µs"},
       {"rtt_blocking", "p99", "blocking no-op round trip, worker hot, p99", "µs"},
+      {"rtt_wait", "p50", "blocking no-op round trip through futures::wait(FIRST_COMPLETED), worker hot, p50", "µs"},
       {"rtt_idle", "p50", "blocking no-op round trip 2 ms apart (worker asleep), p50", "µs"},
       {"rtt_idle", "p99", "blocking no-op round trip 2 ms apart (worker asleep), p99", "µs"},
       {"throughput", "100000", "100,000 no-ops submitted, then awaited", "tasks/s", true},

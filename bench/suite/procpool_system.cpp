@@ -117,9 +117,9 @@ void memory(int round, const Counts& n) {
   for (auto& f : held) f.get();
 }
 
-// Latency three ways: awaited from a coroutine (as asyncio does it), a
-// blocking get() back to back (the worker never sleeps), and blocking calls
-// 2 ms apart (the worker has gone to sleep on its futex each time).
+// Latency four ways: awaited from a coroutine (as asyncio does it), a
+// blocking get() back to back (the worker never sleeps), the same through
+// futures::wait, and blocking calls 2 ms apart (the worker has gone to sleep on its futex each time).
 void latency(int round, const Counts& n, const std::string& raw_dir) {
   procpool::ProcessPool pool({.workers = 2});
   procpool::EventLoop loop;
@@ -130,6 +130,7 @@ void latency(int round, const Counts& n, const std::string& raw_dir) {
 
   std::vector<double> hot = blocking_round_trips(pool, noop, n.round_trips);
   emit_percentiles("rtt_blocking", round, hot);
+  emit_percentiles("rtt_wait", round, waited_round_trips(pool, noop, n.round_trips));
   std::vector<double> idle = blocking_round_trips(pool, noop, n.idle_round_trips, std::chrono::milliseconds(2));
   emit_percentiles("rtt_idle", round, idle);
 }

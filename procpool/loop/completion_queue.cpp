@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <string>
 
+#include <procpool/loop/answer_poll.hpp>
+
 #include <procpool/common/errors.hpp>
 
 namespace procpool::detail {
@@ -30,6 +32,7 @@ void CompletionQueue::settled(size_t index) {
   {
     std::lock_guard lock(mutex_);
     settled_.push_back(index);
+    any_settled_.store(true, std::memory_order_relaxed);
     arrival = std::move(arrival_);
   }
   settled_cv_.notify_all();
@@ -47,18 +50,57 @@ std::optional<size_t> CompletionQueue::pop_locked() {
   if (settled_.empty()) return std::nullopt;
   size_t i = settled_.front();
   settled_.pop_front();
+  any_settled_.store(!settled_.empty(), std::memory_order_relaxed);
   return i;
 }
 
 std::optional<size_t> CompletionQueue::take_until(Clock::time_point deadline, const char* what) {
-  std::unique_lock lock(mutex_);
-  if (settled_.empty() && deadline > Clock::now()) {
-    refuse_to_block(what);
-    auto some = [&] { return !settled_.empty(); };
-    if (deadline == Clock::time_point::max()) settled_cv_.wait(lock, some);
-    else settled_cv_.wait_until(lock, deadline, some);
+  {
+    std::lock_guard lock(mutex_);
+    if (!settled_.empty() || deadline <= Clock::now()) return pop_locked();
   }
+  refuse_to_block(what);
+  // Unlocked: an answer this thread drains settles its state here, and
+  // settled() takes the lock.
+  poll_for_a_while(deadline);
+  std::unique_lock lock(mutex_);
+  auto some = [&] { return !settled_.empty(); };
+  if (deadline == Clock::time_point::max()) settled_cv_.wait(lock, some);
+  else settled_cv_.wait_until(lock, deadline, some);
   return pop_locked();
+}
+
+void CompletionQueue::poll_for_a_while(Clock::time_point deadline) {
+  // As a Future's wait polls its pool (StateBase::poll_for_a_while), but
+  // any of the futures may settle next, so every pool they came from is
+  // polled, each for as long as it would let a small call's waiter.
+  std::vector<std::shared_ptr<Poller>> pools;
+  Clock::duration budget{};
+  for (auto& weak : pollers_) {
+    auto p = weak.lock();
+    if (!p) continue;  // gone: all its calls have settled
+    auto b = p->poll_budget(0);
+    if (b.count() == 0) continue;
+    budget = std::max<Clock::duration>(budget, b);
+    pools.push_back(std::move(p));
+  }
+  if (pools.empty()) return;
+  auto start = Clock::now();
+  std::deque<PollingScope> polling;  // destroyed before `pools`, which they name
+  for (auto& p : pools) polling.emplace_back(*p);
+  auto arrived = [this] { return any_settled_.load(std::memory_order_relaxed); };
+  // Which call is next is not known, nor whether its worker slept: poll
+  // eagerly as for a hot worker, then between yields.
+  bool took = poll_answers_until(
+      std::min(deadline, start + budget), start + kEagerPoll,
+      [&] {
+        bool any = false;
+        for (auto& p : pools) any |= p->poll_responses();
+        return any;
+      },
+      arrived);
+  if (arrived() || Clock::now() < deadline)
+    for (auto& p : pools) p->polled(took || arrived());
 }
 
 std::shared_ptr<StateBase> CompletionQueue::arrival() {

@@ -6,6 +6,7 @@
 // future still pending (an as_completed of n futures registered n - k
 // callbacks at its k-th step, n²/2 in all).
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -46,11 +47,18 @@ class CompletionQueue : public std::enable_shared_from_this<CompletionQueue> {
   void settled(size_t index);
   std::optional<size_t> pop_locked();  // mutex_ held
   void refuse_to_block(const char* what) const;
+  // Polls the pools' response rings until an index can be taken, for as
+  // long as they let a waiter poll (not past `deadline`). mutex_ not held.
+  void poll_for_a_while(Clock::time_point deadline);
 
   std::vector<std::weak_ptr<Poller>> pollers_;  // of the watched states' pools, each once
   std::mutex mutex_;
   std::condition_variable settled_cv_;
-  std::deque<size_t> settled_;          // guarded by mutex_
+  std::deque<size_t> settled_;  // guarded by mutex_
+  // !settled_.empty(), written under mutex_: lets a polling thread see an
+  // arrival without the lock. Relaxed: only a hint to stop polling;
+  // take_until reads settled_ itself under the lock.
+  std::atomic<bool> any_settled_{false};
   std::shared_ptr<StateBase> arrival_;  // guarded by mutex_: made ready by the next settlement
 };
 

@@ -7,12 +7,12 @@
 #include <ctime>
 
 #include <procpool/common/cpu_relax.hpp>
-#include <procpool/common/cpu_yield.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/event_word.hpp>
 #include <procpool/common/exception_codec.hpp>
 #include <procpool/common/this_process.hpp>
 #include <procpool/common/type_name.hpp>
+#include <procpool/loop/answer_poll.hpp>
 
 namespace procpool::detail {
 namespace {
@@ -155,22 +155,12 @@ void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline)
   auto until = std::min(deadline, start + budget);
   PollingScope polling(*poller);
   // A worker that was asleep when its call came needs a CPU to wake up on,
-  // and the scheduler often picks this thread's: poll between yields from
-  // the start, so that it gets it. A hot worker answers within a µs or two:
-  // then poll without yielding for the first 2 µs (yields would only add
-  // the syscalls).
+  // and the scheduler often picks this thread's: yield between polls from
+  // the start, so that it gets it. A hot worker's answer needs no yield.
   bool yield = woke_worker_.load(std::memory_order_relaxed);
-  auto eager = start + std::chrono::microseconds(yield ? 0 : 2);
-  bool took = false;
-  CpuYield& cpu = CpuYield::this_thread();
-  while (!ready()) {
-    took |= poller->poll_responses();
-    if (ready()) break;
-    auto now = std::chrono::steady_clock::now();
-    if (now >= until) break;
-    // A slow yield (the CPU is contended: cpu_yield.hpp) ends the poll.
-    if (yield && now > eager && !cpu.between_polls(now)) break;
-  }
+  bool took = poll_answers_until(
+      until, yield ? start : std::chrono::steady_clock::time_point::max(), [&] { return poller->poll_responses(); },
+      [this] { return ready(); });
   // A poll cut short by the caller's own deadline says nothing of its worth.
   if (ready() || std::chrono::steady_clock::now() < deadline) poller->polled(took || ready());
 }
