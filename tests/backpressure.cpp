@@ -243,7 +243,7 @@ TEST_CASE("Backpressure.EachMapChunkIsOneCall" * doctest::timeout(60)) {
   std::vector<int> inputs(64);
   for (int i = 0; i < 64; ++i) inputs[static_cast<size_t>(i)] = i;
   auto t0 = Clock::now();
-  auto mapped = pool.map(tasks::identity, inputs, 8);  // 8 chunks through 2 places: map blocks chunk by chunk
+  auto mapped = pool.map(tasks::identity, inputs, 8);  // 8 chunks through 2 places, as room frees
   CHECK(mapped.get() == inputs);
   CHECK(Clock::now() - t0 < 10s);
   // A chunk held is a place held.
@@ -292,4 +292,64 @@ TEST_CASE("Backpressure.AGrantedCallThatFailsToSubmitGivesItsPlaceBack" * doctes
   CHECK_THROWS_AS(by_name.get(), procpool::UnknownFunction);
   CHECK_THROWS_AS(by_pointer.get(), procpool::UnknownFunction);
   CHECK(census::eventually([&] { return all_places_free(pool, 1); }));
+}
+
+namespace {
+std::vector<int> naps(size_t n, int ms) { return std::vector<int>(n, ms); }
+}  // namespace
+
+// As Python's Pool.imap, which never blocks its caller: at the bound the
+// chunks that find no room wait for it, and the stream is read meanwhile.
+// (imap used to submit chunk by chunk before it returned: nothing could be
+// read until all but the last two chunks had run.)
+TEST_CASE("Backpressure.MapAndImapAtTheBoundReturnAtOnceAndTheirChunksEnterAsRoomFrees" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 2, .max_pending = 2});
+  auto stream = pool.imap(tasks::sleep_ms, naps(20, 50), 1);  // a temporary: the waiting chunks hold copies
+  CHECK(pool.stats().submitted < 20);
+  auto first = stream.next();
+  CHECK(first.value() == 50);
+  CHECK(pool.stats().submitted < 20);                                              // read while later chunks wait
+  CHECK_THROWS_AS(pool.try_submit(tasks::identity, 1).get(), procpool::PoolFull);  // the bound holds
+  size_t read = 1;
+  while (!stream.done()) {
+    CHECK(stream.next().value() == 50);
+    ++read;
+  }
+  CHECK(read == 20);
+
+  auto before = pool.stats().submitted;
+  auto mapped = pool.map(tasks::sleep_ms, naps(20, 30), 1);
+  CHECK(pool.stats().submitted - before < 20);
+  auto unordered = pool.imap_unordered(tasks::sleep_ms, naps(6, 10), 2);  // behind the map's chunks, in turn
+  CHECK(mapped.get() == std::vector<double>(20, 30));
+  size_t seen = 0;
+  for (auto [i, r] : unordered) {
+    CHECK(r.value() == 10);
+    ++seen;
+  }
+  CHECK(seen == 6);
+  CHECK(census::eventually([&] { return all_places_free(pool, 2); }));
+}
+
+TEST_CASE("Backpressure.ChunksWaitingForRoomFailWithPoolShutdownWhenThePoolShutsDown" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 2, .max_pending = 2});
+  auto stream = pool.imap(tasks::sleep_ms, naps(10, 200), 1);
+  pool.shutdown({.wait = false});
+  size_t ran = 0, refused = 0;
+  while (!stream.done()) {
+    auto r = stream.next();
+    if (r.has_value()) {
+      CHECK(r.value() == 200);
+      ++ran;
+      continue;
+    }
+    try {
+      r.value();
+    } catch (const procpool::PoolShutdown&) {
+      ++refused;
+    }
+  }
+  CHECK(ran >= 2);  // the chunks admitted before the shutdown finish
+  CHECK(ran + refused == 10);
+  CHECK(refused > 0);
 }

@@ -195,10 +195,13 @@ class MapGather {
 };
 
 // Cuts `inputs` into chunks as `plan` (filled here) says, and hands each
-// chunk's call of fn to `enqueue(function id, entry, encode, state)` as a
-// CallMany frame's arguments (ManyMode `mode`, a size tag, the inputs
-// converted to A), its state made by make_state(count). A pool's map
-// (ProcessPool's, MpiPool's) sends them and gathers the states.
+// chunk's call of fn to `enqueue(function id, entry, encode, own, state)`
+// as a CallMany frame's arguments (ManyMode `mode`, a size tag, the inputs
+// converted to A), its state made by make_state(count). `encode` reads the
+// caller's range and is good only during the call; own() returns an
+// encoder holding copies of the chunk's inputs, for a chunk that must wait
+// for room under max_pending (send_when_room). A pool's map (ProcessPool's,
+// MpiPool's) sends them and gathers the states.
 template <class Out, class R, class A, class Range, class MakeState, class Enqueue>
 std::vector<std::shared_ptr<SharedState<Out>>> send_map_chunks(R (*fn)(A), const Range& inputs, ChunkPlan& plan,
                                                                size_t chunksize, size_t workers, ManyMode mode,
@@ -228,6 +231,16 @@ std::vector<std::shared_ptr<SharedState<Out>>> send_map_chunks(R (*fn)(A), const
     if (!entry) {
       state->settle_error(failure);
     } else {
+      auto own = [&] {
+        std::vector<std::decay_t<A>> copies;
+        copies.reserve(count);
+        auto it = first;
+        for (size_t i = 0; i < count; ++i, ++it) copies.emplace_back(*it);
+        return [mode, copies = std::move(copies)](OutputArchive& ar) {
+          ar(static_cast<uint8_t>(mode), cereal::make_size_tag(static_cast<cereal::size_type>(copies.size())));
+          for (const auto& x : copies) encode_argument<A>(ar, x);
+        };
+      };
       enqueue(
           id, *entry,
           [&](OutputArchive& ar) {
@@ -235,7 +248,7 @@ std::vector<std::shared_ptr<SharedState<Out>>> send_map_chunks(R (*fn)(A), const
             auto it = first;
             for (size_t i = 0; i < count; ++i, ++it) encode_argument<A>(ar, *it);
           },
-          state);
+          own, state);
     }
     states.push_back(std::move(state));
   }

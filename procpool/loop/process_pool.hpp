@@ -29,6 +29,7 @@
 #include <procpool/loop/pool_map.hpp>
 #include <procpool/loop/pool_options.hpp>
 #include <procpool/loop/pool_stats.hpp>
+#include <procpool/loop/room_waiting.hpp>
 #include <procpool/loop/shutdown_options.hpp>
 
 namespace procpool {
@@ -151,7 +152,9 @@ class ProcessPool {
   // with WorkerCrashed; cancel() does not apply to it. PoolOptions::timeout
   // applies to each chunk (one call): a chunk past it fails the map with
   // TaskTimeout. A negative chunksize throws std::invalid_argument (Python's
-  // map raises ValueError).
+  // map raises ValueError). Never blocks: under max_pending each chunk is
+  // one call, and those that find no room wait for it in the pool's queue
+  // of waiters, holding copies of their inputs.
   template <class R, class A, class Range, std::integral Chunk = size_t>
   Future<detail::map_result_t<R>> map(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
 
@@ -169,7 +172,9 @@ class ProcessPool {
   // input's Result once its chunk has been answered: imap in input order
   // (an element waits for those before it), imap_unordered as chunks are
   // answered, with the input's index. Chunks as in map; the calls are all
-  // submitted here, not as the stream is read.
+  // submitted here, not as the stream is read (under max_pending, those
+  // that find no room wait for it as map's do: the stream is read while
+  // they wait).
   template <class R, class A, class Range, std::integral Chunk = size_t>
   MapStream<R> imap(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
   template <class R, class A, class Range, std::integral Chunk = size_t>
@@ -304,15 +309,6 @@ class ProcessPool {
 };
 
 // ---- implementation ----
-
-namespace detail {
-template <class R>
-Future<R> failed_future(std::exception_ptr error, std::shared_ptr<SharedState<R>> state = nullptr) {
-  if (!state) state = std::make_shared<SharedState<R>>();
-  state->settle_error(std::move(error));
-  return Future<R>(std::move(state));
-}
-}  // namespace detail
 
 template <class R, class Encode>
 Future<R> ProcessPool::enqueue_into(detail::PoolCore& core, uint32_t function_id, const detail::FunctionEntry& entry,

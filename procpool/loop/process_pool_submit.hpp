@@ -135,22 +135,6 @@ auto ProcessPool::submit_async(R (*fn)(A...), Args&&... args) {
   return detail::SubmitAwaitable<R, decltype(submit)>(backpressure(), std::move(submit));
 }
 
-namespace detail {
-// Runs `go(core, state)` if the pool's core still exists, else fails
-// `state` with PoolShutdown. A place granted (Reserved) is tied to the
-// state first, so that whatever settles it (an unknown function, arguments
-// that do not encode, a pool gone) gives the place back.
-template <class R, class Core, class Go>
-Future<R> submit_if_alive(const std::weak_ptr<Core>& core, const std::shared_ptr<Backpressure>& room,
-                          Admission admission, std::shared_ptr<SharedState<R>> state, Go go) {
-  if (!state) state = std::make_shared<SharedState<R>>();
-  if (admission == Admission::Reserved) room->release_when_settled(*state);
-  if (auto pool = core.lock()) return go(*pool, std::move(state));
-  return failed_future<R>(std::make_exception_ptr(PoolShutdown("the pool was destroyed before the call was submitted")),
-                          std::move(state));
-}
-}  // namespace detail
-
 template <class R, class... A, class... Args>
 auto ProcessPool::deferred_submit(const CallOptions& options, R (*fn)(A...), Args&&... args) const {
   static_assert(sizeof...(A) == sizeof...(Args), "wrong number of arguments for this function");
@@ -179,35 +163,6 @@ auto ProcessPool::deferred_call(const CallOptions& options, std::string_view nam
     });
   };
 }
-
-namespace detail {
-// A submit that never blocks at max_pending (EventLoop::run_in_executor):
-// `submit(admission, state)` runs now if `room` (null: no bound) has a
-// place, else later, on the thread that frees one; the Future is handed
-// out at once. `watch(state)` gives the state its pool's poller first.
-template <class R, class Watch, class Submit>
-Future<R> submit_when_room(const std::shared_ptr<Backpressure>& room, Watch watch, Submit submit) {
-  using Outcome = Backpressure::Outcome;
-  if (!room) return submit(Admission::Wait, nullptr);
-  auto state = std::make_shared<SharedState<R>>();
-  // Its poller now, before the Future leaves this thread: the submit that
-  // a freed place triggers later runs on another thread, while the loop
-  // may be reading the state's poller (co_await).
-  watch(*state);
-  auto call = std::make_shared<Submit>(std::move(submit));  // std::function needs a copyable grant
-  auto waiter = std::make_shared<Backpressure::Waiter>();
-  waiter->grant = [call, state](bool admitted) { (*call)(admitted ? Admission::Reserved : Admission::Wait, state); };
-  switch (room->acquire_or_queue(waiter)) {
-    case Outcome::Admitted:
-      return (*call)(Admission::Reserved, state);
-    case Outcome::Closed:
-      return (*call)(Admission::Wait, state);  // fails with PoolShutdown
-    case Outcome::Full:
-      break;
-  }
-  return Future<R>(std::move(state));  // submitted by the thread that frees a place
-}
-}  // namespace detail
 
 template <class R, class Submit>
 Future<R> ProcessPool::submit_when_room(Submit submit) {

@@ -216,7 +216,8 @@ class MpiPool {
   // agents, at most 1024 calls each), each chunk sent to one agent and run
   // there back to back by one worker; results in input order. Fails with
   // the exception of the earliest chunk that failed. At max_pending each
-  // chunk takes a place (the map blocks for room).
+  // chunk takes a place; one that finds none waits for it with a copy of
+  // its inputs (the map never blocks).
   template <class R, class A, class Range, std::integral Chunk = size_t>
   Future<procpool::detail::map_result_t<R>> map(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
   // As ProcessPool::map(return_exceptions, ...): each input's own outcome.

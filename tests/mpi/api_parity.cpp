@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The parts of ProcessPool's interface MpiPool has too: max_pending with
-// try_submit, submit_async and a run_in_executor that never blocks the
-// loop; async_call as an Asio operation; stats().
+// try_submit, submit_async, a run_in_executor that never blocks the loop
+// and a map that never blocks; async_call as an Asio operation; stats().
 #include <doctest/doctest.h>
 
 #include <boost/asio/bind_executor.hpp>
@@ -86,6 +86,23 @@ TEST_CASE("MpiPoolApi.SubmitAsyncAndRunInExecutorWaitForRoomWithoutBlockingTheLo
   CHECK(result == std::vector<int>{0, 1, 2, 3, 4, 5, 7});
   CHECK(submitting < 100ms);  // run_in_executor never blocked
   CHECK(suspended >= 250ms);  // submit_async waited for `first`
+}
+
+// As ProcessPool's: the chunks that find no room wait for it, and imap's
+// stream is read meanwhile.
+TEST_CASE("MpiPoolApi.MapAndImapAtMaxPendingReturnAtOnceAndTheirChunksEnterAsRoomFrees" * doctest::timeout(60)) {
+  MpiPool pool({.max_pending = 2});
+  auto stream = pool.imap(tasks::sleep_ms, std::vector<int>(12, 50), 1);  // a temporary: waiting chunks hold copies
+  CHECK(pool.stats().submitted < 12);
+  CHECK(stream.next().value() == 50);
+  CHECK(pool.stats().submitted < 12);
+  CHECK_THROWS_AS(pool.try_submit(tasks::identity, 1).get(), procpool::PoolFull);
+  size_t read = 1;
+  for (; !stream.done(); ++read) CHECK(stream.next().value() == 50);
+  CHECK(read == 12);
+  auto mapped = pool.map(tasks::identity, std::vector<int>{1, 2, 3, 4, 5, 6}, 1);
+  CHECK(mapped.get() == std::vector<int>{1, 2, 3, 4, 5, 6});
+  CHECK(pool.try_submit(tasks::add, 2, 2).get() == 4);  // room again
 }
 
 TEST_CASE("MpiPoolApi.AsyncCallCompletesThroughAsio" * doctest::timeout(60)) {
