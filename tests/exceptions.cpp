@@ -127,6 +127,10 @@ struct LocalError : std::out_of_range {
   using std::out_of_range::out_of_range;
 };
 
+struct Plain {  // no std::exception, no text
+  int value;
+};
+
 // Registered, with const fields and neither a default nor a string
 // constructor: built by its cereal load_and_construct.
 struct Frozen : std::runtime_error {
@@ -204,6 +208,7 @@ int throw_prefixed() { throw Prefixed("disk full"); }
 int throw_text(std::string how) {
   if (how == "string") throw std::string("boom");
   if (how == "literal") throw "boom";
+  if (how == "struct") throw Plain{7};
   return 0;
 }
 
@@ -472,6 +477,17 @@ TEST_CASE("Exceptions.ThrownStringsKeepTheirTextAndEveryRemoteErrorSaysWhere" * 
   } catch (const procpool::RemoteError& e) {
     CHECK(e.function() == "throw_kind");
     CHECK(is_worker(e.pid()));
+  }
+}
+
+TEST_CASE("Exceptions.AnObjectThrownWithNoTextSaysSoInsteadOfAnEmptyMessage" * doctest::timeout(30)) {
+  try {
+    pool().submit(exc::throw_text, std::string("struct")).get();
+    FAIL("no exception");
+  } catch (const procpool::RemoteError& e) {
+    CHECK(e.type_name() == "exc::Plain");
+    CHECK(e.message().empty());
+    CHECK(std::string(e.what()) == "exc::Plain (thrown with no message)");
   }
 }
 

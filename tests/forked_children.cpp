@@ -81,6 +81,20 @@ TEST_CASE("ForkedChildren.AWaitInAChildOnACallPendingAtTheForkThrowsInsteadOfHan
     if (!refused_as_forked([&] { (void)pending.status(); })) bad |= 8;
     if (pending.cancel()) bad |= 16;  // the parent's call, not the child's to cancel
     if (pending.ready()) bad |= 32;
+    // A callback or an await would never run.
+    bool called = false;
+    if (!refused_as_forked([&] { pending.then([&](procpool::Future<double>) { called = true; }); })) bad |= 128;
+    procpool::EventLoop loop;
+    if (!refused_as_forked([&] {
+          loop.run_until_complete(
+              [](procpool::Future<double> f) -> procpool::Task<double> { co_return co_await f; }(pending));
+        }))
+      bad |= 256;
+    if (!refused_as_forked([&] { procpool::futures::wait(std::vector{pending}); })) bad |= 512;
+    if (!refused_as_forked([&] { procpool::futures::as_completed<double>(std::vector{pending}).next(); })) bad |= 1024;
+    // On a settled one, as anywhere, the callback runs at once.
+    done.then([&](procpool::Future<int>) { called = true; });
+    if (!called) bad |= 2048;
     // A call settled before the fork has its value in the child too.
     try {
       if (done.get() != 5) bad |= 64;

@@ -131,7 +131,15 @@ RemoteOrigin::RemoteOrigin(std::string type_name, std::string message, std::stri
     : type_name_(std::move(type_name)), message_(std::move(message)), function_(std::move(function)), pid_(pid),
       backtrace_(std::move(backtrace)) {}
 
-RemoteError::RemoteError(RemoteOrigin origin)
-    : Error(origin.type_name() + ": " + origin.message()), RemoteOrigin(std::move(origin)) {}
+namespace {
+// An object thrown by value with no text of its own (a struct that is no
+// std::exception) has an empty message: say so, rather than end in ": ".
+std::string remote_what(const RemoteOrigin& origin) {
+  if (origin.message().empty()) return origin.type_name() + " (thrown with no message)";
+  return origin.type_name() + ": " + origin.message();
+}
+}  // namespace
+
+RemoteError::RemoteError(RemoteOrigin origin) : Error(remote_what(origin)), RemoteOrigin(std::move(origin)) {}
 
 }  // namespace procpool

@@ -25,9 +25,19 @@ std::string describe_unregistered(ErasedFn fn);
 // The registry's entry for fn, or null with `failure` set to UnknownFunction.
 const FunctionEntry* entry_of(ErasedFn fn, uint32_t& id, std::exception_ptr& failure);
 
-// The entry registered under `name`, if R and the decayed Args are its
-// signature; else null with `failure` set (UnknownFunction with the close
-// matches, or SerializationError naming both signatures).
+// The type an argument of a call by name travels as: its decayed type, but
+// text (a literal, a char pointer, a string_view) as std::string, the only
+// text type a function can be registered with (cereal has no char* nor
+// string_view): pool.call<size_t>("length", "hello") calls length(std::string).
+template <class Arg>
+using named_t =
+    std::conditional_t<std::is_same_v<std::decay_t<Arg>, const char*> || std::is_same_v<std::decay_t<Arg>, char*> ||
+                           std::is_same_v<std::decay_t<Arg>, std::string_view>,
+                       std::string, std::decay_t<Arg>>;
+
+// The entry registered under `name`, if R and the Args (as named_t) are
+// its signature; else null with `failure` set (UnknownFunction with the
+// close matches, or SerializationError naming both signatures).
 template <class R, class... Args>
 const FunctionEntry* entry_named(std::string_view name, uint32_t& id, std::exception_ptr& failure) {
   auto& registry = FunctionRegistry::instance();
@@ -36,7 +46,7 @@ const FunctionEntry* entry_named(std::string_view name, uint32_t& id, std::excep
     failure = std::make_exception_ptr(UnknownFunction(std::string(name), registry.close_matches(name)));
     return nullptr;
   }
-  static const std::string signature = signature_of<R, std::decay_t<Args>...>();
+  static const std::string signature = signature_of<R, named_t<Args>...>();
   static const uint64_t fingerprint = detail::fingerprint(signature);
   if (fingerprint != entry->fingerprint) {
     failure = std::make_exception_ptr(
@@ -68,11 +78,13 @@ auto typed_arguments(Args&&... args) {
   };
 }
 
-// The encoder of a call by name: the arguments as they are (entry_named
-// has checked their types).
+// The encoder of a call by name: the arguments as named_t (entry_named
+// has checked those types). Refers to `args`: use it before they go.
 template <class... Args>
 auto named_arguments(Args&... args) {
-  return [refs = std::tie(args...)](OutputArchive& ar) { std::apply([&](auto&... a) { (ar(a), ...); }, refs); };
+  return [refs = std::tie(args...)](OutputArchive& ar) {
+    std::apply([&](auto&... a) { (encode_argument<named_t<Args>>(ar, a), ...); }, refs);
+  };
 }
 
 // Appends the call's payload to `frame` (which already holds the room for

@@ -49,9 +49,12 @@ class Future {
   // short, and do not block there on a future that is not ready (that
   // throws procpool::Error instead of deadlocking). An exception it throws
   // is printed to stderr and ignored, on either thread (as
-  // concurrent.futures' add_done_callback logs and ignores it).
+  // concurrent.futures' add_done_callback logs and ignores it). In a process
+  // forked after the call was sent it throws procpool::Error, as get() does
+  // there: the callback could never run.
   template <class Callback>
   void then(Callback&& callback) {
+    detail::refuse_in_another_process(state(), "Future::then()");
     state().on_ready([self = *this, cb = std::forward<Callback>(callback)]() mutable { cb(std::move(self)); });
   }
 
@@ -124,15 +127,18 @@ class Future {
       if constexpr (detail::InTask<P>) {
         scope = h.promise().scope;
         if (scope && scope->cancelled) return false;
+        auto pool = future.state_->poller();
+        if (pool) detail::refuse_in_another_process(*pool, "co_await on a Future");
         auto once = std::make_shared<detail::ResumeOnce>(h.promise().anchor, h);
         if (scope) scope->interrupt = [once] { detail::ResumeOnce::post(once); };
         // Straight from the settling thread to the loop: no stop on the pool's.
         future.state_->on_ready_anywhere([once] { detail::ResumeOnce::post(once); });
-        if ((poller = future.state_->poller())) {
+        if ((poller = std::move(pool))) {
           anchor = h.promise().anchor;
           anchor->await_begin(poller);
         }
       } else {
+        detail::refuse_in_another_process(*future.state_, "co_await on a Future");
         future.state_->on_ready([h] { h.resume(); });
       }
       return true;

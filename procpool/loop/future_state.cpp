@@ -167,11 +167,20 @@ void StateBase::poll_for_a_while(std::chrono::steady_clock::time_point deadline)
 
 void StateBase::wait() { wait_until(std::chrono::steady_clock::time_point::max()); }
 
-void refuse_blocking_wait(const Poller& poller, const char* what) {
+void refuse_in_another_process(const Poller& poller, const char* what) {
   if (poller.in_another_process())
     throw Error(std::string(what) + " in process " + std::to_string(this_process()) + ", forked from process " +
                 std::to_string(poller.owner_process()) +
                 " after its call was sent: the answer can only arrive in that process");
+}
+
+void refuse_in_another_process(const StateBase& state, const char* what) {
+  if (state.ready()) return;  // a callback on a settled state runs at once, here as anywhere
+  if (auto poller = state.poller()) refuse_in_another_process(*poller, what);
+}
+
+void refuse_blocking_wait(const Poller& poller, const char* what) {
+  refuse_in_another_process(poller, what);
   if (poller.on_own_thread())
     throw Error(std::string(what) +
                 " from the pool's own thread (a then() callback or a coroutine the pool resumed) would deadlock: "

@@ -267,6 +267,10 @@ class StateBase {
 // was forked into, or on the pool's own thread (its answers are published
 // there). Returns otherwise.
 void refuse_blocking_wait(const Poller& poller, const char* what);
+// The first half of it, for a callback (then(), co_await) on a state not
+// yet settled: in a process the pool was forked into it would never run.
+void refuse_in_another_process(const Poller& poller, const char* what);
+void refuse_in_another_process(const StateBase& state, const char* what);
 
 template <class T>
 class SharedState : public StateBase {

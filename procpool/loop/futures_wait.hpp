@@ -72,7 +72,9 @@ class as_completed {
   Future<T> next() {
     if (empty()) throw Error("futures::as_completed::next(): no futures left");
     auto f = order_.take_until(deadline_, "procpool::futures::as_completed");
-    if (!f) throw TaskTimeout("as_completed: " + std::to_string(size()) + " of the futures were not done in time");
+    if (!f)
+      throw TaskTimeout("as_completed: " + std::to_string(size()) + (size() == 1 ? " future was" : " futures were") +
+                        " not done in time");
     return std::move(*f);
   }
 

@@ -54,9 +54,10 @@ struct PoolOptions {
   // How many calls one worker holds at a time: the one it runs and those
   // written into its ring behind it. More keeps workers busy under load;
   // fewer lets a long task delay fewer queued ones (a call handed ahead
-  // waits for the call before it on its worker). Not a limit on a worker's
-  // lifetime (Python's max_tasks_per_child): workers are replaced only when
-  // they die. Was max_tasks_per_worker, a name that read as that limit.
+  // waits for the call before it on its worker, unless work stealing moves
+  // it to a worker that fell idle). Not a limit on a worker's lifetime:
+  // that is max_tasks_per_child (Python's). Was max_tasks_per_worker, a
+  // name that read as that limit.
   // Unset: 16, and more while calls wait on the host and the worker's
   // recent calls are short: as many as it runs in about 100 µs at its
   // recent pace (kept by the worker, ControlBlock::call_ns), up to 256. A
@@ -136,10 +137,10 @@ struct PoolOptions {
   // io_context instead of a thread of the pool's own. Someone must run it:
   // results are drained by waiting threads, but callbacks, co_await
   // resumptions and worker replacement happen only while it runs. It must
-  // outlive the pool. The first workers are forked by the thread that
-  // constructs the pool (replacements and spares by a thread of the
-  // pool's own); a worker dies with the thread that forked it
-  // (PR_SET_PDEATHSIG), so that thread should live as long as the pool.
+  // outlive the pool. The pool keeps work on it while it lives (its waits
+  // on doorbells and deaths): io_context::run() does not return until then. The first workers are forked by the thread
+  // that constructs the pool (replacements and spares by a thread of the pool's own); a worker dies with the thread
+  // that forked it (PR_SET_PDEATHSIG), so that thread should live as long as the pool.
   boost::asio::io_context* io_context = nullptr;
 
   // ---- Workers' lives (DESIGN.md, "Workers' lives") ----

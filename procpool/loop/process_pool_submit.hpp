@@ -154,7 +154,7 @@ auto ProcessPool::deferred_submit(const CallOptions& options, R (*fn)(A...), Arg
 template <class R, class... Args>
 auto ProcessPool::deferred_call(const CallOptions& options, std::string_view name, Args&&... args) const {
   return [core = std::weak_ptr<detail::PoolCore>(core_), room = backpressure(), name = std::string(name), options,
-          call = std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...)](
+          call = std::tuple<detail::named_t<Args>...>(std::forward<Args>(args)...)](
              detail::Admission admission, std::shared_ptr<detail::SharedState<R>> state) mutable {
     return detail::submit_if_alive<R>(core, room, admission, std::move(state), [&](detail::PoolCore& pool, auto into) {
       return std::apply(

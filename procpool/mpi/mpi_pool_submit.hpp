@@ -85,14 +85,15 @@ auto MpiPool::deferred_submit(const CallOptions& options, R (*fn)(A...), Args&&.
 
 template <class R, class... Args>
 auto MpiPool::deferred_call(const CallOptions& options, std::string_view name, Args&&... args) const {
-  return [core = core_, options, name = std::string(name), call = std::tuple<std::decay_t<Args>...>(args...)](
-             procpool::detail::Admission admission, std::shared_ptr<procpool::detail::SharedState<R>> state) mutable {
-    if (!state) state = std::make_shared<procpool::detail::SharedState<R>>();
-    if (admission == procpool::detail::Admission::Reserved) core->room->release_when_settled(*state);
-    return std::apply(
-        [&](auto&... xs) { return call_on<R>(core, admission, options, std::move(state), name, std::move(xs)...); },
-        call);
-  };
+  return
+      [core = core_, options, name = std::string(name), call = std::tuple<procpool::detail::named_t<Args>...>(args...)](
+          procpool::detail::Admission admission, std::shared_ptr<procpool::detail::SharedState<R>> state) mutable {
+        if (!state) state = std::make_shared<procpool::detail::SharedState<R>>();
+        if (admission == procpool::detail::Admission::Reserved) core->room->release_when_settled(*state);
+        return std::apply(
+            [&](auto&... xs) { return call_on<R>(core, admission, options, std::move(state), name, std::move(xs)...); },
+            call);
+      };
 }
 
 template <class R, class... A, class... Args>
