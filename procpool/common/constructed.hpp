@@ -24,6 +24,18 @@ inline constexpr bool kHostLoadable = std::is_void_v<T> ||
                                        cereal::traits::is_input_serializable<T, InputArchive>::value) ||
                                       (kBuiltByLoadAndConstruct<T> && std::is_move_constructible_v<T>);
 
+// Whether cereal can write a T on one side and read it on the other: what
+// every argument and result type needs (void crosses as nothing). Checked
+// at registration, so that a type without serialization is named there in
+// one line rather than in cereal's page of template errors.
+template <class T>
+inline constexpr bool kCrossesProcesses = [] {
+  if constexpr (std::is_void_v<T>) return true;
+  else
+    return cereal::traits::is_output_serializable<T, OutputArchive>::value &&
+           (cereal::traits::is_input_serializable<T, InputArchive>::value || kBuiltByLoadAndConstruct<T>);
+}();
+
 // Runs T's load_and_construct through the wrapper cereal's own smart
 // pointer loading uses (cereal 1.3), without the pointer: a smart pointer
 // to a polymorphic type (every exception) would want cereal's polymorphic

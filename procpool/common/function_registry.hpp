@@ -222,6 +222,13 @@ uint32_t register_function(std::string name, R (*fn)(A...)) {
                 "functions at all, e.g. a std::exception, can be thrown but not returned)");
   static_assert((std::is_default_constructible_v<std::decay_t<A>> && ...),
                 "argument types must be default-constructible (cereal loads into them in the worker)");
+  static_assert((kCrossesProcesses<std::decay_t<A>> && ...),
+                "an argument type has no cereal serialization: give it a serialize() (or save/load) member or "
+                "function, or include the cereal header of its type; text views and pointers cannot cross "
+                "processes (take a std::string or a value instead of a std::string_view or a pointer)");
+  static_assert(kCrossesProcesses<R>,
+                "the result type has no cereal serialization: give it a serialize() (or save/load) member or "
+                "function, or include the cereal header of its type");
   std::string signature = signature_of<R, A...>();
   uint64_t fp = fingerprint(signature);
   return FunctionRegistry::instance().add(FunctionEntry{std::move(name), std::move(signature), fp,

@@ -22,6 +22,24 @@ namespace procpool::detail {
 
 std::string describe_unregistered(ErasedFn fn);
 
+// Whether F, as passed, is a pointer to a free function (or a function,
+// which decays to one): the only callable a worker can find by name.
+template <class F>
+inline constexpr bool kFunctionPointer =
+    std::is_pointer_v<std::decay_t<F>>&& std::is_function_v<std::remove_pointer_t<std::decay_t<F>>>;
+
+// What a pool's entry points return when given anything else (a lambda, a
+// functor, a std::function, a member function, a name without call<R>):
+// the return type is instantiated at the call, so this one line is the
+// first error, instead of a failed deduction.
+template <class F>
+struct RefusedCallable {
+  static_assert(kFunctionPointer<F>,
+                "procpool runs registered functions only: pass a free function (with PROCPOOL_REGISTER(fn) beside "
+                "it), not a lambda, functor, std::function or member function, which a worker cannot find by name; "
+                "to call by name, use call<R>(\"name\", args...)");
+};
+
 // The registry's entry for fn, or null with `failure` set to UnknownFunction.
 const FunctionEntry* entry_of(ErasedFn fn, uint32_t& id, std::exception_ptr& failure);
 

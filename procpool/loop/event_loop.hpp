@@ -193,6 +193,14 @@ class EventLoop {
   Future<R> run_in_executor(ProcessPool& pool, R (*fn)(A...), Args&&... args) {
     return run_in_executor_with(CallOptions{}, pool, fn, std::forward<Args>(args)...);
   }
+  // Anything else in fn's place (a lambda, a functor) is refused at compile
+  // time, saying what to pass instead (a ThreadPool runs any callable).
+  template <class F, class... Args>
+  requires(!detail::kFunctionPointer<F> &&
+           !std::is_convertible_v<F, std::string_view>) detail::RefusedCallable<F> run_in_executor(ProcessPool&, F&&,
+                                                                                                   Args&&...) {
+    return {};
+  }
   // By registered name.
   template <class R, class... Args>
   Future<R> run_in_executor(ProcessPool& pool, std::string_view name, Args&&... args) {

@@ -105,6 +105,11 @@ class ProcessPool {
   // signature at compile time and converted to its parameter types.
   template <class R, class... A, class... Args>
   Future<R> submit(R (*fn)(A...), Args&&... args);
+  // Anything else in fn's place (a lambda, a functor, a member function) is
+  // refused at compile time with a message saying what to pass instead; so
+  // are submit_with, try_submit and the map family.
+  template <class F, class... Args>
+  requires(!detail::kFunctionPointer<F>) detail::RefusedCallable<F> submit(F&&, Args&&...) { return {}; }
 
   // Calls a registered function by name. The argument types (decayed) and R
   // must be exactly the registered ones, else SerializationError names both
@@ -119,6 +124,10 @@ class ProcessPool {
   // (`cancel_running`). Unset options take the pool's (PoolOptions).
   template <class R, class... A, class... Args>
   Future<R> submit_with(const CallOptions& options, R (*fn)(A...), Args&&... args);
+  template <class F, class... Args>
+  requires(!detail::kFunctionPointer<F>) detail::RefusedCallable<F> submit_with(const CallOptions&, F&&, Args&&...) {
+    return {};
+  }
   template <class R, class... Args>
   Future<R> call_with(const CallOptions& options, std::string_view name, Args&&... args);
 
@@ -128,6 +137,8 @@ class ProcessPool {
   // bound they are submit and call.
   template <class R, class... A, class... Args>
   Future<R> try_submit(R (*fn)(A...), Args&&... args);
+  template <class F, class... Args>
+  requires(!detail::kFunctionPointer<F>) detail::RefusedCallable<F> try_submit(F&&, Args&&...) { return {}; }
   template <class R, class... Args>
   Future<R> try_call(std::string_view name, Args&&... args);
   // In a procpool::Task: `Future<R> f = co_await pool.submit_async(fn, args...);`
@@ -157,6 +168,12 @@ class ProcessPool {
   // of waiters, holding copies of their inputs.
   template <class R, class A, class Range, std::integral Chunk = size_t>
   Future<detail::map_result_t<R>> map(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
+  template <class F, class Range, class... Chunk>
+  requires(!detail::kFunctionPointer<F> &&
+           !std::is_same_v<std::decay_t<F>, ReturnExceptions>) detail::RefusedCallable<F> map(F&&, const Range&,
+                                                                                              Chunk...) {
+    return {};
+  }
 
   // The same, with each call's own outcome: a Result per input, in input
   // order, holding its value or the exception it threw (as gather with
@@ -179,6 +196,12 @@ class ProcessPool {
   MapStream<R> imap(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
   template <class R, class A, class Range, std::integral Chunk = size_t>
   UnorderedMapStream<R> imap_unordered(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
+  template <class F, class Range, class... Chunk>
+  requires(!detail::kFunctionPointer<F>) detail::RefusedCallable<F> imap(F&&, const Range&, Chunk...) { return {}; }
+  template <class F, class Range, class... Chunk>
+  requires(!detail::kFunctionPointer<F>) detail::RefusedCallable<F> imap_unordered(F&&, const Range&, Chunk...) {
+    return {};
+  }
 
   // The Asio asynchronous form of submit: pool.async_call(fn, args..., token).
   //
