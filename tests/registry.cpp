@@ -7,6 +7,11 @@
 
 #include "support/task_functions.hpp"
 
+namespace registry_test {
+int exported_but_unregistered(int x);  // declared first: a function with external linkage, not registered
+int exported_but_unregistered(int x) { return x; }
+}  // namespace registry_test
+
 namespace {
 int triple(int x) { return 3 * x; }
 int not_registered(int x) { return x; }
@@ -69,10 +74,21 @@ TEST_CASE("Registry.UnregisteredFunctionPointerFailsWithAHint" * doctest::timeou
     pool.submit(not_registered, 1).get();
     FAIL("expected UnknownFunction");
   } catch (const procpool::UnknownFunction& e) {
-    // The function by its address, the hint after it, not inside a name.
+    // The function by its address (it has no dynamic symbol) and its
+    // signature, the hint after it, not inside a name.
     CHECK(e.name().starts_with("the function at 0x"));
+    CHECK(e.name().ends_with(" (int (int))"));
     CHECK(std::string(e.what()) == e.name() + " is not registered: add PROCPOOL_REGISTER(fn) next to its definition");
   }
+}
+
+TEST_CASE("Registry.AnUnregisteredFunctionWithADynamicSymbolIsNamed" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  // This suite links with ENABLE_EXPORTS (-rdynamic): the symbol is known.
+  CHECK_THROWS_WITH_AS(pool.submit(registry_test::exported_but_unregistered, 1).get(),
+                       "the function registry_test::exported_but_unregistered(int) is not registered: add "
+                       "PROCPOOL_REGISTER(fn) next to its definition",
+                       procpool::UnknownFunction);
 }
 
 TEST_CASE("Registry.TypedCallsConvertArguments" * doctest::timeout(30)) {

@@ -20,7 +20,10 @@
 
 namespace procpool::detail {
 
-std::string describe_unregistered(ErasedFn fn);
+// How an unregistered function is named in UnknownFunction: by its symbol
+// if the dynamic linker knows it (a shared library's, or the program's
+// with -rdynamic), else by its address and signature.
+std::string describe_unregistered(ErasedFn fn, const std::string& signature);
 
 // Whether F, as passed, is a pointer to a free function (or a function,
 // which decays to one): the only callable a worker can find by name.
@@ -40,8 +43,13 @@ struct RefusedCallable {
                 "to call by name, use call<R>(\"name\", args...)");
 };
 
-// The registry's entry for fn, or null with `failure` set to UnknownFunction.
-const FunctionEntry* entry_of(ErasedFn fn, uint32_t& id, std::exception_ptr& failure);
+// The registry's entry for fn, or null with `failure` set to UnknownFunction
+// (`signature` describes fn then).
+const FunctionEntry* entry_of(ErasedFn fn, std::string (*signature)(), uint32_t& id, std::exception_ptr& failure);
+template <class R, class... A>
+const FunctionEntry* entry_of(R (*fn)(A...), uint32_t& id, std::exception_ptr& failure) {
+  return entry_of(reinterpret_cast<ErasedFn>(fn), &signature_of<R, A...>, id, failure);
+}
 
 // The type an argument of a call by name travels as: its decayed type, but
 // text (a literal, a char pointer, a string_view) as std::string, the only

@@ -219,7 +219,7 @@ std::vector<std::shared_ptr<SharedState<Out>>> send_map_chunks(R (*fn)(A), const
   plan.size = std::min(chunk, kMaxChunk);
   uint32_t id = 0;
   std::exception_ptr failure;
-  const FunctionEntry* entry = entry_of(reinterpret_cast<ErasedFn>(fn), id, failure);
+  const FunctionEntry* entry = entry_of(fn, id, failure);
   std::vector<std::shared_ptr<SharedState<Out>>> states;
   states.reserve(plan.chunks());
   auto next = std::begin(inputs);

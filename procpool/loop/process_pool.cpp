@@ -1,23 +1,30 @@
 // SPDX-License-Identifier: MIT
 #include <procpool/loop/process_pool.hpp>
 
+#include <dlfcn.h>
+
 #include <cstdio>
 #include <utility>
 
+#include <procpool/common/type_name.hpp>
 #include <procpool/loop/pool_core.hpp>
 
 namespace procpool {
 
 namespace detail {
-std::string describe_unregistered(ErasedFn fn) {
+std::string describe_unregistered(ErasedFn fn, const std::string& signature) {
+  auto* address = reinterpret_cast<void*>(fn);
+  Dl_info info{};
+  if (dladdr(address, &info) != 0 && info.dli_sname && info.dli_saddr == address)
+    return "the function " + demangle(info.dli_sname);  // its parameter types with it
   char buf[64];
-  std::snprintf(buf, sizeof buf, "the function at %p", reinterpret_cast<void*>(fn));
-  return buf;
+  std::snprintf(buf, sizeof buf, "the function at %p", address);
+  return std::string(buf) + " (" + signature + ")";
 }
 
-const FunctionEntry* entry_of(ErasedFn fn, uint32_t& id, std::exception_ptr& failure) {
+const FunctionEntry* entry_of(ErasedFn fn, std::string (*signature)(), uint32_t& id, std::exception_ptr& failure) {
   const FunctionEntry* entry = FunctionRegistry::instance().find(fn, &id);
-  if (!entry) failure = std::make_exception_ptr(UnknownFunction::unregistered(describe_unregistered(fn)));
+  if (!entry) failure = std::make_exception_ptr(UnknownFunction::unregistered(describe_unregistered(fn, signature())));
   return entry;
 }
 }  // namespace detail

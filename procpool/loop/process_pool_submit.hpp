@@ -23,7 +23,7 @@ Future<R> ProcessPool::submit_on(detail::PoolCore& core, detail::Admission admis
   auto encode = detail::typed_arguments<A...>(std::forward<Args>(args)...);
   uint32_t id = 0;
   std::exception_ptr failure;
-  const detail::FunctionEntry* entry = detail::entry_of(reinterpret_cast<detail::ErasedFn>(fn), id, failure);
+  const detail::FunctionEntry* entry = detail::entry_of(fn, id, failure);
   if (!entry) return detail::failed_future<R>(failure, std::move(state));
   return enqueue_into<R>(core, id, *entry, encode, detail::FrameKind::Call, std::move(state), options, admission);
 }

@@ -22,8 +22,7 @@ Future<R> MpiPool::submit_on(const std::shared_ptr<detail::PoolCore>& core, proc
   auto encode = procpool::detail::typed_arguments<A...>(std::forward<Args>(args)...);
   uint32_t id = 0;
   std::exception_ptr failure;
-  const procpool::detail::FunctionEntry* entry =
-      procpool::detail::entry_of(reinterpret_cast<procpool::detail::ErasedFn>(fn), id, failure);
+  const procpool::detail::FunctionEntry* entry = procpool::detail::entry_of(fn, id, failure);
   if (!entry) return procpool::detail::failed_future<R>(failure, std::move(state));
   return enqueue<R>(core, admission, id, *entry, encode, options, procpool::detail::FrameKind::Call, std::move(state));
 }
