@@ -28,6 +28,9 @@ class WorkerCrashed : public Error {
   const std::string& function() const noexcept { return function_; }
   // The last lines the worker wrote to stdout and stderr, oldest first, when
   // the pool captures its output (PoolOptions::worker_output); else empty.
+  // In order within each stream; across the two (separate pipes) in the
+  // order they were read, so lines both held unread at the death come
+  // stdout's first.
   const std::vector<std::string>& last_output() const noexcept { return last_output_; }
   pid_t pid() const noexcept { return pid_; }
   int signal() const noexcept { return signal_; }        // 0 when the worker exited
