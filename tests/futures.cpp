@@ -161,11 +161,35 @@ TEST_CASE("Futures.WaitForWithTheLongestDurationsWaitsUntilReady" * doctest::tim
   CHECK(steady_clock::now() - t0 < 100ms);
 }
 
-TEST_CASE("Futures.GetTwiceThrows" * doctest::timeout(30)) {
+TEST_CASE("Futures.GetTwiceThrowsAsItMovesTheValueOut" * doctest::timeout(30)) {
   procpool::ProcessPool pool({.workers = 1});
   auto f = pool.submit(tasks::add, 1, 1);
   CHECK(f.get() == 2);
   CHECK_THROWS_AS(f.get(), procpool::Error);
+}
+
+// As concurrent.futures' result(): read again, from any copy, in a
+// callback and after it; get() alone moves the value out.
+TEST_CASE("Futures.ResultCanBeReadAgainFromEveryCopyUntilGetMovesItOut" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  auto f = pool.submit(tasks::echo, std::string("kept"));
+  std::atomic<bool> read_in_callback{false};
+  f.then([&](procpool::Future<std::string> g) { read_in_callback = g.result() == "kept"; });
+  CHECK(f.result() == "kept");
+  const std::string& first = f.result();
+  auto copy = f;
+  CHECK(&copy.result() == &first);  // the same value, not a copy
+  CHECK(census::eventually([&] { return read_in_callback.load(); }));
+  CHECK(f.result() == "kept");
+  CHECK(copy.get() == "kept");  // moved out
+  CHECK_THROWS_AS(f.result(), procpool::Error);
+
+  auto failing = pool.submit(tasks::throw_kind, std::string("out_of_range"));
+  CHECK_THROWS_AS(failing.result(), std::out_of_range);
+  CHECK_THROWS_AS(failing.result(), std::out_of_range);  // every time, as the error stays
+  auto nothing = pool.submit(tasks::noop);
+  nothing.result();
+  nothing.result();
 }
 
 TEST_CASE("Futures.CoAwaitReturnsValuesAndRethrows" * doctest::timeout(30)) {

@@ -4,6 +4,7 @@
 #include <coroutine>
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include <procpool/common/clock_time.hpp>
@@ -18,7 +19,8 @@ namespace procpool {
 // the pool's error (WorkerCrashed, PoolShutdown, ...).
 //
 // Thread safety: any thread may wait on, poll or attach to a Future; get()
-// moves the result out and may succeed once per shared state.
+// moves the result out and may succeed once per shared state; result()
+// reads it in place, as often as asked.
 template <class T>
 class Future {
  public:
@@ -43,6 +45,18 @@ class Future {
   T get() {
     state().wait();
     return state_->take();
+  }
+  // Waits, then returns the value where it lies in the shared state, or
+  // rethrows the error, as concurrent.futures' result(): it may be called
+  // again, on this handle or any copy (a then() callback and the code that
+  // waits can both read it), and copies nothing. The reference is valid
+  // while a handle to the call lives and get() has not moved the value
+  // out; result() after get() throws procpool::Error. Not concurrently
+  // with get().
+  std::conditional_t<std::is_void_v<T>, void, std::add_lvalue_reference_t<const T>> result() const {
+    state().wait();
+    if constexpr (std::is_void_v<T>) state().rethrow_if_error();
+    else return state().peek();
   }
   // Calls callback(Future<T>) once the future is ready: at once on this
   // thread if it already is, otherwise on the pool's own thread. Keep it
