@@ -304,15 +304,17 @@ std::vector<int> naps(size_t n, int ms) { return std::vector<int>(n, ms); }
 // read until all but the last two chunks had run.)
 TEST_CASE("Backpressure.MapAndImapAtTheBoundReturnAtOnceAndTheirChunksEnterAsRoomFrees" * doctest::timeout(60)) {
   procpool::ProcessPool pool({.workers = 2, .max_pending = 2});
-  auto stream = pool.imap(tasks::sleep_ms, naps(20, 50), 1);  // a temporary: the waiting chunks hold copies
+  auto stream = pool.imap(tasks::sleep_ms, naps(20, 100), 1);  // a temporary: the waiting chunks hold copies
   CHECK(pool.stats().submitted < 20);
+  // (Each chunk sleeps 100 ms, 1 s for all: this thread would have to lose
+  // most of it for the checks below to find every chunk submitted.)
   auto first = stream.next();
-  CHECK(first.value() == 50);
+  CHECK(first.value() == 100);
   CHECK(pool.stats().submitted < 20);                                              // read while later chunks wait
   CHECK_THROWS_AS(pool.try_submit(tasks::identity, 1).get(), procpool::PoolFull);  // the bound holds
   size_t read = 1;
   while (!stream.done()) {
-    CHECK(stream.next().value() == 50);
+    CHECK(stream.next().value() == 100);
     ++read;
   }
   CHECK(read == 20);
@@ -352,4 +354,32 @@ TEST_CASE("Backpressure.ChunksWaitingForRoomFailWithPoolShutdownWhenThePoolShuts
   CHECK(ran >= 2);  // the chunks admitted before the shutdown finish
   CHECK(ran + refused == 10);
   CHECK(refused > 0);
+}
+
+namespace {
+size_t half_saved_size(tasks::HalfSaved h) { return h.big.size(); }  // its argument never encodes
+}  // namespace
+PROCPOOL_REGISTER(half_saved_size);
+
+// Each waiting chunk, granted a place, fails to encode and gives the place
+// straight back, which grants the next: that used to recurse once per
+// waiter (100,000 deep here, past any thread's stack).
+TEST_CASE("Backpressure.AQueueOfChunksThatEachFailAtOnceIsHandedOnInALoop" * doctest::timeout(120)) {
+  procpool::ProcessPool pool({.workers = 1, .max_pending = 1});
+  auto held = pool.submit(tasks::sleep_ms, 200);
+  std::vector<tasks::HalfSaved> inputs(100'000, tasks::HalfSaved{"x"});
+  auto each = pool.map(procpool::return_exceptions, half_saved_size, inputs, 1);
+  CHECK(held.get() == 200);
+  auto results = each.get();
+  REQUIRE(results.size() == inputs.size());
+  size_t refused = 0;
+  for (auto& r : results) {
+    try {
+      r.value();
+    } catch (const procpool::SerializationError&) {
+      ++refused;
+    }
+  }
+  CHECK(refused == inputs.size());
+  CHECK(census::eventually([&] { return all_places_free(pool, 1); }));
 }

@@ -487,7 +487,7 @@ TEST_CASE("Exceptions.AnObjectThrownWithNoTextSaysSoInsteadOfAnEmptyMessage" * d
   } catch (const procpool::RemoteError& e) {
     CHECK(e.type_name() == "exc::Plain");
     CHECK(e.message().empty());
-    CHECK(std::string(e.what()) == "exc::Plain (thrown with no message)");
+    CHECK(std::string(e.what()) == "exc::Plain (no message)");
   }
 }
 

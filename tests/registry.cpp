@@ -8,9 +8,11 @@
 #include "support/task_functions.hpp"
 
 namespace registry_test {
+bool is_positive(int x) { return x > 0; }
 int exported_but_unregistered(int x);  // declared first: a function with external linkage, not registered
 int exported_but_unregistered(int x) { return x; }
 }  // namespace registry_test
+PROCPOOL_REGISTER_AS("is_positive", registry_test::is_positive);
 
 namespace {
 int triple(int x) { return 3 * x; }
@@ -118,11 +120,27 @@ TEST_CASE("Registry.TextPassedByNameTravelsAsStdString" * doctest::timeout(30)) 
   auto deferred = loop.run_until_complete(
       [](procpool::EventLoop& loop, procpool::ProcessPool& pool) -> procpool::Task<std::string> {
         auto held = pool.submit(tasks::sleep_ms, 100);  // the one place: the next call waits for room
+        auto submitted = pool.stats().submitted;
         std::string text = "copied while it waits";
         auto f = loop.run_in_executor<std::string>(pool, "echo", text.c_str());
-        text.assign(text.size(), 'x');  // the caller's buffer changes meanwhile
+        if (!held.ready()) CHECK(pool.stats().submitted == submitted);  // it waits, not encoded yet
+        text.assign(text.size(), 'x');                                  // the caller's buffer changes meanwhile
         co_await held;
         co_return co_await f;
       }(loop, pool));
   CHECK(deferred == "copied while it waits");
+}
+
+// A result type that converts from a pointer (bool) by name, explicitly:
+// not taken for a lambda (the catch-all that refuses lambdas takes no
+// explicit template arguments).
+TEST_CASE("Registry.ABoolResultByNameIsNotMistakenForACallable" * doctest::timeout(30)) {
+  procpool::ProcessPool pool({.workers = 1});
+  procpool::EventLoop loop;
+  auto positive =
+      loop.run_until_complete([](procpool::EventLoop& loop, procpool::ProcessPool& pool) -> procpool::Task<bool> {
+        co_return co_await loop.run_in_executor<bool>(pool, "is_positive", 3);
+      }(loop, pool));
+  CHECK(positive);
+  CHECK(pool.call<bool>("is_positive", -1).get() == false);
 }

@@ -30,7 +30,8 @@ inline constexpr bool kHostLoadable = std::is_void_v<T> ||
 // one line rather than in cereal's page of template errors.
 template <class T>
 inline constexpr bool kCrossesProcesses = [] {
-  if constexpr (std::is_void_v<T>) return true;
+  // An empty class needs no serialization: the archives elide it.
+  if constexpr (std::is_void_v<T> || std::is_empty_v<T>) return true;
   else
     return cereal::traits::is_output_serializable<T, OutputArchive>::value &&
            (cereal::traits::is_input_serializable<T, InputArchive>::value || kBuiltByLoadAndConstruct<T>);

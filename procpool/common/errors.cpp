@@ -132,10 +132,10 @@ RemoteOrigin::RemoteOrigin(std::string type_name, std::string message, std::stri
       backtrace_(std::move(backtrace)) {}
 
 namespace {
-// An object thrown by value with no text of its own (a struct that is no
-// std::exception) has an empty message: say so, rather than end in ": ".
+// An object thrown with no text (a struct that is no std::exception, or
+// one whose what() is empty): say so, rather than end in ": ".
 std::string remote_what(const RemoteOrigin& origin) {
-  if (origin.message().empty()) return origin.type_name() + " (thrown with no message)";
+  if (origin.message().empty()) return origin.type_name() + " (no message)";
   return origin.type_name() + ": " + origin.message();
 }
 }  // namespace

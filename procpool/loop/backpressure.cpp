@@ -68,25 +68,49 @@ std::function<void(bool)> Backpressure::hand_over_locked() {
   return std::move(first->grant);
 }
 
+namespace {
+// A release running on this thread: the grant it calls may settle its call
+// at once (a refusal, an arguments' encoding failure), and that releases
+// again, from inside. Such a nested release only counts the place, and the
+// outermost one hands it on: a queue of many such waiters (a large map's
+// chunks) costs a loop, not a stack frame each.
+struct ReleaseFrame {
+  const Backpressure* room;
+  size_t owed;
+  ReleaseFrame* outer;
+};
+thread_local ReleaseFrame* t_releasing = nullptr;
+}  // namespace
+
 void Backpressure::release() noexcept {
-  std::function<void(bool)> grant;
-  {
-    std::lock_guard lock(mutex_);
-    if (queue_.empty()) {
-      --held_;
+  for (ReleaseFrame* f = t_releasing; f; f = f->outer)
+    if (f->room == this) {
+      ++f->owed;
       return;
     }
-    grant = hand_over_locked();
-  }
-  // With no lock held: a grant posts to a loop, or submits (and may release).
-  if (grant) {
-    try {
-      grant(true);
-    } catch (...) {
-      // Out of memory posting the resumption: the place goes back.
-      release();
+  ReleaseFrame frame{this, 1, t_releasing};
+  t_releasing = &frame;
+  while (frame.owed > 0) {
+    --frame.owed;
+    std::function<void(bool)> grant;
+    {
+      std::lock_guard lock(mutex_);
+      if (queue_.empty()) {
+        --held_;
+        continue;
+      }
+      grant = hand_over_locked();
+    }
+    // With no lock held: a grant posts to a loop, or submits (and may release).
+    if (grant) {
+      try {
+        grant(true);
+      } catch (...) {
+        ++frame.owed;  // out of memory posting the resumption: the place goes back
+      }
     }
   }
+  t_releasing = frame.outer;
 }
 
 void Backpressure::release_when_settled(StateBase& state) {

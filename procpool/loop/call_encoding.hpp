@@ -130,6 +130,9 @@ std::exception_ptr encode_call(ByteBuffer& frame, ByteSink& sink, HandleList& ha
   } catch (const std::exception& e) {
     return std::make_exception_ptr(
         SerializationError(entry.name, std::string("the arguments could not be encoded: ") + e.what()));
+  } catch (...) {  // a save() that throws something else: the call fails all the same
+    return std::make_exception_ptr(SerializationError(
+        entry.name, "the arguments could not be encoded: a save() threw an object that is no std::exception"));
   }
   size_t payload = frame.size() - sizeof(FrameHeader);
   if (payload > max_message_bytes)

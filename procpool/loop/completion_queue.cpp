@@ -91,16 +91,20 @@ void CompletionQueue::poll_for_a_while(Clock::time_point deadline) {
   auto arrived = [this] { return any_settled_.load(std::memory_order_relaxed); };
   // Which call is next is not known, nor whether its worker slept: poll
   // eagerly as for a hot worker, then between yields.
-  bool took = poll_answers_until(
+  // Each pool is told whether polling paid off for it (it had answers),
+  // so that one pool's long calls do not turn off the others' polling.
+  std::vector<char> took(pools.size(), 0);
+  poll_answers_until(
       std::min(deadline, start + budget), start + kEagerPoll,
       [&] {
         bool any = false;
-        for (auto& p : pools) any |= p->poll_responses();
+        for (size_t i = 0; i < pools.size(); ++i)
+          if (pools[i]->poll_responses()) any = took[i] = 1;
         return any;
       },
       arrived);
   if (arrived() || Clock::now() < deadline)
-    for (auto& p : pools) p->polled(took || arrived());
+    for (size_t i = 0; i < pools.size(); ++i) pools[i]->polled(took[i] != 0);
 }
 
 std::shared_ptr<StateBase> CompletionQueue::arrival() {

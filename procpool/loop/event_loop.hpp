@@ -195,7 +195,7 @@ class EventLoop {
   }
   // Anything else in fn's place (a lambda, a functor) is refused at compile
   // time, saying what to pass instead (a ThreadPool runs any callable).
-  template <class F, class... Args>
+  template <int&... kNoExplicitArguments, class F, class... Args>
   requires(!detail::kFunctionPointer<F> &&
            !std::is_convertible_v<F, std::string_view>) detail::RefusedCallable<F> run_in_executor(ProcessPool&, F&&,
                                                                                                    Args&&...) {

@@ -53,10 +53,17 @@ class Future {
   // while a handle to the call lives and get() has not moved the value
   // out; result() after get() throws procpool::Error. Not concurrently
   // with get().
-  std::conditional_t<std::is_void_v<T>, void, std::add_lvalue_reference_t<const T>> result() const {
+  std::conditional_t<std::is_void_v<T>, void, std::add_lvalue_reference_t<const T>> result() const& {
     state().wait();
     if constexpr (std::is_void_v<T>) state().rethrow_if_error();
     else return state().peek();
+  }
+  // On a temporary (pool.submit(f, x).result()), whose reference would
+  // outlive it: the value itself, copied, or moved out as by get() if it
+  // cannot be copied.
+  T result() && {
+    if constexpr (std::is_void_v<T> || std::is_copy_constructible_v<T>) return std::as_const(*this).result();
+    else return get();
   }
   // Calls callback(Future<T>) once the future is ready: at once on this
   // thread if it already is, otherwise on the pool's own thread. Keep it

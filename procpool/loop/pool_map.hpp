@@ -194,13 +194,17 @@ class MapGather {
   std::atomic<size_t> left_;
 };
 
+// What own() gives (below) for inputs that cannot be copied: such a chunk
+// is sent as a submit is, blocking at max_pending.
+struct NoOwnedCopy {};
+
 // Cuts `inputs` into chunks as `plan` (filled here) says, and hands each
 // chunk's call of fn to `enqueue(function id, entry, encode, own, state)`
 // as a CallMany frame's arguments (ManyMode `mode`, a size tag, the inputs
 // converted to A), its state made by make_state(count). `encode` reads the
 // caller's range and is good only during the call; own() returns an
 // encoder holding copies of the chunk's inputs, for a chunk that must wait
-// for room under max_pending (send_when_room). A pool's map (ProcessPool's,
+// for room under max_pending (send_when_room), or NoOwnedCopy. A pool's map (ProcessPool's,
 // MpiPool's) sends them and gathers the states.
 template <class Out, class R, class A, class Range, class MakeState, class Enqueue>
 std::vector<std::shared_ptr<SharedState<Out>>> send_map_chunks(R (*fn)(A), const Range& inputs, ChunkPlan& plan,
@@ -232,14 +236,18 @@ std::vector<std::shared_ptr<SharedState<Out>>> send_map_chunks(R (*fn)(A), const
       state->settle_error(failure);
     } else {
       auto own = [&] {
-        std::vector<std::decay_t<A>> copies;
-        copies.reserve(count);
-        auto it = first;
-        for (size_t i = 0; i < count; ++i, ++it) copies.emplace_back(*it);
-        return [mode, copies = std::move(copies)](OutputArchive& ar) {
-          ar(static_cast<uint8_t>(mode), cereal::make_size_tag(static_cast<cereal::size_type>(copies.size())));
-          for (const auto& x : copies) encode_argument<A>(ar, x);
-        };
+        if constexpr (!std::is_copy_constructible_v<std::decay_t<A>>) {
+          return NoOwnedCopy{};  // move-only inputs: the chunk cannot wait with copies
+        } else {
+          std::vector<std::decay_t<A>> copies;
+          copies.reserve(count);
+          auto it = first;
+          for (size_t i = 0; i < count; ++i, ++it) copies.emplace_back(*it);
+          return [mode, copies = std::move(copies)](OutputArchive& ar) {
+            ar(static_cast<uint8_t>(mode), cereal::make_size_tag(static_cast<cereal::size_type>(copies.size())));
+            for (const auto& x : copies) encode_argument<A>(ar, x);
+          };
+        }
       };
       enqueue(
           id, *entry,

@@ -108,7 +108,7 @@ class ProcessPool {
   // Anything else in fn's place (a lambda, a functor, a member function) is
   // refused at compile time with a message saying what to pass instead; so
   // are submit_with, try_submit and the map family.
-  template <class F, class... Args>
+  template <int&... kNoExplicitArguments, class F, class... Args>
   requires(!detail::kFunctionPointer<F>) detail::RefusedCallable<F> submit(F&&, Args&&...) { return {}; }
 
   // Calls a registered function by name. The argument types (decayed) and R
@@ -124,7 +124,7 @@ class ProcessPool {
   // (`cancel_running`). Unset options take the pool's (PoolOptions).
   template <class R, class... A, class... Args>
   Future<R> submit_with(const CallOptions& options, R (*fn)(A...), Args&&... args);
-  template <class F, class... Args>
+  template <int&... kNoExplicitArguments, class F, class... Args>
   requires(!detail::kFunctionPointer<F>) detail::RefusedCallable<F> submit_with(const CallOptions&, F&&, Args&&...) {
     return {};
   }
@@ -137,7 +137,7 @@ class ProcessPool {
   // bound they are submit and call.
   template <class R, class... A, class... Args>
   Future<R> try_submit(R (*fn)(A...), Args&&... args);
-  template <class F, class... Args>
+  template <int&... kNoExplicitArguments, class F, class... Args>
   requires(!detail::kFunctionPointer<F>) detail::RefusedCallable<F> try_submit(F&&, Args&&...) { return {}; }
   template <class R, class... Args>
   Future<R> try_call(std::string_view name, Args&&... args);
@@ -168,7 +168,7 @@ class ProcessPool {
   // of waiters, holding copies of their inputs.
   template <class R, class A, class Range, std::integral Chunk = size_t>
   Future<detail::map_result_t<R>> map(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
-  template <class F, class Range, class... Chunk>
+  template <int&... kNoExplicitArguments, class F, class Range, class... Chunk>
   requires(!detail::kFunctionPointer<F> &&
            !std::is_same_v<std::decay_t<F>, ReturnExceptions>) detail::RefusedCallable<F> map(F&&, const Range&,
                                                                                               Chunk...) {
@@ -196,9 +196,9 @@ class ProcessPool {
   MapStream<R> imap(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
   template <class R, class A, class Range, std::integral Chunk = size_t>
   UnorderedMapStream<R> imap_unordered(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
-  template <class F, class Range, class... Chunk>
+  template <int&... kNoExplicitArguments, class F, class Range, class... Chunk>
   requires(!detail::kFunctionPointer<F>) detail::RefusedCallable<F> imap(F&&, const Range&, Chunk...) { return {}; }
-  template <class F, class Range, class... Chunk>
+  template <int&... kNoExplicitArguments, class F, class Range, class... Chunk>
   requires(!detail::kFunctionPointer<F>) detail::RefusedCallable<F> imap_unordered(F&&, const Range&, Chunk...) {
     return {};
   }

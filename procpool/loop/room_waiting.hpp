@@ -30,7 +30,16 @@ Future<R> submit_if_alive(const std::weak_ptr<Core>& core, const std::shared_ptr
                           Admission admission, std::shared_ptr<SharedState<R>> state, Go go) {
   if (!state) state = std::make_shared<SharedState<R>>();
   if (admission == Admission::Reserved) room->release_when_settled(*state);
-  if (auto pool = core.lock()) return go(*pool, std::move(state));
+  if (auto pool = core.lock()) {
+    // Whatever go() throws settles the state, which gives the place back:
+    // on a grant's thread nobody else could.
+    try {
+      return go(*pool, state);
+    } catch (...) {
+      state->settle_error(std::current_exception());
+      return Future<R>(std::move(state));
+    }
+  }
   return failed_future<R>(std::make_exception_ptr(PoolShutdown("the pool was destroyed before the call was submitted")),
                           std::move(state));
 }

@@ -92,13 +92,13 @@ TEST_CASE("MpiPoolApi.SubmitAsyncAndRunInExecutorWaitForRoomWithoutBlockingTheLo
 // stream is read meanwhile.
 TEST_CASE("MpiPoolApi.MapAndImapAtMaxPendingReturnAtOnceAndTheirChunksEnterAsRoomFrees" * doctest::timeout(60)) {
   MpiPool pool({.max_pending = 2});
-  auto stream = pool.imap(tasks::sleep_ms, std::vector<int>(12, 50), 1);  // a temporary: waiting chunks hold copies
+  auto stream = pool.imap(tasks::sleep_ms, std::vector<int>(12, 100), 1);  // a temporary: waiting chunks hold copies
   CHECK(pool.stats().submitted < 12);
-  CHECK(stream.next().value() == 50);
+  CHECK(stream.next().value() == 100);
   CHECK(pool.stats().submitted < 12);
   CHECK_THROWS_AS(pool.try_submit(tasks::identity, 1).get(), procpool::PoolFull);
   size_t read = 1;
-  for (; !stream.done(); ++read) CHECK(stream.next().value() == 50);
+  for (; !stream.done(); ++read) CHECK(stream.next().value() == 100);
   CHECK(read == 12);
   auto mapped = pool.map(tasks::identity, std::vector<int>{1, 2, 3, 4, 5, 6}, 1);
   CHECK(mapped.get() == std::vector<int>{1, 2, 3, 4, 5, 6});
