@@ -15,36 +15,27 @@ std::vector<std::shared_ptr<detail::SharedState<Out>>> ProcessPool::send_chunks(
       fn, inputs, plan, chunksize, worker_count(), mode, std::move(make_state),
       [&](uint32_t id, const detail::FunctionEntry& entry, auto&& encode, auto&& own,
           std::shared_ptr<detail::SharedState<Out>> state) {
-        if constexpr (std::is_same_v<decltype(own()), detail::NoOwnedCopy>) {
-          enqueue<Out>(id, entry, encode, detail::FrameKind::CallMany, std::move(state));
-        } else {
-          if (!bounded()) {
-            enqueue<Out>(id, entry, encode, detail::FrameKind::CallMany, std::move(state));
+        // Under max_pending a chunk that finds no room waits for it without
+        // blocking the caller (an imap's reader gets the first results while
+        // later chunks wait), with a copy of its inputs.
+        if constexpr (detail::kChunkCanWait<decltype(own())>) {
+          if (bounded()) {
+            watch(*state);
+            auto room = backpressure();
+            auto send_with = [core = std::weak_ptr<detail::PoolCore>(core_), room, id, entry = &entry](
+                                 auto&& encoder, detail::Admission admission,
+                                 std::shared_ptr<detail::SharedState<Out>> state) {
+              detail::submit_if_alive<Out>(
+                  core, room, admission, std::move(state), [&](detail::PoolCore& pool, auto into) {
+                    return enqueue_into<Out>(pool, id, *entry, encoder, detail::FrameKind::CallMany, std::move(into),
+                                             CallOptions{}, admission);
+                  });
+            };
+            detail::send_chunk_when_room(*room, std::move(state), send_with, encode, own);
             return;
           }
-          // Under max_pending a chunk that finds no room waits for it without
-          // blocking the caller (an imap's reader gets the first results
-          // while later chunks wait), with a copy of its inputs.
-          watch(*state);
-          auto room = backpressure();
-          auto send_with = [core = std::weak_ptr<detail::PoolCore>(core_), room, id, entry = &entry](
-                               auto&& encoder, detail::Admission admission,
-                               std::shared_ptr<detail::SharedState<Out>> state) {
-            detail::submit_if_alive<Out>(
-                core, room, admission, std::move(state), [&](detail::PoolCore& pool, auto into) {
-                  return enqueue_into<Out>(pool, id, *entry, encoder, detail::FrameKind::CallMany, std::move(into),
-                                           CallOptions{}, admission);
-                });
-          };
-          detail::send_when_room(
-              *room, std::move(state),
-              [&](detail::Admission admission, auto state) { send_with(encode, admission, std::move(state)); },
-              [&] {
-                return [send_with, encoder = own()](detail::Admission admission, auto state) mutable {
-                  send_with(encoder, admission, std::move(state));
-                };
-              });
         }
+        enqueue<Out>(id, entry, encode, detail::FrameKind::CallMany, std::move(state));
       });
 }
 

@@ -6,11 +6,13 @@
 // frees a place. And the future of a call refused before it was queued.
 #include <exception>
 #include <memory>
+#include <type_traits>
 #include <utility>
 
 #include <procpool/common/errors.hpp>
 #include <procpool/loop/backpressure.hpp>
 #include <procpool/loop/future.hpp>
+#include <procpool/loop/pool_map.hpp>
 
 namespace procpool::detail {
 
@@ -66,6 +68,25 @@ void send_when_room(Backpressure& room, std::shared_ptr<SharedState<R>> state, S
   now = room.acquire_or_queue(waiter);
   if (now != Outcome::Full) (*call)(now == Outcome::Admitted ? Admission::Reserved : Admission::Wait, std::move(state));
 }
+
+// A map chunk's send_when_room: `send_with(encoder, admission, state)`
+// sends with `encode` (which reads the caller's range) when there is room
+// now, else later with own() (an encoder holding copies of the inputs).
+template <class R, class SendWith, class Encode, class Own>
+void send_chunk_when_room(Backpressure& room, std::shared_ptr<SharedState<R>> state, SendWith send_with, Encode& encode,
+                          Own& own) {
+  send_when_room(
+      room, std::move(state), [&](Admission admission, auto s) { send_with(encode, admission, std::move(s)); },
+      [&] {
+        return [send_with, encoder = own()](Admission admission, auto s) mutable {
+          send_with(encoder, admission, std::move(s));
+        };
+      });
+}
+
+// Whether a chunk whose own() gives `Owned` can wait for room (pool_map.hpp).
+template <class Owned>
+inline constexpr bool kChunkCanWait = !std::is_same_v<Owned, NoOwnedCopy>;
 
 // The same for one call (EventLoop::run_in_executor): `submit` already
 // owns its arguments. The Future is handed out at once; `watch(state)`

@@ -154,34 +154,24 @@ std::vector<std::shared_ptr<procpool::detail::SharedState<Out>>> MpiPool::send_c
       [&](uint32_t id, const procpool::detail::FunctionEntry& entry, auto&& encode, auto&& own,
           std::shared_ptr<procpool::detail::SharedState<Out>> state) {
         using procpool::detail::Admission;
-        if constexpr (std::is_same_v<decltype(own()), procpool::detail::NoOwnedCopy>) {
-          enqueue<Out>(core_, Admission::Wait, id, entry, encode, CallOptions{}, procpool::detail::FrameKind::CallMany,
-                       std::move(state));
-        } else {
-          if (!core_->room) {
-            enqueue<Out>(core_, Admission::Wait, id, entry, encode, CallOptions{},
-                         procpool::detail::FrameKind::CallMany, std::move(state));
+        // As ProcessPool's (loop/process_pool_map.hpp): a chunk that finds
+        // no room waits for it with a copy of its inputs; map never blocks.
+        if constexpr (procpool::detail::kChunkCanWait<decltype(own())>) {
+          if (core_->room) {
+            detail::watch(*core_->link, *state);
+            auto send_with = [core = core_, id, entry = &entry](
+                                 auto&& encoder, Admission admission,
+                                 std::shared_ptr<procpool::detail::SharedState<Out>> state) {
+              if (admission == Admission::Reserved) core->room->release_when_settled(*state);
+              enqueue<Out>(core, admission, id, *entry, encoder, CallOptions{}, procpool::detail::FrameKind::CallMany,
+                           std::move(state));
+            };
+            procpool::detail::send_chunk_when_room(*core_->room, std::move(state), send_with, encode, own);
             return;
           }
-          // As ProcessPool's (loop/process_pool_map.hpp): a chunk that finds
-          // no room waits for it with a copy of its inputs; map never blocks.
-          detail::watch(*core_->link, *state);
-          auto send_with = [core = core_, id, entry = &entry](
-                               auto&& encoder, Admission admission,
-                               std::shared_ptr<procpool::detail::SharedState<Out>> state) {
-            if (admission == Admission::Reserved) core->room->release_when_settled(*state);
-            enqueue<Out>(core, admission, id, *entry, encoder, CallOptions{}, procpool::detail::FrameKind::CallMany,
-                         std::move(state));
-          };
-          procpool::detail::send_when_room(
-              *core_->room, std::move(state),
-              [&](Admission admission, auto state) { send_with(encode, admission, std::move(state)); },
-              [&] {
-                return [send_with, encoder = own()](Admission admission, auto state) mutable {
-                  send_with(encoder, admission, std::move(state));
-                };
-              });
         }
+        enqueue<Out>(core_, Admission::Wait, id, entry, encode, CallOptions{}, procpool::detail::FrameKind::CallMany,
+                     std::move(state));
       });
 }
 
