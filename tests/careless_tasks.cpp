@@ -161,21 +161,70 @@ TEST_CASE("CarelessTasks.ChildrenOfATaskThatCrashedDieWithItsWorker" * doctest::
   CHECK(pool.submit(tasks::add, 2, 3).get() == 5);  // the replacement serves
 }
 
-TEST_CASE("CarelessTasks.ChildrenATaskForkedDieWhenTheHostIsKilled" * doctest::timeout(60)) {
+TEST_CASE("CarelessTasks.ChildrenATaskStartedDieWhenTheHostIsKilled" * doctest::timeout(60)) {
   // A host that runs a pool, killed with SIGKILL: its workers die (their
-  // parent-death signal), and so do the processes their tasks forked.
+  // parent-death signal), and so do the processes their tasks started,
+  // with fork() or with posix_spawn (as system() and popen() do).
   Subreaper subreaper;
-  auto host = census::fork_host(1, [] {
-    auto* pool = new procpool::ProcessPool({.workers = 1});  // alive until the host is killed
-    return std::vector<pid_t>{pool->submit(start_child, std::string("fork")).get()};
+  auto host = census::fork_host(2, [] {
+    auto* pool = new procpool::ProcessPool({.workers = 2});  // alive until the host is killed
+    return std::vector<pid_t>{pool->submit(start_child, std::string("fork")).get(),
+                              pool->submit(start_child, std::string("spawn")).get()};
   });
-  REQUIRE(host.reported.size() == 1);
-  pid_t child = host.reported[0];
-  REQUIRE(child > 0);
-  CHECK(census::process_exists(child));
+  REQUIRE(host.reported.size() == 2);
+  CHECK(host.sweepers.size() == 1);  // one per pool
+  for (pid_t child : host.reported) {
+    REQUIRE(child > 0);
+    CHECK(census::process_exists(child));
+  }
   ::kill(host.pid, SIGKILL);
   waitpid(host.pid, nullptr, 0);
-  CHECK(gone(child));
+  CHECK(gone(host.reported[0]));
+  CHECK(gone(host.reported[1]));
+  CHECK(census::eventually([&] { return census::orphans_gone(host.sweepers); }));
+}
+
+TEST_CASE("CarelessTasks.ChildrenATaskStartedDieWhenTheHostExitsWithThePoolAlive" * doctest::timeout(60)) {
+  // exit() with a pool never shut down (leaked, or a static a program
+  // leaves for the system to clean).
+  Subreaper subreaper;
+  auto host = census::fork_host(1, [] {
+    auto* pool = new procpool::ProcessPool({.workers = 1});
+    pid_t child = pool->submit(start_child, std::string("spawn")).get();
+    std::thread([] {
+      std::this_thread::sleep_for(200ms);
+      std::exit(0);
+    }).detach();
+    return std::vector<pid_t>{child};
+  });
+  REQUIRE(host.reported.size() == 1);
+  REQUIRE(host.reported[0] > 0);
+  int status = 0;
+  waitpid(host.pid, &status, 0);
+  CHECK(WIFEXITED(status));
+  CHECK(gone(host.reported[0]));
+  CHECK(census::eventually([&] { return census::orphans_gone(host.sweepers); }));
+}
+
+TEST_CASE("CarelessTasks.ChildrenATaskStartedDieWhenCtrlCEndsTheHost" * doctest::timeout(60)) {
+  // SIGINT to the host's whole process group, as a terminal's Ctrl-C
+  // sends it: the host dies of it; the workers, which ignore it, die with
+  // the host; what their tasks started dies with them.
+  Subreaper subreaper;
+  auto host = census::fork_host(1, [] {
+    ::setpgid(0, 0);            // a foreground job of its own
+    ::signal(SIGINT, SIG_DFL);  // a program that does not handle Ctrl-C
+    auto* pool = new procpool::ProcessPool({.workers = 1});
+    return std::vector<pid_t>{pool->submit(start_child, std::string("spawn")).get()};
+  });
+  REQUIRE(host.reported.size() == 1);
+  REQUIRE(host.reported[0] > 0);
+  ::kill(-host.pid, SIGINT);
+  int status = 0;
+  waitpid(host.pid, &status, 0);
+  CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGINT));
+  CHECK(gone(host.reported[0]));
+  CHECK(census::eventually([&] { return census::orphans_gone(host.sweepers); }));
 }
 
 TEST_CASE("CarelessTasks.ExitInATaskRunsNoneOfTheHostsExitHandlers" * doctest::timeout(60)) {

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 
+#include <poll.h>
 #include <pthread.h>
 
 #include <signal.h>
@@ -11,6 +12,8 @@
 #include <unistd.h>
 #include <atomic>
 #include <fstream>
+#include <set>
+#include <string>
 
 #include "support/census.hpp"
 #include "support/task_functions.hpp"
@@ -63,8 +66,41 @@ TEST_CASE("Lifecycle.WorkersDieWithTheHost" * doctest::timeout(60)) {
   REQUIRE(host.reported.size() == 2);
   ::kill(host.pid, SIGKILL);
   waitpid(host.pid, nullptr, 0);
-  CHECK(census::eventually([&] { return census::orphans_gone(host.reported); }));
+  CHECK(census::eventually([&] { return census::orphans_gone(host.processes()); }));
   prctl(PR_SET_CHILD_SUBREAPER, 0);
+}
+
+TEST_CASE("Lifecycle.ThePoolsSweeperHoldsNoneOfTheHostsDescriptorsAndGoesWithThePool" * doctest::timeout(60)) {
+  // A pipe the host made before the pool, as careless as can be (no
+  // O_CLOEXEC): closing its write end must still reach the reader at once.
+  int ends[2];
+  REQUIRE(::pipe(ends) == 0);
+  {
+    procpool::ProcessPool pool({.workers = 1});
+    CHECK(pool.submit(tasks::add, 1, 2).get() == 3);
+    auto sweepers = census::sweepers();
+    REQUIRE(sweepers.size() == 1);
+    // Its pipe from the pool and its pidfd for the host, nothing else.
+    std::multiset<std::string> kinds;
+    std::string dir = "/proc/" + std::to_string(sweepers[0]) + "/fd";
+    if (DIR* d = opendir(dir.c_str())) {
+      while (dirent* e = readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        char target[256] = {};
+        (void)!::readlink((dir + "/" + e->d_name).c_str(), target, sizeof target - 1);
+        kinds.insert(std::string(target).substr(0, std::string(target).find(':')));
+      }
+      closedir(d);
+    }
+    CHECK(kinds == std::multiset<std::string>{"anon_inode", "pipe"});
+    ::close(ends[1]);
+    pollfd p{ends[0], POLLIN, 0};
+    REQUIRE(::poll(&p, 1, 2000) == 1);
+    char c;
+    CHECK(::read(ends[0], &c, 1) == 0);  // end of file: no process holds the write end
+  }
+  CHECK(census::sweepers().empty());  // reaped with the pool
+  ::close(ends[0]);
 }
 
 TEST_CASE("Lifecycle.ZeroWorkersMeansOnePerCpu" * doctest::timeout(60)) {

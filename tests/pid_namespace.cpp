@@ -200,7 +200,7 @@ TEST_CASE("PidNamespace.TheHostKilledLeavesNoProcessOfTheNamespaceBehind" * doct
   REQUIRE(host.reported.size() == 3);
   ::kill(host.pid, SIGKILL);
   ::waitpid(host.pid, nullptr, 0);
-  CHECK(census::eventually([&] { return census::orphans_gone(host.reported); }));
+  CHECK(census::eventually([&] { return census::orphans_gone(host.processes()); }));
   prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
 

@@ -65,7 +65,7 @@ struct TempPath {
 std::vector<pid_t> spare_pids(procpool::ProcessPool& pool) {
   auto workers = pool.worker_pids();
   std::vector<pid_t> spares;
-  for (pid_t p : census::children())
+  for (pid_t p : census::worker_children())
     if (std::find(workers.begin(), workers.end(), p) == workers.end()) spares.push_back(p);
   return spares;
 }
@@ -85,7 +85,7 @@ TEST_CASE("SpareWorkers.NoneIsForkedUntilThePoolFirstReplacesAWorker" * doctest:
     CHECK(pool.submit(tasks::add, 1, 2).get() == 3);
     std::this_thread::sleep_for(200ms);
     CHECK(pool.stats().spare_workers == 0);
-    CHECK(census::children().size() == 1);
+    CHECK(census::worker_children().size() == 1);
     lose_a_worker(pool);
     CHECK(census::eventually([&] { return pool.stats().spare_workers == 1; }));
     CHECK(spare_pids(pool).size() == 1);
@@ -140,7 +140,7 @@ TEST_CASE("SpareWorkers.ZeroMeansNoneAndReplacementsAreForked" * doctest::timeou
     CHECK(stats.spare_workers == 0);
     CHECK(stats.spares_taken == 0);
     CHECK(stats.respawns == 3);
-    CHECK(census::children().size() == 1);
+    CHECK(census::worker_children().size() == 1);
   }
   CHECK(census::leaks_since(before) == "");
 }

@@ -245,7 +245,7 @@ TEST_CASE("StartMethods.TheHostKilledLeavesNoWorkerNorZygoteBehind" * doctest::t
     for (pid_t p : host.reported) CHECK(census::process_exists(p));
     ::kill(host.pid, SIGKILL);
     ::waitpid(host.pid, nullptr, 0);
-    CHECK(census::eventually([&] { return census::orphans_gone(host.reported); }));
+    CHECK(census::eventually([&] { return census::orphans_gone(host.processes()); }));
     // (Another program's names may come and go meanwhile: compared once settled.)
     CHECK(census::eventually([&] { return census::shm_names() == before; }));
   }

@@ -267,9 +267,8 @@ void PoolCore::watch_stopping_death(std::list<StoppingWorker>::iterator it) {
 }
 
 void PoolCore::reap_stopping_locked(std::list<StoppingWorker>::iterator it, std::vector<OutputLine>& lines) {
-  kill_process_group(it->pid);  // before the reap frees the group's id
   int sig = 0, code = 0;
-  reap(it->pidfd->native_handle(), sig, code);
+  bury(it->pid, it->pidfd->native_handle(), sig, code);
   counters_.worker_deaths.fetch_add(1, std::memory_order_relaxed);
   if (it->output) {
     auto rest = it->output->finish();

@@ -76,6 +76,7 @@ PoolCore::~PoolCore() {
 }
 
 void PoolCore::start() {
+  sweeper_.start();  // before the first worker exists
   worker_config_ = WorkerConfig{options_.max_message_bytes, options_.worker_spin, -1, -1, options_.close_fds};
   worker_config_.output = options_.worker_output;
   worker_config_.max_calls = options_.max_tasks_per_child;

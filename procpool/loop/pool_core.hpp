@@ -58,6 +58,7 @@
 #include <procpool/loop/shutdown_options.hpp>
 #include <procpool/loop/spin_then_block_mutex.hpp>
 #include <procpool/loop/worker_slot.hpp>
+#include <procpool/worker/group_sweeper.hpp>
 #include <procpool/worker/worker_config.hpp>
 
 namespace procpool::detail {
@@ -161,6 +162,11 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   bool place_locked(ForkedWorker& worker, Published& out);
   // SIGKILL and reap a process no slot will take. No lock held.
   void discard(ForkedWorker& worker) noexcept;
+  // Kills the process group of a worker that has exited or was sent
+  // SIGKILL (what its tasks started), tells the sweeper to forget it, and
+  // reaps the worker: in this order, so that the group's id, held by the
+  // unreaped worker, names no one else's group when it is killed.
+  void bury(pid_t pid, int pidfd, int& signal, int& exit_code) noexcept;
   void watch_spare(ForkedWorker& worker);
   void on_spare_death(pid_t pid);
   // Both mutexes held: the pool is broken (PoolBroken): no slot forks again
@@ -520,6 +526,10 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // A spare taken is refilled no sooner than kSpareRefillDelay after.
   static constexpr auto kSpareRefillDelay = std::chrono::milliseconds(5);
   std::chrono::steady_clock::time_point refill_after_{};
+  // Kills the workers' groups if the host dies with the pool alive
+  // (group_sweeper.hpp). Told of each worker as it is forked and as it is
+  // buried; stopped once stop_workers has reaped them all.
+  GroupSweeper sweeper_;
   std::thread forker_;
   std::thread::id forker_id_;  // set before any other thread can look
   std::mutex forker_mutex_;

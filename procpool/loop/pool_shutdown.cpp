@@ -306,7 +306,7 @@ void PoolCore::stop_workers(Published& out, StopMode mode) {
     std::scoped_lock lock(drain_mutex_, dispatch_mutex_);
     for (auto& spare : spares_) {
       int sig = 0, code = 0;
-      reap(spare.pidfd->native_handle(), sig, code);
+      bury(spare.pid, spare.pidfd->native_handle(), sig, code);
       if (spare.output) {
         auto rest = spare.output->finish();
         lines.insert(lines.end(), std::make_move_iterator(rest.begin()), std::make_move_iterator(rest.end()));
@@ -318,7 +318,7 @@ void PoolCore::stop_workers(Published& out, StopMode mode) {
     for (auto& slot : slots_) {
       if (!slot->alive) continue;
       int sig = 0, code = 0;
-      reap(slot->pidfd->native_handle(), sig, code);
+      bury(slot->pid, slot->pidfd->native_handle(), sig, code);
       slot->alive = false;
       if (slot->output) {
         auto rest = slot->output->finish();
@@ -353,6 +353,7 @@ void PoolCore::stop_workers(Published& out, StopMode mode) {
   // before their Stop frame or grace. A fork it had begun is discarded by
   // it before it returns.
   stop_forker();
+  sweeper_.stop();  // every worker is reaped: nothing is left to sweep
 }
 
 void PoolCore::await_exits(std::vector<pollfd>& pidfds, std::chrono::milliseconds limit) {

@@ -77,6 +77,7 @@ ForkedWorker PoolCore::fork_worker() {
   }
   SpawnedWorker spawned = start_worker(start_method_, *w.segment, config, options_.worker_program);
   w.pid = spawned.pid;
+  sweeper_.watch(w.pid);
   w.forked_at = std::chrono::steady_clock::now();
   worker_end.reset();
   pipes.out_write.reset();  // only the worker writes: its death ends the pipes
@@ -96,9 +97,8 @@ ForkedWorker PoolCore::fork_worker() {
     // worker goes, now.
     int fd = w.pidfd ? w.pidfd->native_handle() : pidfd.get();
     send_signal(fd, SIGKILL);
-    kill_process_group(w.pid);
     int sig = 0, code = 0;
-    reap(fd, sig, code);
+    bury(w.pid, fd, sig, code);
     throw;
   }
   return w;
@@ -277,9 +277,8 @@ void PoolCore::discard(ForkedWorker& w) noexcept {
   if (!w.pidfd || w.pidfd->native_handle() < 0) return;
   int pidfd = w.pidfd->native_handle();
   send_signal(pidfd, SIGKILL);
-  kill_process_group(w.pid);  // before the reap frees the group's id
   int sig = 0, code = 0;
-  reap(pidfd, sig, code);
+  bury(w.pid, pidfd, sig, code);
   // What it printed (its initializer may have) goes to on_output on the
   // reactor, as all output does: no user code runs on this thread, so the
   // pool is never destroyed on it. Dropped if the reactor has stopped.
@@ -316,9 +315,8 @@ void PoolCore::on_spare_death(pid_t pid) {
     dead.splice(dead.end(), spares_, it);
     ForkedWorker& w = dead.front();
     counters_.worker_deaths.fetch_add(1, std::memory_order_relaxed);
-    kill_process_group(w.pid);
     int sig = 0, code = -1;
-    reap(w.pidfd->native_handle(), sig, code);
+    bury(w.pid, w.pidfd->native_handle(), sig, code);
     ControlBlock& control = w.segment->control();
     if (sig == 0 && code == -1) sig = control.crash_signal.load(std::memory_order_relaxed);
     if (w.output) lines = w.output->finish();
@@ -341,6 +339,12 @@ void PoolCore::break_pool_locked(const std::exception_ptr& error, Published& out
     s->needs_process = false;
   }
   fail_all_pending(error, out);
+}
+
+void PoolCore::bury(pid_t pid, int pidfd, int& signal, int& exit_code) noexcept {
+  kill_process_group(pid);
+  sweeper_.forget(pid);
+  reap(pidfd, signal, exit_code);
 }
 
 void PoolCore::stop_forker() {

@@ -50,11 +50,9 @@ void PoolCore::on_death(WorkerSlot& slot, pid_t pid) {
     if (!confirm_death(*slot.pidfd, [&] { watch_death(slot); })) return;  // a wake of the reactor's, not a death
     counters_.worker_deaths.fetch_add(1, std::memory_order_relaxed);
     int sig = 0, code = -1;
-    // Its process group first, while the unreaped worker still holds the
-    // group's id (so it cannot name anyone else's): what its tasks started
-    // dies with it.
-    kill_process_group(slot.pid);
-    reap(slot.pidfd->native_handle(), sig, code);
+    // What its tasks started dies with it (bury: its group first, while
+    // the unreaped worker still holds the group's id).
+    bury(slot.pid, slot.pidfd->native_handle(), sig, code);
     if (sig == 0 && code == -1) sig = slot.segment->control().crash_signal.load(std::memory_order_relaxed);
     // All it wrote is in its pipes now (its group is dead too): read to the
     // end, before its last lines are put in its WorkerCrashed.

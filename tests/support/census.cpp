@@ -45,7 +45,10 @@ std::set<std::string> shm_names() {
   return out;
 }
 
-std::vector<pid_t> children() {
+namespace {
+// Children of this process; with a name, only those whose command name
+// is (`named`) or is not (!`named`) that name.
+std::vector<pid_t> children_where(const std::string& name, bool named) {
   std::vector<pid_t> out;
   pid_t self = getpid();
   if (DIR* d = opendir("/proc")) {
@@ -62,6 +65,9 @@ std::vector<pid_t> children() {
       pid_t ppid;
       rest >> state >> ppid;
       pid_t pid = static_cast<pid_t>(std::stoi(e->d_name));
+      auto open = line.find('(');
+      if (!name.empty() && open != std::string::npos && (line.substr(open + 1, close - open - 1) == name) != named)
+        continue;
       // The forkserver's zygote lives as long as this process.
       if (ppid == self && pid != procpool::detail::zygote_pid()) out.push_back(pid);
     }
@@ -69,6 +75,11 @@ std::vector<pid_t> children() {
   }
   return out;
 }
+}  // namespace
+
+std::vector<pid_t> children() { return children_where("", false); }
+std::vector<pid_t> worker_children() { return children_where("procpool-sweep", false); }
+std::vector<pid_t> sweepers() { return children_where("procpool-sweep", true); }
 
 procpool::StartMethod inheriting_start_method() {
   auto m = procpool::default_start_method().value_or(procpool::StartMethod::fork);
@@ -94,13 +105,29 @@ ForkedHost fork_host(size_t count, const std::function<std::vector<pid_t>()>& re
     close(fds[0]);
     procpool::init(0, nullptr);  // a zygote of its own, for forkserver pools
     std::vector<pid_t> pids = report();
+    std::vector<pid_t> swept = sweepers();
+    pids.push_back(static_cast<pid_t>(swept.size()));
+    pids.insert(pids.end(), swept.begin(), swept.end());
     (void)!write(fds[1], pids.data(), pids.size() * sizeof(pid_t));
     for (;;) pause();
   }
   close(fds[1]);
-  std::vector<pid_t> pids(count);
-  size_t want = count * sizeof(pid_t);
-  if (host.pid > 0 && read(fds[0], pids.data(), want) == static_cast<ssize_t>(want)) host.reported = pids;
+  auto read_pids = [&](size_t n) {
+    std::vector<pid_t> pids(n);
+    size_t want = n * sizeof(pid_t), got = 0;
+    while (got < want) {
+      ssize_t r = read(fds[0], reinterpret_cast<char*>(pids.data()) + got, want - got);
+      if (r <= 0) return std::vector<pid_t>();
+      got += static_cast<size_t>(r);
+    }
+    return pids;
+  };
+  if (host.pid > 0) {
+    host.reported = read_pids(count);
+    auto swept = read_pids(1);
+    if (!host.reported.empty() && swept.size() == 1 && swept[0] >= 0 && swept[0] < 64)
+      host.sweepers = read_pids(static_cast<size_t>(swept[0]));
+  }
   close(fds[0]);
   return host;
 }

@@ -22,6 +22,10 @@ std::set<int> open_fds();
 std::set<std::string> shm_names();
 // Children of this process, zombies included.
 std::vector<pid_t> children();
+// The same, but for each pool's sweeper (procpool/worker/group_sweeper.hpp),
+// which lives as long as its pool: its workers and spares.
+std::vector<pid_t> worker_children();
+std::vector<pid_t> sweepers();   // and only those
 bool process_exists(pid_t pid);  // false once it is gone and reaped
 // Threads of this process now (/proc/self/task).
 size_t thread_count();
@@ -30,11 +34,18 @@ size_t thread_count();
 bool orphans_gone(const std::vector<pid_t>& pids);
 // Forks a host process that runs `report` (say, starts a pool it keeps alive
 // and returns its workers' pids), sends the pids back, and waits to be
-// killed; returns
-// the host's pid and `count` reported pids (empty if they did not come).
+// killed; returns the host's pid, `count` reported pids (empty if they did
+// not come) and its pools' sweepers, which outlive a killed host briefly.
 struct ForkedHost {
   pid_t pid = -1;
   std::vector<pid_t> reported;
+  std::vector<pid_t> sweepers;
+  // What a test that killed it waits for: the reported and the sweepers.
+  std::vector<pid_t> processes() const {
+    std::vector<pid_t> all = reported;
+    all.insert(all.end(), sweepers.begin(), sweepers.end());
+    return all;
+  }
 };
 ForkedHost fork_host(size_t count, const std::function<std::vector<pid_t>()>& report);
 // Runs `body` in a forked child of this process (for what must not touch
