@@ -164,13 +164,22 @@ TEST_CASE("CarelessTasks.ChildrenOfATaskThatCrashedDieWithItsWorker" * doctest::
 TEST_CASE("CarelessTasks.ChildrenATaskStartedDieWhenTheHostIsKilled" * doctest::timeout(60)) {
   // A host that runs a pool, killed with SIGKILL: its workers die (their
   // parent-death signal), and so do the processes their tasks started,
-  // with fork() or with posix_spawn (as system() and popen() do).
+  // with fork() or with posix_spawn (as system() and popen() do). The
+  // pool's sweeper is made by the zygote, or forked by a host that has none.
   Subreaper subreaper;
-  auto host = census::fork_host(2, [] {
-    auto* pool = new procpool::ProcessPool({.workers = 2});  // alive until the host is killed
-    return std::vector<pid_t>{pool->submit(start_child, std::string("fork")).get(),
-                              pool->submit(start_child, std::string("spawn")).get()};
-  });
+  bool with_zygote = true;
+  SUBCASE("a host that called procpool::init") {}
+  SUBCASE("a host that did not") { with_zygote = false; }
+  auto host = census::fork_host(
+      2,
+      [with_zygote] {
+        auto method = with_zygote ? census::inheriting_start_method() : procpool::StartMethod::fork;
+        auto* pool =
+            new procpool::ProcessPool({.workers = 2, .start_method = method});  // alive until the host is killed
+        return std::vector<pid_t>{pool->submit(start_child, std::string("fork")).get(),
+                                  pool->submit(start_child, std::string("spawn")).get()};
+      },
+      with_zygote);
   REQUIRE(host.reported.size() == 2);
   CHECK(host.sweepers.size() == 1);  // one per pool
   for (pid_t child : host.reported) {

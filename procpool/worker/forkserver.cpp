@@ -40,6 +40,7 @@
 #include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
 #include <procpool/common/unique_fd.hpp>
+#include <procpool/worker/group_sweeper.hpp>
 #include <procpool/worker/launch.hpp>
 #include <procpool/worker/worker_process.hpp>
 
@@ -112,7 +113,10 @@ bool answer(int channel, int64_t value) noexcept {
     args.child_tid = reinterpret_cast<uintptr_t>(tid_address);
     long pid = ::syscall(SYS_clone3, &args, sizeof args);
     if (pid == 0) {
-      ::close(channel);  // a worker must not ask for processes of its own
+      ::close(channel);  // neither may ask for processes of its own
+      // A sweeper, the host's child too, costs the host no fork of its own
+      // address space (group_sweeper.hpp); it makes system calls only.
+      if (message.header.magic == kSweeperMagic) become_sweeper(message.fds[0].release(), host);
       if (robust_head) ::syscall(SYS_set_robust_list, robust_head, robust_len);
       prctl(PR_SET_NAME, name);
       become_launched_worker(message);
@@ -159,8 +163,14 @@ const char* zygote_unavailable() noexcept {
 
 pid_t zygote_pid() noexcept { return g_zygote && g_zygote->owner == ::getpid() ? g_zygote->pid : -1; }
 
-pid_t zygote_start_worker(const WorkerConfig& config, const WorkerSegment& segment) {
-  if (const char* why = zygote_unavailable()) throw Error(std::string("cannot start a worker by forkserver: ") + why);
+namespace {
+
+// Sends one message with `send` and returns the pid the zygote answers.
+// `what` names the process asked for in the errors.
+template <class Send>
+pid_t ask_zygote(const char* what, Send send) {
+  if (const char* why = zygote_unavailable())
+    throw Error(std::string("cannot start a ") + what + " by forkserver: " + why);
   Zygote& z = *g_zygote;
   std::lock_guard lock(z.mutex);
   auto give_up = [&](const std::string& why) -> Error {
@@ -171,11 +181,11 @@ pid_t zygote_start_worker(const WorkerConfig& config, const WorkerSegment& segme
     else ::kill(z.pid, SIGKILL);   // no pidfd (an old kernel): unreaped, its pid is still its own
     ::waitpid(z.pid, &status, 0);  // ECHILD if the application reaps children itself
     z.channel.reset();
-    return Error("cannot start a worker: " + z.unavailable);
+    return Error(std::string("cannot start a ") + what + ": " + z.unavailable);
   };
-  if (!z.unavailable.empty()) throw Error("cannot start a worker: " + z.unavailable);
+  if (!z.unavailable.empty()) throw Error(std::string("cannot start a ") + what + ": " + z.unavailable);
   try {
-    send_launch(z.channel.get(), config, segment);
+    send(z.channel.get());
   } catch (const Error& e) {
     throw give_up(std::string("could not be reached: ") + e.what());
   }
@@ -195,9 +205,19 @@ pid_t zygote_start_worker(const WorkerConfig& config, const WorkerSegment& segme
     throw give_up(std::string("cannot clone its workers as the host's children on this kernel: ") +
                   detail::errno_text(static_cast<int>(-reply)));
   if (reply < 0)
-    throw Error(std::string("cannot start a worker: the forkserver's clone3: ") +
-                detail::errno_text(static_cast<int>(-reply)));
+    throw Error(std::string("cannot start a ") + what +
+                ": the forkserver's clone3: " + detail::errno_text(static_cast<int>(-reply)));
   return static_cast<pid_t>(reply);
+}
+
+}  // namespace
+
+pid_t zygote_start_worker(const WorkerConfig& config, const WorkerSegment& segment) {
+  return ask_zygote("worker", [&](int socket) { send_launch(socket, config, segment); });
+}
+
+pid_t zygote_start_sweeper(int channel) {
+  return ask_zygote("sweeper", [&](int socket) { send_sweeper_launch(socket, channel); });
 }
 
 }  // namespace procpool::detail

@@ -23,5 +23,8 @@ pid_t zygote_pid() noexcept;
 // Asks the zygote for a worker serving `segment` (a memfd segment). The
 // worker is this process's child. Throws procpool::Error naming the cause.
 pid_t zygote_start_worker(const WorkerConfig& config, const WorkerSegment& segment);
+// Asks it for a pool's sweeper reading `channel` (group_sweeper.hpp), also
+// this process's child. Throws procpool::Error naming the cause.
+pid_t zygote_start_sweeper(int channel);
 
 }  // namespace procpool::detail

@@ -16,6 +16,7 @@
 
 #include <procpool/common/errno_text.hpp>
 #include <procpool/common/errors.hpp>
+#include <procpool/worker/forkserver.hpp>
 #include <procpool/worker/pidfd.hpp>
 
 namespace procpool::detail {
@@ -28,7 +29,7 @@ constexpr size_t kMaxGroups = size_t{1} << 16;
 // sweeper looks whether it was reparented.
 constexpr int kParentCheckMs = 100;
 
-// Everything from here to sweep_main's end runs in the child of a host
+// Everything from here to become_sweeper's end runs in the child of a host
 // that may have threads: system calls only, no allocation, no lock.
 
 // Whether `pid` is a child of `host`: what the sweeper is told comes
@@ -96,7 +97,9 @@ bool read_records(int channel, Groups& groups, pid_t host) noexcept {
   }
 }
 
-[[noreturn]] void sweep_main(int channel, pid_t host) noexcept {
+}  // namespace
+
+[[noreturn]] void become_sweeper(int channel, pid_t host) noexcept {
   prctl(PR_SET_NAME, "procpool-sweep");
   (void)::setpgid(0, 0);
   for (int sig = 1; sig < NSIG; ++sig)
@@ -131,8 +134,6 @@ bool read_records(int channel, Groups& groups, pid_t host) noexcept {
   _exit(0);
 }
 
-}  // namespace
-
 void GroupSweeper::start() {
   auto fail = [](const char* step) {
     return Error(std::string("cannot start the pool's process-group sweeper: ") + step + ": " + errno_text(errno));
@@ -142,10 +143,18 @@ void GroupSweeper::start() {
   UniqueFd read_end(ends[0]), write_end(ends[1]);
   // A sweeper that stopped reading must not block a fork or a reap.
   if (::fcntl(write_end.get(), F_SETFL, O_NONBLOCK) != 0) throw fail("fcntl(O_NONBLOCK)");
-  const pid_t host = ::getpid();
-  const pid_t pid = ::_Fork();
-  if (pid < 0) throw fail("fork");
-  if (pid == 0) sweep_main(read_end.get(), host);
+  pid_t pid = -1;
+  if (!zygote_unavailable()) try {
+      pid = zygote_start_sweeper(read_end.get());
+    } catch (const Error&) {
+      // The zygote is gone or cannot clone: the host forks it after all.
+    }
+  if (pid < 0) {
+    const pid_t host = ::getpid();
+    pid = ::_Fork();
+    if (pid < 0) throw fail("fork");
+    if (pid == 0) become_sweeper(read_end.get(), host);
+  }
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd) {
     Error error = fail("pidfd_open");

@@ -20,10 +20,14 @@
 // group the sweeper kills was never given up by the pool, so its id names
 // no one else's group.
 //
-// What it holds. Nothing of the host's but the pipe's read end: every other
-// descriptor is closed (a copy of a host's pipe or socket would keep its
-// reader from ever seeing EOF). It is made with _Fork (no fork handlers)
-// and runs system calls only, so a host with threads can make it safely.
+// Where it comes from. The forkserver's zygote forks it when this process
+// has one (init() was called), as the host's child: a fork of the host
+// copies its page tables, 95 ms for a host of 2 GiB on this project's
+// machines, which the forkserver method exists to avoid. Otherwise the host
+// forks it with _Fork (no fork handlers); it runs system calls only, so a
+// host with threads can. Either way it holds nothing of the host's but the
+// pipe's read end: every other descriptor is closed (a copy of a host's
+// pipe or socket would keep its reader from ever seeing EOF).
 // Its own process group keeps the terminal's signals (Ctrl-C, a hang-up)
 // for the host, which a Ctrl-C would otherwise take down with it.
 //
@@ -37,6 +41,10 @@
 #include <procpool/common/unique_fd.hpp>
 
 namespace procpool::detail {
+
+// The sweeper's life, in a child of the host `host` (forked or cloned by
+// the zygote); `channel` is the pipe's read end.
+[[noreturn]] void become_sweeper(int channel, pid_t host) noexcept;
 
 class GroupSweeper {
  public:

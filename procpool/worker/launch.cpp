@@ -121,6 +121,20 @@ union FdControl {
   cmsghdr align;
 };
 
+// The header, with `header.fd_count` descriptors attached.
+int send_header(int socket, const LaunchHeader& header, const int* fds) noexcept {
+  FdControl control{};
+  msghdr msg{};
+  msg.msg_control = control.bytes;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * header.fd_count);
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int) * header.fd_count);
+  std::memcpy(CMSG_DATA(c), fds, sizeof(int) * header.fd_count);
+  return send_all(socket, &header, sizeof header, &msg);
+}
+
 }  // namespace
 
 void send_launch(int socket, const WorkerConfig& config, const WorkerSegment& segment) {
@@ -146,18 +160,15 @@ void send_launch(int socket, const WorkerConfig& config, const WorkerSegment& se
     fds.push_back(config.stderr_fd);
   }
   LaunchHeader header{kLaunchMagic, static_cast<uint32_t>(fds.size()), bytes.size()};
-  FdControl control{};
-  msghdr msg{};
-  msg.msg_control = control.bytes;
-  msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-  std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  int err = send_all(socket, &header, sizeof header, &msg);
+  int err = send_header(socket, header, fds.data());
   if (err == 0) err = send_all(socket, bytes.data(), bytes.size(), nullptr);
   if (err != 0) throw Error(std::string("cannot send a worker its set-up: sendmsg: ") + detail::errno_text(err));
+}
+
+void send_sweeper_launch(int socket, int channel) {
+  LaunchHeader header{kSweeperMagic, 1, 0};
+  if (int err = send_header(socket, header, &channel))
+    throw Error(std::string("cannot ask for a sweeper: sendmsg: ") + detail::errno_text(err));
 }
 
 int read_launch(int socket, LaunchMessage& out) noexcept {
@@ -189,6 +200,10 @@ int read_launch(int socket, LaunchMessage& out) noexcept {
     if (int err =
             read_all(socket, reinterpret_cast<char*>(&out.header) + n, sizeof out.header - static_cast<size_t>(n)))
       return err;
+  if (out.header.magic == kSweeperMagic)
+    return (msg.msg_flags & MSG_CTRUNC) || out.header.fd_count != 1 || out.fds.size() != 1 || out.header.body_bytes != 0
+               ? EPROTO
+               : 0;
   if ((msg.msg_flags & MSG_CTRUNC) || out.header.magic != kLaunchMagic || out.header.fd_count != out.fds.size() ||
       out.header.fd_count < 3 || out.header.body_bytes > kMaxLaunchBody)
     return EPROTO;

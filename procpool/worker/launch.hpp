@@ -27,6 +27,9 @@ namespace procpool::detail {
 class WorkerSegment;
 
 inline constexpr uint32_t kLaunchMagic = 0x70704c31;  // "ppL1"
+// A zygote's other message: fork a pool's sweeper (group_sweeper.hpp), whose
+// pipe is its one descriptor; no body.
+inline constexpr uint32_t kSweeperMagic = 0x70705331;  // "ppS1"
 inline constexpr uint32_t kMaxLaunchFds = 5;
 // A bound on what a reader accepts: the initializer's arguments are most
 // of a body.
@@ -49,7 +52,10 @@ struct LaunchMessage {
 // Throws procpool::Error naming what failed (a socket whose reader is gone
 // among others).
 void send_launch(int socket, const WorkerConfig& config, const WorkerSegment& segment);
-// Reads one message; returns 0 or the errno (EPROTO for a malformed one;
+// Host: asks the zygote on `socket` for a sweeper reading `channel`.
+// Throws procpool::Error as send_launch does.
+void send_sweeper_launch(int socket, int channel);
+// Reads one message (a launch or a sweeper's); returns 0 or the errno (EPROTO for a malformed one;
 // 0 with header.magic == 0 at end of stream). Blocks.
 int read_launch(int socket, LaunchMessage& out) noexcept;
 

@@ -96,14 +96,14 @@ bool orphans_gone(const std::vector<pid_t>& pids) {
   return true;
 }
 
-ForkedHost fork_host(size_t count, const std::function<std::vector<pid_t>()>& report) {
+ForkedHost fork_host(size_t count, const std::function<std::vector<pid_t>()>& report, bool with_zygote) {
   ForkedHost host;
   int fds[2];
   if (pipe(fds) != 0) return host;
   host.pid = fork();
   if (host.pid == 0) {
     close(fds[0]);
-    procpool::init(0, nullptr);  // a zygote of its own, for forkserver pools
+    if (with_zygote) procpool::init(0, nullptr);  // a zygote of its own, for forkserver pools
     std::vector<pid_t> pids = report();
     std::vector<pid_t> swept = sweepers();
     pids.push_back(static_cast<pid_t>(swept.size()));

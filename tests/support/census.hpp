@@ -47,7 +47,9 @@ struct ForkedHost {
     return all;
   }
 };
-ForkedHost fork_host(size_t count, const std::function<std::vector<pid_t>()>& report);
+// Without `with_zygote`, the host does not call procpool::init(): it can
+// make StartMethod::fork pools only, and every process they need is its fork.
+ForkedHost fork_host(size_t count, const std::function<std::vector<pid_t>()>& report, bool with_zygote = true);
 // Runs `body` in a forked child of this process (for what must not touch
 // this one: its credentials, its seccomp filter, its registry) and returns
 // the child's exit code: body's result, or -1 if it did not exit normally.
