@@ -198,16 +198,24 @@ TEST_CASE("CarelessTasks.ChildrenATaskStartedDieWhenTheHostExitsWithThePoolAlive
   // leaves for the system to clean).
   Subreaper subreaper;
   auto host = census::fork_host(1, [] {
-    auto* pool = new procpool::ProcessPool({.workers = 1});
+    // SIGUSR1 from the test makes a thread of the host call exit().
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, nullptr);    // in every thread the host starts from here
+    static procpool::ProcessPool* pool = nullptr;  // reachable: a leak checker at exit() finds no leak
+    pool = new procpool::ProcessPool({.workers = 1});
     pid_t child = pool->submit(start_child, std::string("spawn")).get();
-    std::thread([] {
-      std::this_thread::sleep_for(200ms);
+    std::thread([usr1] {
+      int sig = 0;
+      sigwait(&usr1, &sig);
       std::exit(0);
     }).detach();
     return std::vector<pid_t>{child};
   });
   REQUIRE(host.reported.size() == 1);
   REQUIRE(host.reported[0] > 0);
+  ::kill(host.pid, SIGUSR1);
   int status = 0;
   waitpid(host.pid, &status, 0);
   CHECK(WIFEXITED(status));
@@ -219,13 +227,22 @@ TEST_CASE("CarelessTasks.ChildrenATaskStartedDieWhenCtrlCEndsTheHost" * doctest:
   // SIGINT to the host's whole process group, as a terminal's Ctrl-C
   // sends it: the host dies of it; the workers, which ignore it, die with
   // the host; what their tasks started dies with them.
+  // Without a zygote, the sweeper is the host's fork, in the host's group
+  // until it takes one of its own.
   Subreaper subreaper;
-  auto host = census::fork_host(1, [] {
-    ::setpgid(0, 0);            // a foreground job of its own
-    ::signal(SIGINT, SIG_DFL);  // a program that does not handle Ctrl-C
-    auto* pool = new procpool::ProcessPool({.workers = 1});
-    return std::vector<pid_t>{pool->submit(start_child, std::string("spawn")).get()};
-  });
+  bool with_zygote = true;
+  SUBCASE("a host that called procpool::init") {}
+  SUBCASE("a host that did not") { with_zygote = false; }
+  auto host = census::fork_host(
+      1,
+      [with_zygote] {
+        ::setpgid(0, 0);            // a foreground job of its own
+        ::signal(SIGINT, SIG_DFL);  // a program that does not handle Ctrl-C
+        auto method = with_zygote ? census::inheriting_start_method() : procpool::StartMethod::fork;
+        auto* pool = new procpool::ProcessPool({.workers = 1, .start_method = method});
+        return std::vector<pid_t>{pool->submit(start_child, std::string("spawn")).get()};
+      },
+      with_zygote);
   REQUIRE(host.reported.size() == 1);
   REQUIRE(host.reported[0] > 0);
   ::kill(-host.pid, SIGINT);

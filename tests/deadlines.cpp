@@ -262,7 +262,7 @@ TEST_CASE("Deadlines.TheTimeoutNamesTheFunctionTheDeadlineAndTheWorker" * doctes
     CHECK(e.function() == "spin_forever");
     CHECK(e.deadline() == 250ms);
     CHECK(e.pid() == worker);
-    CHECK(std::string(e.what()) == "'spin_forever' ran past its deadline of 250 ms in worker " +
+    CHECK(std::string(e.what()) == "'spin_forever' did not finish within its deadline of 250 ms in worker " +
                                        std::to_string(worker) + ", which was killed and replaced");
   }
 }

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -76,6 +77,24 @@ TEST_CASE("WorkStealing.CallsQueuedBehindALongCallMoveToAWorkerThatFallsIdle" * 
   CHECK(std::chrono::steady_clock::now() - started < 4s);
   CHECK(pool.stats().stolen - stolen_before >= 1);
   CHECK(long_call.cancel());  // stops its worker: the test need not wait for it
+}
+
+TEST_CASE("WorkStealing.CallsHandedToAStoppedWorkerMoveToAnIdleOneButItsFront" * doctest::timeout(60)) {
+  // A worker stopped from outside (a debugger, a frozen cgroup) before it
+  // began its calls: all but its front one run on the other worker.
+  procpool::ProcessPool pool({.workers = 2});
+  warm_up(pool);
+  pid_t stopped = pool.worker_pids().at(0);
+  ::kill(stopped, SIGSTOP);
+  std::vector<procpool::Future<double>> calls;
+  for (int i = 0; i < 20; ++i) calls.push_back(pool.submit(tasks::sleep_ms, 5));
+  auto done = [&] {
+    return static_cast<size_t>(std::count_if(calls.begin(), calls.end(), [](auto& f) { return f.ready(); }));
+  };
+  CHECK(census::eventually([&] { return done() >= 19; }, 5000ms));
+  ::kill(stopped, SIGCONT);
+  for (auto& f : calls) CHECK(f.get() == 5);
+  CHECK(pool.stats().stolen >= 1);
 }
 
 TEST_CASE("WorkStealing.EveryStolenCallRunsExactlyOnce" * doctest::timeout(60)) {

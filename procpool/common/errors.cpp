@@ -81,8 +81,8 @@ WorkerCrashed::WorkerCrashed(const std::string& message, std::string function, p
       backtrace_(std::move(backtrace)), last_output_(std::move(last_output)) {}
 
 TaskTimeout::TaskTimeout(std::string function, std::chrono::milliseconds deadline, pid_t pid)
-    : Error("'" + function + "' ran past its deadline of " + std::to_string(deadline.count()) + " ms in worker " +
-            std::to_string(pid) + ", which was killed and replaced"),
+    : Error("'" + function + "' did not finish within its deadline of " + std::to_string(deadline.count()) +
+            " ms in worker " + std::to_string(pid) + ", which was killed and replaced"),
       function_(std::move(function)), deadline_(deadline), pid_(pid) {}
 
 CrashLoopDetected::CrashLoopDetected(std::string function, unsigned crashes, std::chrono::milliseconds window,

@@ -25,6 +25,19 @@ namespace procpool::detail {
 // with -rdynamic), else by its address and signature.
 std::string describe_unregistered(ErasedFn fn, const std::string& signature);
 
+template <class...>
+inline constexpr bool kNever = false;
+
+// What a call by name returns when it is not given its result type, which
+// a name cannot tell: this one line is the first error, instead of a
+// failed deduction of R.
+template <class... Args>
+struct NamedCallWithoutResultType {
+  static_assert(kNever<Args...>,
+                "a call by name needs the registered function's result type: pool.call<R>(\"name\", args...), "
+                "loop.run_in_executor<R>(pool, \"name\", args...)");
+};
+
 // Whether F, as passed, is a pointer to a free function (or a function,
 // which decays to one): the only callable a worker can find by name.
 template <class F>

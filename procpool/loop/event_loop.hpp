@@ -201,10 +201,14 @@ class EventLoop {
                                                                                                    Args&&...) {
     return {};
   }
-  // By registered name.
+  // By registered name; without R, refused at compile time saying so.
   template <class R, class... Args>
   Future<R> run_in_executor(ProcessPool& pool, std::string_view name, Args&&... args) {
     return run_in_executor_with<R>(CallOptions{}, pool, name, std::forward<Args>(args)...);
+  }
+  template <int&... kNoExplicitArguments, class... Args>
+  detail::NamedCallWithoutResultType<Args...> run_in_executor(ProcessPool&, std::string_view, Args&&...) {
+    return {};
   }
   // The same with this call's options (a deadline, cancel_running), as
   // ProcessPool::submit_with and call_with.
@@ -218,6 +222,16 @@ class EventLoop {
     if (!pool.bounded()) return pool.call_with<R>(options, name, std::forward<Args>(args)...);
     return pool.submit_when_room<R>(pool.deferred_call<R>(options, name, std::forward<Args>(args)...));
   }
+  template <int&... kNoExplicitArguments, class F, class... Args>
+  requires(!detail::kFunctionPointer<F> && !std::is_convertible_v<F, std::string_view>)
+      detail::RefusedCallable<F> run_in_executor_with(const CallOptions&, ProcessPool&, F&&, Args&&...) {
+    return {};
+  }
+  template <int&... kNoExplicitArguments, class... Args>
+  detail::NamedCallWithoutResultType<Args...> run_in_executor_with(const CallOptions&, ProcessPool&, std::string_view,
+                                                                   Args&&...) {
+    return {};
+  }
   // On another pool of processes that declares itself one (kOtherProcessPool:
   // procpool::mpi::MpiPool, whose workers are on other MPI ranks): its
   // submit_when_room, or call_when_room by name. It never blocks: at the
@@ -230,6 +244,18 @@ class EventLoop {
   requires detail::kOtherProcessPool<Pool> Future<R> run_in_executor(Pool& pool, std::string_view name,
                                                                      Args&&... args) {
     return pool.template call_when_room<R>(CallOptions{}, name, std::forward<Args>(args)...);
+  }
+  template <int&... kNoExplicitArguments, class Pool, class F, class... Args>
+  requires(detail::kOtherProcessPool<Pool> && !detail::kFunctionPointer<F> &&
+           !std::is_convertible_v<F, std::string_view>) detail::RefusedCallable<F> run_in_executor(Pool&, F&&,
+                                                                                                   Args&&...) {
+    return {};
+  }
+  template <int&... kNoExplicitArguments, class Pool, class... Args>
+  requires detail::kOtherProcessPool<Pool> detail::NamedCallWithoutResultType<Args...> run_in_executor(Pool&,
+                                                                                                       std::string_view,
+                                                                                                       Args&&...) {
+    return {};
   }
   // On a thread pool (any callable; no isolation).
   template <class F, class... Args>

@@ -29,7 +29,11 @@ std::exception_ptr StateBase::load_exception(InputArchive& in, const AnswerSourc
 
 void throw_no_state() { throw Error("procpool::Future has no state (it was default-constructed or moved from)"); }
 
-void throw_already_taken() { throw Error("Future::get(): the result was already taken (get() moves it out once)"); }
+void throw_already_taken(const char* call) {
+  throw Error(std::string("Future::") + call +
+              ": the result was already taken by get(), which moves it out once (result() reads it in place, as "
+              "often as asked)");
+}
 
 PollingScope::~PollingScope() {
   try {

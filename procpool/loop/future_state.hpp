@@ -260,7 +260,7 @@ class StateBase {
   std::unique_ptr<CallUsage> usage_;
 };
 
-[[noreturn]] void throw_already_taken();
+[[noreturn]] void throw_already_taken(const char* call);  // "get()" or "result()"
 [[noreturn]] void throw_no_state();
 // Throws procpool::Error, the message starting with `what`, where a wait
 // that blocks on `poller`'s calls would never end: in a process the pool
@@ -301,7 +301,7 @@ class SharedState : public StateBase {
   template <class U = T>
   const U& peek() const {
     rethrow_if_error();
-    if (taken_.load(std::memory_order_acquire)) throw_already_taken();
+    if (taken_.load(std::memory_order_acquire)) throw_already_taken("result()");
     return *value_;
   }
 
@@ -313,7 +313,7 @@ class SharedState : public StateBase {
 template <class T>
 T SharedState<T>::take() {
   rethrow_if_error();
-  if (taken_.exchange(true, std::memory_order_acq_rel)) throw_already_taken();
+  if (taken_.exchange(true, std::memory_order_acq_rel)) throw_already_taken("get()");
   if constexpr (!std::is_void_v<T>) return std::move(*value_);
 }
 

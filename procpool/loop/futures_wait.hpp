@@ -20,6 +20,17 @@
 namespace procpool::futures {
 
 using Clock = std::chrono::steady_clock;
+// Named here too, as concurrent.futures names them beside its wait.
+using procpool::ALL_COMPLETED;
+using procpool::FIRST_COMPLETED;
+using procpool::FIRST_EXCEPTION;
+using procpool::ReturnWhen;
+using procpool::WaitResult;
+
+// Call these qualified (procpool::futures::wait): after `using namespace
+// procpool::futures`, an unqualified wait(futures) is ambiguous with
+// procpool::wait, asyncio's, which argument-dependent lookup finds through
+// Future.
 
 // concurrent.futures.wait(fs, timeout, return_when): blocks until `when`
 // holds for `futures` or `timeout` has passed (no exception then), and

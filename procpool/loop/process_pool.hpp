@@ -116,6 +116,12 @@ class ProcessPool {
   // signatures.
   template <class R, class... Args>
   Future<R> call(std::string_view name, Args&&... args);
+  // Without R, refused at compile time saying so; so are call_with and
+  // try_call.
+  template <int&... kNoExplicitArguments, class... Args>
+  detail::NamedCallWithoutResultType<Args...> call(std::string_view, Args&&...) {
+    return {};
+  }
 
   // The same with options for this call: a deadline (`{.timeout = 200ms}`,
   // counted from when its worker may have begun it; past it the call fails
@@ -130,6 +136,10 @@ class ProcessPool {
   }
   template <class R, class... Args>
   Future<R> call_with(const CallOptions& options, std::string_view name, Args&&... args);
+  template <int&... kNoExplicitArguments, class... Args>
+  detail::NamedCallWithoutResultType<Args...> call_with(const CallOptions&, std::string_view, Args&&...) {
+    return {};
+  }
 
   // Backpressure (PoolOptions::max_pending). try_submit and try_call never
   // block: at the bound the future they return has already failed with
@@ -141,6 +151,10 @@ class ProcessPool {
   requires(!detail::kFunctionPointer<F>) detail::RefusedCallable<F> try_submit(F&&, Args&&...) { return {}; }
   template <class R, class... Args>
   Future<R> try_call(std::string_view name, Args&&... args);
+  template <int&... kNoExplicitArguments, class... Args>
+  detail::NamedCallWithoutResultType<Args...> try_call(std::string_view, Args&&...) {
+    return {};
+  }
   // In a procpool::Task: `Future<R> f = co_await pool.submit_async(fn, args...);`
   // suspends the task (never the loop's thread) until the pool has room,
   // then submits and gives the call's Future (co_await that for the

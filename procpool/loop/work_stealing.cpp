@@ -36,7 +36,11 @@
 // drain from a queue long before their front has run a millisecond, so a
 // burst of short calls moves nothing, and two workers that take turns
 // falling idle do not pass calls back and forth; a call that has run a
-// millisecond is worth not waiting behind.
+// millisecond is worth not waiting behind. A worker that has not begun
+// its front call kStealRecheck after a look first saw it so (stopped from
+// outside, a frozen cgroup, no CPU) loses the calls behind the front too:
+// concurrent.futures' workers, feeding from one queue, would hold only the
+// one call each.
 #include <procpool/loop/pool_core.hpp>
 
 #include <boost/asio/post.hpp>
@@ -137,9 +141,21 @@ std::optional<Clock::duration> PoolCore::steal_locked(Published& out) {
         waited = now - slot->forked_at;  // still starting (an initializer, a spawn): it holds calls all the while
       } else if (started == slot->answered) {
         // About to begin its front (the answer before it was just taken),
-        // or stopped from outside: a look a little later finds which.
-        look_again(kStealRecheck);
-        continue;
+        // or not running at all (stopped from outside, frozen, starved of
+        // CPU): a look kStealRecheck later finds which. Still not begun
+        // then, the calls behind its front have waited that long, and move
+        // as they would behind a long call. (The front itself stays: only
+        // stopping the worker could take it back, which its deadline does.)
+        if (slot->unbegun_pid != slot->pid || slot->unbegun_answered != slot->answered) {
+          slot->unbegun_pid = slot->pid;
+          slot->unbegun_answered = slot->answered;
+          slot->unbegun_since = now;
+        }
+        waited = now - slot->unbegun_since;
+        if (waited < kStealRecheck) {
+          look_again(kStealRecheck - waited);
+          continue;
+        }
       }  // else past its front, with answers written since the drain: soon read
       if (waited < kStealAfter) {
         look_again(kStealAfter - waited);

@@ -117,6 +117,12 @@ struct WorkerSlot {
   // begun it, plus its timeout; max() while it has none or its header is
   // not in the ring yet.
   std::chrono::steady_clock::time_point front_deadline = std::chrono::steady_clock::time_point::max();
+  // Work stealing (work_stealing.cpp): when a look first found this
+  // process, `answered` answers in, not yet begun on its front call; the
+  // pid and count say which front that was. Guarded by the dispatch mutex.
+  pid_t unbegun_pid = -1;
+  uint64_t unbegun_answered = 0;
+  std::chrono::steady_clock::time_point unbegun_since{};
 
   // Guarded by the pool's drain mutex: an answer being reassembled.
   AnswerAssembly answer;

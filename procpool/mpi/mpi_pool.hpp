@@ -155,6 +155,16 @@ class MpiPool {
   Future<R> call(std::string_view name, Args&&... args) {
     return call_with<R>(CallOptions{}, name, std::forward<Args>(args)...);
   }
+  // As ProcessPool's: a lambda, functor or member function in fn's place,
+  // or a name without R, is refused at compile time saying what to pass.
+  template <int&... kNoExplicitArguments, class F, class... Args>
+  requires(!procpool::detail::kFunctionPointer<F>) procpool::detail::RefusedCallable<F> submit(F&&, Args&&...) {
+    return {};
+  }
+  template <int&... kNoExplicitArguments, class... Args>
+  procpool::detail::NamedCallWithoutResultType<Args...> call(std::string_view, Args&&...) {
+    return {};
+  }
 
   // The same with this call's options, applied by the agent's pool as a
   // ProcessPool applies them: `timeout` (from when the agent's worker may
@@ -170,6 +180,15 @@ class MpiPool {
   Future<R> call_with(const CallOptions& options, std::string_view name, Args&&... args) {
     return call_on<R>(core_, procpool::detail::Admission::Wait, options, nullptr, name, std::forward<Args>(args)...);
   }
+  template <int&... kNoExplicitArguments, class F, class... Args>
+  requires(!procpool::detail::kFunctionPointer<F>) procpool::detail::RefusedCallable<F> submit_with(const CallOptions&,
+                                                                                                    F&&, Args&&...) {
+    return {};
+  }
+  template <int&... kNoExplicitArguments, class... Args>
+  procpool::detail::NamedCallWithoutResultType<Args...> call_with(const CallOptions&, std::string_view, Args&&...) {
+    return {};
+  }
 
   // As ProcessPool's: at max_pending, the Future has already failed with
   // PoolFull (a ResourceLimitExceeded naming "max_pending"); never blocks.
@@ -181,6 +200,14 @@ class MpiPool {
   Future<R> try_call(std::string_view name, Args&&... args) {
     return call_on<R>(core_, procpool::detail::Admission::Try, CallOptions{}, nullptr, name,
                       std::forward<Args>(args)...);
+  }
+  template <int&... kNoExplicitArguments, class F, class... Args>
+  requires(!procpool::detail::kFunctionPointer<F>) procpool::detail::RefusedCallable<F> try_submit(F&&, Args&&...) {
+    return {};
+  }
+  template <int&... kNoExplicitArguments, class... Args>
+  procpool::detail::NamedCallWithoutResultType<Args...> try_call(std::string_view, Args&&...) {
+    return {};
   }
   // As ProcessPool's: in a procpool::Task, `Future<R> f = co_await
   // pool.submit_async(fn, args...);` suspends the task (never the loop's
@@ -230,6 +257,24 @@ class MpiPool {
   MapStream<R> imap(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
   template <class R, class A, class Range, std::integral Chunk = size_t>
   UnorderedMapStream<R> imap_unordered(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
+  template <int&... kNoExplicitArguments, class F, class Range, class... Chunk>
+  requires(!procpool::detail::kFunctionPointer<F> &&
+           !std::is_same_v<std::decay_t<F>, ReturnExceptions>) procpool::detail::RefusedCallable<F> map(F&&,
+                                                                                                        const Range&,
+                                                                                                        Chunk...) {
+    return {};
+  }
+  template <int&... kNoExplicitArguments, class F, class Range, class... Chunk>
+  requires(!procpool::detail::kFunctionPointer<F>) procpool::detail::RefusedCallable<F> imap(F&&, const Range&,
+                                                                                             Chunk...) {
+    return {};
+  }
+  template <int&... kNoExplicitArguments, class F, class Range, class... Chunk>
+  requires(!procpool::detail::kFunctionPointer<F>) procpool::detail::RefusedCallable<F> imap_unordered(F&&,
+                                                                                                       const Range&,
+                                                                                                       Chunk...) {
+    return {};
+  }
 
   // Stops taking calls (later ones fail with PoolShutdown, as do submits
   // waiting for room); with `wait`, returns once every call already taken

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include <procpool/common/sender_pid.hpp>
 #include <procpool/sandbox/namespaces.hpp>
 
 // Everything here runs in a child forked from a multi-threaded host, before
@@ -109,22 +110,11 @@ void close_all_but(int keep) noexcept {
     }
     if (fds[0].revents & (POLLIN | POLLHUP)) {
       char data[sizeof(Ended)] = {};
-      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))] = {};
-      iovec iov{data, sizeof data};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      ssize_t got = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
+      Received message = receive_with_sender(socket, data, sizeof data, MSG_CMSG_CLOEXEC);
+      ssize_t got = message.bytes;
       if (got <= 0) break;  // the init is gone
       if (got == 1 && data[0] == kBorn) {
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-          if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_CREDENTIALS) continue;
-          ucred cred;
-          std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
-          worker = cred.pid;
-        }
+        if (message.sender > 0) worker = message.sender;
         if (worker > 0) {
           if (serving_pid) serving_pid->store(worker, std::memory_order_relaxed);
           for (int sig = 1; sig < NSIG; ++sig)

@@ -60,14 +60,12 @@ struct Zygote {
   UniqueFd channel;
   std::string unavailable;  // set once the zygote cannot serve
   std::mutex mutex;         // one launch at a time on the channel
+  // In a fork of a process that had a zygote: the parent's, kept reachable
+  // (a leak checker would report it at exit), never used.
+  Zygote* inherited = nullptr;
 };
 Zygote* g_zygote = nullptr;  // never freed: workers may be asked for until exit
 std::mutex g_start_mutex;
-
-void close_all_but(int keep) noexcept {
-  if (keep > 3) ::syscall(SYS_close_range, 3u, static_cast<unsigned>(keep - 1), 0u);
-  ::syscall(SYS_close_range, static_cast<unsigned>(std::max(keep + 1, 3)), ~0u, 0u);
-}
 
 bool answer(int channel, int64_t value) noexcept {
   for (;;) {
@@ -88,7 +86,7 @@ bool answer(int channel, int64_t value) noexcept {
   sigset_t none;
   sigemptyset(&none);
   pthread_sigmask(SIG_SETMASK, &none, nullptr);
-  close_all_but(channel);
+  close_inherited_fds(channel, channel);
 
   int* tid_address = nullptr;
   int64_t unable = prctl(PR_GET_TID_ADDRESS, &tid_address) == 0 ? 0 : -errno;
@@ -134,7 +132,9 @@ void start_zygote() {
   if (g_zygote && g_zygote->owner == self) return;
   // A fork of a process that had a zygote: the parent's stays the
   // parent's (its channel and mutex here are copies; dropped, not used).
-  g_zygote = new Zygote();
+  auto* zygote = new Zygote();
+  zygote->inherited = g_zygote;
+  g_zygote = zygote;
   g_zygote->owner = self;
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
@@ -145,7 +145,7 @@ void start_zygote() {
   if (pid < 0)
     throw Error(std::string("procpool::init: cannot start the forkserver: fork: ") + detail::errno_text(errno));
   if (pid == 0) {
-    host_end.release();  // closed by close_all_but
+    host_end.release();  // closed by close_inherited_fds
     zygote_main(zygote_end.get(), self);
   }
   g_zygote->pid = pid;

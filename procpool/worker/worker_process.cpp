@@ -73,25 +73,6 @@ void end_worker_on_exit(int status, void*) noexcept {
   _exit(kExitSetupFailed);
 }
 
-// Closes every descriptor from 3 up but the two kept (which may be below
-// 3 in a process that started with 0-2 closed).
-void close_inherited_fds(int keep_a, int keep_b) noexcept {
-  // close_range(2) is one syscall; on an old kernel fall back to a loop.
-  auto close_span = [](long lo, long hi) {
-    if (lo > hi) return;
-    if (::syscall(SYS_close_range, static_cast<unsigned>(lo), static_cast<unsigned>(hi), 0) == 0) return;
-    long max = std::min(hi + 1, sysconf(_SC_OPEN_MAX));
-    for (long fd = lo; fd < max; ++fd) ::close(static_cast<int>(fd));
-  };
-  long from = 3;
-  for (long keep : {std::min<long>(keep_a, keep_b), std::max<long>(keep_a, keep_b)}) {
-    if (keep < from) continue;
-    close_span(from, keep - 1);
-    from = keep + 1;
-  }
-  close_span(from, long{std::numeric_limits<unsigned int>::max()});
-}
-
 // Points fds 1 and 2 at the host's pipes (capture) or /dev/null (discard).
 // A captured stdout is line-buffered, so that a crash loses at most the
 // line being written (a pipe would make it fully buffered).
@@ -176,6 +157,25 @@ bool redirect_output(const WorkerConfig& config) noexcept {
 }
 
 }  // namespace
+
+// Closes every descriptor from 3 up but the two kept (which may be below
+// 3 in a process that started with 0-2 closed).
+void close_inherited_fds(int keep_a, int keep_b) noexcept {
+  // close_range(2) is one syscall; on an old kernel fall back to a loop.
+  auto close_span = [](long lo, long hi) {
+    if (lo > hi) return;
+    if (::syscall(SYS_close_range, static_cast<unsigned>(lo), static_cast<unsigned>(hi), 0) == 0) return;
+    long max = std::min(hi + 1, sysconf(_SC_OPEN_MAX));
+    for (long fd = lo; fd < max; ++fd) ::close(static_cast<int>(fd));
+  };
+  long from = 3;
+  for (long keep : {std::min<long>(keep_a, keep_b), std::max<long>(keep_a, keep_b)}) {
+    if (keep < from) continue;
+    close_span(from, keep - 1);
+    from = keep + 1;
+  }
+  close_span(from, long{std::numeric_limits<unsigned int>::max()});
+}
 
 void flush_standard_streams() noexcept {
   // Not fflush(nullptr): it locks every stream, and a thread blocked in a

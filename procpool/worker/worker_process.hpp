@@ -17,6 +17,11 @@ struct SpawnedWorker {
 
 struct LaunchMessage;
 
+// Closes every descriptor from 3 up but the two kept (which may be below 3
+// in a process that started with 0-2 closed): close_range(2), or a loop on
+// a kernel without it. Async-signal-safe.
+void close_inherited_fds(int keep_a, int keep_b) noexcept;
+
 // Starts a worker serving `segment` by `method`: forked here (fork), asked
 // of the zygote (forkserver) or exec'd (spawn: `program`, empty for this
 // program). The segment must be a memfd segment for the latter two. In
