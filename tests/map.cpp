@@ -7,6 +7,7 @@
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <chrono>
@@ -198,6 +199,30 @@ std::vector<std::string> expected_outcomes(int n) {
   return out;
 }
 }  // namespace
+
+TEST_CASE("Map.CancelFailsTheMapWithTaskCancelledAndStopsItsChunks" * doctest::timeout(60)) {
+  // Pebble's map cancel: what has not run does not run.
+  procpool::ProcessPool pool({.workers = 2});
+  pool.submit(tasks::noop).get();
+  std::vector<int> ms(20, 100);
+  auto started = std::chrono::steady_clock::now();
+  auto f = pool.map(tasks::sleep_ms, ms, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(f.cancel());
+  CHECK(f.cancelled());
+  CHECK_THROWS_AS(f.get(), procpool::TaskCancelled);
+  CHECK_FALSE(f.cancel());  // settled
+  // Serial on two workers, the 20 calls would take a second: the running
+  // ones were stopped, the rest withdrawn, so the pool is free long before.
+  CHECK(pool.submit(tasks::add, 2, 3).get() == 5);
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::milliseconds(700));
+  auto stats = pool.stats();
+  CHECK(stats.cancelled >= 18);  // every chunk but those racing their answer
+  auto done = pool.map(tasks::sleep_ms, std::vector<int>{1, 1}, 1);
+  done.wait();
+  CHECK_FALSE(done.cancel());  // a map that has its results keeps them
+  CHECK(done.get().size() == 2);
+}
 
 TEST_CASE("Map.ReturnExceptionsGivesEachElementItsOwnOutcome" * doctest::timeout(30)) {
   census::Snapshot before;

@@ -99,7 +99,10 @@ void CompletionQueue::poll_for_a_while(Clock::time_point deadline) {
       [&] {
         bool any = false;
         for (size_t i = 0; i < pools.size(); ++i)
-          if (pools[i]->poll_responses()) any = took[i] = 1;
+          if (pools[i]->poll_responses()) {
+            took[i] = 1;
+            any = true;
+          }
         return any;
       },
       arrived);

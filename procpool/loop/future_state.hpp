@@ -178,8 +178,9 @@ class StateBase {
   void set_request_bytes(size_t request_bytes) noexcept {
     request_bytes_.store(static_cast<uint32_t>(std::min<size_t>(request_bytes, UINT32_MAX)), std::memory_order_relaxed);
   }
-  // Asks the pool to withdraw the call (Poller::cancel).
-  bool cancel() {
+  // Asks the pool to withdraw the call (Poller::cancel). A map's state
+  // cancels its chunks instead (pool_map.hpp, MapState).
+  virtual bool cancel() {
     auto poller = poller_.lock();
     return poller && !ready() && poller->cancel(*this);
   }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <procpool/common/archive.hpp>
+#include <procpool/common/errors.hpp>
 #include <procpool/common/exception_codec.hpp>
 #include <procpool/common/shared_bytes.hpp>
 #include <procpool/loop/call_encoding.hpp>
@@ -194,6 +195,34 @@ class MapGather {
   std::atomic<size_t> left_;
 };
 
+// A map's own future. cancel() cancels each chunk as Future::cancel would
+// (withdrawn if its worker has not begun it; if it has, its worker stopped
+// when the call's cancel_running says so, else it runs on) and fails the
+// map with TaskCancelled at once: as a concurrent.futures map's iterator,
+// closed, cancels the calls it has not yielded, and Pebble's map future
+// cancels what is left. A chunk that could not be withdrawn still ends in
+// its worker; its outcome is dropped. False if the map had settled first
+// (with its results, or the error of a chunk that failed before).
+template <class Out>
+class MapState final : public SharedState<Out> {
+ public:
+  // Before the state is shared.
+  void set_parts(const std::vector<std::shared_ptr<SharedState<Out>>>& parts) {
+    parts_.assign(parts.begin(), parts.end());
+  }
+  bool cancel() override {
+    if (this->ready()) return false;
+    for (auto& weak : parts_)
+      if (auto part = weak.lock()) (void)part->cancel();
+    (void)this->settle_error(
+        std::make_exception_ptr(TaskCancelled("the map was cancelled before all its calls had finished")));
+    return this->cancelled();  // else a chunk's error settled it first
+  }
+
+ private:
+  std::vector<std::weak_ptr<StateBase>> parts_;
+};
+
 // What own() gives (below) for inputs that cannot be copied: such a chunk
 // is sent as a submit is, blocking at max_pending.
 struct NoOwnedCopy {};
@@ -268,7 +297,8 @@ std::vector<std::shared_ptr<SharedState<Out>>> send_map_chunks(R (*fn)(A), const
 template <class Out, bool kEach, class Watch>
 std::shared_ptr<SharedState<Out>> gather_map_chunks(std::vector<std::shared_ptr<SharedState<Out>>> parts,
                                                     const ChunkPlan& plan, Watch watch) {
-  auto whole = std::make_shared<SharedState<Out>>();
+  auto whole = std::make_shared<MapState<Out>>();
+  whole->set_parts(parts);
   watch(*whole);
   auto gather = std::make_shared<MapGather<Out, kEach>>(whole, parts.size());
   for (size_t p = 0; p < parts.size(); ++p) {

@@ -174,7 +174,8 @@ class ProcessPool {
   // input order (nothing for a void fn). If a call throws, the future fails
   // with that exception (from the earliest chunk that failed), and the calls
   // after it in its chunk do not run; other chunks do. A crash fails the map
-  // with WorkerCrashed; cancel() does not apply to it. PoolOptions::timeout
+  // with WorkerCrashed; cancel() cancels every chunk (withdrawn, or its worker
+  // stopped if running) and fails the map with TaskCancelled. PoolOptions::timeout
   // applies to each chunk (one call): a chunk past it fails the map with
   // TaskTimeout. A negative chunksize throws std::invalid_argument (Python's
   // map raises ValueError). Never blocks: under max_pending each chunk is
