@@ -224,6 +224,49 @@ TEST_CASE("Map.CancelFailsTheMapWithTaskCancelledAndStopsItsChunks" * doctest::t
   CHECK(done.get().size() == 2);
 }
 
+TEST_CASE("Map.ImapCancelGivesTheUnreadElementsTaskCancelled" * doctest::timeout(60)) {
+  procpool::ProcessPool pool({.workers = 2});
+  auto stream = pool.imap(tasks::sleep_ms, std::vector<int>(20, 100), 1);
+  auto first = stream.next();
+  REQUIRE(first.has_value());
+  CHECK(stream.cancel() >= 16);  // all but the chunks racing their answers
+  size_t cancelled = 0, read = 1;
+  for (auto& r : stream) {
+    ++read;
+    if (!r.has_value()) {
+      CHECK_THROWS_AS(r.value(), procpool::TaskCancelled);
+      ++cancelled;
+    }
+  }
+  CHECK(read == 20);
+  CHECK(cancelled >= 16);
+}
+
+TEST_CASE("Map.LeavingAnImapWithdrawsTheChunksNoWorkerHasBegun" * doctest::timeout(60)) {
+  // As a concurrent.futures map iterator, closed, cancels the calls it has
+  // not yielded: the pool is free once the chunks running have ended.
+  procpool::ProcessPool pool({.workers = 2});
+  pool.submit(tasks::noop).get();
+  for (int unordered = 0; unordered < 2; ++unordered) {
+    auto before = pool.stats();
+    if (unordered) {
+      auto stream = pool.imap_unordered(tasks::sleep_ms, std::vector<int>(20, 100), 1);
+      CHECK(stream.next().result.has_value());
+    } else {
+      auto stream = pool.imap(tasks::sleep_ms, std::vector<int>(20, 100), 1);
+      CHECK(stream.next().has_value());
+    }
+    auto left = std::chrono::steady_clock::now();
+    CHECK(pool.submit(tasks::add, 1, 1).get() == 2);
+    // At most the chunk each worker runs and the one at its front (100 ms
+    // each) stood before it; all 20 would have taken a second.
+    CHECK(std::chrono::steady_clock::now() - left < std::chrono::milliseconds(500));
+    auto after = pool.stats();
+    CHECK(after.cancelled - before.cancelled >= 12);     // of 20: not those done, running or at a front
+    CHECK(after.worker_deaths == before.worker_deaths);  // no worker was stopped for it
+  }
+}
+
 TEST_CASE("Map.ReturnExceptionsGivesEachElementItsOwnOutcome" * doctest::timeout(30)) {
   census::Snapshot before;
   long states_before = procpool::detail::StateBase::live_count();

@@ -122,7 +122,7 @@ class WithdrawalProbe final : public SharedState<void> {
   std::shared_ptr<StateBase> call_;
 };
 
-bool PoolCore::cancel(StateBase& state) {
+bool PoolCore::cancel_call(StateBase& state, bool may_stop) {
   if (in_another_process()) return false;  // the call is the parent's to cancel
   constexpr int kDrainRounds = 3;
   // Calls that a stopped worker's replacement could not take, and answers
@@ -140,8 +140,7 @@ bool PoolCore::cancel(StateBase& state) {
     std::lock(drain, dispatch);
     for (int round = 0;; ++round) {
       bool behind_unread = false;
-      if (withdraw_locked(state, /*may_stop=*/true, "the call was cancelled before it started", out, &behind_unread))
-        break;
+      if (withdraw_locked(state, may_stop, "the call was cancelled before it started", out, &behind_unread)) break;
       if (!behind_unread || round == kDrainRounds || stopping_) return false;
       dispatch.unlock();
       drain_locked(out);  // the answers written before it: it may be the front call now

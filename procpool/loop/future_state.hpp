@@ -100,6 +100,13 @@ class Poller {
   // run; true exactly then (the state is then settled with TaskCancelled).
   // The rule, queue by queue, is at the top of loop/cancel.cpp.
   virtual bool cancel(StateBase& state) = 0;
+  // The same, but never by stopping a worker: true only for a call no
+  // worker has begun (nor may begin: the front of a worker's ring is not
+  // withdrawn). A pool that cannot tell says false.
+  virtual bool withdraw(StateBase& state) {
+    (void)state;
+    return false;
+  }
   // Where the unsettled call behind `state` is: pending (queued, or in a
   // worker's ring not begun) or running (its worker has begun it).
   virtual CallStatus status_of(const StateBase& state) = 0;
@@ -183,6 +190,11 @@ class StateBase {
   virtual bool cancel() {
     auto poller = poller_.lock();
     return poller && !ready() && poller->cancel(*this);
+  }
+  // Poller::withdraw: cancel() that never stops a worker.
+  bool withdraw() {
+    auto poller = poller_.lock();
+    return poller && !ready() && poller->withdraw(*this);
   }
   // After ready(): whether it settled with an error, and which.
   bool failed() const noexcept { return error_ != nullptr; }

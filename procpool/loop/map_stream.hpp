@@ -54,6 +54,18 @@ Outcomes<R> take_outcomes(SharedState<Outcomes<R>>& state, size_t count) {
   return each;
 }
 
+// Cancels a stream's chunks still out, each as Future::cancel would (its
+// elements then read as TaskCancelled); returns how many it cancelled.
+// With `withdraw_only`, only those the pool can withdraw without stopping a
+// worker (Poller::withdraw), so that a stream left unread stops none.
+template <class R>
+size_t cancel_chunks(MapChunks<R>& chunks, bool withdraw_only) {
+  size_t cancelled = 0;
+  for (auto& state : chunks.states)
+    if (state && !state->ready()) cancelled += (withdraw_only ? state->withdraw() : state->cancel()) ? 1 : 0;
+  return cancelled;
+}
+
 // A blocking input iterator over a stream's next(), for range-for.
 template <class Stream, class Item>
 class StreamIterator {
@@ -100,10 +112,22 @@ struct SettledChunks {
 // pool.imap: each element's Result in input order. Not thread-safe: one
 // reader. next() blocks like Future::get() (polling the pool's rings first)
 // and, on the pool's own thread, throws procpool::Error rather than wait.
+//
+// Left before its end (destroyed), it withdraws the chunks it can without
+// stopping a worker (those queued, or behind another in a worker's ring),
+// as a concurrent.futures map iterator, closed, cancels the calls it has
+// not yielded; the others end in their workers, unread.
 template <class R>
 class MapStream {
  public:
   explicit MapStream(detail::MapChunks<R> chunks) : chunks_(std::move(chunks)) {}
+  MapStream(MapStream&&) noexcept = default;
+  MapStream& operator=(MapStream&&) = delete;
+  ~MapStream() { detail::cancel_chunks(chunks_, true); }
+  // Cancels every chunk not yet read, as Future::cancel would (withdrawn,
+  // or its worker stopped if running); their elements then come out as
+  // Results holding TaskCancelled. Returns how many chunks it cancelled.
+  size_t cancel() { return detail::cancel_chunks(chunks_, false); }
   size_t size() const noexcept { return chunks_.plan.calls; }
   // Every element has been given.
   bool done() const noexcept { return given_ == size(); }
@@ -133,7 +157,8 @@ class MapStream {
 };
 
 // pool.imap_unordered: each element's index and Result, a chunk at a time
-// in the order chunks are answered. Blocking and threads as MapStream.
+// in the order chunks are answered. Blocking, threads, cancel() and what
+// leaving it does as MapStream.
 template <class R>
 class UnorderedMapStream {
  public:
@@ -142,6 +167,10 @@ class UnorderedMapStream {
     for (size_t c = 0; c < chunks_.states.size(); ++c)
       chunks_.states[c]->on_ready_anywhere([settled = settled_, c] { settled->note(c); });
   }
+  UnorderedMapStream(UnorderedMapStream&&) noexcept = default;
+  UnorderedMapStream& operator=(UnorderedMapStream&&) = delete;
+  ~UnorderedMapStream() { detail::cancel_chunks(chunks_, true); }
+  size_t cancel() { return detail::cancel_chunks(chunks_, false); }
   size_t size() const noexcept { return chunks_.plan.calls; }
   bool done() const noexcept { return given_ == size(); }
   IndexedResult<R> next() {

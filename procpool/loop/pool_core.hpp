@@ -119,7 +119,9 @@ class PoolCore final : public Poller, public std::enable_shared_from_this<PoolCo
   // workers, rings, threads or locks.
   void refuse_in_another_process(const char* what) const;
   void run_callbacks(Callbacks callbacks) override;
-  bool cancel(StateBase& state) override;
+  bool cancel(StateBase& state) override { return cancel_call(state, true); }
+  bool withdraw(StateBase& state) override { return cancel_call(state, false); }
+  bool cancel_call(StateBase& state, bool may_stop);      // cancel.cpp
   CallStatus status_of(const StateBase& state) override;  // pool_stats.cpp
   PoolStats stats();
   // Queues again a call whose worker skipped it after a withdrawal that

@@ -206,7 +206,9 @@ class ProcessPool {
   // answered, with the input's index. Chunks as in map; the calls are all
   // submitted here, not as the stream is read (under max_pending, those
   // that find no room wait for it as map's do: the stream is read while
-  // they wait).
+  // they wait). The stream's cancel() cancels the unread chunks; a stream
+  // destroyed before its end withdraws those it can without stopping a
+  // worker.
   template <class R, class A, class Range, std::integral Chunk = size_t>
   MapStream<R> imap(R (*fn)(A), const Range& inputs, Chunk chunksize = 0);
   template <class R, class A, class Range, std::integral Chunk = size_t>
