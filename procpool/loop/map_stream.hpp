@@ -122,7 +122,14 @@ class MapStream {
  public:
   explicit MapStream(detail::MapChunks<R> chunks) : chunks_(std::move(chunks)) {}
   MapStream(MapStream&&) noexcept = default;
-  MapStream& operator=(MapStream&&) = delete;
+  // The stream it held is left, as by its destruction.
+  MapStream& operator=(MapStream&& other) noexcept {
+    if (this != &other) {
+      std::destroy_at(this);
+      std::construct_at(this, std::move(other));
+    }
+    return *this;
+  }
   ~MapStream() { detail::cancel_chunks(chunks_, true); }
   // Cancels every chunk not yet read, as Future::cancel would (withdrawn,
   // or its worker stopped if running); their elements then come out as
@@ -168,7 +175,13 @@ class UnorderedMapStream {
       chunks_.states[c]->on_ready_anywhere([settled = settled_, c] { settled->note(c); });
   }
   UnorderedMapStream(UnorderedMapStream&&) noexcept = default;
-  UnorderedMapStream& operator=(UnorderedMapStream&&) = delete;
+  UnorderedMapStream& operator=(UnorderedMapStream&& other) noexcept {
+    if (this != &other) {
+      std::destroy_at(this);
+      std::construct_at(this, std::move(other));
+    }
+    return *this;
+  }
   ~UnorderedMapStream() { detail::cancel_chunks(chunks_, true); }
   size_t cancel() { return detail::cancel_chunks(chunks_, false); }
   size_t size() const noexcept { return chunks_.plan.calls; }
