@@ -8,10 +8,12 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <atomic>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -293,5 +295,54 @@ TEST_CASE("Lifecycle.OptionsThatCannotMeanAnythingAreRefusedWithAnErrorNamingThe
     procpool::ProcessPool tiny({.workers = 1, .ring_bytes = 1});
     CHECK(tiny.submit(tasks::echo, std::string(10000, 'x')).get().size() == 10000);  // streams through 4096 bytes
   }
+  CHECK(census::leaks_since(before).empty());
+}
+
+// A pool bigger than the host can hold is refused before its first fork,
+// naming the limit: the descriptor limit (3 per worker: doorbell, pidfd,
+// SharedBytes socket; 5 with captured output) and the kernel's pid range.
+// Before, it failed at the worker that crossed the limit, thousands of
+// forks later, with a plain Error from socketpair.
+TEST_CASE("Lifecycle.APoolTooBigForTheHostsLimitsIsRefusedNamingTheLimit" * doctest::timeout(60)) {
+  census::Snapshot before;
+  auto refusal = [](procpool::PoolOptions options) -> std::optional<procpool::ResourceLimitExceeded> {
+    try {
+      procpool::ProcessPool pool(std::move(options));
+    } catch (const procpool::ResourceLimitExceeded& e) {
+      return e;
+    }
+    return std::nullopt;
+  };
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  rlimit lowered = saved;
+  lowered.rlim_cur = 128;
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+  auto too_many = refusal({.workers = 40});
+  auto captured = refusal({.workers = 24, .worker_output = procpool::WorkerOutput::capture});
+  std::optional<std::string> small_pool_result;
+  {
+    procpool::ProcessPool fits({.workers = 24});  // 3 x 25 and what is open fit in 128
+    small_pool_result = fits.submit(tasks::echo, std::string("fits")).get();
+  }
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
+  REQUIRE(too_many.has_value());
+  CHECK(too_many->limit() == "RLIMIT_NOFILE");
+  CHECK(too_many->maximum() == 128);
+  CHECK(too_many->value() > 3 * 41);
+  CHECK(std::string(too_many->what()).find("a pool of 40 workers and 1 spare needs 3 descriptors per worker") !=
+        std::string::npos);
+  CHECK(std::string(too_many->what()).find("ulimit -n") != std::string::npos);
+  REQUIRE(captured.has_value());
+  CHECK(std::string(captured->what()).find("needs 5 descriptors per worker") != std::string::npos);
+  CHECK(small_pool_result == "fits");
+
+  size_t pid_max = 0;
+  std::ifstream("/proc/sys/kernel/pid_max") >> pid_max;
+  REQUIRE(pid_max > 0);
+  auto beyond_pids = refusal({.workers = pid_max});
+  REQUIRE(beyond_pids.has_value());
+  CHECK(beyond_pids->limit() == "kernel.pid_max");
+  CHECK(beyond_pids->maximum() == pid_max);
   CHECK(census::leaks_since(before).empty());
 }

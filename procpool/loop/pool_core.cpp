@@ -15,6 +15,7 @@
 #include <procpool/common/errors.hpp>
 #include <procpool/common/function_registry.hpp>
 #include <procpool/common/type_name.hpp>
+#include <procpool/loop/host_room.hpp>
 #include <procpool/sandbox/namespaces.hpp>
 #include <procpool/sandbox/seccomp_filter.hpp>
 #include <procpool/worker/start_state.hpp>
@@ -28,6 +29,7 @@ PoolCore::PoolCore(PoolOptions options)
   if (own_io_) work_.emplace(io_.get_executor());
   if (options_.workers == 0) options_.workers = std::max(1u, std::thread::hardware_concurrency());
   check_options(options_);  // before anything starts
+  check_host_room(options_);
   options_.ring_bytes = std::bit_ceil(std::max<size_t>(options_.ring_bytes, 4096));
   paced_prefetch_ = !options_.prefetch_per_worker;
   prefetch_ = std::max<size_t>(options_.prefetch_per_worker.value_or(16), 1);
