@@ -50,6 +50,51 @@ TEST_CASE("Exceptions.ExactTypeIsKeptNotJustABase" * doctest::timeout(60)) {
   }
 }
 
+// The exact type leaves no room for where it was raised, so the future
+// keeps it: Python's executors attach the worker's traceback as __cause__.
+TEST_CASE("Exceptions.AFutureTellsWhereItsExactTypeExceptionWasRaised" * doctest::timeout(60)) {
+  auto failed = thrown("runtime_error");
+  failed.wait();
+  auto origin = failed.remote_origin();
+  REQUIRE(origin.has_value());
+  CHECK(origin->type_name() == "std::runtime_error");
+  CHECK(origin->message() == "runtime");
+  CHECK(origin->function() == "throw_kind");
+  auto pids = pool().worker_pids();
+  CHECK(std::find(pids.begin(), pids.end(), origin->pid()) != pids.end());
+  CAPTURE(origin->backtrace());
+  CHECK(origin->backtrace().find("invoke_registered") != std::string::npos);
+  try {
+    failed.get();
+    FAIL("no exception");
+  } catch (const std::exception& e) {
+    CHECK(typeid(e) == typeid(std::runtime_error));  // still exactly the type thrown
+  }
+  CHECK(failed.remote_origin().has_value());  // get() takes the value, not the origin
+
+  auto fine = thrown("none");
+  CHECK(fine.get() == 0);
+  CHECK_FALSE(fine.remote_origin().has_value());
+  auto crashed = pool().submit(tasks::crash, std::string("segv"));
+  crashed.wait();
+  CHECK_FALSE(crashed.remote_origin().has_value());  // the pool's verdict: WorkerCrashed says it all
+
+  // A map fails as its earliest failed chunk, origin and all; each of
+  // return_exceptions' Results has its own call's.
+  std::vector<std::string> kinds{"none", "out_of_range", "none", "domain_error"};
+  auto mapped = pool().map(tasks::throw_kind, kinds, 1);
+  mapped.wait();
+  REQUIRE(mapped.remote_origin().has_value());
+  CHECK(mapped.remote_origin()->type_name() == "std::out_of_range");
+  auto each = pool().map(procpool::return_exceptions, tasks::throw_kind, kinds, 2).get();
+  REQUIRE(each.size() == 4);
+  CHECK_FALSE(each[0].remote_origin().has_value());
+  REQUIRE(each[1].remote_origin().has_value());
+  CHECK(each[1].remote_origin()->message() == "index 9 out of range");
+  REQUIRE(each[3].remote_origin().has_value());
+  CHECK(each[3].remote_origin()->type_name() == "std::domain_error");
+}
+
 TEST_CASE("Exceptions.LibraryThrowsArriveToo" * doctest::timeout(60)) {
   CHECK_THROWS_AS(thrown("vector_at").get(), std::out_of_range);
 }

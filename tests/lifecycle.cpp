@@ -100,7 +100,7 @@ int sweeper_holds_nothing_of_the_hosts() {
   {
     procpool::ProcessPool pool({.workers = 1, .start_method = procpool::StartMethod::fork});
     if (pool.submit(tasks::add, 1, 2).get() != 3) return 2;
-    auto sweepers = census::sweepers();
+    auto sweepers = census::sweepers(1);
     if (sweepers.size() != 1) return 3;
     if (descriptor_kinds(sweepers[0]) != std::multiset<std::string>{"anon_inode", "socket"}) return 4;
     ::close(ends[1]);
@@ -133,7 +133,7 @@ TEST_CASE("Lifecycle.ASweeperKilledFromOutsideCostsTheHostNothing" * doctest::ti
   {
     procpool::ProcessPool pool({.workers = 1, .max_tasks_per_child = 1});
     CHECK(pool.submit(tasks::add, 1, 2).get() == 3);
-    auto sweepers = census::sweepers();
+    auto sweepers = census::sweepers(1);
     REQUIRE(sweepers.size() == 1);
     ::kill(sweepers[0], SIGKILL);
     REQUIRE(census::eventually([&] { return process_state(sweepers[0]) == 'Z'; }));
@@ -152,7 +152,7 @@ TEST_CASE("Lifecycle.ASweeperStoppedFromOutsideEndsOnceItMissesAForget" * doctes
   {
     procpool::ProcessPool pool({.workers = 1, .max_tasks_per_child = 1});
     CHECK(pool.submit(tasks::add, 1, 2).get() == 3);
-    auto sweepers = census::sweepers();
+    auto sweepers = census::sweepers(1);
     REQUIRE(sweepers.size() == 1);
     ::kill(sweepers[0], SIGSTOP);
     REQUIRE(census::eventually([&] { return process_state(sweepers[0]) == 'T'; }));

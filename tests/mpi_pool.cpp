@@ -270,6 +270,19 @@ TEST_CASE("MpiPool.NoStateOutlivesItsCalls" * doctest::timeout(60)) {
   CHECK(live_states_settled() == 0);
 }
 
+TEST_CASE("MpiPool.AFutureTellsWhereItsTasksExceptionWasRaised" * doctest::timeout(60)) {
+  MpiPool pool;
+  auto f = pool.submit(tasks::throw_kind, std::string("runtime_error"));
+  f.wait();
+  auto origin = f.remote_origin();
+  REQUIRE(origin.has_value());
+  CHECK(origin->type_name() == "std::runtime_error");
+  CHECK(origin->function() == "throw_kind");
+  CHECK(origin->pid() > 0);  // a worker of an agent's pool
+  CHECK_FALSE(origin->backtrace().empty());
+  CHECK_THROWS_AS(f.get(), std::runtime_error);
+}
+
 TEST_CASE("MpiPool.MapGivesEveryResultInInputOrderAcrossTheAgents" * doctest::timeout(120)) {
   MpiPool pool;
   std::vector<int> inputs(2000);

@@ -225,7 +225,8 @@ std::exception_ptr rebuild(const Record& r, bool nest) {
 
 }  // namespace
 
-std::exception_ptr decode_exception(InputArchive& in, const std::string& function, pid_t pid) {
+std::exception_ptr decode_exception(InputArchive& in, const std::string& function, pid_t pid,
+                                    std::shared_ptr<const RemoteOrigin>* origin) {
   std::vector<Record> records;
   for (bool more = true; more;) {
     if (records.size() == kMaxNesting)
@@ -246,6 +247,7 @@ std::exception_ptr decode_exception(InputArchive& in, const std::string& functio
       inner = rebuild(records[i], true);
     }
   }
+  if (origin) *origin = std::make_shared<const RemoteOrigin>(std::move(records.front().origin));
   return inner;
 }
 

@@ -150,8 +150,11 @@ void encode_current_exception(ByteBuffer& out, const std::string& backtrace, siz
 
 // Host side: rebuilds the exception (chain) from its records; `function`
 // and `pid` say where it was thrown. Throws DecodeError when a record
-// itself is malformed.
-std::exception_ptr decode_exception(InputArchive& in, const std::string& function, pid_t pid);
+// itself is malformed. `origin`, if given, receives the outermost record's
+// RemoteOrigin: an exception rebuilt as its exact type has no room for it,
+// so the future that fails with it keeps it (Future::remote_origin).
+std::exception_ptr decode_exception(InputArchive& in, const std::string& function, pid_t pid,
+                                    std::shared_ptr<const RemoteOrigin>* origin = nullptr);
 
 }  // namespace procpool::detail
 

@@ -119,6 +119,20 @@ class Future {
     if (!s.ready() || !s.usage()) return std::nullopt;
     return *s.usage();
   }
+  // Where the exception it failed with was raised, once it is ready, when
+  // that exception is one the task threw: its type as thrown, what(), the
+  // function, the worker's pid and the backtrace at the throw. The
+  // exception itself keeps its exact type (a std::runtime_error arrives as
+  // one), which leaves no room for these. nullopt for a value, and for the
+  // pool's own verdicts (WorkerCrashed, TaskTimeout, TaskCancelled, ...),
+  // which carry what they know themselves. A map's future gives its
+  // earliest failed chunk's (gather(return_exceptions, ...) passes each
+  // call's on in its Result); a then() future gives none.
+  std::optional<RemoteOrigin> remote_origin() const {
+    const auto& s = state();
+    if (!s.ready() || !s.origin()) return std::nullopt;
+    return *s.origin();
+  }
   // As concurrent.futures' Future.running(): a worker has begun the call and
   // it is not settled yet.
   bool running() const { return status().state == CallState::running; }

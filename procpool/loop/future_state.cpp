@@ -24,7 +24,7 @@ StateBase::~StateBase() { g_live_states.fetch_sub(1, std::memory_order_relaxed);
 long StateBase::live_count() noexcept { return g_live_states.load(std::memory_order_relaxed); }
 
 std::exception_ptr StateBase::load_exception(InputArchive& in, const AnswerSource& from) {
-  return decode_exception(in, from.function, from.pid);
+  return decode_exception(in, from.function, from.pid, &origin_);
 }
 
 void throw_no_state() { throw Error("procpool::Future has no state (it was default-constructed or moved from)"); }
@@ -112,6 +112,14 @@ bool StateBase::cancelled() const noexcept { return holds_error<TaskCancelled>(e
 bool StateBase::settle_error(std::exception_ptr error) {
   if (!try_claim()) return false;
   set_error(std::move(error));
+  publish();
+  return true;
+}
+
+bool StateBase::settle_as(const StateBase& failed) {
+  if (!try_claim()) return false;
+  set_error(failed.error());
+  origin_ = failed.origin_;
   publish();
   return true;
 }

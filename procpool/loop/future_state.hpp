@@ -36,6 +36,7 @@
 namespace procpool {
 template <class T>
 class Result;
+class RemoteOrigin;
 }  // namespace procpool
 
 namespace procpool::detail {
@@ -156,6 +157,9 @@ class StateBase {
   void publish();
   // Claims, sets the error and publishes; false if someone settled first.
   bool settle_error(std::exception_ptr error);
+  // The same with the error of `failed` (ready, failed) and its origin: a
+  // map fails as its earliest failed chunk.
+  bool settle_as(const StateBase& failed);
 
   void wait();
   bool wait_until(std::chrono::steady_clock::time_point deadline);
@@ -221,6 +225,10 @@ class StateBase {
   // saw ready() sees it; null for a call not measured.
   void set_usage(const CallUsage& usage) { usage_ = std::make_unique<CallUsage>(usage); }
   const CallUsage* usage() const noexcept { return usage_.get(); }
+  // Where the exception it failed with was raised, when a worker's
+  // Exception answer settled it (load_exception sets it, after try_claim()
+  // and before publish(), as usage); null otherwise.
+  const std::shared_ptr<const RemoteOrigin>& origin() const noexcept { return origin_; }
   // Set by the pool when sending this call had to wake its worker from sleep.
   void note_woke_worker() noexcept { woke_worker_.store(true, std::memory_order_relaxed); }
 
@@ -271,6 +279,7 @@ class StateBase {
   std::unique_ptr<CallbackLists> callbacks_;
   std::weak_ptr<Poller> poller_;
   std::unique_ptr<CallUsage> usage_;
+  std::shared_ptr<const RemoteOrigin> origin_;
 };
 
 [[noreturn]] void throw_already_taken(const char* call);  // "get()" or "result()"

@@ -238,7 +238,9 @@ Result<T> take_result(H& h) {
       return Result<T>(std::in_place, h.future().get());
     }
   } catch (...) {
-    return Result<T>(std::current_exception());
+    // A pool call's future knows where its task's exception was raised.
+    auto state = h.future().shared_state();
+    return Result<T>(std::current_exception(), state ? state->origin() : nullptr);
   }
 }
 

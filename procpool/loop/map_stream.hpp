@@ -50,7 +50,7 @@ Outcomes<R> take_outcomes(SharedState<Outcomes<R>>& state, size_t count) {
   if (!state.failed()) return state.take();
   Outcomes<R> each;
   each.reserve(count);
-  for (size_t i = 0; i < count; ++i) each.emplace_back(state.error());
+  for (size_t i = 0; i < count; ++i) each.emplace_back(state.error(), state.origin());
   return each;
 }
 

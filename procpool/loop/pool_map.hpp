@@ -118,7 +118,9 @@ class OutcomeChunkState final : public SharedState<std::vector<Result<R>>> {
       record.resize(static_cast<size_t>(size));
       in.loadBinary(record.data(), static_cast<std::streamsize>(size));
       InputArchive fields(record.data(), record.size());
-      outcomes.emplace_back(decode_exception(fields, from.function, from.pid));
+      std::shared_ptr<const RemoteOrigin> origin;
+      std::exception_ptr error = decode_exception(fields, from.function, from.pid, &origin);
+      outcomes.emplace_back(std::move(error), std::move(origin));
     }
     this->value_.emplace(std::move(outcomes));
   }
@@ -160,7 +162,7 @@ class MapGather {
     if constexpr (!kEach) {
       for (auto& part : parts_)
         if (part->failed()) {
-          whole_->settle_error(part->error());  // the earliest chunk that failed, as Python's map raises
+          whole_->settle_as(*part);  // the earliest chunk that failed, as Python's map raises
           return;
         }
     }
@@ -172,7 +174,7 @@ class MapGather {
           auto& part = parts_[i];
           if constexpr (kEach) {
             if (part->failed()) {
-              for (size_t k = 0; k < counts_[i]; ++k) all.emplace_back(part->error());
+              for (size_t k = 0; k < counts_[i]; ++k) all.emplace_back(part->error(), part->origin());
               continue;
             }
           }

@@ -11,9 +11,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #ifdef PROCPOOL_COVERAGE
 extern "C" void __gcov_dump();  // libgcov (GCC): writes this process's line counts
@@ -79,7 +81,15 @@ std::vector<pid_t> children_where(const std::string& name, bool named) {
 
 std::vector<pid_t> children() { return children_where("", false); }
 std::vector<pid_t> worker_children() { return children_where("procpool-sweep", false); }
-std::vector<pid_t> sweepers() { return children_where("procpool-sweep", true); }
+std::vector<pid_t> sweepers(size_t expected) {
+  std::vector<pid_t> named = children_where("procpool-sweep", true);
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (named.size() < expected && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    named = children_where("procpool-sweep", true);
+  }
+  return named;
+}
 
 procpool::StartMethod inheriting_start_method() {
   auto m = procpool::default_start_method().value_or(procpool::StartMethod::fork);
@@ -105,7 +115,7 @@ ForkedHost fork_host(size_t count, const std::function<std::vector<pid_t>()>& re
     close(fds[0]);
     if (with_zygote) procpool::init(0, nullptr);  // a zygote of its own, for forkserver pools
     std::vector<pid_t> pids = report();
-    std::vector<pid_t> swept = sweepers();
+    std::vector<pid_t> swept = sweepers(1);  // every caller's host makes one pool
     pids.push_back(static_cast<pid_t>(swept.size()));
     pids.insert(pids.end(), swept.begin(), swept.end());
     (void)!write(fds[1], pids.data(), pids.size() * sizeof(pid_t));

@@ -25,7 +25,10 @@ std::vector<pid_t> children();
 // The same, but for each pool's sweeper (procpool/worker/group_sweeper.hpp),
 // which lives as long as its pool: its workers and spares.
 std::vector<pid_t> worker_children();
-std::vector<pid_t> sweepers();   // and only those
+// And only those. A sweeper is known by the name it gives itself once it
+// runs, so one just started may not be named yet: with `expected`, waits
+// (up to 10 s) until that many are.
+std::vector<pid_t> sweepers(size_t expected = 0);
 bool process_exists(pid_t pid);  // false once it is gone and reaped
 // Threads of this process now (/proc/self/task).
 size_t thread_count();
