@@ -298,6 +298,34 @@ TEST_CASE("Lifecycle.OptionsThatCannotMeanAnythingAreRefusedWithAnErrorNamingThe
   CHECK(census::leaks_since(before).empty());
 }
 
+namespace {
+// Lowers this process's soft RLIMIT_NOFILE for a scope, whatever is thrown.
+class LoweredDescriptorLimit {
+ public:
+  explicit LoweredDescriptorLimit(rlim_t soft) {
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved_) == 0);
+    rlimit lowered = saved_;
+    lowered.rlim_cur = soft;
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+  }
+  ~LoweredDescriptorLimit() { (void)::setrlimit(RLIMIT_NOFILE, &saved_); }
+  LoweredDescriptorLimit(const LoweredDescriptorLimit&) = delete;
+  LoweredDescriptorLimit& operator=(const LoweredDescriptorLimit&) = delete;
+
+ private:
+  rlimit saved_{};
+};
+
+std::optional<procpool::ResourceLimitExceeded> refusal(procpool::PoolOptions options) {
+  try {
+    procpool::ProcessPool pool(std::move(options));
+  } catch (const procpool::ResourceLimitExceeded& e) {
+    return e;
+  }
+  return std::nullopt;
+}
+}  // namespace
+
 // A pool bigger than the host can hold is refused before its first fork,
 // naming the limit: the descriptor limit (3 per worker: doorbell, pidfd,
 // SharedBytes socket; 5 with captured output) and the kernel's pid range.
@@ -305,35 +333,24 @@ TEST_CASE("Lifecycle.OptionsThatCannotMeanAnythingAreRefusedWithAnErrorNamingThe
 // forks later, with a plain Error from socketpair.
 TEST_CASE("Lifecycle.APoolTooBigForTheHostsLimitsIsRefusedNamingTheLimit" * doctest::timeout(60)) {
   census::Snapshot before;
-  auto refusal = [](procpool::PoolOptions options) -> std::optional<procpool::ResourceLimitExceeded> {
-    try {
-      procpool::ProcessPool pool(std::move(options));
-    } catch (const procpool::ResourceLimitExceeded& e) {
-      return e;
-    }
-    return std::nullopt;
-  };
-  rlimit saved{};
-  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
-  rlimit lowered = saved;
-  lowered.rlim_cur = 128;
-  REQUIRE(::setrlimit(RLIMIT_NOFILE, &lowered) == 0);
-  auto too_many = refusal({.workers = 40});
-  auto captured = refusal({.workers = 24, .worker_output = procpool::WorkerOutput::capture});
+  const rlim_t soft = static_cast<rlim_t>(census::open_fds().size() + 48);
+  std::optional<procpool::ResourceLimitExceeded> too_many, captured;
   std::optional<std::string> small_pool_result;
   {
-    procpool::ProcessPool fits({.workers = 24});  // 3 x 25 and what is open fit in 128
+    LoweredDescriptorLimit lowered(soft);
+    too_many = refusal({.workers = 40});
+    captured = refusal({.workers = 8, .worker_output = procpool::WorkerOutput::capture});
+    procpool::ProcessPool fits({.workers = 4});  // 3 x 6, the sweeper's, the reactor's and a margin fit
     small_pool_result = fits.submit(tasks::echo, std::string("fits")).get();
   }
-  REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
   REQUIRE(too_many.has_value());
   CHECK(too_many->limit() == "RLIMIT_NOFILE");
-  CHECK(too_many->maximum() == 128);
-  CHECK(too_many->value() > 3 * 41);
+  CHECK(too_many->maximum() == soft);
+  CHECK(too_many->value() > 3 * 42);
   CHECK(std::string(too_many->what()).find("a pool of 40 workers and 1 spare needs 3 descriptors per worker") !=
         std::string::npos);
   CHECK(std::string(too_many->what()).find("ulimit -n") != std::string::npos);
-  REQUIRE(captured.has_value());
+  REQUIRE(captured.has_value());  // 5 x 10 does not fit where 3 x 10 would
   CHECK(std::string(captured->what()).find("needs 5 descriptors per worker") != std::string::npos);
   CHECK(small_pool_result == "fits");
 

@@ -124,10 +124,12 @@ class Future {
   // function, the worker's pid and the backtrace at the throw. The
   // exception itself keeps its exact type (a std::runtime_error arrives as
   // one), which leaves no room for these. nullopt for a value, and for the
-  // pool's own verdicts (WorkerCrashed, TaskTimeout, TaskCancelled, ...),
-  // which carry what they know themselves. A map's future gives its
-  // earliest failed chunk's (gather(return_exceptions, ...) passes each
-  // call's on in its Result); a then() future gives none.
+  // verdicts the host reaches itself (WorkerCrashed, TaskTimeout,
+  // TaskCancelled, ...), which carry what they know themselves; an error
+  // the worker raised on the call's behalf (SerializationError,
+  // ResourceLimitExceeded for max_message_bytes) has one. A map's future
+  // gives its earliest failed chunk's (gather(return_exceptions, ...)
+  // passes each call's on in its Result).
   std::optional<RemoteOrigin> remote_origin() const {
     const auto& s = state();
     if (!s.ready() || !s.origin()) return std::nullopt;

@@ -18,15 +18,17 @@ namespace procpool::detail {
 // adds the read ends of its stdout and stderr pipes.
 size_t host_descriptors_per_worker(const PoolOptions& options);
 
-// What a pool of `options` would hold at its fullest: every worker and
-// every spare, one replacement on its way, the sweeper and the zygote.
+// The processes of a pool of `options` at its usual fullest: every worker
+// and every spare, one replacement on its way, the sweeper and the zygote
+// (more while stopped workers wait out stop_grace, or with a pid namespace
+// per worker: the check is a lower bound).
 size_t most_processes(const PoolOptions& options);
 
-// Throws ResourceLimitExceeded naming RLIMIT_NOFILE when the descriptors
-// open now and those the pool's processes need pass the soft limit, or
-// naming kernel.pid_max / RLIMIT_NPROC when the pool's processes cannot
-// exist beside the ones that do. A check of what is known when the pool
-// starts: other threads may open descriptors later, and the pool still
+// Throws ResourceLimitExceeded naming kernel.pid_max or RLIMIT_NPROC when
+// the pool's processes could never exist at once, or RLIMIT_NOFILE when the
+// descriptors open now and those the pool needs pass the soft limit. A
+// check of what is known when the pool starts, not a reservation: other
+// processes take pids, other threads open descriptors, and the pool still
 // reports a worker it cannot start (Error, then PoolBroken).
 void check_host_room(const PoolOptions& options);
 

@@ -82,7 +82,6 @@ bool readable(int fd, int timeout_ms) noexcept {
 }  // namespace
 
 [[noreturn]] void become_sweeper(int channel, pid_t host) noexcept {
-  prctl(PR_SET_NAME, "procpool-sweep");
   (void)::setpgid(0, 0);
   for (int sig = 1; sig < NSIG; ++sig)
     if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
@@ -103,6 +102,9 @@ bool readable(int fd, int timeout_ms) noexcept {
   // (The pool made sure pidfd_open works here before starting this.)
   const int host_fd = static_cast<int>(::syscall(SYS_pidfd_open, host, 0));
   bool host_gone = host_fd < 0 || ::getppid() != host;
+  // Named last: a process named procpool-sweep holds only its socket and
+  // the host's pidfd (what tests look for), and is watching.
+  prctl(PR_SET_NAME, "procpool-sweep");
   while (!host_gone) {
     pollfd waits[2] = {{host_fd, POLLIN, 0}, {channel, POLLIN, 0}};
     if (::poll(waits, 2, -1) < 0) {
