@@ -46,7 +46,10 @@ class Agent {
       }
       busy |= answer_settled();
       beat();
-      if (stopping_ && running_.empty() && !channel_.sending()) return;
+      if (stopping_ && running_.empty()) {
+        if (!said_stopped_) say_stopped();
+        if (!channel_.sending()) return;
+      }
       if (busy) {
         backoff.active();
         continue;
@@ -207,12 +210,23 @@ class Agent {
     last_sent_ = std::chrono::steady_clock::now();
   }
 
+  // After every answer (frames to one peer arrive in order): the host
+  // finalizes once it has this from every agent it has not lost.
+  void say_stopped() {
+    ByteBuffer stopped;
+    FrameHeader header = procpool::detail::make_frame_header(kStoppedFrame, 0, 0);
+    stopped.append(&header, sizeof header);
+    channel_.send(0, std::move(stopped));
+    said_stopped_ = true;
+  }
+
   FrameChannel channel_;
   ProcessPool& pool_;
   size_t max_message_bytes_;
   std::chrono::milliseconds heartbeat_;
   std::chrono::steady_clock::time_point last_sent_{};
   bool stopping_ = false;
+  bool said_stopped_ = false;
   std::unordered_map<TaskId, std::shared_ptr<RelayState>> running_;
   std::mutex mutex_;
   std::condition_variable settled_cv_;

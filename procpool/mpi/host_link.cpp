@@ -139,6 +139,46 @@ void HostLink::stop() {
   while (channel_.sending()) {
     if (!channel_.progress_sends()) std::this_thread::yield();
   }
+  await_stopped();
+}
+
+void HostLink::await_stopped() {
+  // A completed send may still sit in a transport's buffers here; Stopped
+  // proves the Stop arrived. What else comes meanwhile (the answer to a
+  // call cancelled here, a heartbeat) was settled or means nothing now.
+  // An agent that says nothing within agent_timeout is left to MPI.
+  auto give_up = std::chrono::steady_clock::now() + agent_timeout_;
+  std::vector<Agent*> waiting;
+  for (Agent& agent : agents_)
+    if (!agent.lost) waiting.push_back(&agent);
+  IdleBackoff backoff;
+  while (!waiting.empty() && std::chrono::steady_clock::now() < give_up) {
+    bool any = false;
+    for (size_t i = 0; i < waiting.size();) {
+      bool stopped = false;
+      try {
+        while (auto frame = channel_.try_receive(waiting[i]->info.rank)) {
+          procpool::detail::FrameHeader header;
+          std::memcpy(&header, frame->data(), sizeof header);
+          any = true;
+          if (static_cast<FrameKind>(header.kind) == kStoppedFrame) {
+            stopped = true;
+            break;
+          }
+        }
+      } catch (const std::exception&) {
+        stopped = true;  // an MPI error or a malformed frame: nothing to wait for
+      }
+      if (stopped) {
+        waiting[i] = waiting.back();
+        waiting.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    if (any) backoff.active();
+    else backoff.pause();
+  }
 }
 
 void HostLink::run() {

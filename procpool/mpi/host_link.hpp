@@ -109,6 +109,8 @@ class HostLink {
   };
 
   void run();
+  // stop()'s end: each agent not lost says Stopped (protocol.hpp).
+  void await_stopped();
   bool dispatch();
   bool send_cancels();
   void lose_quiet_agents();

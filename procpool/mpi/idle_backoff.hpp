@@ -30,6 +30,12 @@ class IdleBackoff {
     if (idle < kYieldBelow) return std::chrono::microseconds(0);
     return idle < kLongest ? idle : std::chrono::microseconds(kLongest);
   }
+  // Waits as next_wait() says, with nothing that could wake it early.
+  void pause() const {
+    auto wait = next_wait();
+    if (wait.count() == 0) std::this_thread::yield();
+    else std::this_thread::sleep_for(wait);
+  }
   // Waits as next_wait() says, on `cv` under `mutex`: woken early by a
   // notify once `ready()` holds (what this thread's own threads hand it).
   template <class Ready>

@@ -24,7 +24,7 @@
 //                     the host drops that answer. A Cancel for a call
 //                     already answered is ignored.
 //     Stop            no payload: finish the calls in hand, answer them,
-//                     exit (MPI_Finalize, exit status 0)
+//                     say Stopped, exit (MPI_Finalize, exit status 0)
 //   agent -> host
 //     Value, Exception  payload: i32 pid of the worker that answered (0 if
 //                     none did), then the worker's answer as it wrote it
@@ -38,6 +38,12 @@
 //                     SharedBytes (the count in `handles`), their bytes
 //                     (shared_bytes_section.hpp).
 //
+//     Stopped         no payload, task_id 0: the agent's last frame,
+//                     after every answer. The host waits for it from each
+//                     agent it has not lost (at most agent_timeout) before
+//                     MPI_Finalize: a Stop is then known to have arrived,
+//                     whatever the transport, so procpool's frames need
+//                     no fence in MPI_Finalize (async_mpi_finalize).
 //     Alive           no payload, task_id 0: a heartbeat, every
 //                     agent_timeout / 8 while the agent holds calls (or is
 //                     receiving one), so that the host can tell a quiet
@@ -57,6 +63,7 @@ namespace procpool::mpi::detail {
 // The kind of a Cancel frame: procpool/mpi's own, beside common/frame.hpp's.
 inline constexpr auto kCancelFrame = static_cast<procpool::detail::FrameKind>(64);
 inline constexpr auto kAliveFrame = static_cast<procpool::detail::FrameKind>(65);
+inline constexpr auto kStoppedFrame = static_cast<procpool::detail::FrameKind>(66);
 
 inline constexpr size_t kReplyPrefixBytes = sizeof(procpool::detail::FrameHeader) + sizeof(int32_t);
 

@@ -95,7 +95,13 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // The live agent says Stopped at once; the lost one is not waited for.
+  // Without the Stopped frame, finalize would wait out agent_timeout.
+  auto finalizing = std::chrono::steady_clock::now();
   procpool::mpi::finalize();
+  auto finalize_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - finalizing).count();
+  expect(finalize_ms < 900, "finalize took " + std::to_string(finalize_ms) + " ms (agent_timeout is 1000)");
   std::printf(failures ? "agent_lost: %d failures\n" : "agent_lost: ok\n", failures);
   return failures ? 1 : 0;
 }
