@@ -15,7 +15,6 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #ifdef PROCPOOL_COVERAGE
 extern "C" void __gcov_dump();  // libgcov (GCC): writes this process's line counts
@@ -82,12 +81,13 @@ std::vector<pid_t> children_where(const std::string& name, bool named) {
 std::vector<pid_t> children() { return children_where("", false); }
 std::vector<pid_t> worker_children() { return children_where("procpool-sweep", false); }
 std::vector<pid_t> sweepers(size_t expected) {
-  std::vector<pid_t> named = children_where("procpool-sweep", true);
-  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (named.size() < expected && std::chrono::steady_clock::now() < give_up) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    named = children_where("procpool-sweep", true);
-  }
+  std::vector<pid_t> named;
+  (void)eventually(
+      [&] {
+        named = children_where("procpool-sweep", true);
+        return named.size() >= expected;
+      },
+      std::chrono::seconds(10));
   return named;
 }
 
